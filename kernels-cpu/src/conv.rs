@@ -1,0 +1,71 @@
+//! im2col and col2im over NCHW tensors (the layout is specified on `Backend::im2col`).
+
+use cryptgpu_ring::shape::Window;
+use rayon::prelude::*;
+
+/// Unfolds `x` (NCHW, dense) into the `[c*kh*kw, n*oh*ow]` column matrix.
+pub fn im2col(x: &[u64], win: &Window) -> Vec<u64> {
+    let cols = win.col_cols();
+    let mut out = vec![0u64; win.col_rows() * cols];
+    if cols == 0 {
+        return out;
+    }
+    out.par_chunks_mut(cols).enumerate().for_each(|(r, row)| {
+        let c = r / (win.kh * win.kw);
+        let i = (r / win.kw) % win.kh;
+        let j = r % win.kw;
+        for n in 0..win.n {
+            let plane = &x[(n * win.c + c) * win.h * win.w..][..win.h * win.w];
+            for y in 0..win.oh {
+                let dst = &mut row[(n * win.oh + y) * win.ow..][..win.ow];
+                let iy = (y * win.sh + i) as isize - win.ph as isize;
+                if iy < 0 || iy >= win.h as isize {
+                    continue; // stays zero: padding
+                }
+                let src = &plane[iy as usize * win.w..][..win.w];
+                for (xo, d) in dst.iter_mut().enumerate() {
+                    let ix = (xo * win.sw + j) as isize - win.pw as isize;
+                    if ix >= 0 && ix < win.w as isize {
+                        *d = src[ix as usize];
+                    }
+                }
+            }
+        }
+    });
+    out
+}
+
+/// Folds a `[c*kh*kw, n*oh*ow]` column matrix back into NCHW, summing overlaps.
+pub fn col2im(cols: &[u64], win: &Window) -> Vec<u64> {
+    let plane_len = win.h * win.w;
+    let mut out = vec![0u64; win.n * win.c * plane_len];
+    if plane_len == 0 {
+        return out;
+    }
+    let ncols = win.col_cols();
+    out.par_chunks_mut(plane_len)
+        .enumerate()
+        .for_each(|(nc, plane)| {
+            let (n, c) = (nc / win.c, nc % win.c);
+            for i in 0..win.kh {
+                for j in 0..win.kw {
+                    let row = &cols[((c * win.kh + i) * win.kw + j) * ncols..][..ncols];
+                    for y in 0..win.oh {
+                        let iy = (y * win.sh + i) as isize - win.ph as isize;
+                        if iy < 0 || iy >= win.h as isize {
+                            continue;
+                        }
+                        let src = &row[(n * win.oh + y) * win.ow..][..win.ow];
+                        let dst = &mut plane[iy as usize * win.w..][..win.w];
+                        for (xo, &v) in src.iter().enumerate() {
+                            let ix = (xo * win.sw + j) as isize - win.pw as isize;
+                            if ix >= 0 && ix < win.w as isize {
+                                dst[ix as usize] = dst[ix as usize].wrapping_add(v);
+                            }
+                        }
+                    }
+                }
+            }
+        });
+    out
+}

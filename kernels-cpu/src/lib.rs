@@ -1,0 +1,324 @@
+//! `CpuBackend`: the rayon implementation of [`cryptgpu_ring::Backend`].
+//!
+//! Tensors live in host memory as [`RingTensor`]s. Elementwise kernels and layout operations
+//! run in parallel chunks; matrix products use the blocked, packed GEMM of [`gemm`]; convolutions
+//! use the trait's im2col + GEMM composition; the PRG is AES-128-CTR from the `aes`/`ctr` crates
+//! (AES-NI where the CPU has it). This backend defines the semantics every other backend is
+//! tested against.
+#![deny(missing_docs)]
+
+pub mod conv;
+pub mod gemm;
+pub mod layout;
+pub mod prg;
+
+use cryptgpu_ring::error::{invalid, shape_err, Result};
+use cryptgpu_ring::prg::Key;
+use cryptgpu_ring::shape::{
+    self, check_axis, check_broadcast, check_same, concat_shape, matmul_dims, permute_shape,
+    strides, Window,
+};
+use cryptgpu_ring::{Backend, BinaryOp, RingTensor, ScalarOp, ShiftOp, UnaryOp};
+use gemm::MatRef;
+use rayon::prelude::*;
+
+/// Elements per parallel task in elementwise kernels.
+const CHUNK: usize = 1 << 14;
+
+/// The CPU backend (uses rayon's global thread pool).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct CpuBackend;
+
+impl CpuBackend {
+    /// A new CPU backend.
+    pub fn new() -> Self {
+        CpuBackend
+    }
+}
+
+fn map(a: &RingTensor, f: impl Fn(u64) -> u64 + Sync) -> RingTensor {
+    let mut out = vec![0u64; a.len()];
+    out.par_chunks_mut(CHUNK)
+        .zip(a.data().par_chunks(CHUNK))
+        .for_each(|(o, x)| {
+            for (o, &x) in o.iter_mut().zip(x) {
+                *o = f(x);
+            }
+        });
+    tensor(a.shape(), out)
+}
+
+/// Builds a tensor whose length is correct by construction.
+fn tensor(shape: &[usize], data: Vec<u64>) -> RingTensor {
+    RingTensor::new(shape, data).expect("kernel produced a buffer of the wrong length")
+}
+
+fn check_shift(bits: u32) -> Result<()> {
+    if bits < 64 {
+        Ok(())
+    } else {
+        Err(invalid(
+            "shift",
+            format!("shift amount {bits} must be below 64"),
+        ))
+    }
+}
+
+/// `(outer, len, inner)` around `axis`.
+fn split_at_axis(shape: &[usize], axis: usize) -> (usize, usize, usize) {
+    (
+        shape[..axis].iter().product(),
+        shape[axis],
+        shape[axis + 1..].iter().product(),
+    )
+}
+
+impl Backend for CpuBackend {
+    type Tensor = RingTensor;
+
+    fn name(&self) -> &'static str {
+        "cpu"
+    }
+
+    fn upload(&self, t: &RingTensor) -> Result<RingTensor> {
+        Ok(t.clone())
+    }
+
+    fn upload_owned(&self, t: RingTensor) -> Result<RingTensor> {
+        Ok(t)
+    }
+
+    fn download(&self, t: &RingTensor) -> Result<RingTensor> {
+        Ok(t.clone())
+    }
+
+    fn full(&self, shape: &[usize], value: u64) -> Result<RingTensor> {
+        let n = shape::checked_numel("full", shape)?;
+        Ok(tensor(shape, vec![value; n]))
+    }
+
+    fn binary(&self, op: BinaryOp, a: &RingTensor, b: &RingTensor) -> Result<RingTensor> {
+        check_same("binary", a.shape(), b.shape())?;
+        let mut out = vec![0u64; a.len()];
+        out.par_chunks_mut(CHUNK)
+            .zip(a.data().par_chunks(CHUNK).zip(b.data().par_chunks(CHUNK)))
+            .for_each(|(o, (x, y))| {
+                for ((o, &x), &y) in o.iter_mut().zip(x).zip(y) {
+                    *o = op.apply(x, y);
+                }
+            });
+        Ok(tensor(a.shape(), out))
+    }
+
+    fn unary(&self, op: UnaryOp, a: &RingTensor) -> Result<RingTensor> {
+        Ok(map(a, |x| op.apply(x)))
+    }
+
+    fn scalar(&self, op: ScalarOp, a: &RingTensor, s: u64) -> Result<RingTensor> {
+        Ok(map(a, |x| op.apply(x, s)))
+    }
+
+    fn shift(&self, op: ShiftOp, a: &RingTensor, bits: u32) -> Result<RingTensor> {
+        check_shift(bits)?;
+        Ok(map(a, |x| op.apply(x, bits)))
+    }
+
+    fn bit_extract(&self, a: &RingTensor, bit: u32) -> Result<RingTensor> {
+        check_shift(bit)?;
+        Ok(map(a, |x| (x >> bit) & 1))
+    }
+
+    fn pack_bits(&self, a: &RingTensor) -> Result<RingTensor> {
+        let words = a.len().div_ceil(64);
+        let mut out = vec![0u64; words];
+        out.par_iter_mut()
+            .zip(a.data().par_chunks(64))
+            .for_each(|(w, bits)| {
+                *w = bits
+                    .iter()
+                    .enumerate()
+                    .fold(0u64, |acc, (i, &b)| acc | ((b & 1) << i));
+            });
+        Ok(tensor(&[words], out))
+    }
+
+    fn unpack_bits(&self, packed: &RingTensor, shape: &[usize]) -> Result<RingTensor> {
+        let n = shape::checked_numel("unpack_bits", shape)?;
+        if packed.len() != n.div_ceil(64) {
+            return Err(shape_err(
+                "unpack_bits",
+                format!("{} packed words cannot hold exactly {n} bits", packed.len()),
+            ));
+        }
+        let mut out = vec![0u64; n];
+        out.par_chunks_mut(64)
+            .zip(packed.data().par_iter())
+            .for_each(|(bits, &w)| {
+                for (i, b) in bits.iter_mut().enumerate() {
+                    *b = (w >> i) & 1;
+                }
+            });
+        Ok(tensor(shape, out))
+    }
+
+    fn matmul(&self, a: &RingTensor, b: &RingTensor, ta: bool, tb: bool) -> Result<RingTensor> {
+        let d = matmul_dims(a.shape(), b.shape(), ta, tb)?;
+        let r = a.shape().len();
+        let mut out = vec![0u64; d.batch * d.m * d.n];
+        let (a_mat, b_mat) = (d.m * d.k, d.k * d.n);
+        for (bi, c) in out.chunks_mut((d.m * d.n).max(1)).enumerate().take(d.batch) {
+            let a_data = &a.data()[bi * a_mat..][..a_mat];
+            let b_data = &b.data()[bi * b_mat..][..b_mat];
+            let av = if ta {
+                MatRef {
+                    data: a_data,
+                    rs: 1,
+                    cs: d.m,
+                }
+            } else {
+                MatRef {
+                    data: a_data,
+                    rs: d.k,
+                    cs: 1,
+                }
+            };
+            let bv = if tb {
+                MatRef {
+                    data: b_data,
+                    rs: 1,
+                    cs: d.k,
+                }
+            } else {
+                MatRef {
+                    data: b_data,
+                    rs: d.n,
+                    cs: 1,
+                }
+            };
+            gemm::gemm(d.m, d.k, d.n, av, bv, c, false);
+        }
+        Ok(tensor(&d.out_shape(r), out))
+    }
+
+    fn im2col(
+        &self,
+        x: &RingTensor,
+        kernel: (usize, usize),
+        stride: (usize, usize),
+        padding: (usize, usize),
+    ) -> Result<RingTensor> {
+        let win = Window::new("im2col", x.shape(), kernel, stride, padding)?;
+        Ok(tensor(
+            &[win.col_rows(), win.col_cols()],
+            conv::im2col(x.data(), &win),
+        ))
+    }
+
+    fn col2im(
+        &self,
+        cols: &RingTensor,
+        input_shape: &[usize],
+        kernel: (usize, usize),
+        stride: (usize, usize),
+        padding: (usize, usize),
+    ) -> Result<RingTensor> {
+        let win = Window::new("col2im", input_shape, kernel, stride, padding)?;
+        check_same("col2im", cols.shape(), &[win.col_rows(), win.col_cols()])?;
+        Ok(tensor(input_shape, conv::col2im(cols.data(), &win)))
+    }
+
+    fn sum_axis(&self, a: &RingTensor, axis: usize, keepdim: bool) -> Result<RingTensor> {
+        check_axis("sum_axis", a.shape(), axis)?;
+        let (outer, len, inner) = split_at_axis(a.shape(), axis);
+        let mut shape = a.shape().to_vec();
+        if keepdim {
+            shape[axis] = 1;
+        } else {
+            shape.remove(axis);
+        }
+        Ok(tensor(
+            &shape,
+            layout::sum_middle(a.data(), outer, len, inner),
+        ))
+    }
+
+    fn reshape(&self, a: &RingTensor, shape: &[usize]) -> Result<RingTensor> {
+        let n = shape::checked_numel("reshape", shape)?;
+        if n != a.len() {
+            return Err(shape_err(
+                "reshape",
+                format!("{:?} ({} elements) to {shape:?} ({n})", a.shape(), a.len()),
+            ));
+        }
+        Ok(tensor(shape, a.data().to_vec()))
+    }
+
+    fn permute(&self, a: &RingTensor, perm: &[usize]) -> Result<RingTensor> {
+        let out_shape = permute_shape(a.shape(), perm)?;
+        let s = strides(a.shape());
+        let st: Vec<usize> = perm.iter().map(|&p| s[p]).collect();
+        Ok(tensor(
+            &out_shape,
+            layout::strided_gather(a.data(), &out_shape, &st),
+        ))
+    }
+
+    fn slice(&self, a: &RingTensor, axis: usize, start: usize, end: usize) -> Result<RingTensor> {
+        check_axis("slice", a.shape(), axis)?;
+        if start > end || end > a.shape()[axis] {
+            return Err(invalid(
+                "slice",
+                format!(
+                    "range {start}..{end} out of bounds for axis {axis} of {:?}",
+                    a.shape()
+                ),
+            ));
+        }
+        let (outer, len, inner) = split_at_axis(a.shape(), axis);
+        let mut shape = a.shape().to_vec();
+        shape[axis] = end - start;
+        Ok(tensor(
+            &shape,
+            layout::slice(a.data(), outer, len, inner, start, end),
+        ))
+    }
+
+    fn concat(&self, parts: &[&RingTensor], axis: usize) -> Result<RingTensor> {
+        let shapes: Vec<&[usize]> = parts.iter().map(|p| p.shape()).collect();
+        let out_shape = concat_shape(&shapes, axis)?;
+        let (outer, _, inner) = split_at_axis(&out_shape, axis);
+        let srcs: Vec<(&[u64], usize)> =
+            parts.iter().map(|p| (p.data(), p.shape()[axis])).collect();
+        Ok(tensor(&out_shape, layout::concat(&srcs, outer, inner)))
+    }
+
+    fn broadcast_to(&self, a: &RingTensor, shape: &[usize]) -> Result<RingTensor> {
+        check_broadcast(a.shape(), shape)?;
+        shape::checked_numel("broadcast_to", shape)?;
+        let src_strides = strides(a.shape());
+        let lead = shape.len() - a.shape().len();
+        let st: Vec<usize> = (0..shape.len())
+            .map(|d| {
+                if d < lead || a.shape()[d - lead] == 1 {
+                    0
+                } else {
+                    src_strides[d - lead]
+                }
+            })
+            .collect();
+        Ok(tensor(shape, layout::strided_gather(a.data(), shape, &st)))
+    }
+
+    fn prg_fill(
+        &self,
+        key: &Key,
+        stream: u64,
+        counter: u64,
+        shape: &[usize],
+    ) -> Result<RingTensor> {
+        let n = shape::checked_numel("prg_fill", shape)?;
+        let mut out = vec![0u64; n];
+        prg::fill(key, stream, counter, &mut out);
+        Ok(tensor(shape, out))
+    }
+}

@@ -43,29 +43,27 @@ pub fn col2im(cols: &[u64], win: &Window) -> Vec<u64> {
         return out;
     }
     let ncols = win.col_cols();
-    out.par_chunks_mut(plane_len)
-        .enumerate()
-        .for_each(|(nc, plane)| {
-            let (n, c) = (nc / win.c, nc % win.c);
-            for i in 0..win.kh {
-                for j in 0..win.kw {
-                    let row = &cols[((c * win.kh + i) * win.kw + j) * ncols..][..ncols];
-                    for y in 0..win.oh {
-                        let iy = (y * win.sh + i) as isize - win.ph as isize;
-                        if iy < 0 || iy >= win.h as isize {
-                            continue;
-                        }
-                        let src = &row[(n * win.oh + y) * win.ow..][..win.ow];
-                        let dst = &mut plane[iy as usize * win.w..][..win.w];
-                        for (xo, &v) in src.iter().enumerate() {
-                            let ix = (xo * win.sw + j) as isize - win.pw as isize;
-                            if ix >= 0 && ix < win.w as isize {
-                                dst[ix as usize] = dst[ix as usize].wrapping_add(v);
-                            }
+    out.par_chunks_mut(plane_len).enumerate().for_each(|(nc, plane)| {
+        let (n, c) = (nc / win.c, nc % win.c);
+        for i in 0..win.kh {
+            for j in 0..win.kw {
+                let row = &cols[((c * win.kh + i) * win.kw + j) * ncols..][..ncols];
+                for y in 0..win.oh {
+                    let iy = (y * win.sh + i) as isize - win.ph as isize;
+                    if iy < 0 || iy >= win.h as isize {
+                        continue;
+                    }
+                    let src = &row[(n * win.oh + y) * win.ow..][..win.ow];
+                    let dst = &mut plane[iy as usize * win.w..][..win.w];
+                    for (xo, &v) in src.iter().enumerate() {
+                        let ix = (xo * win.sw + j) as isize - win.pw as isize;
+                        if ix >= 0 && ix < win.w as isize {
+                            dst[ix as usize] = dst[ix as usize].wrapping_add(v);
                         }
                     }
                 }
             }
-        });
+        }
+    });
     out
 }

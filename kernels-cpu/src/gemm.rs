@@ -36,15 +36,7 @@ impl MatRef<'_> {
 
 /// `c[m x n] (+)= a[m x k] · b[k x n]` over Z_2^64; `c` is dense row-major. When `accumulate` is
 /// false `c` is overwritten.
-pub fn gemm(
-    m: usize,
-    k: usize,
-    n: usize,
-    a: MatRef<'_>,
-    b: MatRef<'_>,
-    c: &mut [u64],
-    accumulate: bool,
-) {
+pub fn gemm(m: usize, k: usize, n: usize, a: MatRef<'_>, b: MatRef<'_>, c: &mut [u64], accumulate: bool) {
     assert_eq!(c.len(), m * n, "gemm: output buffer has the wrong size");
     if !accumulate {
         c.fill(0);
@@ -79,11 +71,7 @@ fn pack_a(a: MatRef<'_>, ic: usize, mc: usize, pc: usize, kc: usize, out: &mut [
         let rows = MR.min(mc - ir);
         for p in 0..kc {
             for r in 0..MR {
-                dst[p * MR + r] = if r < rows {
-                    a.at(ic + ir + r, pc + p)
-                } else {
-                    0
-                };
+                dst[p * MR + r] = if r < rows { a.at(ic + ir + r, pc + p) } else { 0 };
             }
         }
     }
@@ -91,34 +79,19 @@ fn pack_a(a: MatRef<'_>, ic: usize, mc: usize, pc: usize, kc: usize, out: &mut [
 
 /// Packs rows `pc..pc+kc`, columns `jc..jc+nc` of B into `NR`-column micro-panels, zero-padded.
 fn pack_b(b: MatRef<'_>, pc: usize, kc: usize, jc: usize, nc: usize, out: &mut [u64]) {
-    out.par_chunks_mut(NR * kc)
-        .take(nc.div_ceil(NR))
-        .enumerate()
-        .for_each(|(panel, dst)| {
-            let jr = panel * NR;
-            let cols = NR.min(nc - jr);
-            for p in 0..kc {
-                for col in 0..NR {
-                    dst[p * NR + col] = if col < cols {
-                        b.at(pc + p, jc + jr + col)
-                    } else {
-                        0
-                    };
-                }
+    out.par_chunks_mut(NR * kc).take(nc.div_ceil(NR)).enumerate().for_each(|(panel, dst)| {
+        let jr = panel * NR;
+        let cols = NR.min(nc - jr);
+        for p in 0..kc {
+            for col in 0..NR {
+                dst[p * NR + col] = if col < cols { b.at(pc + p, jc + jr + col) } else { 0 };
             }
-        });
+        }
+    });
 }
 
 /// Runs the micro-kernel over an `mc x nc` block; `c` starts at the block's top-left corner.
-fn macro_block(
-    mc: usize,
-    nc: usize,
-    kc: usize,
-    apack: &[u64],
-    bpack: &[u64],
-    c: &mut [u64],
-    ldc: usize,
-) {
+fn macro_block(mc: usize, nc: usize, kc: usize, apack: &[u64], bpack: &[u64], c: &mut [u64], ldc: usize) {
     for jr in (0..nc).step_by(NR) {
         let bp = &bpack[(jr / NR) * NR * kc..][..NR * kc];
         for ir in (0..mc).step_by(MR) {
@@ -203,32 +176,8 @@ mod tests {
             let a: Vec<u64> = (0..m * k).map(|_| rng.gen()).collect();
             let b: Vec<u64> = (0..k * n).map(|_| rng.gen()).collect();
             for (ta, tb) in [(false, false), (true, false), (false, true), (true, true)] {
-                let av = if ta {
-                    MatRef {
-                        data: &a,
-                        rs: 1,
-                        cs: m,
-                    }
-                } else {
-                    MatRef {
-                        data: &a,
-                        rs: k,
-                        cs: 1,
-                    }
-                };
-                let bv = if tb {
-                    MatRef {
-                        data: &b,
-                        rs: 1,
-                        cs: k,
-                    }
-                } else {
-                    MatRef {
-                        data: &b,
-                        rs: n,
-                        cs: 1,
-                    }
-                };
+                let av = if ta { MatRef { data: &a, rs: 1, cs: m } } else { MatRef { data: &a, rs: k, cs: 1 } };
+                let bv = if tb { MatRef { data: &b, rs: 1, cs: k } } else { MatRef { data: &b, rs: n, cs: 1 } };
                 let want = gemm_naive(m, k, n, av, bv);
                 let mut got = vec![1u64; m * n];
                 gemm(m, k, n, av, bv, &mut got, false);

@@ -18,43 +18,34 @@ pub fn strided_gather(src: &[u64], out_shape: &[usize], strides: &[usize]) -> Ve
         out[0] = src[0];
         return out;
     }
-    out.par_chunks_mut(CHUNK)
-        .enumerate()
-        .for_each(|(ci, chunk)| {
-            // Multi-index of the chunk's first element.
-            let mut idx = vec![0usize; rank];
-            let mut rem = ci * CHUNK;
+    out.par_chunks_mut(CHUNK).enumerate().for_each(|(ci, chunk)| {
+        // Multi-index of the chunk's first element.
+        let mut idx = vec![0usize; rank];
+        let mut rem = ci * CHUNK;
+        for d in (0..rank).rev() {
+            idx[d] = rem % out_shape[d];
+            rem /= out_shape[d];
+        }
+        let mut off: usize = idx.iter().zip(strides).map(|(i, s)| i * s).sum();
+        for v in chunk.iter_mut() {
+            *v = src[off];
+            // Odometer increment.
             for d in (0..rank).rev() {
-                idx[d] = rem % out_shape[d];
-                rem /= out_shape[d];
-            }
-            let mut off: usize = idx.iter().zip(strides).map(|(i, s)| i * s).sum();
-            for v in chunk.iter_mut() {
-                *v = src[off];
-                // Odometer increment.
-                for d in (0..rank).rev() {
-                    idx[d] += 1;
-                    off += strides[d];
-                    if idx[d] < out_shape[d] {
-                        break;
-                    }
-                    off -= strides[d] * out_shape[d];
-                    idx[d] = 0;
+                idx[d] += 1;
+                off += strides[d];
+                if idx[d] < out_shape[d] {
+                    break;
                 }
+                off -= strides[d] * out_shape[d];
+                idx[d] = 0;
             }
-        });
+        }
+    });
     out
 }
 
 /// Copies `[outer, len, inner]` blocks `start..end` along the middle axis.
-pub fn slice(
-    src: &[u64],
-    outer: usize,
-    len: usize,
-    inner: usize,
-    start: usize,
-    end: usize,
-) -> Vec<u64> {
+pub fn slice(src: &[u64], outer: usize, len: usize, inner: usize, start: usize, end: usize) -> Vec<u64> {
     let w = (end - start) * inner;
     let mut out = vec![0u64; outer * w];
     if w == 0 {

@@ -15,8 +15,7 @@ pub mod prg;
 use cryptgpu_ring::error::{invalid, shape_err, Result};
 use cryptgpu_ring::prg::Key;
 use cryptgpu_ring::shape::{
-    self, check_axis, check_broadcast, check_same, concat_shape, matmul_dims, permute_shape,
-    strides, Window,
+    self, check_axis, check_broadcast, check_same, concat_shape, matmul_dims, permute_shape, strides, Window,
 };
 use cryptgpu_ring::{Backend, BinaryOp, RingTensor, ScalarOp, ShiftOp, UnaryOp};
 use gemm::MatRef;
@@ -38,13 +37,11 @@ impl CpuBackend {
 
 fn map(a: &RingTensor, f: impl Fn(u64) -> u64 + Sync) -> RingTensor {
     let mut out = vec![0u64; a.len()];
-    out.par_chunks_mut(CHUNK)
-        .zip(a.data().par_chunks(CHUNK))
-        .for_each(|(o, x)| {
-            for (o, &x) in o.iter_mut().zip(x) {
-                *o = f(x);
-            }
-        });
+    out.par_chunks_mut(CHUNK).zip(a.data().par_chunks(CHUNK)).for_each(|(o, x)| {
+        for (o, &x) in o.iter_mut().zip(x) {
+            *o = f(x);
+        }
+    });
     tensor(a.shape(), out)
 }
 
@@ -57,20 +54,13 @@ fn check_shift(bits: u32) -> Result<()> {
     if bits < 64 {
         Ok(())
     } else {
-        Err(invalid(
-            "shift",
-            format!("shift amount {bits} must be below 64"),
-        ))
+        Err(invalid("shift", format!("shift amount {bits} must be below 64")))
     }
 }
 
 /// `(outer, len, inner)` around `axis`.
 fn split_at_axis(shape: &[usize], axis: usize) -> (usize, usize, usize) {
-    (
-        shape[..axis].iter().product(),
-        shape[axis],
-        shape[axis + 1..].iter().product(),
-    )
+    (shape[..axis].iter().product(), shape[axis], shape[axis + 1..].iter().product())
 }
 
 impl Backend for CpuBackend {
@@ -100,13 +90,13 @@ impl Backend for CpuBackend {
     fn binary(&self, op: BinaryOp, a: &RingTensor, b: &RingTensor) -> Result<RingTensor> {
         check_same("binary", a.shape(), b.shape())?;
         let mut out = vec![0u64; a.len()];
-        out.par_chunks_mut(CHUNK)
-            .zip(a.data().par_chunks(CHUNK).zip(b.data().par_chunks(CHUNK)))
-            .for_each(|(o, (x, y))| {
+        out.par_chunks_mut(CHUNK).zip(a.data().par_chunks(CHUNK).zip(b.data().par_chunks(CHUNK))).for_each(
+            |(o, (x, y))| {
                 for ((o, &x), &y) in o.iter_mut().zip(x).zip(y) {
                     *o = op.apply(x, y);
                 }
-            });
+            },
+        );
         Ok(tensor(a.shape(), out))
     }
 
@@ -131,14 +121,9 @@ impl Backend for CpuBackend {
     fn pack_bits(&self, a: &RingTensor) -> Result<RingTensor> {
         let words = a.len().div_ceil(64);
         let mut out = vec![0u64; words];
-        out.par_iter_mut()
-            .zip(a.data().par_chunks(64))
-            .for_each(|(w, bits)| {
-                *w = bits
-                    .iter()
-                    .enumerate()
-                    .fold(0u64, |acc, (i, &b)| acc | ((b & 1) << i));
-            });
+        out.par_iter_mut().zip(a.data().par_chunks(64)).for_each(|(w, bits)| {
+            *w = bits.iter().enumerate().fold(0u64, |acc, (i, &b)| acc | ((b & 1) << i));
+        });
         Ok(tensor(&[words], out))
     }
 
@@ -151,13 +136,11 @@ impl Backend for CpuBackend {
             ));
         }
         let mut out = vec![0u64; n];
-        out.par_chunks_mut(64)
-            .zip(packed.data().par_iter())
-            .for_each(|(bits, &w)| {
-                for (i, b) in bits.iter_mut().enumerate() {
-                    *b = (w >> i) & 1;
-                }
-            });
+        out.par_chunks_mut(64).zip(packed.data().par_iter()).for_each(|(bits, &w)| {
+            for (i, b) in bits.iter_mut().enumerate() {
+                *b = (w >> i) & 1;
+            }
+        });
         Ok(tensor(shape, out))
     }
 
@@ -169,32 +152,8 @@ impl Backend for CpuBackend {
         for (bi, c) in out.chunks_mut((d.m * d.n).max(1)).enumerate().take(d.batch) {
             let a_data = &a.data()[bi * a_mat..][..a_mat];
             let b_data = &b.data()[bi * b_mat..][..b_mat];
-            let av = if ta {
-                MatRef {
-                    data: a_data,
-                    rs: 1,
-                    cs: d.m,
-                }
-            } else {
-                MatRef {
-                    data: a_data,
-                    rs: d.k,
-                    cs: 1,
-                }
-            };
-            let bv = if tb {
-                MatRef {
-                    data: b_data,
-                    rs: 1,
-                    cs: d.k,
-                }
-            } else {
-                MatRef {
-                    data: b_data,
-                    rs: d.n,
-                    cs: 1,
-                }
-            };
+            let av = if ta { MatRef { data: a_data, rs: 1, cs: d.m } } else { MatRef { data: a_data, rs: d.k, cs: 1 } };
+            let bv = if tb { MatRef { data: b_data, rs: 1, cs: d.k } } else { MatRef { data: b_data, rs: d.n, cs: 1 } };
             gemm::gemm(d.m, d.k, d.n, av, bv, c, false);
         }
         Ok(tensor(&d.out_shape(r), out))
@@ -208,10 +167,7 @@ impl Backend for CpuBackend {
         padding: (usize, usize),
     ) -> Result<RingTensor> {
         let win = Window::new("im2col", x.shape(), kernel, stride, padding)?;
-        Ok(tensor(
-            &[win.col_rows(), win.col_cols()],
-            conv::im2col(x.data(), &win),
-        ))
+        Ok(tensor(&[win.col_rows(), win.col_cols()], conv::im2col(x.data(), &win)))
     }
 
     fn col2im(
@@ -236,19 +192,13 @@ impl Backend for CpuBackend {
         } else {
             shape.remove(axis);
         }
-        Ok(tensor(
-            &shape,
-            layout::sum_middle(a.data(), outer, len, inner),
-        ))
+        Ok(tensor(&shape, layout::sum_middle(a.data(), outer, len, inner)))
     }
 
     fn reshape(&self, a: &RingTensor, shape: &[usize]) -> Result<RingTensor> {
         let n = shape::checked_numel("reshape", shape)?;
         if n != a.len() {
-            return Err(shape_err(
-                "reshape",
-                format!("{:?} ({} elements) to {shape:?} ({n})", a.shape(), a.len()),
-            ));
+            return Err(shape_err("reshape", format!("{:?} ({} elements) to {shape:?} ({n})", a.shape(), a.len())));
         }
         Ok(tensor(shape, a.data().to_vec()))
     }
@@ -257,10 +207,7 @@ impl Backend for CpuBackend {
         let out_shape = permute_shape(a.shape(), perm)?;
         let s = strides(a.shape());
         let st: Vec<usize> = perm.iter().map(|&p| s[p]).collect();
-        Ok(tensor(
-            &out_shape,
-            layout::strided_gather(a.data(), &out_shape, &st),
-        ))
+        Ok(tensor(&out_shape, layout::strided_gather(a.data(), &out_shape, &st)))
     }
 
     fn slice(&self, a: &RingTensor, axis: usize, start: usize, end: usize) -> Result<RingTensor> {
@@ -268,27 +215,20 @@ impl Backend for CpuBackend {
         if start > end || end > a.shape()[axis] {
             return Err(invalid(
                 "slice",
-                format!(
-                    "range {start}..{end} out of bounds for axis {axis} of {:?}",
-                    a.shape()
-                ),
+                format!("range {start}..{end} out of bounds for axis {axis} of {:?}", a.shape()),
             ));
         }
         let (outer, len, inner) = split_at_axis(a.shape(), axis);
         let mut shape = a.shape().to_vec();
         shape[axis] = end - start;
-        Ok(tensor(
-            &shape,
-            layout::slice(a.data(), outer, len, inner, start, end),
-        ))
+        Ok(tensor(&shape, layout::slice(a.data(), outer, len, inner, start, end)))
     }
 
     fn concat(&self, parts: &[&RingTensor], axis: usize) -> Result<RingTensor> {
         let shapes: Vec<&[usize]> = parts.iter().map(|p| p.shape()).collect();
         let out_shape = concat_shape(&shapes, axis)?;
         let (outer, _, inner) = split_at_axis(&out_shape, axis);
-        let srcs: Vec<(&[u64], usize)> =
-            parts.iter().map(|p| (p.data(), p.shape()[axis])).collect();
+        let srcs: Vec<(&[u64], usize)> = parts.iter().map(|p| (p.data(), p.shape()[axis])).collect();
         Ok(tensor(&out_shape, layout::concat(&srcs, outer, inner)))
     }
 
@@ -298,24 +238,12 @@ impl Backend for CpuBackend {
         let src_strides = strides(a.shape());
         let lead = shape.len() - a.shape().len();
         let st: Vec<usize> = (0..shape.len())
-            .map(|d| {
-                if d < lead || a.shape()[d - lead] == 1 {
-                    0
-                } else {
-                    src_strides[d - lead]
-                }
-            })
+            .map(|d| if d < lead || a.shape()[d - lead] == 1 { 0 } else { src_strides[d - lead] })
             .collect();
         Ok(tensor(shape, layout::strided_gather(a.data(), shape, &st)))
     }
 
-    fn prg_fill(
-        &self,
-        key: &Key,
-        stream: u64,
-        counter: u64,
-        shape: &[usize],
-    ) -> Result<RingTensor> {
+    fn prg_fill(&self, key: &Key, stream: u64, counter: u64, shape: &[usize]) -> Result<RingTensor> {
         let n = shape::checked_numel("prg_fill", shape)?;
         let mut out = vec![0u64; n];
         prg::fill(key, stream, counter, &mut out);

@@ -1,9 +1,7 @@
 //! CPU backend operations against direct definitions.
 
 use cryptgpu_kernels_cpu::CpuBackend;
-use cryptgpu_ring::{
-    Backend, BinaryOp, Conv2dParams, Pool2dParams, RingTensor, ScalarOp, ShiftOp, UnaryOp,
-};
+use cryptgpu_ring::{Backend, BinaryOp, Conv2dParams, Pool2dParams, RingTensor, ScalarOp, ShiftOp, UnaryOp};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
@@ -12,10 +10,7 @@ fn rand_tensor(rng: &mut ChaCha8Rng, shape: &[usize]) -> RingTensor {
 }
 
 fn hex16(s: &str) -> [u8; 16] {
-    let v: Vec<u8> = (0..32)
-        .step_by(2)
-        .map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap())
-        .collect();
+    let v: Vec<u8> = (0..32).step_by(2).map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap()).collect();
     v.try_into().unwrap()
 }
 
@@ -42,18 +37,12 @@ fn prg_matches_nist_sp800_38a_f51() {
         "1e031dda2fbe03d1792170a0f3009cee",
     ];
     // Initial counter block f0f1...feff = stream f0..f7, counter f8..ff.
-    let t = CpuBackend
-        .prg_fill(&key, 0xf0f1f2f3f4f5f6f7, 0xf8f9fafbfcfdfeff, &[8])
-        .unwrap();
+    let t = CpuBackend.prg_fill(&key, 0xf0f1f2f3f4f5f6f7, 0xf8f9fafbfcfdfeff, &[8]).unwrap();
     let bytes: Vec<u8> = t.data().iter().flat_map(|v| v.to_le_bytes()).collect();
     for blk in 0..4 {
         let ks = &bytes[16 * blk..16 * blk + 16];
         assert_eq!(ks, hex16(outputs[blk]), "keystream block {blk}");
-        let ct: Vec<u8> = ks
-            .iter()
-            .zip(hex16(plain[blk]))
-            .map(|(k, p)| k ^ p)
-            .collect();
+        let ct: Vec<u8> = ks.iter().zip(hex16(plain[blk])).map(|(k, p)| k ^ p).collect();
         assert_eq!(ct, hex16(cipher[blk]), "ciphertext block {blk}");
     }
 }
@@ -63,9 +52,7 @@ fn prg_draws_compose_and_streams_differ() {
     let key = [7u8; 16];
     let whole = CpuBackend.prg_fill(&key, 3, 100, &[100_001]).unwrap();
     let first = CpuBackend.prg_fill(&key, 3, 100, &[70_000]).unwrap();
-    let second = CpuBackend
-        .prg_fill(&key, 3, 100 + 35_000, &[30_001])
-        .unwrap();
+    let second = CpuBackend.prg_fill(&key, 3, 100 + 35_000, &[30_001]).unwrap();
     assert_eq!(&whole.data()[..70_000], first.data());
     assert_eq!(&whole.data()[70_000..], second.data());
     let other = CpuBackend.prg_fill(&key, 4, 100, &[16]).unwrap();
@@ -82,39 +69,21 @@ fn elementwise_ops_follow_reference_semantics() {
     let a = rand_tensor(&mut rng, &[3, 50_000]);
     let b = rand_tensor(&mut rng, &[3, 50_000]);
     let be = CpuBackend;
-    for op in [
-        BinaryOp::Add,
-        BinaryOp::Sub,
-        BinaryOp::Mul,
-        BinaryOp::Xor,
-        BinaryOp::And,
-        BinaryOp::Or,
-    ] {
+    for op in [BinaryOp::Add, BinaryOp::Sub, BinaryOp::Mul, BinaryOp::Xor, BinaryOp::And, BinaryOp::Or] {
         let c = be.binary(op, &a, &b).unwrap();
         for i in [0, 1, 77_777, 149_999] {
             assert_eq!(c.data()[i], op.apply(a.data()[i], b.data()[i]), "{op:?}");
         }
     }
     let n = be.unary(UnaryOp::Neg, &a).unwrap();
-    assert_eq!(
-        be.binary(BinaryOp::Add, &a, &n).unwrap(),
-        be.zeros(&[3, 50_000]).unwrap()
-    );
+    assert_eq!(be.binary(BinaryOp::Add, &a, &n).unwrap(), be.zeros(&[3, 50_000]).unwrap());
     let s = be.scalar(ScalarOp::SubFrom, &a, 5).unwrap();
     assert_eq!(s.data()[9], 5u64.wrapping_sub(a.data()[9]));
     let sh = be.shift(ShiftOp::RightArith, &a, 63).unwrap();
-    assert!(sh
-        .data()
-        .iter()
-        .zip(a.data())
-        .all(|(&s, &x)| s == if (x as i64) < 0 { u64::MAX } else { 0 }));
+    assert!(sh.data().iter().zip(a.data()).all(|(&s, &x)| s == if (x as i64) < 0 { u64::MAX } else { 0 }));
     assert!(be.shift(ShiftOp::Left, &a, 64).is_err());
     let bits = be.bit_extract(&a, 63).unwrap();
-    assert!(bits
-        .data()
-        .iter()
-        .zip(a.data())
-        .all(|(&b, &x)| b == x >> 63));
+    assert!(bits.data().iter().zip(a.data()).all(|(&b, &x)| b == x >> 63));
     let other = RingTensor::zeros(&[3, 49_999]);
     assert!(be.binary(BinaryOp::Add, &a, &other).is_err());
 }
@@ -127,11 +96,7 @@ fn pack_unpack_round_trip() {
         let packed = be.pack_bits(&bits).unwrap();
         assert_eq!(packed.len(), n.div_ceil(64));
         let back = be.unpack_bits(&packed, &[n]).unwrap();
-        assert!(back
-            .data()
-            .iter()
-            .zip(bits.data())
-            .all(|(&b, &x)| b == x & 1));
+        assert!(back.data().iter().zip(bits.data()).all(|(&b, &x)| b == x & 1));
         assert!(be.unpack_bits(&packed, &[n + 64]).is_err());
     }
 }
@@ -154,8 +119,7 @@ fn conv_naive(x: &RingTensor, w: &RingTensor, p: &Conv2dParams) -> RingTensor {
                                 let iy = (y * p.stride.0 + i) as isize - p.padding.0 as isize;
                                 let ix = (xo * p.stride.1 + j) as isize - p.padding.1 as isize;
                                 if iy >= 0 && ix >= 0 && (iy as usize) < h && (ix as usize) < wd {
-                                    let xv = x.data()
-                                        [((b * c + ch) * h + iy as usize) * wd + ix as usize];
+                                    let xv = x.data()[((b * c + ch) * h + iy as usize) * wd + ix as usize];
                                     let wv = w.data()[((f * c + ch) * kh + i) * kw + j];
                                     s = s.wrapping_add(xv.wrapping_mul(wv));
                                 }
@@ -171,10 +135,7 @@ fn conv_naive(x: &RingTensor, w: &RingTensor, p: &Conv2dParams) -> RingTensor {
 }
 
 fn dot(a: &RingTensor, b: &RingTensor) -> u64 {
-    a.data()
-        .iter()
-        .zip(b.data())
-        .fold(0u64, |s, (&x, &y)| s.wrapping_add(x.wrapping_mul(y)))
+    a.data().iter().zip(b.data()).fold(0u64, |s, (&x, &y)| s.wrapping_add(x.wrapping_mul(y)))
 }
 
 #[test]
@@ -183,41 +144,16 @@ fn conv2d_and_its_gradients_are_exact() {
     let seed = 11;
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
     let cases = [
-        (
-            [2, 3, 9, 7],
-            [4, 3, 3, 3],
-            Conv2dParams {
-                stride: (1, 1),
-                padding: (1, 1),
-            },
-        ),
-        (
-            [1, 2, 12, 12],
-            [3, 2, 5, 4],
-            Conv2dParams {
-                stride: (2, 3),
-                padding: (2, 1),
-            },
-        ),
+        ([2, 3, 9, 7], [4, 3, 3, 3], Conv2dParams { stride: (1, 1), padding: (1, 1) }),
+        ([1, 2, 12, 12], [3, 2, 5, 4], Conv2dParams { stride: (2, 3), padding: (2, 1) }),
         ([3, 1, 5, 5], [2, 1, 5, 5], Conv2dParams::default()),
-        (
-            [1, 3, 32, 32],
-            [8, 3, 11, 11],
-            Conv2dParams {
-                stride: (4, 4),
-                padding: (2, 2),
-            },
-        ),
+        ([1, 3, 32, 32], [8, 3, 11, 11], Conv2dParams { stride: (4, 4), padding: (2, 2) }),
     ];
     for (xs, ws, p) in cases {
         let x = rand_tensor(&mut rng, &xs);
         let w = rand_tensor(&mut rng, &ws);
         let y = be.conv2d(&x, &w, &p).unwrap();
-        assert_eq!(
-            y,
-            conv_naive(&x, &w, &p),
-            "seed {seed} conv {xs:?} {ws:?} {p:?}"
-        );
+        assert_eq!(y, conv_naive(&x, &w, &p), "seed {seed} conv {xs:?} {ws:?} {p:?}");
         // Adjoint identities hold exactly in the ring: <conv(x,w), g> = <x, dX(g,w)> = <w, dW(x,g)>.
         let g = rand_tensor(&mut rng, y.shape());
         let dx = be.conv2d_input_grad(&g, &w, &xs, &p).unwrap();
@@ -232,9 +168,7 @@ fn conv2d_and_its_gradients_are_exact() {
     assert!(be.conv2d(&x, &bad_w, &Conv2dParams::default()).is_err());
     let w = RingTensor::zeros(&[4, 3, 3, 3]);
     let bad_g = RingTensor::zeros(&[1, 4, 5, 5]);
-    assert!(be
-        .conv2d_input_grad(&bad_g, &w, &[1, 3, 8, 8], &Conv2dParams::default())
-        .is_err());
+    assert!(be.conv2d_input_grad(&bad_g, &w, &[1, 3, 8, 8], &Conv2dParams::default()).is_err());
 }
 
 #[test]
@@ -242,33 +176,18 @@ fn sum_pool_and_backward() {
     let be = CpuBackend;
     let mut rng = ChaCha8Rng::seed_from_u64(5);
     let x = rand_tensor(&mut rng, &[2, 3, 7, 6]);
-    let p = Pool2dParams {
-        kernel: (3, 2),
-        stride: (2, 2),
-        padding: (1, 0),
-    };
+    let p = Pool2dParams { kernel: (3, 2), stride: (2, 2), padding: (1, 0) };
     let y = be.sum_pool2d(&x, &p).unwrap();
     assert_eq!(y.shape(), &[2, 3, 4, 3]);
     // Sum pooling is the convolution of each channel with an all-ones kernel.
     let xr = be.reshape(&x, &[6, 1, 7, 6]).unwrap();
     let ones = RingTensor::from_fn(&[1, 1, 3, 2], |_| 1);
-    let want = conv_naive(
-        &xr,
-        &ones,
-        &Conv2dParams {
-            stride: (2, 2),
-            padding: (1, 0),
-        },
-    );
+    let want = conv_naive(&xr, &ones, &Conv2dParams { stride: (2, 2), padding: (1, 0) });
     assert_eq!(y.data(), want.data());
     let g = rand_tensor(&mut rng, y.shape());
     let dx = be.sum_pool2d_backward(&g, x.shape(), &p).unwrap();
     assert_eq!(dot(&y, &g), dot(&x, &dx));
-    let bad = Pool2dParams {
-        kernel: (2, 2),
-        stride: (2, 2),
-        padding: (2, 0),
-    };
+    let bad = Pool2dParams { kernel: (2, 2), stride: (2, 2), padding: (2, 0) };
     assert!(be.sum_pool2d(&x, &bad).is_err());
 }
 
@@ -311,20 +230,8 @@ fn batched_and_transposed_matmul() {
     let c = be.matmul(&a, &b, false, true).unwrap();
     assert_eq!(c.shape(), &[3, 5, 9]);
     for bi in 0..3 {
-        let ai = be
-            .slice(&a, 0, bi, bi + 1)
-            .unwrap()
-            .reshape(&[5, 7])
-            .unwrap();
-        let bt = be
-            .permute(
-                &be.slice(&b, 0, bi, bi + 1)
-                    .unwrap()
-                    .reshape(&[9, 7])
-                    .unwrap(),
-                &[1, 0],
-            )
-            .unwrap();
+        let ai = be.slice(&a, 0, bi, bi + 1).unwrap().reshape(&[5, 7]).unwrap();
+        let bt = be.permute(&be.slice(&b, 0, bi, bi + 1).unwrap().reshape(&[9, 7]).unwrap(), &[1, 0]).unwrap();
         let ci = be.matmul(&ai, &bt, false, false).unwrap();
         assert_eq!(&c.data()[bi * 45..(bi + 1) * 45], ci.data());
     }

@@ -156,10 +156,7 @@ pub struct Conv2dParams {
 
 impl Default for Conv2dParams {
     fn default() -> Self {
-        Conv2dParams {
-            stride: (1, 1),
-            padding: (0, 0),
-        }
+        Conv2dParams { stride: (1, 1), padding: (0, 0) }
     }
 }
 
@@ -236,13 +233,7 @@ pub trait Backend: Clone + Send + Sync + 'static {
 
     /// Matrix product `op(a) · op(b)` where `op` transposes the last two axes when its flag is set.
     /// Operands are both 2-D, or both 3-D with equal batch size (a batched product).
-    fn matmul(
-        &self,
-        a: &Self::Tensor,
-        b: &Self::Tensor,
-        ta: bool,
-        tb: bool,
-    ) -> Result<Self::Tensor>;
+    fn matmul(&self, a: &Self::Tensor, b: &Self::Tensor, ta: bool, tb: bool) -> Result<Self::Tensor>;
 
     /// Unfolds sliding windows of an NCHW input into a `[C*kh*kw, N*oh*ow]` matrix.
     ///
@@ -322,10 +313,7 @@ pub trait Backend: Clone + Send + Sync + 'static {
     ) -> Result<Self::Tensor> {
         let expect = [win.n, o, win.oh, win.ow];
         if gy.shape() != expect {
-            return Err(shape_err(
-                op,
-                format!("output gradient {:?}, expected {expect:?}", gy.shape()),
-            ));
+            return Err(shape_err(op, format!("output gradient {:?}, expected {expect:?}", gy.shape())));
         }
         let t = self.permute(gy, &[1, 0, 2, 3])?;
         self.reshape(&t, &[o, win.col_cols()])
@@ -342,30 +330,16 @@ pub trait Backend: Clone + Send + Sync + 'static {
 
     /// Adjoint of [`sum_pool2d`](Self::sum_pool2d): every input position receives the sum of the
     /// output gradients of the windows that contain it.
-    fn sum_pool2d_backward(
-        &self,
-        gy: &Self::Tensor,
-        input_shape: &[usize],
-        p: &Pool2dParams,
-    ) -> Result<Self::Tensor> {
+    fn sum_pool2d_backward(&self, gy: &Self::Tensor, input_shape: &[usize], p: &Pool2dParams) -> Result<Self::Tensor> {
         let win = pool2d_window("sum_pool2d_backward", input_shape, p)?;
         let expect = [win.n, win.c, win.oh, win.ow];
         if gy.shape() != expect {
-            return Err(shape_err(
-                "sum_pool2d_backward",
-                format!("gradient {:?}, expected {expect:?}", gy.shape()),
-            ));
+            return Err(shape_err("sum_pool2d_backward", format!("gradient {:?}, expected {expect:?}", gy.shape())));
         }
         let k = win.kh * win.kw;
         let row = self.reshape(gy, &[1, win.n * win.c * win.oh * win.ow])?;
         let cols = self.broadcast_to(&row, &[k, win.n * win.c * win.oh * win.ow])?;
-        let x = self.col2im(
-            &cols,
-            &[win.n * win.c, 1, win.h, win.w],
-            p.kernel,
-            p.stride,
-            p.padding,
-        )?;
+        let x = self.col2im(&cols, &[win.n * win.c, 1, win.h, win.w], p.kernel, p.stride, p.padding)?;
         self.reshape(&x, input_shape)
     }
 
@@ -381,13 +355,7 @@ pub trait Backend: Clone + Send + Sync + 'static {
     fn permute(&self, a: &Self::Tensor, perm: &[usize]) -> Result<Self::Tensor>;
 
     /// Elements `start..end` along `axis`.
-    fn slice(
-        &self,
-        a: &Self::Tensor,
-        axis: usize,
-        start: usize,
-        end: usize,
-    ) -> Result<Self::Tensor>;
+    fn slice(&self, a: &Self::Tensor, axis: usize, start: usize, end: usize) -> Result<Self::Tensor>;
 
     /// Concatenation along `axis`; all other axes must agree.
     fn concat(&self, parts: &[&Self::Tensor], axis: usize) -> Result<Self::Tensor>;
@@ -399,11 +367,5 @@ pub trait Backend: Clone + Send + Sync + 'static {
 
     /// A tensor filled from the AES-128-CTR stream `(key, stream, counter)` laid out as
     /// [`crate::prg`] specifies; consumes [`crate::prg::blocks_for`]`(prod(shape))` blocks.
-    fn prg_fill(
-        &self,
-        key: &Key,
-        stream: u64,
-        counter: u64,
-        shape: &[usize],
-    ) -> Result<Self::Tensor>;
+    fn prg_fill(&self, key: &Key, stream: u64, counter: u64, shape: &[usize]) -> Result<Self::Tensor>;
 }

@@ -41,16 +41,10 @@ pub type Result<T, E = RingError> = std::result::Result<T, E>;
 
 /// Shorthand for a [`RingError::Shape`].
 pub fn shape_err(op: &'static str, detail: impl Into<String>) -> RingError {
-    RingError::Shape {
-        op,
-        detail: detail.into(),
-    }
+    RingError::Shape { op, detail: detail.into() }
 }
 
 /// Shorthand for a [`RingError::Invalid`].
 pub fn invalid(op: &'static str, detail: impl Into<String>) -> RingError {
-    RingError::Invalid {
-        op,
-        detail: detail.into(),
-    }
+    RingError::Invalid { op, detail: detail.into() }
 }

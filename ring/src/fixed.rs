@@ -19,9 +19,7 @@ pub struct FixedPoint {
 
 impl Default for FixedPoint {
     fn default() -> Self {
-        FixedPoint {
-            frac_bits: Self::DEFAULT_FRAC_BITS,
-        }
+        FixedPoint { frac_bits: Self::DEFAULT_FRAC_BITS }
     }
 }
 
@@ -63,20 +61,12 @@ impl FixedPoint {
     /// Encodes one real.
     pub fn encode(&self, v: f64) -> Result<u64> {
         if !v.is_finite() {
-            return Err(RingError::Encode {
-                value: v,
-                frac_bits: self.frac_bits,
-                why: "not finite",
-            });
+            return Err(RingError::Encode { value: v, frac_bits: self.frac_bits, why: "not finite" });
         }
         let scaled = (v * self.scale()).round_ties_even();
         // i64 covers [-2^63, 2^63); 2^63 itself is exactly representable as f64.
         if !(-(63f64.exp2())..63f64.exp2()).contains(&scaled) {
-            return Err(RingError::Encode {
-                value: v,
-                frac_bits: self.frac_bits,
-                why: "out of range",
-            });
+            return Err(RingError::Encode { value: v, frac_bits: self.frac_bits, why: "out of range" });
         }
         Ok(scaled as i64 as u64)
     }
@@ -88,10 +78,7 @@ impl FixedPoint {
 
     /// Encodes a slice into a tensor of the given shape.
     pub fn encode_tensor(&self, shape: &[usize], values: &[f64]) -> Result<RingTensor> {
-        let data = values
-            .iter()
-            .map(|&v| self.encode(v))
-            .collect::<Result<Vec<_>>>()?;
+        let data = values.iter().map(|&v| self.encode(v)).collect::<Result<Vec<_>>>()?;
         RingTensor::new(shape, data)
     }
 

@@ -16,9 +16,7 @@ pub mod prg;
 pub mod shape;
 pub mod tensor;
 
-pub use backend::{
-    Backend, BinaryOp, Conv2dParams, DeviceTensor, Pool2dParams, ScalarOp, ShiftOp, UnaryOp,
-};
+pub use backend::{Backend, BinaryOp, Conv2dParams, DeviceTensor, Pool2dParams, ScalarOp, ShiftOp, UnaryOp};
 pub use error::{Result, RingError};
 pub use fixed::FixedPoint;
 pub use tensor::RingTensor;

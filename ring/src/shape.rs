@@ -58,10 +58,7 @@ impl MatmulDims {
 pub fn matmul_dims(a: &[usize], b: &[usize], ta: bool, tb: bool) -> Result<MatmulDims> {
     const OP: &str = "matmul";
     if a.len() != b.len() || !(a.len() == 2 || a.len() == 3) {
-        return Err(shape_err(
-            OP,
-            format!("operands must both be 2-D or both 3-D, got {a:?} and {b:?}"),
-        ));
+        return Err(shape_err(OP, format!("operands must both be 2-D or both 3-D, got {a:?} and {b:?}")));
     }
     let r = a.len();
     let batch = if r == 3 {
@@ -72,16 +69,8 @@ pub fn matmul_dims(a: &[usize], b: &[usize], ta: bool, tb: bool) -> Result<Matmu
     } else {
         1
     };
-    let (m, ka) = if ta {
-        (a[r - 1], a[r - 2])
-    } else {
-        (a[r - 2], a[r - 1])
-    };
-    let (kb, n) = if tb {
-        (b[r - 1], b[r - 2])
-    } else {
-        (b[r - 2], b[r - 1])
-    };
+    let (m, ka) = if ta { (a[r - 1], a[r - 2]) } else { (a[r - 2], a[r - 1]) };
+    let (kb, n) = if tb { (b[r - 1], b[r - 2]) } else { (b[r - 2], b[r - 1]) };
     if ka != kb {
         return Err(shape_err(
             OP,
@@ -134,47 +123,24 @@ impl Window {
         padding: (usize, usize),
     ) -> Result<Window> {
         if input.len() != 4 {
-            return Err(shape_err(
-                op,
-                format!("input must be NCHW (4-D), got {input:?}"),
-            ));
+            return Err(shape_err(op, format!("input must be NCHW (4-D), got {input:?}")));
         }
         let (kh, kw) = kernel;
         let (sh, sw) = stride;
         let (ph, pw) = padding;
         if kh == 0 || kw == 0 || sh == 0 || sw == 0 {
-            return Err(invalid(
-                op,
-                format!("kernel {kernel:?} and stride {stride:?} must be positive"),
-            ));
+            return Err(invalid(op, format!("kernel {kernel:?} and stride {stride:?} must be positive")));
         }
         let (h, w) = (input[2], input[3]);
         if h + 2 * ph < kh || w + 2 * pw < kw {
             return Err(shape_err(
                 op,
-                format!(
-                    "kernel {kernel:?} larger than padded input {}x{}",
-                    h + 2 * ph,
-                    w + 2 * pw
-                ),
+                format!("kernel {kernel:?} larger than padded input {}x{}", h + 2 * ph, w + 2 * pw),
             ));
         }
         let oh = (h + 2 * ph - kh) / sh + 1;
         let ow = (w + 2 * pw - kw) / sw + 1;
-        Ok(Window {
-            n: input[0],
-            c: input[1],
-            h,
-            w,
-            kh,
-            kw,
-            sh,
-            sw,
-            ph,
-            pw,
-            oh,
-            ow,
-        })
+        Ok(Window { n: input[0], c: input[1], h, w, kh, kw, sh, sw, ph, pw, oh, ow })
     }
 
     /// Rows of the im2col matrix: `c * kh * kw`.
@@ -194,25 +160,14 @@ impl Window {
 }
 
 /// Geometry of a convolution of NCHW `input` with OIHW `weight`; returns the window and `O`.
-pub fn conv2d_window(
-    op: &'static str,
-    input: &[usize],
-    weight: &[usize],
-    p: &Conv2dParams,
-) -> Result<(Window, usize)> {
+pub fn conv2d_window(op: &'static str, input: &[usize], weight: &[usize], p: &Conv2dParams) -> Result<(Window, usize)> {
     if weight.len() != 4 {
-        return Err(shape_err(
-            op,
-            format!("weight must be OIHW (4-D), got {weight:?}"),
-        ));
+        return Err(shape_err(op, format!("weight must be OIHW (4-D), got {weight:?}")));
     }
     if input.len() == 4 && input[1] != weight[1] {
         return Err(shape_err(
             op,
-            format!(
-                "input channels {} != weight channels {} ({input:?} vs {weight:?})",
-                input[1], weight[1]
-            ),
+            format!("input channels {} != weight channels {} ({input:?} vs {weight:?})", input[1], weight[1]),
         ));
     }
     let win = Window::new(op, input, (weight[2], weight[3]), p.stride, p.padding)?;
@@ -222,13 +177,7 @@ pub fn conv2d_window(
 /// Geometry of a pooling window over NCHW `input`.
 pub fn pool2d_window(op: &'static str, input: &[usize], p: &Pool2dParams) -> Result<Window> {
     if p.padding.0 >= p.kernel.0.max(1) || p.padding.1 >= p.kernel.1.max(1) {
-        return Err(invalid(
-            op,
-            format!(
-                "padding {:?} must be smaller than the kernel {:?}",
-                p.padding, p.kernel
-            ),
-        ));
+        return Err(invalid(op, format!("padding {:?} must be smaller than the kernel {:?}", p.padding, p.kernel)));
     }
     Window::new(op, input, p.kernel, p.stride, p.padding)
 }
@@ -238,10 +187,7 @@ pub fn check_axis(op: &'static str, shape: &[usize], axis: usize) -> Result<()> 
     if axis < shape.len() {
         Ok(())
     } else {
-        Err(invalid(
-            op,
-            format!("axis {axis} out of range for shape {shape:?}"),
-        ))
+        Err(invalid(op, format!("axis {axis} out of range for shape {shape:?}")))
     }
 }
 
@@ -249,10 +195,7 @@ pub fn check_axis(op: &'static str, shape: &[usize], axis: usize) -> Result<()> 
 pub fn permute_shape(shape: &[usize], perm: &[usize]) -> Result<Vec<usize>> {
     const OP: &str = "permute";
     if perm.len() != shape.len() {
-        return Err(invalid(
-            OP,
-            format!("permutation {perm:?} has wrong rank for shape {shape:?}"),
-        ));
+        return Err(invalid(OP, format!("permutation {perm:?} has wrong rank for shape {shape:?}")));
     }
     let mut seen = vec![false; perm.len()];
     for &p in perm {
@@ -266,19 +209,12 @@ pub fn permute_shape(shape: &[usize], perm: &[usize]) -> Result<Vec<usize>> {
 
 /// Checks that `shape` broadcasts to `target` (numpy rules, leading axes may be added).
 pub fn check_broadcast(shape: &[usize], target: &[usize]) -> Result<()> {
-    let ok = shape.len() <= target.len()
-        && shape
-            .iter()
-            .rev()
-            .zip(target.iter().rev())
-            .all(|(&s, &t)| s == t || s == 1);
+    let ok =
+        shape.len() <= target.len() && shape.iter().rev().zip(target.iter().rev()).all(|(&s, &t)| s == t || s == 1);
     if ok {
         Ok(())
     } else {
-        Err(shape_err(
-            "broadcast_to",
-            format!("{shape:?} does not broadcast to {target:?}"),
-        ))
+        Err(shape_err("broadcast_to", format!("{shape:?} does not broadcast to {target:?}")))
     }
 }
 
@@ -294,23 +230,15 @@ pub fn strides(shape: &[usize]) -> Vec<usize> {
 /// Output shape of a concatenation along `axis`.
 pub fn concat_shape(shapes: &[&[usize]], axis: usize) -> Result<Vec<usize>> {
     const OP: &str = "concat";
-    let first = shapes
-        .first()
-        .ok_or_else(|| invalid(OP, "nothing to concatenate"))?;
+    let first = shapes.first().ok_or_else(|| invalid(OP, "nothing to concatenate"))?;
     check_axis(OP, first, axis)?;
     let mut out = first.to_vec();
     out[axis] = 0;
     for s in shapes {
-        let same_elsewhere = s.len() == first.len()
-            && s.iter()
-                .zip(first.iter())
-                .enumerate()
-                .all(|(i, (a, b))| i == axis || a == b);
+        let same_elsewhere =
+            s.len() == first.len() && s.iter().zip(first.iter()).enumerate().all(|(i, (a, b))| i == axis || a == b);
         if !same_elsewhere {
-            return Err(shape_err(
-                OP,
-                format!("{s:?} vs {first:?} along axis {axis}"),
-            ));
+            return Err(shape_err(OP, format!("{s:?} vs {first:?} along axis {axis}")));
         }
         out[axis] += s[axis];
     }
@@ -333,10 +261,7 @@ mod tests {
 
     #[test]
     fn conv_window_sizes() {
-        let p = Conv2dParams {
-            stride: (4, 4),
-            padding: (2, 2),
-        };
+        let p = Conv2dParams { stride: (4, 4), padding: (2, 2) };
         let (w, o) = conv2d_window("conv2d", &[1, 3, 32, 32], &[64, 3, 11, 11], &p).unwrap();
         assert_eq!((o, w.oh, w.ow), (64, 7, 7));
         assert!(conv2d_window("conv2d", &[1, 4, 32, 32], &[64, 3, 11, 11], &p).is_err());
@@ -347,10 +272,7 @@ mod tests {
     fn broadcast_and_permute() {
         assert!(check_broadcast(&[3, 1], &[2, 3, 4]).is_ok());
         assert!(check_broadcast(&[3, 2], &[2, 3, 4]).is_err());
-        assert_eq!(
-            permute_shape(&[2, 3, 4], &[2, 0, 1]).unwrap(),
-            vec![4, 2, 3]
-        );
+        assert_eq!(permute_shape(&[2, 3, 4], &[2, 0, 1]).unwrap(), vec![4, 2, 3]);
         assert!(permute_shape(&[2, 3, 4], &[0, 0, 1]).is_err());
         assert_eq!(strides(&[2, 3, 4]), vec![12, 4, 1]);
     }

@@ -23,26 +23,17 @@ impl RingTensor {
                 format!("shape {shape:?} needs {n} elements, got {}", data.len()),
             ));
         }
-        Ok(RingTensor {
-            shape: shape.to_vec(),
-            data,
-        })
+        Ok(RingTensor { shape: shape.to_vec(), data })
     }
 
     /// A tensor of zeros.
     pub fn zeros(shape: &[usize]) -> Self {
-        RingTensor {
-            shape: shape.to_vec(),
-            data: vec![0; numel(shape)],
-        }
+        RingTensor { shape: shape.to_vec(), data: vec![0; numel(shape)] }
     }
 
     /// A tensor whose element at flat index `i` is `f(i)`.
     pub fn from_fn(shape: &[usize], f: impl FnMut(usize) -> u64) -> Self {
-        RingTensor {
-            shape: shape.to_vec(),
-            data: (0..numel(shape)).map(f).collect(),
-        }
+        RingTensor { shape: shape.to_vec(), data: (0..numel(shape)).map(f).collect() }
     }
 
     /// A tensor of signed integers, stored in two's complement.

@@ -1,0 +1,309 @@
+//! Arithmetic protocols on [`AShare`]s: input, reveal, linear operations, products and truncation.
+//!
+//! Costs are stated per party and per element of the protocol's output. A "round" is one call of
+//! the transport that all three parties step through (see `cryptgpu_net`).
+//!
+//! **Truncation.** Fixed-point products (`*_fp`) and [`Party::truncate`] divide by `2^f` with the
+//! share-truncation of ABY3 (Π_trunc1), fused with the resharing of the product. For an output whose
+//! exact value before truncation is `z` (an integer at scale `2^{2f}`), the result is
+//! `z / 2^f + e` with `|e| < 1` (in units of `2^-f`) and `E[e] = 0`: the first part is rounded up
+//! and the second down, which makes the rounding unbiased. With probability at most
+//! `(|z| + 2^f) / 2^64` per element the result is instead off by about `±2^{64-f}` (a wrap of the
+//! split). For real values that probability is `|x·y| · 2^{2f} / 2^64`: about `|x·y| · 6e-8` at f = 20.
+
+use cryptgpu_net::{Peer, Round, Transport};
+use cryptgpu_ring::shape::check_same;
+use cryptgpu_ring::{Backend, BinaryOp, Conv2dParams, DeviceTensor, RingTensor, ScalarOp, ShiftOp, UnaryOp};
+
+use crate::ashare::AShare;
+use crate::error::{Result, SharingError};
+use crate::party::Party;
+use crate::streams::{KeyRole, Purpose};
+
+/// A bilinear map over the ring (elementwise product, matrix product, convolution, ...).
+pub type BilinearOp<'a, B> =
+    &'a dyn Fn(&B, &<B as Backend>::Tensor, &<B as Backend>::Tensor) -> cryptgpu_ring::Result<<B as Backend>::Tensor>;
+
+impl<B: Backend, T: Transport> Party<B, T> {
+    fn words(&self, t: &B::Tensor) -> Result<Vec<u64>> {
+        Ok(self.backend().download(t)?.into_data())
+    }
+
+    fn tensor(&self, shape: &[usize], words: Vec<u64>) -> Result<B::Tensor> {
+        Ok(self.backend().upload_owned(RingTensor::new(shape, words)?)?)
+    }
+
+    fn op2(&self, op: BinaryOp, a: &B::Tensor, b: &B::Tensor) -> Result<B::Tensor> {
+        Ok(self.backend().binary(op, a, b)?)
+    }
+
+    // ----- input and output -----
+
+    /// Secret-shares a tensor held by party `owner` (the other parties pass `None`; every party
+    /// passes the same public `shape`).
+    ///
+    /// With `o = owner`: `x_o = G(K_o)` (known to `P_o` and `P_{o-1}`), `x_{o+1} = v - x_o` (sent by
+    /// the owner to `P_{o+1}`), `x_{o+2} = 0`. Cost: **1 round; the owner sends 8 B per element to
+    /// its next party, the others send nothing.**
+    pub fn input(&mut self, owner: usize, value: Option<&RingTensor>, shape: &[usize]) -> Result<AShare<B>> {
+        if owner > 2 {
+            return Err(SharingError::Invalid(format!("input owner {owner} is not 0, 1 or 2")));
+        }
+        let me = self.id();
+        match (me == owner, value) {
+            (true, None) => {
+                return Err(SharingError::Invalid(format!("party {me} owns the input but passed no value")))
+            }
+            (false, Some(_)) => {
+                return Err(SharingError::Invalid(format!(
+                    "party {me} passed a value for an input owned by party {owner}"
+                )))
+            }
+            (true, Some(v)) => check_same("input", v.shape(), shape)?,
+            (false, None) => {}
+        }
+        let n: usize = shape.iter().product();
+        if me == owner {
+            let v = self.upload(value.expect("checked above"))?;
+            let x_o = self.draw(KeyRole::Own, Purpose::Input, shape)?;
+            let x_next = self.op2(BinaryOp::Sub, &v, &x_o)?;
+            self.round(Round::new().send(Peer::Next, self.words(&x_next)?))?;
+            AShare::from_parts(x_o, x_next)
+        } else if me == (owner + 1) % 3 {
+            let mut got = self.round(Round::new().recv(Peer::Prev, n))?;
+            let x = self.tensor(shape, got.take(Peer::Prev)?)?;
+            AShare::from_parts(x, self.backend().zeros(shape)?)
+        } else {
+            let x_o = self.draw(KeyRole::Next, Purpose::Input, shape)?;
+            self.round(Round::new())?;
+            AShare::from_parts(self.backend().zeros(shape)?, x_o)
+        }
+    }
+
+    /// Opens a sharing to all three parties. Each party sends its first share to the next party.
+    /// Cost: **1 round, 8 B per element per party.**
+    pub fn reveal(&mut self, x: &AShare<B>) -> Result<RingTensor> {
+        let mut got = self.round(Round::new().send(Peer::Next, self.words(x.first())?).recv(Peer::Prev, x.len()))?;
+        let missing = self.tensor(x.shape(), got.take(Peer::Prev)?)?;
+        let s = self.op2(BinaryOp::Add, x.first(), x.second())?;
+        self.download(&self.op2(BinaryOp::Add, &s, &missing)?)
+    }
+
+    /// Opens a sharing to party `to` only (returns `Some` there, `None` elsewhere). Party `to - 1`
+    /// sends its first share to `to`. Cost: **1 round; party `to - 1` sends 8 B per element, the
+    /// others nothing.**
+    pub fn reveal_to(&mut self, x: &AShare<B>, to: usize) -> Result<Option<RingTensor>> {
+        if to > 2 {
+            return Err(SharingError::Invalid(format!("reveal target {to} is not 0, 1 or 2")));
+        }
+        let me = self.id();
+        let mut round = Round::new();
+        if me == (to + 2) % 3 {
+            round = round.send(Peer::Next, self.words(x.first())?);
+        }
+        if me == to {
+            round = round.recv(Peer::Prev, x.len());
+        }
+        let mut got = self.round(round)?;
+        if me != to {
+            return Ok(None);
+        }
+        let missing = self.tensor(x.shape(), got.take(Peer::Prev)?)?;
+        let s = self.op2(BinaryOp::Add, x.first(), x.second())?;
+        Ok(Some(self.download(&self.op2(BinaryOp::Add, &s, &missing)?)?))
+    }
+
+    // ----- local linear operations (no communication) -----
+
+    /// `x + y`.
+    pub fn add(&self, x: &AShare<B>, y: &AShare<B>) -> Result<AShare<B>> {
+        AShare::from_parts(
+            self.op2(BinaryOp::Add, x.first(), y.first())?,
+            self.op2(BinaryOp::Add, x.second(), y.second())?,
+        )
+    }
+
+    /// `x - y`.
+    pub fn sub(&self, x: &AShare<B>, y: &AShare<B>) -> Result<AShare<B>> {
+        AShare::from_parts(
+            self.op2(BinaryOp::Sub, x.first(), y.first())?,
+            self.op2(BinaryOp::Sub, x.second(), y.second())?,
+        )
+    }
+
+    /// `-x`.
+    pub fn neg(&self, x: &AShare<B>) -> Result<AShare<B>> {
+        x.map(|t| self.backend().unary(UnaryOp::Neg, t))
+    }
+
+    /// `x + c` for a public tensor `c` of the same shape (added to share `x_0`, which party 0 holds
+    /// first and party 2 second).
+    pub fn add_public(&self, x: &AShare<B>, c: &B::Tensor) -> Result<AShare<B>> {
+        check_same("add_public", x.shape(), c.shape())?;
+        let (mut first, mut second) = (x.first().clone(), x.second().clone());
+        match self.id() {
+            0 => first = self.op2(BinaryOp::Add, &first, c)?,
+            2 => second = self.op2(BinaryOp::Add, &second, c)?,
+            _ => {}
+        }
+        AShare::from_parts(first, second)
+    }
+
+    /// `x * c` elementwise for a public integer tensor `c` (no truncation).
+    pub fn mul_public(&self, x: &AShare<B>, c: &B::Tensor) -> Result<AShare<B>> {
+        check_same("mul_public", x.shape(), c.shape())?;
+        AShare::from_parts(self.op2(BinaryOp::Mul, x.first(), c)?, self.op2(BinaryOp::Mul, x.second(), c)?)
+    }
+
+    /// `x * c` for a public integer `c` (no truncation).
+    pub fn mul_scalar(&self, x: &AShare<B>, c: u64) -> Result<AShare<B>> {
+        x.map(|t| self.backend().scalar(ScalarOp::Mul, t, c))
+    }
+
+    /// A sharing of a fresh uniformly random value nobody knows: `x_j = G(K_j)`.
+    /// Cost: **no communication.**
+    pub fn random_share(&mut self, shape: &[usize]) -> Result<AShare<B>> {
+        let first = self.draw(KeyRole::Own, Purpose::RandomShare, shape)?;
+        let second = self.draw(KeyRole::Next, Purpose::RandomShare, shape)?;
+        AShare::from_parts(first, second)
+    }
+
+    // ----- products -----
+
+    /// This party's additive term of `op(x, y)`:
+    /// `z_i = op(x_i, y_i + y_{i+1}) + op(x_{i+1}, y_i) + alpha_i` (two local ring ops and a fresh
+    /// zero sharing). The three terms sum to `op(x, y)`.
+    fn product_term(&mut self, x: &AShare<B>, y: &AShare<B>, op: BilinearOp<'_, B>) -> Result<B::Tensor> {
+        let be = self.backend().clone();
+        let y_sum = self.op2(BinaryOp::Add, y.first(), y.second())?;
+        let a = op(&be, x.first(), &y_sum)?;
+        let b = op(&be, x.second(), y.first())?;
+        let z = self.op2(BinaryOp::Add, &a, &b)?;
+        let alpha = self.zero_share(z.shape())?;
+        self.op2(BinaryOp::Add, &z, &alpha)
+    }
+
+    /// Turns additive terms `z_i` into a replicated sharing: party `i` sends `z_i` to party `i-1`.
+    /// Cost: **1 round, 8 B per element per party.**
+    fn reshare(&mut self, z: B::Tensor) -> Result<AShare<B>> {
+        let mut got = self.round(Round::new().send(Peer::Prev, self.words(&z)?).recv(Peer::Next, z.len()))?;
+        let next = self.tensor(z.shape(), got.take(Peer::Next)?)?;
+        AShare::from_parts(z, next)
+    }
+
+    /// Truncates additive terms `z_i` (which must include a fresh zero sharing) by `2^f` into a
+    /// replicated sharing (see the module doc for the error analysis).
+    ///
+    /// Round 1: `P1` sends `z_1` to `P0`; `P2` sends `t_2 = floor(z_2 / 2^f)` to `P1`.
+    /// `P0` computes `t_0 = ceil((z_0 + z_1) / 2^f) - t_1` where `t_1 = G(K_1)` is known to `P0` and `P1`.
+    /// Round 2: `P0` sends `t_0` to `P2`. Cost: **2 rounds, 8 B per element per party.**
+    fn truncate_terms(&mut self, z: B::Tensor) -> Result<AShare<B>> {
+        let be = self.backend().clone();
+        let f = self.codec().frac_bits();
+        let shape = z.shape().to_vec();
+        let n = z.len();
+        match self.id() {
+            0 => {
+                let mut got = self.round(Round::new().recv(Peer::Next, n))?;
+                let z1 = self.tensor(&shape, got.take(Peer::Next)?)?;
+                let s = self.op2(BinaryOp::Add, &z, &z1)?;
+                let s = be.scalar(ScalarOp::Add, &s, (1u64 << f) - 1)?;
+                let u = be.shift(ShiftOp::RightArith, &s, f)?;
+                let t1 = self.draw(KeyRole::Next, Purpose::Truncation, &shape)?;
+                let t0 = self.op2(BinaryOp::Sub, &u, &t1)?;
+                self.round(Round::new().send(Peer::Prev, self.words(&t0)?))?;
+                AShare::from_parts(t0, t1)
+            }
+            1 => {
+                let mut got = self.round(Round::new().send(Peer::Prev, self.words(&z)?).recv(Peer::Next, n))?;
+                let t2 = self.tensor(&shape, got.take(Peer::Next)?)?;
+                let t1 = self.draw(KeyRole::Own, Purpose::Truncation, &shape)?;
+                self.round(Round::new())?;
+                AShare::from_parts(t1, t2)
+            }
+            _ => {
+                let t2 = be.shift(ShiftOp::RightArith, &z, f)?;
+                self.round(Round::new().send(Peer::Prev, self.words(&t2)?))?;
+                let mut got = self.round(Round::new().recv(Peer::Next, n))?;
+                let t0 = self.tensor(&shape, got.take(Peer::Next)?)?;
+                AShare::from_parts(t2, t0)
+            }
+        }
+    }
+
+    /// Secure product under any bilinear ring map `op` (elementwise, matmul, convolution, their
+    /// gradients). Without truncation: **1 round, 8 B per output element per party**; with
+    /// truncation by `2^f` (both operands fixed point): **2 rounds, 8 B per output element per party**.
+    pub fn bilinear(
+        &mut self,
+        x: &AShare<B>,
+        y: &AShare<B>,
+        op: BilinearOp<'_, B>,
+        truncate: bool,
+    ) -> Result<AShare<B>> {
+        let z = self.product_term(x, y, op)?;
+        if truncate {
+            self.truncate_terms(z)
+        } else {
+            self.reshare(z)
+        }
+    }
+
+    /// Elementwise product of integer sharings. **1 round, 8 B per element per party.**
+    pub fn mul(&mut self, x: &AShare<B>, y: &AShare<B>) -> Result<AShare<B>> {
+        check_same("mul", x.shape(), y.shape())?;
+        self.bilinear(x, y, &|b, p, q| b.binary(BinaryOp::Mul, p, q), false)
+    }
+
+    /// Elementwise product of fixed-point sharings, truncated. **2 rounds, 8 B per element per party.**
+    pub fn mul_fp(&mut self, x: &AShare<B>, y: &AShare<B>) -> Result<AShare<B>> {
+        check_same("mul_fp", x.shape(), y.shape())?;
+        self.bilinear(x, y, &|b, p, q| b.binary(BinaryOp::Mul, p, q), true)
+    }
+
+    /// Matrix product of integer sharings (2-D, or batched 3-D).
+    /// **1 round, 8 B per output element per party** (`8·m·n` B for an `m x k` by `k x n` product).
+    pub fn matmul(&mut self, x: &AShare<B>, y: &AShare<B>) -> Result<AShare<B>> {
+        self.bilinear(x, y, &|b, p, q| b.matmul(p, q, false, false), false)
+    }
+
+    /// Matrix product of fixed-point sharings, truncated.
+    /// **2 rounds, 8 B per output element per party** (`8·m·n` B for an `m x k` by `k x n` product).
+    ///
+    /// Error bound (no truncation failure), with `δ = 2^-f` and real inputs `a`, `b` encoded by
+    /// rounding to nearest: `|out[i][j] - Σ_k a[i][k]·b[k][j]| < (δ/2)·Σ_k (|a[i][k]| + |b[k][j]|) + K·δ²/4 + δ`.
+    pub fn matmul_fp(&mut self, x: &AShare<B>, y: &AShare<B>) -> Result<AShare<B>> {
+        self.bilinear(x, y, &|b, p, q| b.matmul(p, q, false, false), true)
+    }
+
+    /// 2-D convolution of an NCHW input sharing with an OIHW weight sharing (integer).
+    /// **1 round, 8 B per output element per party.**
+    pub fn conv2d(&mut self, x: &AShare<B>, w: &AShare<B>, p: &Conv2dParams) -> Result<AShare<B>> {
+        let p = *p;
+        self.bilinear(x, w, &move |b, s, t| b.conv2d(s, t, &p), false)
+    }
+
+    /// 2-D convolution of fixed-point sharings, truncated. **2 rounds, 8 B per output element per party.**
+    pub fn conv2d_fp(&mut self, x: &AShare<B>, w: &AShare<B>, p: &Conv2dParams) -> Result<AShare<B>> {
+        let p = *p;
+        self.bilinear(x, w, &move |b, s, t| b.conv2d(s, t, &p), true)
+    }
+
+    /// `x * c` elementwise for a public fixed-point tensor `c`, truncated.
+    /// **2 rounds, 8 B per element per party.**
+    pub fn mul_public_fp(&mut self, x: &AShare<B>, c: &B::Tensor) -> Result<AShare<B>> {
+        check_same("mul_public_fp", x.shape(), c.shape())?;
+        let z = self.op2(BinaryOp::Mul, x.first(), c)?;
+        let alpha = self.zero_share(z.shape())?;
+        let z = self.op2(BinaryOp::Add, &z, &alpha)?;
+        self.truncate_terms(z)
+    }
+
+    /// Divides a sharing at scale `2^{2f}` by `2^f` (see the module doc for the error).
+    /// **2 rounds, 8 B per element per party.**
+    pub fn truncate(&mut self, x: &AShare<B>) -> Result<AShare<B>> {
+        let alpha = self.zero_share(x.shape())?;
+        let z = self.op2(BinaryOp::Add, x.first(), &alpha)?;
+        self.truncate_terms(z)
+    }
+}

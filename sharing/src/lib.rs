@@ -1,0 +1,23 @@
+//! Replicated secret sharing over Z_2^64 among three parties, and the protocols on it.
+//!
+//! * [`Party`]: a party's id, backend, transport and PRG streams ([`streams`]); key setup.
+//! * [`AShare`]: 2-out-of-3 replicated arithmetic shares (ABY3 layout: party `i` holds `(x_i, x_{i+1})`).
+//! * [`arith`]: input, reveal, linear operations, products (elementwise, matmul, conv), truncation.
+//! * [`runner`]: runs a closure as three in-process parties and collects outputs and counters.
+//!
+//! Protocols are generic over [`cryptgpu_ring::Backend`] and [`cryptgpu_net::Transport`]; they
+//! never name a device or a network. Semi-honest security with an honest majority: every value
+//! that leaves a party is masked by fresh correlated randomness.
+#![deny(missing_docs)]
+
+pub mod arith;
+pub mod ashare;
+pub mod error;
+pub mod party;
+pub mod runner;
+pub mod streams;
+
+pub use ashare::AShare;
+pub use error::{Result, SharingError};
+pub use party::{KeySource, Party};
+pub use runner::{run_local, PartyOutput, RunConfig};

@@ -1,0 +1,143 @@
+//! [`Party`]: one of the three parties, with its backend, transport and correlated randomness.
+
+use cryptgpu_net::{Counters, Peer, Received, Round, Transport};
+use cryptgpu_ring::prg::Key;
+use cryptgpu_ring::{Backend, BinaryOp, FixedPoint, RingTensor};
+
+use crate::error::{Result, SharingError};
+use crate::streams::{KeyRole, Purpose, Streams};
+
+/// Where a party's PRG keys come from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum KeySource {
+    /// Fresh keys from the operating system's CSPRNG: the only secure choice.
+    #[default]
+    Os,
+    /// Keys derived from a public seed, so that runs are reproducible bit for bit (for tests,
+    /// benchmarks and CPU/GPU comparisons). **Insecure**: anyone who knows the seed sees all shares.
+    InsecureSeed(u64),
+}
+
+/// Stream id under which [`KeySource::InsecureSeed`] derives keys.
+const SEED_STREAM: u64 = u64::from_be_bytes(*b"seedkeys");
+
+/// One party of the three-party computation.
+///
+/// Party `i` holds, for every shared value `x = x_0 + x_1 + x_2`, the pair `(x_i, x_{i+1})`.
+/// Protocols are methods on `Party` (see the `arith` module) and must be called by all three parties
+/// in the same order with the same public arguments.
+pub struct Party<B: Backend, T: Transport> {
+    id: usize,
+    backend: B,
+    transport: T,
+    codec: FixedPoint,
+    streams: Streams,
+}
+
+impl<B: Backend, T: Transport> std::fmt::Debug for Party<B, T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Party").field("id", &self.id).field("backend", &self.backend.name()).finish_non_exhaustive()
+    }
+}
+
+impl<B: Backend, T: Transport> Party<B, T> {
+    /// Sets a party up: draws its key `K_i`, sends it to the previous party and receives
+    /// `K_{i+1}` from the next one (1 round, 16 B sent per party). Over TCP the transport must be
+    /// encrypted, since the keys travel in this round.
+    pub fn setup(backend: B, mut transport: T, codec: FixedPoint, keys: KeySource) -> Result<Self> {
+        let id = transport.id();
+        if id > 2 {
+            return Err(SharingError::Invalid(format!("party id {id} is not 0, 1 or 2")));
+        }
+        let (own, local) = match keys {
+            KeySource::Os => (os_key()?, os_key()?),
+            KeySource::InsecureSeed(seed) => (seeded_key(&backend, seed, id)?, seeded_key(&backend, seed, id + 3)?),
+        };
+        let mut got =
+            transport.round(Round::new().send(Peer::Prev, key_to_words(&own).to_vec()).recv(Peer::Next, 2))?;
+        let next = words_to_key(&got.take(Peer::Next)?);
+        Ok(Party { id, backend, transport, codec, streams: Streams::new(own, next, local) })
+    }
+
+    /// This party's id: 0, 1 or 2.
+    pub fn id(&self) -> usize {
+        self.id
+    }
+
+    /// The backend.
+    pub fn backend(&self) -> &B {
+        &self.backend
+    }
+
+    /// The fixed-point codec.
+    pub fn codec(&self) -> FixedPoint {
+        self.codec
+    }
+
+    /// Communication counters so far (including setup).
+    pub fn counters(&self) -> Counters {
+        self.transport.counters()
+    }
+
+    /// Runs one communication round.
+    pub(crate) fn round(&mut self, round: Round) -> Result<Received> {
+        Ok(self.transport.round(round)?)
+    }
+
+    /// Draws from one of the party's streams.
+    pub(crate) fn draw(&mut self, role: KeyRole, purpose: Purpose, shape: &[usize]) -> Result<B::Tensor> {
+        self.streams.draw(&self.backend, role, purpose, shape)
+    }
+
+    /// This party's term of a fresh arithmetic zero sharing: `alpha_i = G(K_i) - G(K_{i+1})`.
+    /// The three terms sum to zero; no communication.
+    pub fn zero_share(&mut self, shape: &[usize]) -> Result<B::Tensor> {
+        let a = self.draw(KeyRole::Own, Purpose::ZeroShare, shape)?;
+        let b = self.draw(KeyRole::Next, Purpose::ZeroShare, shape)?;
+        Ok(self.backend.binary(BinaryOp::Sub, &a, &b)?)
+    }
+
+    /// This party's term of a fresh binary zero sharing: `G(K_i) xor G(K_{i+1})`; the three terms
+    /// XOR to zero; no communication.
+    pub fn zero_share_binary(&mut self, shape: &[usize]) -> Result<B::Tensor> {
+        let a = self.draw(KeyRole::Own, Purpose::BinaryZeroShare, shape)?;
+        let b = self.draw(KeyRole::Next, Purpose::BinaryZeroShare, shape)?;
+        Ok(self.backend.binary(BinaryOp::Xor, &a, &b)?)
+    }
+
+    /// Uploads a host tensor to this party's backend.
+    pub fn upload(&self, t: &RingTensor) -> Result<B::Tensor> {
+        Ok(self.backend.upload(t)?)
+    }
+
+    /// Downloads a tensor from this party's backend.
+    pub fn download(&self, t: &B::Tensor) -> Result<RingTensor> {
+        Ok(self.backend.download(t)?)
+    }
+}
+
+fn os_key() -> Result<Key> {
+    let mut k = [0u8; 16];
+    getrandom::getrandom(&mut k).map_err(|e| SharingError::Invalid(format!("OS random generator failed: {e}")))?;
+    Ok(k)
+}
+
+/// Key `index` derived from a public seed with AES-CTR under the seed (insecure by design).
+fn seeded_key<B: Backend>(backend: &B, seed: u64, index: usize) -> Result<Key> {
+    let mut seed_key = [0u8; 16];
+    seed_key[..8].copy_from_slice(&seed.to_le_bytes());
+    let t = backend.prg_fill(&seed_key, SEED_STREAM, 2 * index as u64, &[2])?;
+    let words = backend.download(&t)?;
+    Ok(words_to_key(words.data()))
+}
+
+fn key_to_words(k: &Key) -> [u64; 2] {
+    [u64::from_le_bytes(k[..8].try_into().expect("8 bytes")), u64::from_le_bytes(k[8..].try_into().expect("8 bytes"))]
+}
+
+fn words_to_key(w: &[u64]) -> Key {
+    let mut k = [0u8; 16];
+    k[..8].copy_from_slice(&w[0].to_le_bytes());
+    k[8..].copy_from_slice(&w[1].to_le_bytes());
+    k
+}

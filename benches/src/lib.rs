@@ -1,0 +1,2 @@
+//! Criterion benches of cryptgpu-rs live in `benches/`; run them with
+//! `cargo bench -p cryptgpu-benches`.

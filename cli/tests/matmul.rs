@@ -1,0 +1,34 @@
+//! The `cryptgpu matmul` command end to end.
+
+use std::process::Command;
+
+fn run(args: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_cryptgpu")).args(args).output().expect("binary runs")
+}
+
+#[test]
+fn matmul_512_reports_exact_traffic_and_small_error() {
+    let out = run(&["matmul", "--m", "512", "--k", "512", "--n", "512", "--json"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    let last = stdout.lines().last().unwrap();
+    let v: serde_json::Value = serde_json::from_str(last).unwrap();
+    for key in ["op", "m", "k", "n", "backend", "seconds", "rounds", "bytes_sent_per_party", "max_abs_error"] {
+        assert!(v.get(key).is_some(), "missing key {key} in {last}");
+    }
+    assert_eq!(v["op"], "matmul");
+    assert_eq!(v["rounds"], 2);
+    let formula = 8 * 512 * 512;
+    assert_eq!(v["bytes_sent_per_party"], serde_json::json!([formula, formula, formula]));
+    assert!(v["max_abs_error"].as_f64().unwrap() < 1e-4, "{last}");
+}
+
+#[test]
+fn matmul_rejects_bad_arguments() {
+    let out = run(&["matmul", "--m", "0"]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("must be positive"));
+    let out = run(&["matmul", "--frac-bits", "70", "--m", "2", "--k", "2", "--n", "2"]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("frac"));
+}

@@ -10,6 +10,7 @@
 pub mod conv;
 pub mod gemm;
 pub mod layout;
+pub mod limb_gemm;
 pub mod prg;
 
 use cryptgpu_ring::error::{invalid, shape_err, Result};

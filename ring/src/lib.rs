@@ -12,6 +12,7 @@
 pub mod backend;
 pub mod error;
 pub mod fixed;
+pub mod limbs;
 pub mod prg;
 pub mod shape;
 pub mod tensor;

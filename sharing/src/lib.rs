@@ -3,6 +3,8 @@
 //! * [`Party`]: a party's id, backend, transport and PRG streams ([`streams`]); key setup.
 //! * [`AShare`]: 2-out-of-3 replicated arithmetic shares (ABY3 layout: party `i` holds `(x_i, x_{i+1})`).
 //! * [`arith`]: input, reveal, linear operations, products (elementwise, matmul, conv), truncation.
+//! * [`BShare`] and [`binary`]: replicated XOR sharings, AND with re-randomisation.
+//! * [`convert`]: MSB, A2B, bit injection and `x * [b]`.
 //! * [`runner`]: runs a closure as three in-process parties and collects outputs and counters.
 //!
 //! Protocols are generic over [`cryptgpu_ring::Backend`] and [`cryptgpu_net::Transport`]; they
@@ -12,12 +14,15 @@
 
 pub mod arith;
 pub mod ashare;
+pub mod binary;
+pub mod convert;
 pub mod error;
 pub mod party;
 pub mod runner;
 pub mod streams;
 
 pub use ashare::AShare;
+pub use binary::BShare;
 pub use error::{Result, SharingError};
 pub use party::{KeySource, Party};
 pub use runner::{run_local, PartyOutput, RunConfig};

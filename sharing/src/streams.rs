@@ -42,9 +42,17 @@ pub enum Purpose {
     Truncation = 4,
     /// Party-private randomness.
     Private = 5,
+    /// Binary input masks (`b_input` and the input step of MSB / A2B).
+    BinaryInput = 6,
+    /// Masks of the fused input-and-generate round of MSB / A2B.
+    CarryGenerate = 7,
+    /// One-time pads of the three-party OTs (bit injection, `x * [b]`).
+    OtMask = 8,
+    /// Output randomness of the three-party OTs.
+    OtOutput = 9,
 }
 
-const PURPOSES: usize = 6;
+const PURPOSES: usize = 10;
 
 /// A party's keys and per-(key, purpose) block counters.
 #[derive(Clone)]

@@ -1,0 +1,323 @@
+//! [`BShare`]: replicated XOR sharings on `u64` words, and the binary protocols on them.
+//!
+//! Layout as [`AShare`](crate::AShare): `x = x_0 ^ x_1 ^ x_2`, party `i` holds `(x_i, x_{i+1})`.
+//! XOR, shifts, bit permutations and AND/XOR with public constants are local. The AND of two
+//! sharings computes the 3-out-of-3 terms
+//! `z_i = a_i&b_i ^ a_i&b_{i+1} ^ a_{i+1}&b_i ^ beta_i` (`beta` a fresh binary zero sharing, so
+//! no un-rerandomised AND output ever leaves a party) and `P_i` sends `z_i` to `P_{i-1}`:
+//! **1 round, 8 B per word per party**. Protocols that only need some bit positions first move
+//! those bits together with local bit permutations ([`compact_even_bits`]) so that every word sent
+//! is fully used.
+
+use cryptgpu_net::{Peer, Round, Transport};
+use cryptgpu_ring::shape::check_same;
+use cryptgpu_ring::{Backend, BinaryOp, DeviceTensor, RingTensor, ScalarOp, ShiftOp};
+
+use crate::error::{Result, SharingError};
+use crate::party::Party;
+use crate::streams::{KeyRole, Purpose};
+
+/// Party `i`'s pair `(x_i, x_{i+1})` of a value `x = x_0 ^ x_1 ^ x_2` (bitwise, per `u64` word).
+pub struct BShare<B: Backend> {
+    first: B::Tensor,
+    second: B::Tensor,
+}
+
+impl<B: Backend> Clone for BShare<B> {
+    fn clone(&self) -> Self {
+        BShare { first: self.first.clone(), second: self.second.clone() }
+    }
+}
+
+impl<B: Backend> std::fmt::Debug for BShare<B> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Shares are not printed, only their shape.
+        write!(f, "BShare{:?}", self.shape())
+    }
+}
+
+impl<B: Backend> BShare<B> {
+    /// A sharing from this party's two shares; their shapes must agree.
+    pub fn from_parts(first: B::Tensor, second: B::Tensor) -> Result<Self> {
+        if first.shape() != second.shape() {
+            return Err(SharingError::Invalid(format!(
+                "binary share shapes differ: {:?} vs {:?}",
+                first.shape(),
+                second.shape()
+            )));
+        }
+        Ok(BShare { first, second })
+    }
+
+    /// The shape of the shared tensor.
+    pub fn shape(&self) -> &[usize] {
+        self.first.shape()
+    }
+
+    /// Number of shared words.
+    pub fn len(&self) -> usize {
+        self.first.len()
+    }
+
+    /// True when the tensor has no elements.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// `x_i`, the share this party holds with the previous party.
+    pub fn first(&self) -> &B::Tensor {
+        &self.first
+    }
+
+    /// `x_{i+1}`, the share this party holds with the next party.
+    pub fn second(&self) -> &B::Tensor {
+        &self.second
+    }
+
+    /// Both shares, by value.
+    pub fn into_parts(self) -> (B::Tensor, B::Tensor) {
+        (self.first, self.second)
+    }
+
+    /// Applies a local map that is linear over GF(2) (reshape, permute, slice, shifts, bit
+    /// permutations, AND with a public mask, ...) to both shares.
+    pub fn map(&self, mut f: impl FnMut(&B::Tensor) -> cryptgpu_ring::Result<B::Tensor>) -> Result<Self> {
+        Self::from_parts(f(&self.first)?, f(&self.second)?)
+    }
+}
+
+/// A tensor's words, for sending.
+pub(crate) fn to_words<B: Backend>(be: &B, t: &B::Tensor) -> Result<Vec<u64>> {
+    Ok(be.download(t)?.into_data())
+}
+
+/// A received message as a tensor of `shape`.
+pub(crate) fn from_words<B: Backend>(be: &B, shape: &[usize], words: Vec<u64>) -> Result<B::Tensor> {
+    Ok(be.upload_owned(RingTensor::new(shape, words)?)?)
+}
+
+/// Gathers bits 0, 2, 4, ..., 62 of every word into bits 0..31 (in order; the high half becomes
+/// zero): the `PEXT` with mask `0x5555...`, built from 16 shift/XOR/AND passes. Linear over GF(2),
+/// so it applies share by share.
+pub fn compact_even_bits<B: Backend>(be: &B, x: &B::Tensor) -> cryptgpu_ring::Result<B::Tensor> {
+    const MASKS: [u64; 5] =
+        [0x3333_3333_3333_3333, 0x0F0F_0F0F_0F0F_0F0F, 0x00FF_00FF_00FF_00FF, 0x0000_FFFF_0000_FFFF, 0xFFFF_FFFF];
+    let mut x = be.scalar(ScalarOp::And, x, 0x5555_5555_5555_5555)?;
+    for (step, &mask) in MASKS.iter().enumerate() {
+        let s = be.shift(ShiftOp::RightLogical, &x, 1 << step)?;
+        x = be.binary(BinaryOp::Xor, &x, &s)?;
+        x = be.scalar(ScalarOp::And, &x, mask)?;
+    }
+    Ok(x)
+}
+
+/// Gathers bits 1, 3, ..., 63 of every word into bits 0..31 (see [`compact_even_bits`]).
+pub fn compact_odd_bits<B: Backend>(be: &B, x: &B::Tensor) -> cryptgpu_ring::Result<B::Tensor> {
+    compact_even_bits(be, &be.shift(ShiftOp::RightLogical, x, 1)?)
+}
+
+/// Packs words that use only their low 32 bits two per word: with `x` of shape `[m]` (padded
+/// with a zero word to even length), word `c` of the result is `x[2c] | x[2c+1] << 32`, shape
+/// `[ceil(m/2)]`. Linear, so it applies share by share.
+pub fn merge_half_words<B: Backend>(be: &B, x: &B::Tensor) -> cryptgpu_ring::Result<B::Tensor> {
+    let m = x.len();
+    let x = be.reshape(x, &[m])?;
+    let x = if m % 2 == 1 { be.concat(&[&x, &be.zeros(&[1])?], 0)? } else { x };
+    let pairs = be.reshape(&x, &[m.div_ceil(2), 2])?;
+    let lo = be.slice(&pairs, 1, 0, 1)?;
+    let hi = be.slice(&pairs, 1, 1, 2)?;
+    let hi = be.shift(ShiftOp::Left, &hi, 32)?;
+    let w = be.binary(BinaryOp::Xor, &lo, &hi)?;
+    be.reshape(&w, &[m.div_ceil(2)])
+}
+
+impl<B: Backend, T: Transport> Party<B, T> {
+    // ----- input and output -----
+
+    /// XOR-shares a tensor of words held by party `owner` (the others pass `None`; all pass the
+    /// same `shape`): `x_o = G(K_o)`, `x_{o+1} = v ^ x_o` (sent to `P_{o+1}`), `x_{o+2} = 0`.
+    /// Cost: **1 round; the owner sends 8 B per word, the others nothing.**
+    pub fn b_input(&mut self, owner: usize, value: Option<&RingTensor>, shape: &[usize]) -> Result<BShare<B>> {
+        if owner > 2 {
+            return Err(SharingError::Invalid(format!("input owner {owner} is not 0, 1 or 2")));
+        }
+        let me = self.id();
+        match (me == owner, value) {
+            (true, None) => {
+                return Err(SharingError::Invalid(format!("party {me} owns the input but passed no value")))
+            }
+            (false, Some(_)) => {
+                return Err(SharingError::Invalid(format!(
+                    "party {me} passed a value for an input owned by party {owner}"
+                )))
+            }
+            (true, Some(v)) => check_same("b_input", v.shape(), shape)?,
+            (false, None) => {}
+        }
+        let be = self.backend().clone();
+        let n: usize = shape.iter().product();
+        if me == owner {
+            let v = be.upload(value.expect("checked above"))?;
+            let x_o = self.draw(KeyRole::Own, Purpose::BinaryInput, shape)?;
+            let x_next = be.binary(BinaryOp::Xor, &v, &x_o)?;
+            self.round(Round::new().send(Peer::Next, to_words(&be, &x_next)?))?;
+            BShare::from_parts(x_o, x_next)
+        } else if me == (owner + 1) % 3 {
+            let mut got = self.round(Round::new().recv(Peer::Prev, n))?;
+            BShare::from_parts(from_words(&be, shape, got.take(Peer::Prev)?)?, be.zeros(shape)?)
+        } else {
+            let x_o = self.draw(KeyRole::Next, Purpose::BinaryInput, shape)?;
+            self.round(Round::new())?;
+            BShare::from_parts(be.zeros(shape)?, x_o)
+        }
+    }
+
+    /// Opens a binary sharing to all parties. **1 round, 8 B per word per party.**
+    pub fn b_reveal(&mut self, x: &BShare<B>) -> Result<RingTensor> {
+        let be = self.backend().clone();
+        let mut got = self.round(Round::new().send(Peer::Next, to_words(&be, x.first())?).recv(Peer::Prev, x.len()))?;
+        let missing = from_words(&be, x.shape(), got.take(Peer::Prev)?)?;
+        let s = be.binary(BinaryOp::Xor, x.first(), x.second())?;
+        Ok(be.download(&be.binary(BinaryOp::Xor, &s, &missing)?)?)
+    }
+
+    /// The trivial binary sharing of a public tensor `c` (`x_0 = c`, `x_1 = x_2 = 0`). No communication.
+    pub fn b_public(&self, c: &B::Tensor) -> Result<BShare<B>> {
+        let be = self.backend();
+        let z = be.zeros(c.shape())?;
+        match self.id() {
+            0 => BShare::from_parts(c.clone(), z),
+            2 => BShare::from_parts(z, c.clone()),
+            _ => BShare::from_parts(z.clone(), z),
+        }
+    }
+
+    // ----- local operations (no communication) -----
+
+    /// `x ^ y`. No communication.
+    pub fn b_xor(&self, x: &BShare<B>, y: &BShare<B>) -> Result<BShare<B>> {
+        let be = self.backend();
+        BShare::from_parts(
+            be.binary(BinaryOp::Xor, x.first(), y.first())?,
+            be.binary(BinaryOp::Xor, x.second(), y.second())?,
+        )
+    }
+
+    /// `x ^ c` for a public tensor `c`: applied to share `x_0` only (party 0's first share and
+    /// party 2's second). No communication.
+    pub fn b_xor_public(&self, x: &BShare<B>, c: &B::Tensor) -> Result<BShare<B>> {
+        check_same("b_xor_public", x.shape(), c.shape())?;
+        let be = self.backend();
+        let (mut first, mut second) = (x.first().clone(), x.second().clone());
+        match self.id() {
+            0 => first = be.binary(BinaryOp::Xor, &first, c)?,
+            2 => second = be.binary(BinaryOp::Xor, &second, c)?,
+            _ => {}
+        }
+        BShare::from_parts(first, second)
+    }
+
+    /// `x ^ c` for a public word `c` (on share `x_0` only). No communication.
+    pub fn b_xor_scalar(&self, x: &BShare<B>, c: u64) -> Result<BShare<B>> {
+        let be = self.backend();
+        let (mut first, mut second) = (x.first().clone(), x.second().clone());
+        match self.id() {
+            0 => first = be.scalar(ScalarOp::Xor, &first, c)?,
+            2 => second = be.scalar(ScalarOp::Xor, &second, c)?,
+            _ => {}
+        }
+        BShare::from_parts(first, second)
+    }
+
+    /// `!x` (XOR with all ones, on share `x_0` only). No communication.
+    pub fn b_not(&self, x: &BShare<B>) -> Result<BShare<B>> {
+        self.b_xor_scalar(x, u64::MAX)
+    }
+
+    /// `x & c` for a public tensor `c` (applied to both shares). No communication.
+    pub fn b_and_public(&self, x: &BShare<B>, c: &B::Tensor) -> Result<BShare<B>> {
+        check_same("b_and_public", x.shape(), c.shape())?;
+        x.map(|t| self.backend().binary(BinaryOp::And, t, c))
+    }
+
+    /// `x & c` for a public word `c` (applied to both shares). No communication.
+    pub fn b_and_scalar(&self, x: &BShare<B>, c: u64) -> Result<BShare<B>> {
+        x.map(|t| self.backend().scalar(ScalarOp::And, t, c))
+    }
+
+    /// Shift of every word by `bits` (< 64); all three shifts are linear bit maps. No communication.
+    pub fn b_shift(&self, x: &BShare<B>, op: ShiftOp, bits: u32) -> Result<BShare<B>> {
+        x.map(|t| self.backend().shift(op, t, bits))
+    }
+
+    // ----- AND -----
+
+    /// This party's 3-out-of-3 term of `x & y`, re-randomised with a fresh binary zero sharing.
+    fn and_term(&mut self, x: &BShare<B>, y: &BShare<B>) -> Result<B::Tensor> {
+        check_same("b_and", x.shape(), y.shape())?;
+        let be = self.backend().clone();
+        let ys = be.binary(BinaryOp::Xor, y.first(), y.second())?;
+        let a = be.binary(BinaryOp::And, x.first(), &ys)?;
+        let b = be.binary(BinaryOp::And, x.second(), y.first())?;
+        let z = be.binary(BinaryOp::Xor, &a, &b)?;
+        let beta = self.zero_share_binary(z.shape())?;
+        Ok(be.binary(BinaryOp::Xor, &z, &beta)?)
+    }
+
+    /// `x & y`. **1 round, 8 B per word per party.**
+    pub fn b_and(&mut self, x: &BShare<B>, y: &BShare<B>) -> Result<BShare<B>> {
+        Ok(self.b_and_many(&[(x, y)])?.pop().expect("one pair"))
+    }
+
+    /// The ANDs of several pairs in **one round**; **8 B per word (summed over all pairs) per party**.
+    pub fn b_and_many(&mut self, pairs: &[(&BShare<B>, &BShare<B>)]) -> Result<Vec<BShare<B>>> {
+        let be = self.backend().clone();
+        let mut terms = Vec::with_capacity(pairs.len());
+        let mut msg = Vec::new();
+        for (x, y) in pairs {
+            let z = self.and_term(x, y)?;
+            msg.extend(to_words(&be, &z)?);
+            terms.push(z);
+        }
+        let total = msg.len();
+        let mut got = self.round(Round::new().send(Peer::Prev, msg).recv(Peer::Next, total))?;
+        let words = got.take(Peer::Next)?;
+        let mut out = Vec::with_capacity(pairs.len());
+        let mut at = 0;
+        for z in terms {
+            let n = z.len();
+            let next = from_words(&be, z.shape(), words[at..at + n].to_vec())?;
+            at += n;
+            out.push(BShare::from_parts(z, next)?);
+        }
+        Ok(out)
+    }
+
+    /// Flattens and bit-packs a sharing of 0/1 words (only bit 0 of each word is used) into
+    /// `ceil(n/64)` words (local; see [`Backend::pack_bits`]).
+    pub fn b_pack_bits(&self, x: &BShare<B>) -> Result<BShare<B>> {
+        x.map(|t| self.backend().pack_bits(t))
+    }
+
+    /// Inverse of [`b_pack_bits`](Self::b_pack_bits): 0/1 words of `shape` (local).
+    pub fn b_unpack_bits(&self, x: &BShare<B>, shape: &[usize]) -> Result<BShare<B>> {
+        x.map(|t| self.backend().unpack_bits(t, shape))
+    }
+
+    /// `x & y` for sharings of single bits (bit 0 of each word), sent bit-packed:
+    /// **1 round, `8·ceil(n/64)` B per party** for `n` bits. Other bits of the inputs are ignored;
+    /// the result holds 0/1 words.
+    pub fn b_and_bits(&mut self, x: &BShare<B>, y: &BShare<B>) -> Result<BShare<B>> {
+        check_same("b_and_bits", x.shape(), y.shape())?;
+        let shape = x.shape().to_vec();
+        let px = self.b_pack_bits(x)?;
+        let py = self.b_pack_bits(y)?;
+        let z = self.b_and(&px, &py)?;
+        self.b_unpack_bits(&z, &shape)
+    }
+
+    /// Bitwise NOT of the low bit only: `x ^ 1` (on share `x_0`). No communication.
+    pub fn b_not_bit(&self, x: &BShare<B>) -> Result<BShare<B>> {
+        self.b_xor_scalar(x, 1)
+    }
+}

@@ -1,0 +1,359 @@
+//! Conversions between arithmetic and binary sharings: MSB, A2B, bit injection and `x * [b]`.
+//!
+//! ## MSB and A2B: two operands, one fused input round, a parallel-prefix carry
+//!
+//! Party 0 holds `x_0` and `x_1`, so it knows `a = x_0 + x_1`; parties 1 and 2 both know
+//! `b = x_2`, and `x = a + b mod 2^64`. Only a 2-operand adder is needed (the ABY3 trick).
+//! Binary sharings: `a = a_0 ^ a_1 ^ 0` with `a_0 = G(K_0)` and `a_1 = a ^ a_0`; `b = 0 ^ 0 ^ x_2`.
+//! Then the propagate word `P = a ^ b` has the shares `(a_0, a_1, x_2)` and the generate word
+//! `G = a & b = a_0&x_2 ^ a_1&x_2`.
+//!
+//! **Round 1 (input and generate fused).** With `s, z_1` from `K_1` (parties 0 and 1) and
+//! `z_0` from `K_0` (parties 0 and 2):
+//! * `P0 -> P1`: `a_1` (masked by `a_0`, unknown to P1);
+//! * `P0 -> P2`: `e = a_1 ^ s` (masked by `s`, unknown to P2);
+//! * `P1 -> P2`: `f = s & x_2 ^ z_1` (masked by `z_1`, unknown to P2);
+//! * `P2 -> P1`: `u = a_0 & x_2 ^ z_0` (masked by `z_0`, unknown to P1).
+//!
+//! Then `G` is shared as `(z_0, z_1, g_2)` with `g_2 = a_1&x_2 ^ z_1 ^ u` (computed by P1) `=
+//! (e & x_2 ^ f) ^ a_0&x_2 ^ z_0` (computed by P2). P0 receives nothing; P1's view (`a_1`, `u`)
+//! and P2's view (`e`, `f`) are uniform and independent of `x` (the four masks are independent
+//! stream draws), and `g_2` is a function of each view, so the sharing of `G` reveals nothing more.
+//! Cost: P0 sends 16 B, P1 and P2 8 B per element.
+//!
+//! **MSB: a pruned reduction tree (6 rounds).** `msb(x) = P[63] ^ c_63` where the carry into bit 63
+//! is the group generate of bits 0..62. The leaves are `(G << 1, P << 1)` (leaf 0 is a "bit -1" with
+//! generate 0). Each level combines adjacent groups `(hi, lo) = (2j+1, 2j)`:
+//! `G' = G_hi ^ P_hi & G_lo`, `P' = P_hi & P_lo`. Both ANDs of a level are one word AND of
+//! `X = P_hi` (at both positions of the pair) with `Y = (G_lo at the odd position, P_lo at the even
+//! one)`, so every bit sent is used. The results are then compacted (odd bits of `G'`, even bits of
+//! `P'`, [`compact_even_bits`]) and two words merged into one ([`merge_half_words`]): level `L`
+//! handles `2^{L-1}` elements per word. The last level needs only `G'`, compacted before the AND
+//! (64 elements per word). With `n` elements the six levels AND
+//! `n, ceil(n/2), ceil(n/4), ceil(n/8), ceil(n/16), ceil(n/64)` words.
+//!
+//! **Cost of [`msb`](Party::msb): 7 rounds; party 0 sends `16n + 8·W(n)` B, parties 1 and 2
+//! `8n + 8·W(n)` B**, `W(n) = n + ceil(n/2) + ceil(n/4) + ceil(n/8) + ceil(n/16) + ceil(n/64)`:
+//! per element 31.625 B (P0) and 23.625 B (P1, P2), 26.3 B on average. CryptGPU: 18 rounds (53
+//! blocking exchanges), about 44.5 B per party, and un-rerandomised AND outputs.
+//!
+//! **A2B** ([`a2b`](Party::a2b)) computes all carries with Kogge-Stone on the words
+//! (`G <- G ^ P & (G << d)`, `P <- P & (P << d)`, d = 1..32) and `x = P ^ (G << 1)`:
+//! **7 rounds; party 0 sends 104 B, parties 1 and 2 96 B per element.**
+//!
+//! A further round could be saved after a fixed-point product: the truncation already leaves
+//! `x = u + t_2` with `u` known to party 0 and `t_2` to parties 1 and 2, so the input round could be
+//! merged with the truncation's second round (not done here).
+
+use cryptgpu_net::{Peer, Round, Transport};
+use cryptgpu_ring::shape::check_same;
+use cryptgpu_ring::{Backend, BinaryOp, DeviceTensor, ScalarOp, ShiftOp};
+
+use crate::ashare::AShare;
+use crate::binary::{compact_even_bits, compact_odd_bits, from_words, merge_half_words, to_words, BShare};
+use crate::error::Result;
+use crate::party::Party;
+use crate::streams::{KeyRole, Purpose};
+
+const ODD: u64 = 0xAAAA_AAAA_AAAA_AAAA;
+const EVEN: u64 = 0x5555_5555_5555_5555;
+
+/// Words ANDed by the six tree levels of [`Party::msb`] for `n` elements.
+pub fn msb_tree_words(n: usize) -> usize {
+    n + n.div_ceil(2) + n.div_ceil(4) + n.div_ceil(8) + n.div_ceil(16) + n.div_ceil(64)
+}
+
+/// Bytes party `party` sends in [`Party::msb`] of `n` elements (see the module doc).
+pub fn msb_bytes(party: usize, n: usize) -> u64 {
+    let input = if party == 0 { 16 } else { 8 } * n as u64;
+    input + 8 * msb_tree_words(n) as u64
+}
+
+/// Rounds of [`Party::msb`].
+pub const MSB_ROUNDS: u64 = 7;
+
+/// Bytes party `party` sends in [`Party::mul_bit`] of `n` elements: 24, 24 and 16 B per element.
+pub fn mul_bit_bytes(party: usize, n: usize) -> u64 {
+    (if party == 2 { 16 } else { 24 }) * n as u64
+}
+
+/// Bytes party `party` sends in [`Party::b2a_bit`] of `n` elements: 16, 8 and 8 B per element.
+pub fn b2a_bit_bytes(party: usize, n: usize) -> u64 {
+    (if party == 0 { 16 } else { 8 }) * n as u64
+}
+
+impl<B: Backend, T: Transport> Party<B, T> {
+    /// Round 1 of MSB / A2B (see the module doc): binary sharings of the generate word `G = a & b`
+    /// and the propagate word `P = a ^ b` of `x = a + b`, flattened to `[n]`.
+    fn carry_inputs(&mut self, x: &AShare<B>) -> Result<(BShare<B>, BShare<B>)> {
+        let be = self.backend().clone();
+        let n = x.len();
+        let shape = [n];
+        let flat = x.map(|t| be.reshape(t, &shape))?;
+        let and = |p: &B::Tensor, q: &B::Tensor| be.binary(BinaryOp::And, p, q);
+        let xor = |p: &B::Tensor, q: &B::Tensor| be.binary(BinaryOp::Xor, p, q);
+        match self.id() {
+            0 => {
+                let a = be.binary(BinaryOp::Add, flat.first(), flat.second())?;
+                let a0 = self.draw(KeyRole::Own, Purpose::BinaryInput, &shape)?;
+                let z0 = self.draw(KeyRole::Own, Purpose::CarryGenerate, &shape)?;
+                let s = self.draw(KeyRole::Next, Purpose::CarryGenerate, &shape)?;
+                let z1 = self.draw(KeyRole::Next, Purpose::CarryGenerate, &shape)?;
+                let a1 = xor(&a, &a0)?;
+                let e = xor(&a1, &s)?;
+                self.round(Round::new().send(Peer::Next, to_words(&be, &a1)?).send(Peer::Prev, to_words(&be, &e)?))?;
+                Ok((BShare::from_parts(z0, z1)?, BShare::from_parts(a0, a1)?))
+            }
+            1 => {
+                let x2 = flat.second();
+                let s = self.draw(KeyRole::Own, Purpose::CarryGenerate, &shape)?;
+                let z1 = self.draw(KeyRole::Own, Purpose::CarryGenerate, &shape)?;
+                let f = xor(&and(&s, x2)?, &z1)?;
+                let mut got = self
+                    .round(Round::new().send(Peer::Next, to_words(&be, &f)?).recv(Peer::Prev, n).recv(Peer::Next, n))?;
+                let a1 = from_words(&be, &shape, got.take(Peer::Prev)?)?;
+                let u = from_words(&be, &shape, got.take(Peer::Next)?)?;
+                let g2 = xor(&xor(&and(&a1, x2)?, &z1)?, &u)?;
+                Ok((BShare::from_parts(z1, g2)?, BShare::from_parts(a1, x2.clone())?))
+            }
+            _ => {
+                let x2 = flat.first();
+                let a0 = self.draw(KeyRole::Next, Purpose::BinaryInput, &shape)?;
+                let z0 = self.draw(KeyRole::Next, Purpose::CarryGenerate, &shape)?;
+                let a0x2 = and(&a0, x2)?;
+                let u = xor(&a0x2, &z0)?;
+                let mut got = self
+                    .round(Round::new().send(Peer::Prev, to_words(&be, &u)?).recv(Peer::Next, n).recv(Peer::Prev, n))?;
+                let e = from_words(&be, &shape, got.take(Peer::Next)?)?;
+                let f = from_words(&be, &shape, got.take(Peer::Prev)?)?;
+                let v = xor(&and(&e, x2)?, &f)?;
+                let g2 = xor(&xor(&v, &a0x2)?, &z0)?;
+                Ok((BShare::from_parts(g2, z0)?, BShare::from_parts(x2.clone(), a0)?))
+            }
+        }
+    }
+
+    /// The most significant bit of every element of `x` (1 for negative values in the signed view),
+    /// as a binary sharing of 0/1 words of `x`'s shape. Exact for every ring element.
+    /// **7 rounds; party 0 sends `16n + 8·W(n)` B, parties 1 and 2 `8n + 8·W(n)` B** (about 31.6 and
+    /// 23.6 B per element; see the module doc and [`msb_bytes`]).
+    pub fn msb(&mut self, x: &AShare<B>) -> Result<BShare<B>> {
+        let be = self.backend().clone();
+        let n = x.len();
+        if n == 0 {
+            return self.b_public(&be.zeros(x.shape())?);
+        }
+        let (g, p) = self.carry_inputs(x)?;
+        // Bit 63 of P (the top sum bit before the carry), packed 64 elements per word.
+        let top = p.map(|t| be.pack_bits(&be.shift(ShiftOp::RightLogical, t, 63)?))?;
+        let mut g = self.b_shift(&g, ShiftOp::Left, 1)?;
+        let mut p = self.b_shift(&p, ShiftOp::Left, 1)?;
+        // Levels 1..5: 64, 32, 16, 8, 4 groups per element in, half as many out.
+        for _ in 0..5 {
+            let p_hi = self.b_and_scalar(&p, ODD)?;
+            let x_op = self.b_xor(&p_hi, &self.b_shift(&p_hi, ShiftOp::RightLogical, 1)?)?;
+            let g_lo = self.b_and_scalar(&self.b_shift(&g, ShiftOp::Left, 1)?, ODD)?;
+            let y_op = self.b_xor(&g_lo, &self.b_and_scalar(&p, EVEN)?)?;
+            let z = self.b_and(&x_op, &y_op)?;
+            let g_new = self.b_and_scalar(&self.b_xor(&g, &z)?, ODD)?;
+            g = g_new.map(|t| merge_half_words(&be, &compact_odd_bits(&be, t)?))?;
+            p = z.map(|t| merge_half_words(&be, &compact_even_bits(&be, t)?))?;
+        }
+        // Level 6: two groups per element, 32 elements per word; only G' is needed.
+        let x_op = p.map(|t| merge_half_words(&be, &compact_odd_bits(&be, t)?))?;
+        let y_op = g.map(|t| merge_half_words(&be, &compact_even_bits(&be, t)?))?;
+        let g_hi = g.map(|t| merge_half_words(&be, &compact_odd_bits(&be, t)?))?;
+        let z = self.b_and(&x_op, &y_op)?;
+        let carry = self.b_xor(&g_hi, &z)?;
+        let msb = self.b_xor(&carry, &top)?;
+        let bits = self.b_unpack_bits(&msb, &[n])?;
+        bits.map(|t| be.reshape(t, x.shape()))
+    }
+
+    /// The full binary sharing of `x` (all 64 bits; `x = a + b` with a Kogge-Stone carry).
+    /// **7 rounds; party 0 sends 104 B, parties 1 and 2 96 B per element.**
+    pub fn a2b(&mut self, x: &AShare<B>) -> Result<BShare<B>> {
+        let be = self.backend().clone();
+        let (g0, p0) = self.carry_inputs(x)?;
+        let (mut g, mut p) = (g0, p0.clone());
+        for level in 0..6 {
+            let d = 1u32 << level;
+            let gs = self.b_shift(&g, ShiftOp::Left, d)?;
+            if level < 5 {
+                let ps = self.b_shift(&p, ShiftOp::Left, d)?;
+                let mut out = self.b_and_many(&[(&p, &gs), (&p, &ps)])?;
+                let pp = out.pop().expect("two results");
+                let pg = out.pop().expect("two results");
+                g = self.b_xor(&g, &pg)?;
+                p = pp;
+            } else {
+                let pg = self.b_and(&p, &gs)?;
+                g = self.b_xor(&g, &pg)?;
+            }
+        }
+        let sum = self.b_xor(&p0, &self.b_shift(&g, ShiftOp::Left, 1)?)?;
+        sum.map(|t| be.reshape(t, x.shape()))
+    }
+
+    /// Bit injection: the arithmetic sharing (integer 0 or 1) of bit 0 of `b`.
+    ///
+    /// One three-party OT: sender P0 knows `u = b_0 ^ b_1`, receiver P1 and helper P2 both know the
+    /// choice `b_2`, and `b = u ^ b_2`. With `w_0, w_1, r` from `K_0` (P0 and P2):
+    /// round 1: P0 sends `m_t + w_t` (`m_t = (u ^ t) - r`, t = 0, 1) to P1 and P2 sends `w_{b_2}` to
+    /// P1, so P1 learns `c = b - r` (masked by `r`) and nothing about `m_{1-b_2}` (masked by
+    /// `w_{1-b_2}`). Round 2: with `rho` from `K_2` (P1 and P2), P1 sends `c - rho` to P0 (masked by
+    /// `rho`); the sharing is `(r, c - rho, rho)`.
+    /// **2 rounds; party 0 sends 16 B, parties 1 and 2 8 B per element.**
+    pub fn b2a_bit(&mut self, b: &BShare<B>) -> Result<AShare<B>> {
+        let be = self.backend().clone();
+        let shape = b.shape().to_vec();
+        let n = b.len();
+        let bit = self.b_and_scalar(b, 1)?;
+        let sub = |p: &B::Tensor, q: &B::Tensor| be.binary(BinaryOp::Sub, p, q);
+        match self.id() {
+            0 => {
+                let u = be.binary(BinaryOp::Xor, bit.first(), bit.second())?;
+                let w0 = self.draw(KeyRole::Own, Purpose::OtMask, &shape)?;
+                let w1 = self.draw(KeyRole::Own, Purpose::OtMask, &shape)?;
+                let r = self.draw(KeyRole::Own, Purpose::OtOutput, &shape)?;
+                let m0 = sub(&u, &r)?;
+                let m1 = sub(&be.scalar(ScalarOp::Xor, &u, 1)?, &r)?;
+                let mut msg = to_words(&be, &be.binary(BinaryOp::Add, &m0, &w0)?)?;
+                msg.extend(to_words(&be, &be.binary(BinaryOp::Add, &m1, &w1)?)?);
+                self.round(Round::new().send(Peer::Next, msg))?;
+                let mut got = self.round(Round::new().recv(Peer::Next, n))?;
+                let y1 = from_words(&be, &shape, got.take(Peer::Next)?)?;
+                AShare::from_parts(r, y1)
+            }
+            1 => {
+                let choice = bit.second();
+                let mut got = self.round(Round::new().recv(Peer::Prev, 2 * n).recv(Peer::Next, n))?;
+                let c = self.ot_receive(choice, got.take(Peer::Prev)?, got.take(Peer::Next)?, &shape)?;
+                let rho = self.draw(KeyRole::Next, Purpose::OtOutput, &shape)?;
+                let y1 = sub(&c, &rho)?;
+                self.round(Round::new().send(Peer::Prev, to_words(&be, &y1)?))?;
+                AShare::from_parts(y1, rho)
+            }
+            _ => {
+                let choice = bit.first();
+                let w0 = self.draw(KeyRole::Next, Purpose::OtMask, &shape)?;
+                let w1 = self.draw(KeyRole::Next, Purpose::OtMask, &shape)?;
+                let r = self.draw(KeyRole::Next, Purpose::OtOutput, &shape)?;
+                let w = select(&be, choice, &w0, &w1)?;
+                self.round(Round::new().send(Peer::Prev, to_words(&be, &w)?))?;
+                self.round(Round::new())?;
+                let rho = self.draw(KeyRole::Own, Purpose::OtOutput, &shape)?;
+                AShare::from_parts(rho, r)
+            }
+        }
+    }
+
+    /// The OT receiver's output: `e_c - w_c` from the sender's pair `(e_0, e_1)` and the helper's `w_c`.
+    fn ot_receive(&self, choice: &B::Tensor, pair: Vec<u64>, w: Vec<u64>, shape: &[usize]) -> Result<B::Tensor> {
+        let be = self.backend();
+        let n = choice.len();
+        let mut pair = pair;
+        let e1 = from_words(be, shape, pair.split_off(n))?;
+        let e0 = from_words(be, shape, pair)?;
+        let w = from_words(be, shape, w)?;
+        Ok(be.binary(BinaryOp::Sub, &select(be, choice, &e0, &e1)?, &w)?)
+    }
+
+    /// `x * b` for an arithmetic sharing `x` and a binary sharing `b` of bits (bit 0 of each word;
+    /// same shape), at `x`'s scale: no truncation, exact.
+    ///
+    /// Split `x·b = (x_0 + x_1)·b + x_2·b`. Two three-party OTs run in the same round:
+    /// * OT 1: sender P0 (knows `A = x_0 + x_1` and `u = b_0 ^ b_1`; `b = u ^ b_2`), messages
+    ///   `m_t = A·(u ^ t) - r_1`; choice `b_2`, receiver P1, helper P2; `w_0, w_1, r_1` from `K_0`
+    ///   (P0, P2). P1 learns `c_1 = A·b - r_1`.
+    /// * OT 2: sender P1 (knows `x_2` and `v = b_1 ^ b_2`; `b = b_0 ^ v`), messages
+    ///   `m'_t = x_2·(v ^ t) - r_2`; choice `b_0`, receiver P0, helper P2; `w'_0, w'_1, r_2` from
+    ///   `K_2` (P1, P2). P0 learns `c_0 = x_2·b - r_2`.
+    ///
+    /// Round 2, with `d_0` from `K_0` and `d_2` from `K_2`: P0 sends `c_0 + d_0` to P1, P1 sends
+    /// `c_1 + d_2` to P0; the result is `(y_0, y_1, y_2) = (r_1 - d_0, c_0 + d_0 + c_1 + d_2, r_2 - d_2)`.
+    ///
+    /// Privacy: every message is masked by a pad its receiver does not know: P1 gets
+    /// `m_t + w_t` (pads from `K_0`), `w_{b_2}` (the other pad unknown) and `c_0 + d_0` (`d_0` from
+    /// `K_0`); P0 gets `m'_t + w'_t` and `w'_{b_0}` (pads from `K_2`) and `c_1 + d_2` (`d_2` from
+    /// `K_2`); P2 receives nothing. The receivers' outputs `c_1` and `c_0` are masked by `r_1` and
+    /// `r_2`, drawn from the key the receiver lacks. All pads are independent stream draws.
+    /// **2 rounds; parties 0 and 1 send 24 B, party 2 16 B per element** ([`mul_bit_bytes`]).
+    pub fn mul_bit(&mut self, x: &AShare<B>, b: &BShare<B>) -> Result<AShare<B>> {
+        check_same("mul_bit", x.shape(), b.shape())?;
+        let be = self.backend().clone();
+        let shape = x.shape().to_vec();
+        let n = x.len();
+        let bit = self.b_and_scalar(b, 1)?;
+        let add = |p: &B::Tensor, q: &B::Tensor| be.binary(BinaryOp::Add, p, q);
+        let sub = |p: &B::Tensor, q: &B::Tensor| be.binary(BinaryOp::Sub, p, q);
+        // Sender messages (m_0 + w_0, m_1 + w_1) for value `a`, local bit `u`, output pad `r`.
+        let sender =
+            |a: &B::Tensor, u: &B::Tensor, r: &B::Tensor, w0: &B::Tensor, w1: &B::Tensor| -> Result<Vec<u64>> {
+                let au = be.binary(BinaryOp::Mul, a, u)?;
+                let m0 = sub(&au, r)?;
+                let m1 = sub(&sub(a, &au)?, r)?;
+                let mut msg = to_words(&be, &add(&m0, w0)?)?;
+                msg.extend(to_words(&be, &add(&m1, w1)?)?);
+                Ok(msg)
+            };
+        match self.id() {
+            0 => {
+                let a = add(x.first(), x.second())?;
+                let u = be.binary(BinaryOp::Xor, bit.first(), bit.second())?;
+                let w0 = self.draw(KeyRole::Own, Purpose::OtMask, &shape)?;
+                let w1 = self.draw(KeyRole::Own, Purpose::OtMask, &shape)?;
+                let r1 = self.draw(KeyRole::Own, Purpose::OtOutput, &shape)?;
+                let d0 = self.draw(KeyRole::Own, Purpose::OtOutput, &shape)?;
+                let msg = sender(&a, &u, &r1, &w0, &w1)?;
+                let mut got =
+                    self.round(Round::new().send(Peer::Next, msg).recv(Peer::Next, 2 * n).recv(Peer::Prev, n))?;
+                let c0 = self.ot_receive(bit.first(), got.take(Peer::Next)?, got.take(Peer::Prev)?, &shape)?;
+                let m0 = add(&c0, &d0)?;
+                let mut got = self.round(Round::new().send(Peer::Next, to_words(&be, &m0)?).recv(Peer::Next, n))?;
+                let m1 = from_words(&be, &shape, got.take(Peer::Next)?)?;
+                AShare::from_parts(sub(&r1, &d0)?, add(&m0, &m1)?)
+            }
+            1 => {
+                let x2 = x.second();
+                let v = be.binary(BinaryOp::Xor, bit.first(), bit.second())?;
+                let w0 = self.draw(KeyRole::Next, Purpose::OtMask, &shape)?;
+                let w1 = self.draw(KeyRole::Next, Purpose::OtMask, &shape)?;
+                let r2 = self.draw(KeyRole::Next, Purpose::OtOutput, &shape)?;
+                let d2 = self.draw(KeyRole::Next, Purpose::OtOutput, &shape)?;
+                let msg = sender(x2, &v, &r2, &w0, &w1)?;
+                let mut got =
+                    self.round(Round::new().send(Peer::Prev, msg).recv(Peer::Prev, 2 * n).recv(Peer::Next, n))?;
+                let c1 = self.ot_receive(bit.second(), got.take(Peer::Prev)?, got.take(Peer::Next)?, &shape)?;
+                let m1 = add(&c1, &d2)?;
+                let mut got = self.round(Round::new().send(Peer::Prev, to_words(&be, &m1)?).recv(Peer::Prev, n))?;
+                let m0 = from_words(&be, &shape, got.take(Peer::Prev)?)?;
+                AShare::from_parts(add(&m0, &m1)?, sub(&r2, &d2)?)
+            }
+            _ => {
+                // Helper of both OTs: b_2 is the first share, b_0 the second.
+                let w0 = self.draw(KeyRole::Next, Purpose::OtMask, &shape)?;
+                let w1 = self.draw(KeyRole::Next, Purpose::OtMask, &shape)?;
+                let r1 = self.draw(KeyRole::Next, Purpose::OtOutput, &shape)?;
+                let d0 = self.draw(KeyRole::Next, Purpose::OtOutput, &shape)?;
+                let v0 = self.draw(KeyRole::Own, Purpose::OtMask, &shape)?;
+                let v1 = self.draw(KeyRole::Own, Purpose::OtMask, &shape)?;
+                let r2 = self.draw(KeyRole::Own, Purpose::OtOutput, &shape)?;
+                let d2 = self.draw(KeyRole::Own, Purpose::OtOutput, &shape)?;
+                let to_p1 = select(&be, bit.first(), &w0, &w1)?;
+                let to_p0 = select(&be, bit.second(), &v0, &v1)?;
+                self.round(
+                    Round::new().send(Peer::Prev, to_words(&be, &to_p1)?).send(Peer::Next, to_words(&be, &to_p0)?),
+                )?;
+                self.round(Round::new())?;
+                AShare::from_parts(sub(&r2, &d2)?, sub(&r1, &d0)?)
+            }
+        }
+    }
+}
+
+/// `e_0 + c·(e_1 - e_0)` for a 0/1 tensor `c`.
+fn select<B: Backend>(be: &B, c: &B::Tensor, e0: &B::Tensor, e1: &B::Tensor) -> Result<B::Tensor> {
+    let d = be.binary(BinaryOp::Sub, e1, e0)?;
+    Ok(be.binary(BinaryOp::Add, e0, &be.binary(BinaryOp::Mul, c, &d)?)?)
+}

@@ -5,6 +5,7 @@
 //! * [`arith`]: input, reveal, linear operations, products (elementwise, matmul, conv), truncation.
 //! * [`BShare`] and [`binary`]: replicated XOR sharings, AND with re-randomisation.
 //! * [`convert`]: MSB, A2B, bit injection and `x * [b]`.
+//! * [`compare`]: DReLU, ReLU, comparisons, sign, abs, max / argmax, max pooling.
 //! * [`runner`]: runs a closure as three in-process parties and collects outputs and counters.
 //!
 //! Protocols are generic over [`cryptgpu_ring::Backend`] and [`cryptgpu_net::Transport`]; they
@@ -15,6 +16,7 @@
 pub mod arith;
 pub mod ashare;
 pub mod binary;
+pub mod compare;
 pub mod convert;
 pub mod error;
 pub mod party;

@@ -3,7 +3,8 @@
 
 use cryptgpu_kernels_cpu::CpuBackend;
 use cryptgpu_net::{Counters, LocalTransport};
-use cryptgpu_ring::RingTensor;
+use cryptgpu_ring::{Pool2dParams, RingTensor};
+use cryptgpu_sharing::compare::{max_axis_cost, max_pool2d_reference};
 use cryptgpu_sharing::convert::{b2a_bit_bytes, msb_bytes, mul_bit_bytes, MSB_ROUNDS};
 use cryptgpu_sharing::{run_local, Party, RunConfig};
 use rand::{Rng, SeedableRng};
@@ -131,5 +132,191 @@ fn binary_ops_and_bit_conversions() {
         assert_eq!((c_bits.rounds, c_bits.bytes_sent), (1, 8 * n.div_ceil(64) as u64), "packed and");
         assert_eq!((c_inj.rounds, c_inj.bytes_sent), (2, b2a_bit_bytes(i, n)), "b2a_bit, party {i}");
         assert_eq!((c_mul.rounds, c_mul.bytes_sent), (2, mul_bit_bytes(i, n)), "mul_bit, party {i}");
+    }
+}
+
+#[test]
+fn relu_and_comparisons_are_exact() {
+    let seed = 14;
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    let xs = test_values(seed, 200);
+    let n = xs.len();
+    // y: random values, equal to x at every third position, and x +- 1 elsewhere sometimes.
+    let ys: Vec<u64> = xs
+        .iter()
+        .enumerate()
+        .map(|(j, &x)| match j % 4 {
+            0 => x,
+            1 => x.wrapping_add(1),
+            2 => rng.gen_range(-(1i64 << 40)..(1i64 << 40)) as u64,
+            _ => x.wrapping_sub(1),
+        })
+        .collect();
+    let g: Vec<u64> = (0..n).map(|_| rng.gen()).collect();
+    let t = |v: &[u64]| RingTensor::new(&[n], v.to_vec()).unwrap();
+    let (tx, ty, tg) = (t(&xs), t(&ys), t(&g));
+    let out = run3(|p| {
+        let x = p.input(0, (p.id() == 0).then_some(&tx), &[n])?;
+        let y = p.input(1, (p.id() == 1).then_some(&ty), &[n])?;
+        let gs = p.input(2, (p.id() == 2).then_some(&tg), &[n])?;
+        let before = p.counters();
+        let (r, d) = p.relu(&x)?;
+        let c_relu = p.counters().since(&before);
+        let rb = p.relu_backward(&gs, &d)?;
+        let before = p.counters();
+        let e = p.eq(&x, &y)?;
+        let c_eq = p.counters().since(&before);
+        let cmp = [p.lt(&x, &y)?, p.gt(&x, &y)?, p.le(&x, &y)?, p.ge(&x, &y)?, e];
+        let mut opened = Vec::new();
+        for c in &cmp {
+            opened.push(p.b_reveal(c)?);
+        }
+        let s = p.sign(&x)?;
+        let a = p.abs(&x)?;
+        let m = p.max2(&x, &y)?;
+        Ok((
+            p.reveal(&r)?,
+            p.b_reveal(&d)?,
+            p.reveal(&rb)?,
+            opened,
+            p.reveal(&s)?,
+            p.reveal(&a)?,
+            p.reveal(&m)?,
+            c_relu,
+            c_eq,
+        ))
+    });
+    for (i, ((r, d, rb, cmp, s, a, m, c_relu, c_eq), _)) in out.iter().enumerate() {
+        for j in 0..n {
+            let (x, y) = (xs[j] as i64, ys[j] as i64);
+            let what = format!("seed {seed} party {i}: x = {x}, y = {y}");
+            assert_eq!(r.data()[j] as i64, x.max(0), "relu {what}");
+            assert_eq!(d.data()[j], (x >= 0) as u64, "drelu {what}");
+            assert_eq!(rb.data()[j], if x >= 0 { g[j] } else { 0 }, "relu backward {what}");
+            assert_eq!(s.data()[j] as i64, if x >= 0 { 1 } else { -1 }, "sign {what}");
+            assert_eq!(a.data()[j], x.unsigned_abs(), "abs {what}");
+            // Comparisons are exact while x - y does not wrap.
+            if x.checked_sub(y).is_some() {
+                let want = [x < y, x > y, x <= y, x >= y, x == y];
+                for (k, c) in cmp.iter().enumerate() {
+                    assert_eq!(c.data()[j], want[k] as u64, "comparison {k} {what}");
+                }
+                assert_eq!(m.data()[j] as i64, x.max(y), "max {what}");
+            }
+        }
+        assert_eq!(c_relu.rounds, MSB_ROUNDS + 2);
+        assert_eq!(c_relu.bytes_sent, msb_bytes(i, n) + mul_bit_bytes(i, n), "relu bytes, party {i}");
+        assert_eq!(c_eq.rounds, MSB_ROUNDS + 1);
+        assert_eq!(c_eq.bytes_sent, msb_bytes(i, 2 * n) + 8 * n.div_ceil(64) as u64, "eq bytes, party {i}");
+    }
+}
+
+#[test]
+fn max_and_argmax_along_axes_lowest_index_wins() {
+    let seed = 15;
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    let shape = [3usize, 7, 5];
+    let len: usize = shape.iter().product();
+    // Few distinct values so that ties are common; some large magnitudes.
+    let vals: Vec<i64> = (0..len)
+        .map(|_| match rng.gen_range(0..4) {
+            0 => rng.gen_range(-3..3),
+            1 => rng.gen_range(-(1i64 << 61)..(1i64 << 61)),
+            _ => rng.gen_range(-100..100) << 20,
+        })
+        .collect();
+    let tx = RingTensor::from_i64(&shape, &vals).unwrap();
+    for axis in 0..3 {
+        let out = run3(|p| {
+            let x = p.input(0, (p.id() == 0).then_some(&tx), &shape)?;
+            let before = p.counters();
+            let (m, oh) = p.max_axis(&x, axis, true)?;
+            let c = p.counters().since(&before);
+            let before = p.counters();
+            let (m2, none) = p.max_axis(&x, axis, false)?;
+            let c2 = p.counters().since(&before);
+            assert!(none.is_none());
+            Ok((p.reveal(&m)?, p.reveal(&oh.unwrap())?, p.reveal(&m2)?, c, c2))
+        });
+        let strides = [shape[1] * shape[2], shape[2], 1];
+        let rows = len / shape[axis];
+        for (i, ((m, oh, m2, c, c2), _)) in out.iter().enumerate() {
+            assert_eq!(m, m2);
+            assert_eq!(oh.shape(), &shape);
+            let mut out_idx = 0;
+            for a in 0..shape[0] {
+                for b in 0..shape[1] {
+                    for d in 0..shape[2] {
+                        let idx = [a, b, d];
+                        if idx[axis] != 0 {
+                            continue;
+                        }
+                        let base: usize = (0..3).map(|k| idx[k] * strides[k]).sum();
+                        let line: Vec<i64> = (0..shape[axis]).map(|t| vals[base + t * strides[axis]]).collect();
+                        let best = *line.iter().max().unwrap();
+                        let first = line.iter().position(|&v| v == best).unwrap();
+                        assert_eq!(m.data()[out_idx] as i64, best, "axis {axis} line {idx:?}");
+                        for t in 0..shape[axis] {
+                            assert_eq!(
+                                oh.data()[base + t * strides[axis]],
+                                (t == first) as u64,
+                                "argmax axis {axis} {idx:?}"
+                            );
+                        }
+                        out_idx += 1;
+                    }
+                }
+            }
+            assert_eq!(out_idx, rows);
+            assert_eq!((c.rounds, c.bytes_sent), max_axis_cost(i, rows, shape[axis], true), "axis {axis} party {i}");
+            assert_eq!((c2.rounds, c2.bytes_sent), max_axis_cost(i, rows, shape[axis], false));
+        }
+    }
+}
+
+#[test]
+fn max_pooling_forward_and_backward_match_plaintext() {
+    let seed = 16;
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    let cases = [
+        (Pool2dParams { kernel: (2, 2), stride: (2, 2), padding: (0, 0) }, [2usize, 3, 8, 8]),
+        (Pool2dParams { kernel: (3, 3), stride: (2, 2), padding: (1, 1) }, [1, 2, 7, 9]),
+        (Pool2dParams { kernel: (3, 2), stride: (1, 2), padding: (2, 1) }, [2, 1, 5, 6]),
+    ];
+    for (p2, shape) in cases {
+        let len: usize = shape.iter().product();
+        // All-negative planes check that padding (which would read as 0) never wins; small ranges give ties.
+        let all_negative = p2.padding == (1, 1);
+        let vals: Vec<i64> = (0..len)
+            .map(|j| match (all_negative, j % 3) {
+                (true, _) => -(rng.gen_range(1..5) << 18),
+                (false, 0) => rng.gen_range(-5..0),
+                _ => rng.gen_range(-5..5) << 18,
+            })
+            .collect();
+        let tx = RingTensor::from_i64(&shape, &vals).unwrap();
+        let win = cryptgpu_ring::shape::pool2d_window("test", &shape, &p2).unwrap();
+        let out_shape = [win.n, win.c, win.oh, win.ow];
+        let gv: Vec<u64> = (0..out_shape.iter().product()).map(|_| rng.gen()).collect();
+        let tg = RingTensor::new(&out_shape, gv).unwrap();
+        let (want_y, want_gx) = max_pool2d_reference(&tx, Some(&tg), &p2).unwrap();
+        let out = run3(|p| {
+            let x = p.input(0, (p.id() == 0).then_some(&tx), &shape)?;
+            let g = p.input(1, (p.id() == 1).then_some(&tg), &out_shape)?;
+            let before = p.counters();
+            let (y, oh) = p.max_pool2d(&x, &p2)?;
+            let c = p.counters().since(&before);
+            let before = p.counters();
+            let gx = p.max_pool2d_backward(&g, &oh, &shape, &p2)?;
+            let cb = p.counters().since(&before);
+            Ok((p.reveal(&y)?, p.reveal(&gx)?, c, cb))
+        });
+        let (k, cols) = (win.kh * win.kw, out_shape.iter().product::<usize>());
+        for (i, ((y, gx, c, cb), _)) in out.iter().enumerate() {
+            assert_eq!(y, &want_y, "seed {seed} {p2:?}");
+            assert_eq!(gx, &want_gx, "seed {seed} {p2:?} backward");
+            assert_eq!((c.rounds, c.bytes_sent), max_axis_cost(i, cols, k, true));
+            assert_eq!((cb.rounds, cb.bytes_sent), (1, 8 * (k * cols) as u64));
+        }
     }
 }

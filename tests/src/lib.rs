@@ -1,4 +1,6 @@
-//! Helpers for the workspace-level tests in `tests/tests/`.
+//! Helpers for the workspace-level tests in `tests/tests/`, and the host build of the CUDA kernels.
+
+pub mod host;
 
 use cryptgpu_ring::{FixedPoint, RingTensor};
 use rand::{Rng, SeedableRng};

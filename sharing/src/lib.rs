@@ -6,6 +6,7 @@
 //! * [`BShare`] and [`binary`]: replicated XOR sharings, AND with re-randomisation.
 //! * [`convert`]: MSB, A2B, bit injection and `x * [b]`.
 //! * [`compare`]: DReLU, ReLU, comparisons, sign, abs, max / argmax, max pooling.
+//! * [`approx`]: exp, reciprocal, inverse square root, softmax, cross-entropy gradient.
 //! * [`runner`]: runs a closure as three in-process parties and collects outputs and counters.
 //!
 //! Protocols are generic over [`cryptgpu_ring::Backend`] and [`cryptgpu_net::Transport`]; they
@@ -13,6 +14,7 @@
 //! that leaves a party is masked by fresh correlated randomness.
 #![deny(missing_docs)]
 
+pub mod approx;
 pub mod arith;
 pub mod ashare;
 pub mod binary;

@@ -1,0 +1,309 @@
+//! Fixed-point functions: exp, reciprocal, inverse square root, softmax and the cross-entropy
+//! gradient (and, off the hot path, the loss value). Nothing is opened inside any of them.
+//!
+//! All products are fixed-point products truncated with the share truncation of [`crate::arith`]
+//! (2 rounds, 8 B per element per party, error below one LSB, and a wrap failure with probability
+//! about `|z| / 2^64` per element for a product `z` at scale `2^{2f}`); [`Party::truncate_by`]
+//! generalises it to any shift. Comparisons inside (max-shift, exp guard, initial guesses) use the
+//! exact protocols of [`crate::compare`].
+//!
+//! **Initial guesses from a private bit length.** For `a` in `[2^lo, 2^{hi+1})` the thermometer
+//! bits `c_j = [a >= 2^j]`, `j = lo+1..=hi`, come from one batched MSB call and one batched bit
+//! injection (9 rounds). With `k = floor(log2 a) = lo + Σ c_j`, any per-octave guess `g(k)` is the
+//! linear combination `g(lo) + Σ_j c_j·(g(j) - g(j-1))` of the injected bits with public integer
+//! weights: local, no truncation. The reciprocal uses `g(k) = (2/3)·2^-k`, the inverse square root
+//! `g(k) = sqrt(2/3)·2^{-k/2}`; both put `a·y_0` (resp. `a·y_0²`) in `[2/3, 4/3)`, so Newton-Raphson
+//! starts with relative error at most 1/3 for every input in range, whatever its size (CryptGPU's
+//! constant guess 1/200 diverges for inputs above 400).
+
+use cryptgpu_net::{Peer, Round, Transport};
+use cryptgpu_ring::shape::check_same;
+use cryptgpu_ring::{Backend, BinaryOp, DeviceTensor, RingTensor, ScalarOp, ShiftOp};
+
+use crate::ashare::AShare;
+use crate::binary::{from_words, to_words};
+use crate::convert::{b2a_bit_bytes, msb_bytes, MSB_ROUNDS};
+use crate::error::{Result, SharingError};
+use crate::party::Party;
+use crate::streams::{KeyRole, Purpose};
+
+/// Settings of [`Party::exp`]: `exp(x) ≈ (1 + x/2^iters)^(2^iters)`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ExpConfig {
+    /// Number of squarings `n` (1..=f). Default 9 (as CryptGPU).
+    pub iters: u32,
+    /// Clamp `1 + x/2^n` at 0 with a ReLU (9 more rounds), so inputs below `-2^n` give 0 instead of
+    /// a huge even power. Default on.
+    pub guard: bool,
+}
+
+impl Default for ExpConfig {
+    fn default() -> Self {
+        ExpConfig { iters: 9, guard: true }
+    }
+}
+
+/// Settings of [`Party::softmax`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SoftmaxConfig {
+    /// The exponential.
+    pub exp: ExpConfig,
+    /// Newton-Raphson iterations of the reciprocal of the row sums. Default 4.
+    pub nr_iters: u32,
+}
+
+impl Default for SoftmaxConfig {
+    fn default() -> Self {
+        SoftmaxConfig { exp: ExpConfig::default(), nr_iters: 4 }
+    }
+}
+
+/// Rounds of [`Party::exp`].
+pub fn exp_rounds(cfg: &ExpConfig) -> u64 {
+    2 + 2 * cfg.iters as u64 + if cfg.guard { MSB_ROUNDS + 2 } else { 0 }
+}
+
+/// Rounds and bytes sent by `party` for the initial guess of [`Party::reciprocal`] /
+/// [`Party::inv_sqrt`] on `n` elements over `[2^lo, 2^{hi+1})`.
+pub fn guess_cost(party: usize, n: usize, lo: i32, hi: i32) -> (u64, u64) {
+    let k = (hi - lo).max(0) as usize * n;
+    (MSB_ROUNDS + 2, msb_bytes(party, k) + b2a_bit_bytes(party, k))
+}
+
+/// Smallest `h` with `c <= 2^h`.
+fn ceil_log2(c: usize) -> i32 {
+    (usize::BITS - c.saturating_sub(1).leading_zeros()) as i32
+}
+
+impl<B: Backend, T: Transport> Party<B, T> {
+    /// Truncates 3-out-of-3 terms `z_i` (including a fresh zero sharing) by `2^bits` into a
+    /// replicated sharing: `arith`'s share truncation with any shift. **2 rounds, 8 B per element
+    /// per party.**
+    fn truncate_terms_by(&mut self, z: B::Tensor, bits: u32) -> Result<AShare<B>> {
+        if bits == 0 || bits >= 63 {
+            return Err(SharingError::Invalid(format!("truncation by {bits} bits (must be 1..=62)")));
+        }
+        let be = self.backend().clone();
+        let shape = z.shape().to_vec();
+        let n = z.len();
+        match self.id() {
+            0 => {
+                let mut got = self.round(Round::new().recv(Peer::Next, n))?;
+                let z1 = from_words(&be, &shape, got.take(Peer::Next)?)?;
+                let s = be.binary(BinaryOp::Add, &z, &z1)?;
+                let s = be.scalar(ScalarOp::Add, &s, (1u64 << bits) - 1)?;
+                let u = be.shift(ShiftOp::RightArith, &s, bits)?;
+                let t1 = self.draw(KeyRole::Next, Purpose::Truncation, &shape)?;
+                let t0 = be.binary(BinaryOp::Sub, &u, &t1)?;
+                self.round(Round::new().send(Peer::Prev, to_words(&be, &t0)?))?;
+                AShare::from_parts(t0, t1)
+            }
+            1 => {
+                let mut got = self.round(Round::new().send(Peer::Prev, to_words(&be, &z)?).recv(Peer::Next, n))?;
+                let t2 = from_words(&be, &shape, got.take(Peer::Next)?)?;
+                let t1 = self.draw(KeyRole::Own, Purpose::Truncation, &shape)?;
+                self.round(Round::new())?;
+                AShare::from_parts(t1, t2)
+            }
+            _ => {
+                let t2 = be.shift(ShiftOp::RightArith, &z, bits)?;
+                self.round(Round::new().send(Peer::Prev, to_words(&be, &t2)?))?;
+                let mut got = self.round(Round::new().recv(Peer::Next, n))?;
+                let t0 = from_words(&be, &shape, got.take(Peer::Next)?)?;
+                AShare::from_parts(t2, t0)
+            }
+        }
+    }
+
+    /// `x / 2^bits` (signed; error below one LSB, unbiased; wrap failure with probability about
+    /// `|x| / 2^64`). **2 rounds, 8 B per element per party.**
+    pub fn truncate_by(&mut self, x: &AShare<B>, bits: u32) -> Result<AShare<B>> {
+        let alpha = self.zero_share(x.shape())?;
+        let z = self.backend().binary(BinaryOp::Add, x.first(), &alpha)?;
+        self.truncate_terms_by(z, bits)
+    }
+
+    /// Elementwise `x * y / 2^bits` (a fixed-point product with `bits = f`, or with an extra
+    /// power-of-two division folded in). **2 rounds, 8 B per element per party.**
+    pub fn mul_shift(&mut self, x: &AShare<B>, y: &AShare<B>, bits: u32) -> Result<AShare<B>> {
+        check_same("mul_shift", x.shape(), y.shape())?;
+        let be = self.backend().clone();
+        let ys = be.binary(BinaryOp::Add, y.first(), y.second())?;
+        let a = be.binary(BinaryOp::Mul, x.first(), &ys)?;
+        let b = be.binary(BinaryOp::Mul, x.second(), y.first())?;
+        let z = be.binary(BinaryOp::Add, &a, &b)?;
+        let alpha = self.zero_share(z.shape())?;
+        let z = be.binary(BinaryOp::Add, &z, &alpha)?;
+        self.truncate_terms_by(z, bits)
+    }
+
+    /// `exp(x)` for fixed-point `x` as `(1 + x/2^n)^(2^n)` (`n = cfg.iters`): one truncation by
+    /// `2^n`, then `n` fixed-point squarings.
+    ///
+    /// Domain: `x <= 7` (larger values overflow the squares), and `x >= -2^n` unless `cfg.guard`
+    /// (then smaller inputs give 0). Error for `x <= 0`: at most `e^x·x²/2^{n+1}` (about 5e-4 at
+    /// n = 9, largest near x = -2) plus about `2^{n-f}·e^x` of rounding.
+    /// **`2 + 2n` rounds (+9 with the guard), `8·(1 + n)` B per element per party** (+ the ReLU's
+    /// bytes with the guard). See [`exp_rounds`].
+    pub fn exp(&mut self, x: &AShare<B>, cfg: &ExpConfig) -> Result<AShare<B>> {
+        let f = self.codec().frac_bits();
+        if cfg.iters == 0 || cfg.iters > f {
+            return Err(SharingError::Invalid(format!("exp: {} squarings (must be 1..={f})", cfg.iters)));
+        }
+        let one = self.codec().one();
+        let y = self.truncate_by(x, cfg.iters)?;
+        let mut y = self.add_scalar(&y, one)?;
+        if cfg.guard {
+            y = self.relu(&y)?.0;
+        }
+        for _ in 0..cfg.iters {
+            y = self.mul_shift(&y, &y, f)?;
+        }
+        Ok(y)
+    }
+
+    /// Thermometer code of `a`: integer sharings of `c_j = [a >= 2^j]` for `j = lo+1..=hi`, as a
+    /// `[hi - lo, n]` tensor (`n = a.len()`). **9 rounds; [`guess_cost`].**
+    fn thermometer(&mut self, a: &AShare<B>, lo: i32, hi: i32) -> Result<AShare<B>> {
+        let f = self.codec().frac_bits() as i32;
+        if lo >= hi || lo + f < 0 || hi + f > 61 {
+            return Err(SharingError::Invalid(format!(
+                "bit-length range 2^{lo}..2^{hi} invalid for {f} fractional bits (need lo < hi, lo >= -f, hi + f <= 61)"
+            )));
+        }
+        let be = self.backend().clone();
+        let (k, n) = ((hi - lo) as usize, a.len());
+        let rep = a.map(|t| be.broadcast_to(&be.reshape(t, &[1, n])?, &[k, n]))?;
+        let thr: Vec<u64> = (lo + 1..=hi).map(|j| (1u64 << (j + f)).wrapping_neg()).collect();
+        let thr = be.broadcast_to(&be.upload_owned(RingTensor::new(&[k, 1], thr)?)?, &[k, n])?;
+        let d = self.add_public(&rep, &thr)?;
+        let m = self.msb(&d)?;
+        let ge = self.b_not_bit(&m)?;
+        self.b2a_bit(&ge)
+    }
+
+    /// `g(lo) + Σ_j c_j·(g(j) - g(j-1))` in fixed point for thermometer bits `c` (local).
+    fn octave_guess(&self, c: &AShare<B>, lo: i32, hi: i32, g: impl Fn(i32) -> f64) -> Result<AShare<B>> {
+        let be = self.backend().clone();
+        let codec = self.codec();
+        let enc = |v: f64| codec.encode(v);
+        let n = c.shape()[1];
+        let w: Vec<u64> = (lo + 1..=hi).map(|j| Ok(enc(g(j))?.wrapping_sub(enc(g(j - 1))?))).collect::<Result<_>>()?;
+        let k = w.len();
+        let w = be.broadcast_to(&be.upload_owned(RingTensor::new(&[k, 1], w)?)?, &[k, n])?;
+        let s = self.mul_public(c, &w)?.map(|t| be.sum_axis(t, 0, false))?;
+        self.add_scalar(&s, enc(g(lo))?)
+    }
+
+    /// `1/a` for fixed-point `a` in `[2^lo, 2^{hi+1})` (for example `lo = 0`, `hi = 16`: every
+    /// value in `[1, 2^16]`): the octave guess `(2/3)·2^-k` then `iters` Newton-Raphson steps
+    /// `y <- y·(2 - a·y)`; the relative error after `t` steps is below `(1/3)^(2^t)` plus a few
+    /// LSBs of rounding (4 steps: about `4·2^-f` absolute, so relative error below 1e-3 for
+    /// `a <= 2^8` at f = 20). Inputs must be positive; values outside the range converge slowly
+    /// (below) or diverge (above `3·2^hi`).
+    /// **`9 + 4·iters` rounds; [`guess_cost`] + `16·iters` B per element per party.**
+    pub fn reciprocal(&mut self, a: &AShare<B>, lo: i32, hi: i32, iters: u32) -> Result<AShare<B>> {
+        let be = self.backend().clone();
+        let shape = a.shape().to_vec();
+        let flat = a.map(|t| be.reshape(t, &[a.len()]))?;
+        let c = self.thermometer(&flat, lo, hi)?;
+        let mut y = self.octave_guess(&c, lo, hi, |k| (2.0 / 3.0) * (-k as f64).exp2())?;
+        let f = self.codec().frac_bits();
+        let two = 2 * self.codec().one();
+        for _ in 0..iters {
+            let t = self.mul_shift(&flat, &y, f)?;
+            let h = self.add_scalar(&self.neg(&t)?, two)?;
+            y = self.mul_shift(&y, &h, f)?;
+        }
+        y.map(|t| be.reshape(t, &shape))
+    }
+
+    /// `1/sqrt(a)` for fixed-point `a` in `[2^lo, 2^{hi+1})` with `hi <= f` (batch norm: for
+    /// example `lo = -8`, `hi = 16`). With `k = floor(log2 a)` from the thermometer code and
+    /// `h = floor(k/2)`, the input is normalised to `m = a·2^{-2h}` in `[1, 4)` (one product with
+    /// the exact power of two), `1/sqrt(m)` is found from the guess `sqrt(2/3)·2^{-(k-2h)/2}` by
+    /// `iters` Newton steps `y <- y·(3 - m·y²)/2` (the halving folded into the truncation; the
+    /// relative error `e` maps to `(3e² + e³)/4` from `|e_0| <= 1/3`, 4 steps reach 1e-9), and the
+    /// result is `y·2^{-h}`. Every intermediate product stays below 4, so the truncations' wrap
+    /// probability stays near `2^{2f-62}`, except the last one's (`|result|·2^{2f-64}`).
+    /// Relative error below 1e-3 over the whole range at f = 20 (a few LSBs of rounding).
+    /// **`13 + 6·iters` rounds; [`guess_cost`] + `16 + 24·iters` B per element per party.**
+    pub fn inv_sqrt(&mut self, a: &AShare<B>, lo: i32, hi: i32, iters: u32) -> Result<AShare<B>> {
+        let f = self.codec().frac_bits();
+        if hi > f as i32 {
+            return Err(SharingError::Invalid(format!("inv_sqrt: range top 2^{hi} above 2^f = 2^{f}")));
+        }
+        let be = self.backend().clone();
+        let shape = a.shape().to_vec();
+        let flat = a.map(|t| be.reshape(t, &[a.len()]))?;
+        let c = self.thermometer(&flat, lo, hi)?;
+        let half = |k: i32| k.div_euclid(2);
+        let norm = self.octave_guess(&c, lo, hi, |k| (-2.0 * half(k) as f64).exp2())?;
+        let scale = self.octave_guess(&c, lo, hi, |k| (-half(k) as f64).exp2())?;
+        let mut y =
+            self.octave_guess(&c, lo, hi, |k| (2.0f64 / 3.0).sqrt() * (-(k - 2 * half(k)) as f64 / 2.0).exp2())?;
+        let m = self.mul_shift(&flat, &norm, f)?;
+        let three = 3 * self.codec().one();
+        for _ in 0..iters {
+            let y2 = self.mul_shift(&y, &y, f)?;
+            let t = self.mul_shift(&m, &y2, f)?;
+            let h = self.add_scalar(&self.neg(&t)?, three)?;
+            y = self.mul_shift(&y, &h, f + 1)?;
+        }
+        let y = self.mul_shift(&y, &scale, f)?;
+        y.map(|t| be.reshape(t, &shape))
+    }
+
+    /// Softmax along the last axis of fixed-point logits: `m = max` (tree, [`Party::max_axis`]),
+    /// `e = exp(x - m)`, `p = e · 1/Σe` with the reciprocal over `[2^-1, 2^{ceil(log2 C)+1})`.
+    /// Logits must satisfy `max - min <= 2^n` (n = exp squarings; 512 by default) unless the exp
+    /// guard is on (the default), and `|x| < 2^{62-f}`. Absolute error below 1e-3 (tested for
+    /// logits in [-30, 30] and C up to 1000).
+    /// **Rounds: `9·ceil(log2 C) + exp_rounds + 9 + 4·nr_iters + 2`** (C = 10: 92 with the default
+    /// settings; C = 1000: 146).
+    pub fn softmax(&mut self, x: &AShare<B>, cfg: &SoftmaxConfig) -> Result<AShare<B>> {
+        let be = self.backend().clone();
+        let shape = x.shape().to_vec();
+        let Some(&c) = shape.last() else {
+            return Err(SharingError::Invalid("softmax of a scalar".into()));
+        };
+        if c == 0 {
+            return Err(SharingError::Invalid(format!("softmax over an empty last axis: {shape:?}")));
+        }
+        let last = shape.len() - 1;
+        let mut kept = shape.clone();
+        kept[last] = 1;
+        let (m, _) = self.max_axis(x, last, false)?;
+        let m = m.map(|t| be.broadcast_to(&be.reshape(t, &kept)?, &shape))?;
+        let u = self.sub(x, &m)?;
+        let e = self.exp(&u, &cfg.exp)?;
+        let s = e.map(|t| be.sum_axis(t, last, true))?;
+        let inv = self.reciprocal(&s, -1, ceil_log2(c).max(0), cfg.nr_iters)?;
+        let inv = inv.map(|t| be.broadcast_to(t, &shape))?;
+        let f = self.codec().frac_bits();
+        self.mul_shift(&e, &inv, f)
+    }
+
+    /// Gradient of the mean cross-entropy of softmax outputs `p` (`[N, C]`) against one-hot
+    /// labels `y` (fixed point): `(p - y) / N`, a division by a power of two exactly as a
+    /// truncation, otherwise a product with the encoded `1/N`. **2 rounds, 8 B per element per
+    /// party.**
+    pub fn cross_entropy_grad(&mut self, p: &AShare<B>, y: &AShare<B>) -> Result<AShare<B>> {
+        check_same("cross_entropy_grad", p.shape(), y.shape())?;
+        let n = match p.shape() {
+            [n, _] if *n > 0 => *n,
+            s => return Err(SharingError::Invalid(format!("cross_entropy_grad expects [N, C] with N > 0, got {s:?}"))),
+        };
+        let d = self.sub(p, y)?;
+        if n.is_power_of_two() {
+            if n == 1 {
+                return Ok(d);
+            }
+            return self.truncate_by(&d, n.trailing_zeros());
+        }
+        let inv = self.codec().encode(1.0 / n as f64)?;
+        let scaled = self.mul_scalar(&d, inv)?;
+        let f = self.codec().frac_bits();
+        self.truncate_by(&scaled, f)
+    }
+}

@@ -1,0 +1,212 @@
+//! Fixed-point functions (exp, reciprocal, inverse square root, softmax, cross-entropy gradient)
+//! against f64, with round and byte counters checked against the documented formulas.
+
+use cryptgpu_kernels_cpu::CpuBackend;
+use cryptgpu_net::{Counters, LocalTransport};
+use cryptgpu_ring::FixedPoint;
+use cryptgpu_sharing::approx::{exp_rounds, guess_cost, ExpConfig, SoftmaxConfig};
+use cryptgpu_sharing::{run_local, KeySource, Party, RunConfig};
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+
+type P = Party<CpuBackend, LocalTransport>;
+
+/// Runs `f` on three parties with seeded keys (reproducible); returns values and counters of `f`.
+fn run3<R: Send>(seed: u64, f: impl Fn(&mut P) -> cryptgpu_sharing::Result<R> + Sync) -> [(R, Counters); 3] {
+    let cfg = RunConfig { keys: KeySource::InsecureSeed(seed), ..RunConfig::default() };
+    let out = run_local(CpuBackend, cfg, |p| {
+        let before = p.counters();
+        let v = f(p)?;
+        Ok((v, p.counters().since(&before)))
+    })
+    .expect("protocol run failed");
+    out.map(|o| o.value)
+}
+
+fn codec() -> FixedPoint {
+    FixedPoint::default()
+}
+
+/// Shares `vals` from party 0, applies `op`, reveals; returns the decoded values and the op's counters.
+fn apply(
+    seed: u64,
+    shape: &[usize],
+    vals: &[f64],
+    op: impl Fn(
+            &mut P,
+            &cryptgpu_sharing::AShare<CpuBackend>,
+        ) -> cryptgpu_sharing::Result<cryptgpu_sharing::AShare<CpuBackend>>
+        + Sync,
+) -> (Vec<f64>, [Counters; 3]) {
+    let t = codec().encode_tensor(shape, vals).unwrap();
+    let out = run3(seed, |p| {
+        let x = p.input(0, (p.id() == 0).then_some(&t), shape)?;
+        let before = p.counters();
+        let y = op(p, &x)?;
+        let c = p.counters().since(&before);
+        Ok((p.reveal(&y)?, c))
+    });
+    (codec().decode_tensor(&out[0].0 .0), [out[0].0 .1, out[1].0 .1, out[2].0 .1])
+}
+
+#[test]
+fn exp_within_bound_and_guard_clamps() {
+    let seed = 21;
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    let mut xs: Vec<f64> = (0..400).map(|_| rng.gen_range(-40.0..4.0)).collect();
+    xs.extend([0.0, -2.0, -1e-6, 3.0, -511.0, -600.0, -5000.0]);
+    let n = xs.len();
+    let cfg = ExpConfig::default();
+    let (got, c) = apply(seed, &[n], &xs, |p, x| p.exp(x, &cfg));
+    for (x, g) in xs.iter().zip(&got) {
+        let want = x.exp();
+        // Documented: e^x·x²/2^(n+1) of approximation, about 2^(n-f)·e^x of rounding.
+        let n = 2f64.powi(cfg.iters as i32);
+        let bound =
+            if *x >= -n { want * x * x / (2.0 * n) + want * n / codec().scale() + 4.0 / codec().scale() } else { 1e-9 };
+        assert!((g - want).abs() <= bound, "seed {seed}: exp({x}) = {g}, want {want}");
+    }
+    for ci in &c {
+        assert_eq!(ci.rounds, exp_rounds(&cfg));
+    }
+    // Without the guard, 8·(1 + n) B per element.
+    let cfg = ExpConfig { iters: 8, guard: false };
+    let (got, c) = apply(seed, &[3], &[-1.0, 0.5, -100.0], |p, x| p.exp(x, &cfg));
+    assert!((got[0] - (-1.0f64).exp()).abs() < 2e-3 && (got[1] - 0.5f64.exp()).abs() < 2e-3 && got[2].abs() < 1e-3);
+    for ci in &c {
+        assert_eq!((ci.rounds, ci.bytes_sent), (exp_rounds(&cfg), 8 * 9 * 3));
+    }
+}
+
+#[test]
+fn reciprocal_converges_on_1_to_2_pow_16_and_is_accurate_below_2_pow_8() {
+    let seed = 22;
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    let mut xs: Vec<f64> = (0..300).map(|_| 2f64.powf(rng.gen_range(0.0..16.0))).collect();
+    xs.extend([1.0, 1.5, 2.0, 255.9, 256.0, 400.0, 1000.0, 65535.0, 65536.0]);
+    let n = xs.len();
+    let iters = 4;
+    let (got, c) = apply(seed, &[n], &xs, |p, x| p.reciprocal(x, 0, 16, iters));
+    let lsb = 1.0 / codec().scale();
+    for (x, g) in xs.iter().zip(&got) {
+        let xe = codec().decode(codec().encode(*x).unwrap());
+        let want = 1.0 / xe;
+        assert!((g - want).abs() <= 4.0 * lsb, "seed {seed}: 1/{x} = {g}, want {want}");
+        if *x <= 256.0 {
+            assert!(((g - want) / want).abs() < 1e-3, "seed {seed}: relative error of 1/{x}: {g} vs {want}");
+        }
+    }
+    let (r, b) = guess_cost(0, n, 0, 16);
+    assert_eq!(c[0].rounds, r + 4 * iters as u64);
+    assert_eq!(c[0].bytes_sent, b + 16 * iters as u64 * n as u64);
+    // Small inputs with a wider range.
+    let xs: Vec<f64> = (0..100).map(|_| 2f64.powf(rng.gen_range(-8.0..8.0))).collect();
+    let (got, _) = apply(seed, &[10, 10], &xs, |p, x| p.reciprocal(x, -8, 8, 4));
+    for (x, g) in xs.iter().zip(&got) {
+        let want = 1.0 / codec().decode(codec().encode(*x).unwrap());
+        assert!(((g - want) / want).abs() < 1e-3, "seed {seed}: 1/{x} = {g}, want {want}");
+    }
+}
+
+#[test]
+fn inverse_sqrt_relative_error_below_1e3() {
+    let seed = 23;
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    let mut xs: Vec<f64> = (0..300).map(|_| 2f64.powf(rng.gen_range(-8.0..16.0))).collect();
+    xs.extend([2f64.powi(-8), 1.0, 2.0, 3.0, 65535.0, 65536.0]);
+    let n = xs.len();
+    let (got, c) = apply(seed, &[n], &xs, |p, x| p.inv_sqrt(x, -8, 16, 4));
+    for (x, g) in xs.iter().zip(&got) {
+        let want = 1.0 / codec().decode(codec().encode(*x).unwrap()).sqrt();
+        assert!(((g - want) / want).abs() < 1e-3, "seed {seed}: 1/sqrt({x}) = {g}, want {want}");
+    }
+    let (r, b) = guess_cost(1, n, -8, 16);
+    assert_eq!((c[1].rounds, c[1].bytes_sent), (r + 4 + 24, b + (16 + 24 * 4) * n as u64));
+}
+
+fn softmax_f64(row: &[f64]) -> Vec<f64> {
+    let m = row.iter().cloned().fold(f64::MIN, f64::max);
+    let e: Vec<f64> = row.iter().map(|v| (v - m).exp()).collect();
+    let s: f64 = e.iter().sum();
+    e.iter().map(|v| v / s).collect()
+}
+
+#[test]
+fn softmax_within_1e3_for_10_200_1000_classes() {
+    let seed = 24;
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    for (rows, classes) in [(16usize, 10usize), (4, 200), (2, 1000)] {
+        let mut xs: Vec<f64> = (0..rows * classes).map(|_| rng.gen_range(-30.0..30.0)).collect();
+        // A row with a tie at the max and a row of equal values.
+        xs[classes] = 30.0;
+        xs[classes + 1] = 30.0;
+        for v in &mut xs[..classes] {
+            *v = -7.25;
+        }
+        let cfg = SoftmaxConfig::default();
+        let (got, c) = apply(seed, &[rows, classes], &xs, |p, x| p.softmax(x, &cfg));
+        let mut worst = 0.0f64;
+        for r in 0..rows {
+            let want = softmax_f64(&xs[r * classes..(r + 1) * classes]);
+            for (g, w) in got[r * classes..(r + 1) * classes].iter().zip(&want) {
+                worst = worst.max((g - w).abs());
+            }
+        }
+        assert!(worst < 1e-3, "seed {seed}: {rows}x{classes}: max error {worst}");
+        let levels = (classes as f64).log2().ceil() as u64;
+        assert_eq!(c[0].rounds, 9 * levels + exp_rounds(&cfg.exp) + 9 + 4 * cfg.nr_iters as u64 + 2);
+    }
+}
+
+#[test]
+fn cross_entropy_gradient() {
+    let seed = 25;
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    for n in [8usize, 6] {
+        let c = 5;
+        let p: Vec<f64> = (0..n * c).map(|_| rng.gen_range(0.0..1.0)).collect();
+        let y: Vec<f64> = (0..n * c).map(|i| (i % c == (i / c) % c) as u8 as f64).collect();
+        let (tp, ty) = (codec().encode_tensor(&[n, c], &p).unwrap(), codec().encode_tensor(&[n, c], &y).unwrap());
+        let out = run3(seed, |pt| {
+            let ps = pt.input(0, (pt.id() == 0).then_some(&tp), &[n, c])?;
+            let ys = pt.input(1, (pt.id() == 1).then_some(&ty), &[n, c])?;
+            let before = pt.counters();
+            let g = pt.cross_entropy_grad(&ps, &ys)?;
+            let cost = pt.counters().since(&before);
+            Ok((pt.reveal(&g)?, cost))
+        });
+        let got = codec().decode_tensor(&out[0].0 .0);
+        for i in 0..n * c {
+            let want = (p[i] - y[i]) / n as f64;
+            assert!((got[i] - want).abs() < 3.0 / codec().scale(), "seed {seed} n {n}: {} vs {want}", got[i]);
+        }
+        for ((_, cost), _) in &out {
+            assert_eq!((cost.rounds, cost.bytes_sent), (2, 8 * (n * c) as u64));
+        }
+    }
+}
+
+#[test]
+fn bad_arguments_are_errors() {
+    let cfg = RunConfig::default();
+    let err = run_local(CpuBackend, cfg, |p| {
+        let x = p.random_share(&[4])?;
+        p.exp(&x, &ExpConfig { iters: 0, guard: false })
+    });
+    assert!(err.is_err());
+    let err = run_local(CpuBackend, cfg, |p| {
+        let x = p.random_share(&[4])?;
+        p.reciprocal(&x, 5, 5, 3)
+    });
+    assert!(err.is_err());
+    let err = run_local(CpuBackend, cfg, |p| {
+        let x = p.random_share(&[4, 0])?;
+        p.softmax(&x, &SoftmaxConfig::default())
+    });
+    assert!(err.is_err());
+    let err = run_local(CpuBackend, cfg, |p| {
+        let x = p.random_share(&[4])?;
+        p.max_axis(&x, 1, true)
+    });
+    assert!(err.is_err());
+}

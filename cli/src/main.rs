@@ -1,8 +1,13 @@
 //! `cryptgpu`: private machine learning with three-party secure computation.
 
+mod bench;
+mod device;
 mod matmul;
+mod relu;
+mod selftest;
+mod softmax;
 
-use clap::{Parser, Subcommand, ValueEnum};
+use clap::{Parser, Subcommand};
 
 /// Private three-party computation over Z_2^64 (replicated secret sharing), on the CPU or GPU.
 #[derive(Parser)]
@@ -16,29 +21,25 @@ struct Cli {
 enum Command {
     /// Private fixed-point matrix product: party 0 shares an M x K matrix, party 1 a K x N one.
     Matmul(matmul::Args),
-}
-
-/// Which device runs the parties' local computation.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, serde::Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum BackendChoice {
-    /// The GPU when one is usable, else the CPU.
-    Auto,
-    /// The rayon CPU backend.
-    Cpu,
-}
-
-impl BackendChoice {
-    /// The backend actually used (only the CPU backend exists in this build).
-    pub fn resolve(self) -> &'static str {
-        "cpu"
-    }
+    /// Private ReLU: party 0 shares N fixed-point values; reports rounds, bytes and mismatches.
+    Relu(relu::Args),
+    /// Private softmax over the last axis of an R x C matrix of logits shared by party 0.
+    Softmax(softmax::Args),
+    /// Runs every backend operation and protocol on a device and compares it with the CPU oracle.
+    Selftest(selftest::Args),
+    /// Benchmarks.
+    #[command(subcommand)]
+    Bench(bench::Bench),
 }
 
 fn main() {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Matmul(args) => matmul::run(&args),
+        Command::Relu(args) => relu::run(&args),
+        Command::Softmax(args) => softmax::run(&args),
+        Command::Selftest(args) => selftest::run(&args),
+        Command::Bench(b) => bench::run(&b),
     };
     if let Err(e) = result {
         eprintln!("error: {e:#}");

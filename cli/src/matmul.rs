@@ -4,14 +4,14 @@ use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
 use clap::Args as ClapArgs;
-use cryptgpu_kernels_cpu::CpuBackend;
 use cryptgpu_net::Counters;
-use cryptgpu_ring::FixedPoint;
+use cryptgpu_ring::{Backend, FixedPoint, RingTensor};
 use cryptgpu_sharing::{run_local, RunConfig};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
-use crate::BackendChoice;
+use crate::device::BackendChoice;
+use crate::with_backend;
 
 /// Arguments of `cryptgpu matmul`.
 #[derive(ClapArgs, Debug)]
@@ -63,6 +63,27 @@ struct Report {
     max_abs_error: f64,
 }
 
+type PartyResult = (RingTensor, f64, Counters);
+
+/// Party 0 inputs `a`, party 1 inputs `b`; they multiply privately (timed) and reveal.
+fn private_matmul<B: Backend>(
+    be: B,
+    config: RunConfig,
+    a: &RingTensor,
+    b: &RingTensor,
+) -> Result<[cryptgpu_sharing::PartyOutput<PartyResult>; 3]> {
+    Ok(run_local(be, config, |p| {
+        let x = p.input(0, (p.id() == 0).then_some(a), a.shape())?;
+        let y = p.input(1, (p.id() == 1).then_some(b), b.shape())?;
+        let before = p.counters();
+        let start = Instant::now();
+        let z = p.matmul_fp(&x, &y)?;
+        let seconds = start.elapsed().as_secs_f64();
+        let cost = p.counters().since(&before);
+        Ok((p.reveal(&z)?, seconds, cost))
+    })?)
+}
+
 pub fn run(args: &Args) -> Result<()> {
     if args.m == 0 || args.k == 0 || args.n == 0 {
         bail!("--m, --k and --n must be positive");
@@ -74,19 +95,10 @@ pub fn run(args: &Args) -> Result<()> {
     let b: Vec<f64> = (0..k * n).map(|_| rng.gen_range(-1.0..=1.0)).collect();
     let at = codec.encode_tensor(&[m, k], &a)?;
     let bt = codec.encode_tensor(&[k, n], &b)?;
-    let backend = args.backend.resolve();
-
+    let device = args.backend.open()?;
+    let backend = device.name();
     let config = RunConfig { codec, ..RunConfig::default() };
-    let out = run_local(CpuBackend, config, |p| {
-        let x = p.input(0, (p.id() == 0).then_some(&at), &[m, k])?;
-        let y = p.input(1, (p.id() == 1).then_some(&bt), &[k, n])?;
-        let before = p.counters();
-        let start = Instant::now();
-        let z = p.matmul_fp(&x, &y)?;
-        let seconds = start.elapsed().as_secs_f64();
-        let cost = p.counters().since(&before);
-        Ok((p.reveal(&z)?, seconds, cost))
-    })?;
+    let out = with_backend!(device, be => private_matmul(be, config, &at, &bt)?);
 
     let revealed = codec.decode_tensor(&out[0].value.0);
     let mut exact = vec![0.0f64; m * n];

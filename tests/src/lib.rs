@@ -1,5 +1,6 @@
 //! Helpers for the workspace-level tests in `tests/tests/`, and the host build of the CUDA kernels.
 
+pub mod diff;
 pub mod host;
 
 use cryptgpu_ring::{FixedPoint, RingTensor};

@@ -1,0 +1,138 @@
+//! `cryptgpu relu`: private ReLU of N fixed-point values between three in-process parties.
+
+use std::time::Instant;
+
+use anyhow::{bail, Context, Result};
+use clap::Args as ClapArgs;
+use cryptgpu_net::Counters;
+use cryptgpu_ring::{Backend, FixedPoint, RingTensor};
+use cryptgpu_sharing::convert::{msb_bytes, mul_bit_bytes, MSB_ROUNDS};
+use cryptgpu_sharing::{run_local, PartyOutput, RunConfig};
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+
+use crate::device::BackendChoice;
+use crate::with_backend;
+
+/// Arguments of `cryptgpu relu`.
+#[derive(ClapArgs, Debug)]
+pub struct Args {
+    /// Number of values (party 0's input).
+    #[arg(long, default_value_t = 1 << 20)]
+    n: usize,
+    /// Inputs are uniform in [-range, range].
+    #[arg(long, default_value_t = 8.0)]
+    range: f64,
+    /// Seed of the random inputs.
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+    /// Fractional bits of the fixed-point encoding.
+    #[arg(long, default_value_t = FixedPoint::DEFAULT_FRAC_BITS)]
+    frac_bits: u32,
+    /// Device for the parties' local computation.
+    #[arg(long, value_enum, default_value_t = BackendChoice::Auto)]
+    backend: BackendChoice,
+    /// Print a JSON object as the last line of standard output.
+    #[arg(long)]
+    json: bool,
+}
+
+/// What the run measured.
+#[derive(serde::Serialize)]
+struct Report {
+    op: &'static str,
+    n: usize,
+    backend: &'static str,
+    frac_bits: u32,
+    seed: u64,
+    /// Wall time of the private ReLU (slowest party).
+    seconds: f64,
+    /// Wall time of its MSB part.
+    msb_seconds: f64,
+    /// Rounds of the private ReLU (MSB + `x * [b]`).
+    rounds: u64,
+    /// Rounds of the MSB part.
+    msb_rounds: u64,
+    /// Bytes each party sent during the private ReLU.
+    bytes_sent_per_party: [u64; 3],
+    /// Bytes each party sent during the MSB part.
+    msb_bytes_sent_per_party: [u64; 3],
+    /// The documented ReLU cost per party (`msb_bytes + mul_bit_bytes`).
+    bytes_formula_per_party: [u64; 3],
+    /// ReLU bytes per element, averaged over the parties.
+    bytes_per_element_per_party: f64,
+    /// Outputs that differ from the plaintext ReLU of the encoded input (bit-exact comparison).
+    mismatches: usize,
+}
+
+type PartyResult = (RingTensor, f64, f64, Counters, Counters);
+
+/// Party 0 inputs `x`; the parties compute ReLU privately (timed) and reveal.
+fn private_relu<B: Backend>(be: B, config: RunConfig, x: &RingTensor) -> Result<[PartyOutput<PartyResult>; 3]> {
+    Ok(run_local(be, config, |p| {
+        let xs = p.input(0, (p.id() == 0).then_some(x), x.shape())?;
+        let before = p.counters();
+        let start = Instant::now();
+        let d = p.drelu(&xs)?;
+        let msb_seconds = start.elapsed().as_secs_f64();
+        let msb_cost = p.counters().since(&before);
+        let y = p.mul_bit(&xs, &d)?;
+        let seconds = start.elapsed().as_secs_f64();
+        let cost = p.counters().since(&before);
+        Ok((p.reveal(&y)?, seconds, msb_seconds, cost, msb_cost))
+    })?)
+}
+
+pub fn run(args: &Args) -> Result<()> {
+    if args.n == 0 {
+        bail!("--n must be positive");
+    }
+    if !(args.range.is_finite() && args.range > 0.0) {
+        bail!("--range must be a positive number");
+    }
+    let codec = FixedPoint::new(args.frac_bits).context("invalid --frac-bits")?;
+    let n = args.n;
+    let mut rng = ChaCha8Rng::seed_from_u64(args.seed);
+    let vals: Vec<f64> = (0..n).map(|_| rng.gen_range(-args.range..=args.range)).collect();
+    let xt = codec.encode_tensor(&[n], &vals).context("--range too large for the encoding")?;
+    let device = args.backend.open()?;
+    let backend = device.name();
+    let config = RunConfig { codec, ..RunConfig::default() };
+    let out = with_backend!(device, be => private_relu(be, config, &xt)?);
+
+    let revealed = &out[0].value.0;
+    let mismatches =
+        xt.data().iter().zip(revealed.data()).filter(|(&x, &y)| y != if (x as i64) < 0 { 0 } else { x }).count();
+    let costs: [Counters; 3] = std::array::from_fn(|i| out[i].value.3);
+    let msb_costs: [Counters; 3] = std::array::from_fn(|i| out[i].value.4);
+    let bytes = costs.map(|c| c.bytes_sent);
+    let report = Report {
+        op: "relu",
+        n,
+        backend,
+        frac_bits: codec.frac_bits(),
+        seed: args.seed,
+        seconds: out.iter().map(|o| o.value.1).fold(0.0, f64::max),
+        msb_seconds: out.iter().map(|o| o.value.2).fold(0.0, f64::max),
+        rounds: costs[0].rounds,
+        msb_rounds: msb_costs[0].rounds,
+        bytes_sent_per_party: bytes,
+        msb_bytes_sent_per_party: msb_costs.map(|c| c.bytes_sent),
+        bytes_formula_per_party: std::array::from_fn(|i| msb_bytes(i, n) + mul_bit_bytes(i, n)),
+        bytes_per_element_per_party: bytes.iter().sum::<u64>() as f64 / (3 * n) as f64,
+        mismatches,
+    };
+    println!("private ReLU of {n} values on {backend}, {} fractional bits", report.frac_bits);
+    println!("  time           {:.4} s (MSB {:.4} s)", report.seconds, report.msb_seconds);
+    println!("  rounds         {} (MSB {}, documented {MSB_ROUNDS}; x*[b] 2)", report.rounds, report.msb_rounds);
+    println!(
+        "  bytes sent     {:?} per party (formula {:?}; {:.2} B per element per party)",
+        report.bytes_sent_per_party, report.bytes_formula_per_party, report.bytes_per_element_per_party
+    );
+    println!("  MSB bytes      {:?} per party", report.msb_bytes_sent_per_party);
+    println!("  mismatches     {} against the plaintext ReLU", report.mismatches);
+    if args.json {
+        println!("{}", serde_json::to_string(&report)?);
+    }
+    Ok(())
+}

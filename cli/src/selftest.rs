@@ -1,0 +1,73 @@
+//! `cryptgpu selftest`: the differential suite (every backend operation and protocol against the
+//! CPU oracle, bit for bit) from the release binary, for machines without a Rust toolchain.
+
+use anyhow::{bail, Result};
+use clap::Args as ClapArgs;
+use cryptgpu_kernels_cuda::GemmPath;
+use cryptgpu_tests::diff::{run_suite, Check};
+
+use crate::device::{BackendChoice, Device};
+
+/// Arguments of `cryptgpu selftest`.
+#[derive(ClapArgs, Debug)]
+pub struct Args {
+    /// Device to test against the CPU oracle.
+    #[arg(long, value_enum, default_value_t = BackendChoice::Cuda)]
+    backend: BackendChoice,
+    /// Seed of the random inputs.
+    #[arg(long, default_value_t = 7)]
+    seed: u64,
+    /// Skip the large cases (K > 2^21 GEMM, 4M-element tensors).
+    #[arg(long)]
+    quick: bool,
+    /// Print a JSON object as the last line of standard output.
+    #[arg(long)]
+    json: bool,
+}
+
+pub fn run(args: &Args) -> Result<()> {
+    let device = args.backend.open()?;
+    let mut results: Vec<(String, Check)> = Vec::new();
+    match &device {
+        Device::Cpu(be) => {
+            results.extend(run_suite(be, args.seed, !args.quick).into_iter().map(|c| ("cpu".to_string(), c)))
+        }
+        Device::Cuda(be) => {
+            for path in [GemmPath::Auto, GemmPath::F64Limbs, GemmPath::I8Limbs, GemmPath::Simt] {
+                let dev = be.clone().with_gemm_path(path);
+                results.extend(run_suite(&dev, args.seed, !args.quick).into_iter().map(|c| (format!("{path:?}"), c)));
+            }
+        }
+    }
+    let failed: Vec<&(String, Check)> = results.iter().filter(|(_, c)| !c.passed).collect();
+    for (path, c) in &results {
+        let mark = if c.passed { "ok  " } else { "FAIL" };
+        println!(
+            "{mark} [{path}] {} ({:.3} s){}",
+            c.name,
+            c.seconds,
+            if c.passed { String::new() } else { format!(": {}", c.detail) }
+        );
+    }
+    println!("{} checks, {} failed, seed {}, backend {}", results.len(), failed.len(), args.seed, device.name());
+    if args.json {
+        let checks: Vec<_> = results
+            .iter()
+            .map(|(p, c)| serde_json::json!({"gemm_path": p, "name": c.name, "passed": c.passed, "detail": c.detail, "seconds": c.seconds}))
+            .collect();
+        let report = serde_json::json!({
+            "op": "selftest",
+            "backend": device.name(),
+            "gpu": device.gpu_info(),
+            "seed": args.seed,
+            "checks": results.len(),
+            "failed": failed.len(),
+            "results": checks,
+        });
+        println!("{report}");
+    }
+    if !failed.is_empty() {
+        bail!("{} of {} checks failed", failed.len(), results.len());
+    }
+    Ok(())
+}

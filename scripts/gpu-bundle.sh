@@ -1,0 +1,17 @@
+#!/usr/bin/env bash
+# Builds the release binary on this (GPU-less) machine and bundles it for the GPU machine, which
+# has the CUDA driver and toolkit but no Rust. Then run there, from the repository root:
+#     bash scripts/gpu-check.sh        (carrying target/gpu-bundle)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+cargo build --release --bin cryptgpu
+bundle=target/gpu-bundle
+rm -rf "$bundle"
+mkdir -p "$bundle"
+cp target/release/cryptgpu "$bundle/"
+commit=$(git rev-parse HEAD 2>/dev/null || echo unknown)
+dirty=$(git status --porcelain 2>/dev/null | grep -vc '^??' || true)
+printf '{"commit":"%s","uncommitted_changes":%s,"built_utc":"%s","rustc":"%s"}\n' \
+  "$commit" "${dirty:-0}" "$(date -u +%Y-%m-%dT%H:%M:%SZ)" "$(rustc --version)" > "$bundle/bundle-info.json"
+du -sh "$bundle"
+echo "bundle ready: carry target/gpu-bundle, run: bash scripts/gpu-check.sh"

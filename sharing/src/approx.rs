@@ -75,6 +75,15 @@ fn ceil_log2(c: usize) -> i32 {
     (usize::BITS - c.saturating_sub(1).leading_zeros()) as i32
 }
 
+/// `ln(1 + w) ≈ Σ_j LN1P[j]·w^j` on `[0, 1]`: interpolation at the 7 Chebyshev nodes of the
+/// interval (maximum error 1.7e-6).
+const LN1P: [f64; 7] =
+    [1.693663e-06, 0.999832594782, -0.49720333122, 0.315041279909, -0.189019548223, 0.081523177618, -0.017029610589];
+
+/// Smallest probability [`Party::cross_entropy_loss`] takes the log of: `2^-16` (so each sample's
+/// loss is at most `16·ln 2 ≈ 11.09`).
+pub const LOSS_FLOOR_LOG2: i32 = -16;
+
 impl<B: Backend, T: Transport> Party<B, T> {
     /// Truncates 3-out-of-3 terms `z_i` (including a fresh zero sharing) by `2^bits` into a
     /// replicated sharing: `arith`'s share truncation with any shift. **2 rounds, 8 B per element
@@ -311,6 +320,82 @@ impl<B: Backend, T: Transport> Party<B, T> {
         let inv = self.codec().encode(1.0 / n as f64)?;
         let scaled = self.mul_scalar(&d, inv)?;
         let f = self.codec().frac_bits();
+        self.truncate_by(&scaled, f)
+    }
+
+    /// Concatenation of sharings along `axis` (local).
+    fn cat(&self, parts: &[&AShare<B>], axis: usize) -> Result<AShare<B>> {
+        let be = self.backend();
+        let firsts: Vec<&B::Tensor> = parts.iter().map(|p| p.first()).collect();
+        let seconds: Vec<&B::Tensor> = parts.iter().map(|p| p.second()).collect();
+        AShare::from_parts(be.concat(&firsts, axis)?, be.concat(&seconds, axis)?)
+    }
+
+    /// Natural logarithm of fixed-point `x` in `[2^lo, 2^{hi+1})` (`hi <= f`): with
+    /// `k = floor(log2 x)` from the thermometer code, `ln x = k·ln 2 + ln(1 + w)`, `1 + w = x·2^-k`
+    /// in `[1, 2)` (one product with the exact power of two), and `ln(1 + w)` a degree-6 polynomial
+    /// (error 1.7e-6) whose powers take three product rounds. Absolute error below 1e-5 in range;
+    /// outside it the polynomial is extrapolated (wrong).
+    /// **19 rounds; [`guess_cost`] + 56 B per element per party.**
+    pub fn ln(&mut self, x: &AShare<B>, lo: i32, hi: i32) -> Result<AShare<B>> {
+        let f = self.codec().frac_bits();
+        if hi > f as i32 {
+            return Err(SharingError::Invalid(format!("ln: range top 2^{hi} above 2^f = 2^{f}")));
+        }
+        let be = self.backend().clone();
+        let shape = x.shape().to_vec();
+        let n = x.len();
+        let flat = x.map(|t| be.reshape(t, &[n]))?;
+        let c = self.thermometer(&flat, lo, hi)?;
+        let norm = self.octave_guess(&c, lo, hi, |k| (-k as f64).exp2())?;
+        let k_ln2 = self.octave_guess(&c, lo, hi, |k| k as f64 * std::f64::consts::LN_2)?;
+        let m = self.mul_shift(&flat, &norm, f)?;
+        let w = self.add_scalar(&m, self.codec().one().wrapping_neg())?;
+        let w2 = self.mul_shift(&w, &w, f)?;
+        let both = self.mul_shift(&self.cat(&[&w, &w2], 0)?, &self.cat(&[&w2, &w2], 0)?, f)?;
+        let w3 = both.map(|t| be.slice(t, 0, 0, n))?;
+        let w4 = both.map(|t| be.slice(t, 0, n, 2 * n))?;
+        let both = self.mul_shift(&self.cat(&[&w, &w2], 0)?, &self.cat(&[&w4, &w4], 0)?, f)?;
+        let w5 = both.map(|t| be.slice(t, 0, 0, n))?;
+        let w6 = both.map(|t| be.slice(t, 0, n, 2 * n))?;
+        // Σ_j c_j·w^j at scale 2^{2f}, then one truncation.
+        let codec = self.codec();
+        let mut acc = self.public_share(&[n], codec.encode(LN1P[0])?.wrapping_mul(codec.one()))?;
+        for (wj, cj) in [&w, &w2, &w3, &w4, &w5, &w6].into_iter().zip(&LN1P[1..]) {
+            let term = self.mul_scalar(wj, codec.encode(*cj)?)?;
+            acc = self.add(&acc, &term)?;
+        }
+        let poly = self.truncate_by(&acc, f)?;
+        let y = self.add(&k_ln2, &poly)?;
+        y.map(|t| be.reshape(t, &shape))
+    }
+
+    /// The mean cross-entropy loss `-(1/N) Σ_i ln(Σ_c y_ic·p_ic)` of softmax outputs `p` against
+    /// one-hot labels `y` (`[N, C]`, fixed point), as a shared scalar of shape `[1]` (reveal it only
+    /// if and when it should be reported). Off the training hot path: the gradient
+    /// ([`cross_entropy_grad`](Self::cross_entropy_grad)) does not need it. Each sample's
+    /// probability is floored at `2^-16` ([`LOSS_FLOOR_LOG2`]) with a private max.
+    /// **32 rounds** (product 2, floor 9, [`ln`](Self::ln) 19, mean 2).
+    pub fn cross_entropy_loss(&mut self, p: &AShare<B>, y: &AShare<B>) -> Result<AShare<B>> {
+        check_same("cross_entropy_loss", p.shape(), y.shape())?;
+        let n = match p.shape() {
+            [n, _] if *n > 0 => *n,
+            s => return Err(SharingError::Invalid(format!("cross_entropy_loss expects [N, C] with N > 0, got {s:?}"))),
+        };
+        let be = self.backend().clone();
+        let f = self.codec().frac_bits();
+        if (f as i32) < -LOSS_FLOOR_LOG2 {
+            return Err(SharingError::Invalid(format!(
+                "cross_entropy_loss needs at least 16 fractional bits, not {f}"
+            )));
+        }
+        let py = self.mul_shift(p, y, f)?;
+        let q = py.map(|t| be.sum_axis(t, 1, false))?;
+        let floor = self.public_share(&[n], 1u64 << (f as i32 + LOSS_FLOOR_LOG2))?;
+        let q = self.max2(&q, &floor)?;
+        let l = self.ln(&q, LOSS_FLOOR_LOG2, 0)?;
+        let total = l.map(|t| be.sum_axis(&be.reshape(t, &[1, n])?, 1, false))?;
+        let scaled = self.mul_scalar(&total, self.codec().encode(-1.0 / n as f64)?)?;
         self.truncate_by(&scaled, f)
     }
 }

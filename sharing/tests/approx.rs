@@ -211,3 +211,45 @@ fn bad_arguments_are_errors() {
     });
     assert!(err.is_err());
 }
+
+#[test]
+fn natural_log_and_cross_entropy_loss() {
+    let seed = 26;
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    let mut xs: Vec<f64> = (0..300).map(|_| 2f64.powf(rng.gen_range(-16.0..9.0))).collect();
+    xs.extend([2f64.powi(-16), 0.5, 1.0, 1.999, 2.0, 511.0]);
+    let n = xs.len();
+    let (got, c) = apply(seed, &[n], &xs, |p, x| p.ln(x, -16, 8));
+    for (x, g) in xs.iter().zip(&got) {
+        let want = codec().decode(codec().encode(*x).unwrap()).ln();
+        assert!((g - want).abs() < 1e-5, "seed {seed}: ln({x}) = {g}, want {want}");
+    }
+    let (r, b) = guess_cost(2, n, -16, 8);
+    assert_eq!((c[2].rounds, c[2].bytes_sent), (r + 10, b + 56 * n as u64));
+
+    // Loss of softmax-like rows (one with a vanishing true-class probability, floored at 2^-16).
+    let (rows, classes) = (6usize, 4usize);
+    let mut p: Vec<f64> = Vec::new();
+    for _ in 0..rows {
+        let e: Vec<f64> = (0..classes).map(|_| rng.gen_range(0.01..1.0)).collect();
+        let s: f64 = e.iter().sum();
+        p.extend(e.iter().map(|v| v / s));
+    }
+    p[0] = 1e-9;
+    let labels: Vec<usize> = (0..rows).map(|i| if i == 0 { 0 } else { rng.gen_range(0..classes) }).collect();
+    let y: Vec<f64> = (0..rows * classes).map(|i| (labels[i / classes] == i % classes) as u8 as f64).collect();
+    let (tp, ty) =
+        (codec().encode_tensor(&[rows, classes], &p).unwrap(), codec().encode_tensor(&[rows, classes], &y).unwrap());
+    let out = run3(seed, |pt| {
+        let ps = pt.input(0, (pt.id() == 0).then_some(&tp), &[rows, classes])?;
+        let ys = pt.input(1, (pt.id() == 1).then_some(&ty), &[rows, classes])?;
+        let before = pt.counters();
+        let l = pt.cross_entropy_loss(&ps, &ys)?;
+        let cost = pt.counters().since(&before);
+        Ok((pt.reveal(&l)?, cost))
+    });
+    let got = codec().decode_tensor(&out[0].0 .0)[0];
+    let want: f64 = -(0..rows).map(|i| p[i * classes + labels[i]].max(2f64.powi(-16)).ln()).sum::<f64>() / rows as f64;
+    assert!((got - want).abs() < 1e-3, "seed {seed}: loss {got}, want {want}");
+    assert_eq!(out[0].0 .1.rounds, 32);
+}

@@ -320,3 +320,45 @@ fn max_pooling_forward_and_backward_match_plaintext() {
         }
     }
 }
+
+/// The outputs of the binary and conversion protocols are proper replicated sharings: party `i`'s
+/// second share is party `i+1`'s first, and no single share equals the secret.
+#[test]
+fn outputs_are_consistent_replicated_sharings() {
+    let v = test_values(17, 500);
+    let n = v.len();
+    let t = RingTensor::new(&[n], v.clone()).unwrap();
+    let out = run3(|p| {
+        let x = p.input(0, (p.id() == 0).then_some(&t), &[n])?;
+        let m = p.msb(&x)?;
+        let b = p.a2b(&x)?;
+        let inj = p.b2a_bit(&m)?;
+        let prod = p.mul_bit(&x, &m)?;
+        let and = p.b_and(&b, &b)?;
+        let mut shares = Vec::new();
+        for (f, s) in [
+            (m.first(), m.second()),
+            (b.first(), b.second()),
+            (inj.first(), inj.second()),
+            (prod.first(), prod.second()),
+            (and.first(), and.second()),
+        ] {
+            shares.push((p.download(f)?, p.download(s)?));
+        }
+        Ok(shares)
+    });
+    for k in 0..5 {
+        for i in 0..3 {
+            let (_, second) = &out[i].0[k];
+            let (next_first, _) = &out[(i + 1) % 3].0[k];
+            assert_eq!(second, next_first, "protocol output {k}: party {i}'s second share");
+        }
+    }
+    // The full A2B output's shares are not the plaintext (they are re-randomised words).
+    for i in 0..3 {
+        let (f, s) = &out[i].0[1];
+        let same = f.data().iter().zip(&v).filter(|(a, b)| a == b).count()
+            + s.data().iter().zip(&v).filter(|(a, b)| a == b).count();
+        assert!(same < 5, "party {i} holds the plaintext in {same} places");
+    }
+}

@@ -355,8 +355,8 @@ fn outputs_are_consistent_replicated_sharings() {
         }
     }
     // The full A2B output's shares are not the plaintext (they are re-randomised words).
-    for i in 0..3 {
-        let (f, s) = &out[i].0[1];
+    for (i, o) in out.iter().enumerate() {
+        let (f, s) = &o.0[1];
         let same = f.data().iter().zip(&v).filter(|(a, b)| a == b).count()
             + s.data().iter().zip(&v).filter(|(a, b)| a == b).count();
         assert!(same < 5, "party {i} holds the plaintext in {same} places");

@@ -3,10 +3,29 @@
 use cryptgpu_ring::shape::Window;
 use rayon::prelude::*;
 
+/// An element im2col/col2im can move and sum: ring elements (wrapping) or reals (for the f64
+/// plaintext twins of the `nn` crate).
+pub trait Element: Copy + Default + Send + Sync {
+    /// The sum used by col2im where windows overlap.
+    fn add(self, other: Self) -> Self;
+}
+
+impl Element for u64 {
+    fn add(self, other: Self) -> Self {
+        self.wrapping_add(other)
+    }
+}
+
+impl Element for f64 {
+    fn add(self, other: Self) -> Self {
+        self + other
+    }
+}
+
 /// Unfolds `x` (NCHW, dense) into the `[c*kh*kw, n*oh*ow]` column matrix.
-pub fn im2col(x: &[u64], win: &Window) -> Vec<u64> {
+pub fn im2col<T: Element>(x: &[T], win: &Window) -> Vec<T> {
     let cols = win.col_cols();
-    let mut out = vec![0u64; win.col_rows() * cols];
+    let mut out = vec![T::default(); win.col_rows() * cols];
     if cols == 0 {
         return out;
     }
@@ -36,9 +55,9 @@ pub fn im2col(x: &[u64], win: &Window) -> Vec<u64> {
 }
 
 /// Folds a `[c*kh*kw, n*oh*ow]` column matrix back into NCHW, summing overlaps.
-pub fn col2im(cols: &[u64], win: &Window) -> Vec<u64> {
+pub fn col2im<T: Element>(cols: &[T], win: &Window) -> Vec<T> {
     let plane_len = win.h * win.w;
-    let mut out = vec![0u64; win.n * win.c * plane_len];
+    let mut out = vec![T::default(); win.n * win.c * plane_len];
     if plane_len == 0 {
         return out;
     }
@@ -58,7 +77,7 @@ pub fn col2im(cols: &[u64], win: &Window) -> Vec<u64> {
                     for (xo, &v) in src.iter().enumerate() {
                         let ix = (xo * win.sw + j) as isize - win.pw as isize;
                         if ix >= 0 && ix < win.w as isize {
-                            dst[ix as usize] = dst[ix as usize].wrapping_add(v);
+                            dst[ix as usize] = dst[ix as usize].add(v);
                         }
                     }
                 }

@@ -1,0 +1,222 @@
+//! Datasets: MNIST (IDX, gzip or not) and CIFAR-10 (binary) readers, normalisation, seeded
+//! shuffling and batching.
+
+use std::io::Read;
+use std::path::{Path, PathBuf};
+
+use rand::seq::SliceRandom;
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
+
+use crate::error::{NnError, Result};
+use crate::plain::PlainTensor;
+
+/// Which part of a dataset.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Split {
+    /// Training images.
+    Train,
+    /// Test images.
+    Test,
+}
+
+/// Labelled images as bytes, with the per-channel normalisation to apply.
+#[derive(Debug, Clone)]
+pub struct Images {
+    /// `[C, H, W]` of one image.
+    pub shape: [usize; 3],
+    /// Pixels, image after image, each `C*H*W` bytes (CHW order).
+    pub pixels: Vec<u8>,
+    /// One label per image.
+    pub labels: Vec<u8>,
+    /// Number of classes.
+    pub classes: usize,
+    /// Per-channel mean of pixel/255.
+    pub mean: Vec<f64>,
+    /// Per-channel standard deviation of pixel/255.
+    pub std: Vec<f64>,
+}
+
+impl Images {
+    /// Number of images.
+    pub fn len(&self) -> usize {
+        self.labels.len()
+    }
+
+    /// True when there are no images.
+    pub fn is_empty(&self) -> bool {
+        self.labels.is_empty()
+    }
+
+    /// The first `n` images (all when fewer).
+    pub fn take(mut self, n: usize) -> Self {
+        let n = n.min(self.len());
+        self.pixels.truncate(n * self.image_len());
+        self.labels.truncate(n);
+        self
+    }
+
+    fn image_len(&self) -> usize {
+        self.shape.iter().product()
+    }
+
+    /// The images at `indices` as a normalised `[B, C, H, W]` tensor and one-hot `[B, classes]` labels.
+    pub fn batch(&self, indices: &[usize]) -> (PlainTensor, PlainTensor) {
+        let len = self.image_len();
+        let hw = self.shape[1] * self.shape[2];
+        let mut x = Vec::with_capacity(indices.len() * len);
+        let mut y = vec![0.0; indices.len() * self.classes];
+        for (b, &i) in indices.iter().enumerate() {
+            for (j, &p) in self.pixels[i * len..(i + 1) * len].iter().enumerate() {
+                let c = j / hw;
+                x.push((p as f64 / 255.0 - self.mean[c]) / self.std[c]);
+            }
+            y[b * self.classes + self.labels[i] as usize] = 1.0;
+        }
+        let [c, h, w] = self.shape;
+        (
+            PlainTensor { shape: vec![indices.len(), c, h, w], data: x },
+            PlainTensor { shape: vec![indices.len(), self.classes], data: y },
+        )
+    }
+
+    /// Labels at `indices`.
+    pub fn labels_at(&self, indices: &[usize]) -> Vec<usize> {
+        indices.iter().map(|&i| self.labels[i] as usize).collect()
+    }
+}
+
+/// Index batches of `batch` images over `n` images, shuffled by `seed` (the last batch may be short).
+pub fn shuffled_batches(n: usize, batch: usize, seed: u64) -> Vec<Vec<usize>> {
+    let mut idx: Vec<usize> = (0..n).collect();
+    idx.shuffle(&mut ChaCha8Rng::seed_from_u64(seed));
+    idx.chunks(batch.max(1)).map(|c| c.to_vec()).collect()
+}
+
+/// Index batches in order.
+pub fn sequential_batches(n: usize, batch: usize) -> Vec<Vec<usize>> {
+    (0..n).collect::<Vec<_>>().chunks(batch.max(1)).map(|c| c.to_vec()).collect()
+}
+
+fn read(path: &Path) -> Result<Vec<u8>> {
+    let io = |source| NnError::Io { path: path.display().to_string(), source };
+    let raw = std::fs::read(path).map_err(io)?;
+    if raw.starts_with(&[0x1f, 0x8b]) {
+        let mut out = Vec::new();
+        flate2::read::GzDecoder::new(&raw[..]).read_to_end(&mut out).map_err(io)?;
+        Ok(out)
+    } else {
+        Ok(raw)
+    }
+}
+
+/// `dir/name` or `dir/name.gz`, whichever exists.
+fn find(dir: &Path, name: &str) -> Result<PathBuf> {
+    for cand in [dir.join(name), dir.join(format!("{name}.gz"))] {
+        if cand.is_file() {
+            return Ok(cand);
+        }
+    }
+    Err(NnError::Io {
+        path: dir.join(name).display().to_string(),
+        source: std::io::Error::from(std::io::ErrorKind::NotFound),
+    })
+}
+
+/// Parses an IDX file: returns the dimensions and the `u8` payload.
+pub fn parse_idx(bytes: &[u8], path: &str) -> Result<(Vec<usize>, Vec<u8>)> {
+    let bad = |detail: String| NnError::Format { path: path.to_string(), detail };
+    if bytes.len() < 4 || bytes[0] != 0 || bytes[1] != 0 {
+        return Err(bad("not an IDX file (bad magic)".into()));
+    }
+    if bytes[2] != 0x08 {
+        return Err(bad(format!("element type {:#04x} is not unsigned bytes", bytes[2])));
+    }
+    let nd = bytes[3] as usize;
+    let header = 4 + 4 * nd;
+    if bytes.len() < header {
+        return Err(bad("truncated header".into()));
+    }
+    let dims: Vec<usize> = (0..nd)
+        .map(|i| u32::from_be_bytes(bytes[4 + 4 * i..8 + 4 * i].try_into().expect("4 bytes")) as usize)
+        .collect();
+    let n = dims.iter().try_fold(1usize, |a, &d| a.checked_mul(d)).ok_or_else(|| bad("dimensions overflow".into()))?;
+    if bytes.len() != header + n {
+        return Err(bad(format!("{} payload bytes for dimensions {dims:?} (expected {n})", bytes.len() - header)));
+    }
+    Ok((dims, bytes[header..].to_vec()))
+}
+
+/// MNIST from `dir` (the four original files, gzip or not).
+pub fn load_mnist(dir: &Path, split: Split) -> Result<Images> {
+    let (img, lab) = match split {
+        Split::Train => ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
+        Split::Test => ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"),
+    };
+    let (ip, lp) = (find(dir, img)?, find(dir, lab)?);
+    let (idims, pixels) = parse_idx(&read(&ip)?, &ip.display().to_string())?;
+    let (ldims, labels) = parse_idx(&read(&lp)?, &lp.display().to_string())?;
+    let fmt = |detail: String| NnError::Format { path: ip.display().to_string(), detail };
+    if idims.len() != 3 || ldims.len() != 1 || idims[0] != ldims[0] {
+        return Err(fmt(format!("image dims {idims:?} and label dims {ldims:?} do not match")));
+    }
+    if let Some(l) = labels.iter().find(|&&l| l > 9) {
+        return Err(fmt(format!("label {l} out of range 0..10")));
+    }
+    Ok(Images { shape: [1, idims[1], idims[2]], pixels, labels, classes: 10, mean: vec![0.1307], std: vec![0.3081] })
+}
+
+/// Bytes per CIFAR-10 record: a label and a 3x32x32 image.
+pub const CIFAR_RECORD: usize = 1 + 3 * 32 * 32;
+
+/// CIFAR-10 from `dir`: every `data_batch*.bin` (train) or `test_batch*.bin` (test) file in name
+/// order; the record count comes from each file's size.
+pub fn load_cifar10(dir: &Path, split: Split) -> Result<Images> {
+    let prefix = match split {
+        Split::Train => "data_batch",
+        Split::Test => "test_batch",
+    };
+    let io = |source| NnError::Io { path: dir.display().to_string(), source };
+    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
+        .map_err(io)?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| {
+            p.file_name().and_then(|n| n.to_str()).is_some_and(|n| n.starts_with(prefix) && n.ends_with(".bin"))
+        })
+        .collect();
+    files.sort();
+    if files.is_empty() {
+        return Err(NnError::Io {
+            path: dir.join(format!("{prefix}*.bin")).display().to_string(),
+            source: std::io::Error::from(std::io::ErrorKind::NotFound),
+        });
+    }
+    let (mut pixels, mut labels) = (Vec::new(), Vec::new());
+    for f in files {
+        let bytes = read(&f)?;
+        if bytes.is_empty() || bytes.len() % CIFAR_RECORD != 0 {
+            return Err(NnError::Format {
+                path: f.display().to_string(),
+                detail: format!("{} bytes is not a whole number of {CIFAR_RECORD}-byte records", bytes.len()),
+            });
+        }
+        for rec in bytes.chunks(CIFAR_RECORD) {
+            if rec[0] > 9 {
+                return Err(NnError::Format {
+                    path: f.display().to_string(),
+                    detail: format!("label {} out of range 0..10", rec[0]),
+                });
+            }
+            labels.push(rec[0]);
+            pixels.extend_from_slice(&rec[1..]);
+        }
+    }
+    Ok(Images {
+        shape: [3, 32, 32],
+        pixels,
+        labels,
+        classes: 10,
+        mean: vec![0.4914, 0.4822, 0.4465],
+        std: vec![0.2470, 0.2435, 0.2616],
+    })
+}

@@ -1,0 +1,306 @@
+//! One model walker for two engines: [`Engine`] abstracts the per-layer computations, and
+//! [`Model`] runs forward, backward and SGD over a [`ModelSpec`] with any engine. The private
+//! engine computes on secret shares; the plaintext engine is its f64 twin. Sharing the walker
+//! means the twin performs exactly the same computation, layer for layer.
+
+use std::collections::BTreeMap;
+
+use cryptgpu_ring::{Conv2dParams, Pool2dParams};
+
+use crate::error::{NnError, Result};
+use crate::spec::{LayerSpec, ModelSpec};
+
+/// Gradients of a layer with weights: (input, weight, bias when the layer has one).
+pub type LayerGrads<T> = (T, T, Option<T>);
+
+/// The per-layer computations of a model.
+pub trait Engine {
+    /// Activations and parameters.
+    type T: Clone;
+    /// What ReLU keeps for its backward pass.
+    type ReluSaved;
+    /// What max pooling keeps for its backward pass.
+    type PoolSaved;
+
+    /// Shape of a tensor.
+    fn shape(&self, x: &Self::T) -> Vec<usize>;
+    /// Convolution plus optional bias.
+    fn conv2d(&mut self, x: &Self::T, w: &Self::T, b: Option<&Self::T>, p: &Conv2dParams) -> Result<Self::T>;
+    /// Gradients of a convolution: (input, weight, bias when `bias`).
+    fn conv2d_grads(
+        &mut self,
+        x: &Self::T,
+        w: &Self::T,
+        gy: &Self::T,
+        p: &Conv2dParams,
+        bias: bool,
+    ) -> Result<LayerGrads<Self::T>>;
+    /// `x W^T + b`.
+    fn linear(&mut self, x: &Self::T, w: &Self::T, b: &Self::T) -> Result<Self::T>;
+    /// Gradients of a linear layer: (input, weight, bias).
+    fn linear_grads(&mut self, x: &Self::T, w: &Self::T, gy: &Self::T) -> Result<(Self::T, Self::T, Self::T)>;
+    /// ReLU and its saved derivative.
+    fn relu(&mut self, x: &Self::T) -> Result<(Self::T, Self::ReluSaved)>;
+    /// ReLU backward.
+    fn relu_backward(&mut self, gy: &Self::T, saved: &Self::ReluSaved) -> Result<Self::T>;
+    /// Average pooling.
+    fn avg_pool(&mut self, x: &Self::T, p: &Pool2dParams) -> Result<Self::T>;
+    /// Average pooling backward.
+    fn avg_pool_backward(&mut self, gy: &Self::T, in_shape: &[usize], p: &Pool2dParams) -> Result<Self::T>;
+    /// Max pooling and its saved argmax.
+    fn max_pool(&mut self, x: &Self::T, p: &Pool2dParams) -> Result<(Self::T, Self::PoolSaved)>;
+    /// Max pooling backward.
+    fn max_pool_backward(
+        &mut self,
+        gy: &Self::T,
+        saved: &Self::PoolSaved,
+        in_shape: &[usize],
+        p: &Pool2dParams,
+    ) -> Result<Self::T>;
+    /// Per-channel affine map `x * scale[c] + shift[c]` (folded batch norm).
+    fn affine_channels(&mut self, x: &Self::T, scale: &Self::T, shift: &Self::T) -> Result<Self::T>;
+    /// Mean over the spatial axes.
+    fn global_avg_pool(&mut self, x: &Self::T) -> Result<Self::T>;
+    /// Backward of the spatial mean.
+    fn global_avg_pool_backward(&mut self, gy: &Self::T, in_shape: &[usize]) -> Result<Self::T>;
+    /// Same elements, new shape.
+    fn reshape(&mut self, x: &Self::T, shape: &[usize]) -> Result<Self::T>;
+    /// `a + b`.
+    fn add(&mut self, a: &Self::T, b: &Self::T) -> Result<Self::T>;
+    /// `y + alpha * x` for a public real `alpha`.
+    fn axpy(&mut self, y: &Self::T, alpha: f64, x: &Self::T) -> Result<Self::T>;
+    /// Gradient of the mean softmax cross-entropy with respect to the logits: `(softmax(z) - y) / N`.
+    fn softmax_ce_grad(&mut self, logits: &Self::T, onehot: &Self::T) -> Result<Self::T>;
+}
+
+/// What a layer keeps from its forward pass for the backward pass.
+pub enum Tape<E: Engine> {
+    /// The layer's input (convolution, linear).
+    Input(E::T),
+    /// ReLU's derivative.
+    Relu(E::ReluSaved),
+    /// Max pooling's argmax and input shape.
+    MaxPool(E::PoolSaved, Vec<usize>),
+    /// The input shape (average pooling, flatten, global pooling).
+    Shape(Vec<usize>),
+    /// Both branches of a residual block.
+    Residual(Vec<Tape<E>>, Vec<Tape<E>>),
+    /// Nothing (inference).
+    None,
+}
+
+/// SGD settings.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Sgd {
+    /// Learning rate.
+    pub lr: f64,
+    /// Momentum (0 for none).
+    pub momentum: f64,
+    /// L2 weight decay (0 for none).
+    pub weight_decay: f64,
+}
+
+/// A model whose parameters are tensors of type `T` (secret shares or plaintext): its spec,
+/// parameters, gradients and momentum buffers. Every method takes the engine that computes.
+pub struct Model<T> {
+    /// The architecture.
+    pub spec: ModelSpec,
+    /// Parameters by name (see [`ModelSpec::engine_params`]).
+    pub params: BTreeMap<String, T>,
+    /// Gradients of the last backward pass.
+    pub grads: BTreeMap<String, T>,
+    velocity: BTreeMap<String, T>,
+}
+
+fn conv_params(stride: (usize, usize), padding: (usize, usize)) -> Conv2dParams {
+    Conv2dParams { stride, padding }
+}
+
+fn pool_params(kernel: (usize, usize), stride: (usize, usize), padding: (usize, usize)) -> Pool2dParams {
+    Pool2dParams { kernel, stride, padding }
+}
+
+impl<T: Clone> Model<T> {
+    /// A model from its parameters, which must be exactly [`ModelSpec::engine_params`].
+    pub fn new<E: Engine<T = T>>(spec: ModelSpec, params: BTreeMap<String, T>, engine: &E) -> Result<Self> {
+        let want = spec.engine_params();
+        for (name, shape) in &want {
+            match params.get(name) {
+                None => return Err(NnError::Weights(format!("missing parameter {name}"))),
+                Some(t) if engine.shape(t) != *shape => {
+                    return Err(NnError::Weights(format!("{name} has shape {:?}, expected {shape:?}", engine.shape(t))))
+                }
+                _ => {}
+            }
+        }
+        if params.len() != want.len() {
+            let extra: Vec<&String> = params.keys().filter(|k| !want.iter().any(|(n, _)| n == *k)).collect();
+            return Err(NnError::Weights(format!("unexpected parameters {extra:?}")));
+        }
+        Ok(Model { spec, params, grads: BTreeMap::new(), velocity: BTreeMap::new() })
+    }
+
+    fn param(&self, name: &str) -> Result<&T> {
+        self.params.get(name).ok_or_else(|| NnError::Weights(format!("missing parameter {name}")))
+    }
+
+    /// Forward pass; with `train`, also the tape for [`backward`](Self::backward).
+    pub fn forward<E: Engine<T = T>>(&self, e: &mut E, x: &T, train: bool) -> Result<(T, Vec<Tape<E>>)> {
+        let mut tape = Vec::new();
+        let y = self.run(e, &self.spec.layers, x, train, &mut tape)?;
+        Ok((y, tape))
+    }
+
+    fn run<E: Engine<T = T>>(
+        &self,
+        e: &mut E,
+        layers: &[LayerSpec],
+        x: &T,
+        train: bool,
+        tape: &mut Vec<Tape<E>>,
+    ) -> Result<T> {
+        let mut x = x.clone();
+        for l in layers {
+            let (y, t) = self.layer_forward(e, l, &x, train)?;
+            if train {
+                tape.push(t);
+            }
+            x = y;
+        }
+        Ok(x)
+    }
+
+    fn layer_forward<E: Engine<T = T>>(&self, e: &mut E, l: &LayerSpec, x: &T, train: bool) -> Result<(T, Tape<E>)> {
+        let keep = |t: T| if train { Tape::Input(t) } else { Tape::None };
+        Ok(match l {
+            LayerSpec::Conv2d { name, stride, padding, bias, .. } => {
+                let b = if *bias { Some(self.param(&format!("{name}.bias"))?) } else { None };
+                let y = e.conv2d(x, self.param(&format!("{name}.weight"))?, b, &conv_params(*stride, *padding))?;
+                (y, keep(x.clone()))
+            }
+            LayerSpec::Linear { name, .. } => {
+                let y = e.linear(x, self.param(&format!("{name}.weight"))?, self.param(&format!("{name}.bias"))?)?;
+                (y, keep(x.clone()))
+            }
+            LayerSpec::Relu => {
+                let (y, s) = e.relu(x)?;
+                (y, Tape::Relu(s))
+            }
+            LayerSpec::AvgPool2d { kernel, stride, padding } => {
+                (e.avg_pool(x, &pool_params(*kernel, *stride, *padding))?, Tape::Shape(e.shape(x)))
+            }
+            LayerSpec::MaxPool2d { kernel, stride, padding } => {
+                let (y, s) = e.max_pool(x, &pool_params(*kernel, *stride, *padding))?;
+                (y, Tape::MaxPool(s, e.shape(x)))
+            }
+            LayerSpec::BatchNorm2d { name, .. } => {
+                if train {
+                    return Err(NnError::Unsupported(format!(
+                        "training through batch norm {name} (inference only: it is folded)"
+                    )));
+                }
+                let y =
+                    e.affine_channels(x, self.param(&format!("{name}.scale"))?, self.param(&format!("{name}.shift"))?)?;
+                (y, Tape::None)
+            }
+            LayerSpec::GlobalAvgPool => (e.global_avg_pool(x)?, Tape::Shape(e.shape(x))),
+            LayerSpec::Flatten => {
+                let s = e.shape(x);
+                (e.reshape(x, &[s[0], s[1..].iter().product()])?, Tape::Shape(s))
+            }
+            LayerSpec::Residual { body, shortcut } => {
+                let (mut tb, mut ts) = (Vec::new(), Vec::new());
+                let a = self.run(e, body, x, train, &mut tb)?;
+                let b = self.run(e, shortcut, x, train, &mut ts)?;
+                (e.add(&a, &b)?, Tape::Residual(tb, ts))
+            }
+        })
+    }
+
+    /// Backward pass from the gradient of the output; fills [`grads`](Self::grads) and returns the
+    /// gradient with respect to the input.
+    pub fn backward<E: Engine<T = T>>(&mut self, e: &mut E, tape: Vec<Tape<E>>, gy: &T) -> Result<T> {
+        self.grads.clear();
+        let layers = self.spec.layers.clone();
+        self.back_seq(e, &layers, tape, gy)
+    }
+
+    fn back_seq<E: Engine<T = T>>(&mut self, e: &mut E, layers: &[LayerSpec], tape: Vec<Tape<E>>, gy: &T) -> Result<T> {
+        if tape.len() != layers.len() {
+            return Err(NnError::Unsupported("backward needs the tape of a training forward pass".into()));
+        }
+        let mut g = gy.clone();
+        for (l, t) in layers.iter().zip(tape).rev() {
+            g = self.layer_backward(e, l, t, &g)?;
+        }
+        Ok(g)
+    }
+
+    fn layer_backward<E: Engine<T = T>>(&mut self, e: &mut E, l: &LayerSpec, t: Tape<E>, g: &T) -> Result<T> {
+        Ok(match (l, t) {
+            (LayerSpec::Conv2d { name, stride, padding, bias, .. }, Tape::Input(x)) => {
+                let w = self.param(&format!("{name}.weight"))?.clone();
+                let (dx, dw, db) = e.conv2d_grads(&x, &w, g, &conv_params(*stride, *padding), *bias)?;
+                self.grads.insert(format!("{name}.weight"), dw);
+                if let Some(db) = db {
+                    self.grads.insert(format!("{name}.bias"), db);
+                }
+                dx
+            }
+            (LayerSpec::Linear { name, .. }, Tape::Input(x)) => {
+                let w = self.param(&format!("{name}.weight"))?.clone();
+                let (dx, dw, db) = e.linear_grads(&x, &w, g)?;
+                self.grads.insert(format!("{name}.weight"), dw);
+                self.grads.insert(format!("{name}.bias"), db);
+                dx
+            }
+            (LayerSpec::Relu, Tape::Relu(s)) => e.relu_backward(g, &s)?,
+            (LayerSpec::AvgPool2d { kernel, stride, padding }, Tape::Shape(s)) => {
+                e.avg_pool_backward(g, &s, &pool_params(*kernel, *stride, *padding))?
+            }
+            (LayerSpec::MaxPool2d { kernel, stride, padding }, Tape::MaxPool(saved, s)) => {
+                e.max_pool_backward(g, &saved, &s, &pool_params(*kernel, *stride, *padding))?
+            }
+            (LayerSpec::GlobalAvgPool, Tape::Shape(s)) => e.global_avg_pool_backward(g, &s)?,
+            (LayerSpec::Flatten, Tape::Shape(s)) => e.reshape(g, &s)?,
+            (LayerSpec::Residual { body, shortcut }, Tape::Residual(tb, ts)) => {
+                let a = self.back_seq(e, body, tb, g)?;
+                let b = self.back_seq(e, shortcut, ts, g)?;
+                e.add(&a, &b)?
+            }
+            (l, _) => return Err(NnError::Unsupported(format!("backward through {l:?} without its forward tape"))),
+        })
+    }
+
+    /// One SGD step with the gradients of the last backward pass:
+    /// `g += wd·w; v = momentum·v + g; w -= lr·v` (without momentum, `w -= lr·g`).
+    pub fn sgd_step<E: Engine<T = T>>(&mut self, e: &mut E, opt: &Sgd) -> Result<()> {
+        let names: Vec<String> = self.grads.keys().cloned().collect();
+        for name in names {
+            let w = self.params[&name].clone();
+            let mut g = self.grads[&name].clone();
+            if opt.weight_decay != 0.0 {
+                g = e.axpy(&g, opt.weight_decay, &w)?;
+            }
+            if opt.momentum != 0.0 {
+                g = match self.velocity.get(&name) {
+                    Some(v) => e.axpy(&g, opt.momentum, v)?,
+                    None => g,
+                };
+                self.velocity.insert(name.clone(), g.clone());
+            }
+            let w = e.axpy(&w, -opt.lr, &g)?;
+            self.params.insert(name, w);
+        }
+        Ok(())
+    }
+
+    /// Forward, loss gradient, backward and SGD on one batch (`onehot` holds the labels).
+    pub fn train_step<E: Engine<T = T>>(&mut self, e: &mut E, x: &T, onehot: &T, opt: &Sgd) -> Result<T> {
+        let (logits, tape) = self.forward(e, x, true)?;
+        let g = e.softmax_ce_grad(&logits, onehot)?;
+        self.backward(e, tape, &g)?;
+        self.sgd_step(e, opt)?;
+        Ok(logits)
+    }
+}

@@ -1,0 +1,57 @@
+//! Errors of the nn crate.
+
+use cryptgpu_sharing::SharingError;
+use thiserror::Error;
+
+/// Errors of models, data and weights.
+#[derive(Debug, Error)]
+pub enum NnError {
+    /// Incompatible shapes between layers, inputs or parameters.
+    #[error("shape error: {0}")]
+    Shape(String),
+    /// A protocol or tensor operation failed.
+    #[error(transparent)]
+    Sharing(#[from] SharingError),
+    /// A file could not be read or written.
+    #[error("{path}: {source}")]
+    Io {
+        /// The file.
+        path: String,
+        /// The cause.
+        source: std::io::Error,
+    },
+    /// A data or weight file is malformed.
+    #[error("{path}: {detail}")]
+    Format {
+        /// The file.
+        path: String,
+        /// What is wrong.
+        detail: String,
+    },
+    /// Weights do not match the model.
+    #[error("weights do not match the model: {0}")]
+    Weights(String),
+    /// Something the model cannot do (e.g. batch-norm training).
+    #[error("unsupported: {0}")]
+    Unsupported(String),
+}
+
+impl From<cryptgpu_ring::RingError> for NnError {
+    fn from(e: cryptgpu_ring::RingError) -> Self {
+        NnError::Sharing(e.into())
+    }
+}
+
+/// Result with [`NnError`].
+pub type Result<T, E = NnError> = std::result::Result<T, E>;
+
+/// Lets closures run by `cryptgpu_sharing::run_local` use `?` on nn results: protocol errors pass
+/// through unchanged, everything else becomes `SharingError::Invalid` with its message.
+impl From<NnError> for SharingError {
+    fn from(e: NnError) -> Self {
+        match e {
+            NnError::Sharing(s) => s,
+            other => SharingError::Invalid(other.to_string()),
+        }
+    }
+}

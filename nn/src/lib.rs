@@ -1,0 +1,23 @@
+//! Private neural networks on replicated secret sharing.
+//!
+//! * [`spec`]: model descriptions (layers, shapes, PyTorch parameter names); [`zoo`]: LeNet,
+//!   AlexNet, VGG-16 and the ResNets exactly as the CryptGPU paper benchmarks them, in average-pool
+//!   and original max-pool variants.
+//! * [`engine`]: one [`Model`](engine::Model) walker (forward, backward, SGD with momentum and weight
+//!   decay) over an [`Engine`](engine::Engine): [`private::PrivateEngine`] computes on secret shares,
+//!   [`plain::PlainEngine`] is its f64 twin, so accuracy can be checked layer for layer.
+//! * [`data`]: MNIST and CIFAR-10 readers; [`weights`]: initialisation, safetensors, batch-norm folding.
+//! * [`session`]: secret-sharing a model and batches from their owner, private training and inference.
+#![deny(missing_docs)]
+
+pub mod data;
+pub mod engine;
+pub mod error;
+pub mod plain;
+pub mod private;
+pub mod session;
+pub mod spec;
+pub mod weights;
+pub mod zoo;
+
+pub use error::{NnError, Result};

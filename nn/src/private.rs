@@ -1,0 +1,192 @@
+//! [`PrivateEngine`]: the layer computations on 2-out-of-3 replicated shares, through the protocols
+//! of `cryptgpu-sharing`. Weights, activations, labels and gradients all stay secret-shared;
+//! nothing is opened.
+
+use cryptgpu_net::Transport;
+use cryptgpu_ring::{Backend, Conv2dParams, Pool2dParams, ScalarOp};
+use cryptgpu_sharing::approx::SoftmaxConfig;
+use cryptgpu_sharing::binary::BShare;
+use cryptgpu_sharing::{AShare, Party};
+
+use crate::engine::{Engine, LayerGrads};
+use crate::error::Result;
+
+/// The private engine of one party.
+pub struct PrivateEngine<'p, B: Backend, T: Transport> {
+    /// The party running the protocols.
+    pub party: &'p mut Party<B, T>,
+    /// Softmax settings of the loss gradient.
+    pub softmax: SoftmaxConfig,
+}
+
+impl<'p, B: Backend, T: Transport> PrivateEngine<'p, B, T> {
+    /// An engine on `party` with default settings.
+    pub fn new(party: &'p mut Party<B, T>) -> Self {
+        PrivateEngine { party, softmax: SoftmaxConfig::default() }
+    }
+
+    /// `x * c` for a public real `c`, truncated (2 rounds, 8 B per element per party).
+    pub fn scale(&mut self, x: &AShare<B>, c: f64) -> Result<AShare<B>> {
+        let enc = self.party.codec().encode(c)?;
+        let be = self.party.backend().clone();
+        let y = x.map(|t| be.scalar(ScalarOp::Mul, t, enc))?;
+        Ok(self.party.truncate(&y)?)
+    }
+
+    /// A per-channel vector `[C]` broadcast to the NCHW shape `to`, or a bias `[F]` to `[N, F]`.
+    fn broadcast(&self, v: &AShare<B>, to: &[usize]) -> Result<AShare<B>> {
+        let be = self.party.backend().clone();
+        let mut shape = vec![1; to.len()];
+        shape[1] = v.len();
+        Ok(v.map(|t| be.broadcast_to(&be.reshape(t, &shape)?, to))?)
+    }
+
+    /// Sum over every axis but axis 1 of an `[N, C, ...]` sharing: `[C]`.
+    fn sum_to_channels(&self, g: &AShare<B>) -> Result<AShare<B>> {
+        let be = self.party.backend().clone();
+        let s = g.shape().to_vec();
+        let c = s[1];
+        let inner: usize = s[2..].iter().product();
+        Ok(g.map(|t| {
+            let t = be.reshape(t, &[s[0], c, inner])?;
+            let t = be.sum_axis(&t, 2, false)?;
+            be.sum_axis(&t, 0, false)
+        })?)
+    }
+}
+
+impl<B: Backend, T: Transport> Engine for PrivateEngine<'_, B, T> {
+    type T = AShare<B>;
+    type ReluSaved = BShare<B>;
+    type PoolSaved = AShare<B>;
+
+    fn shape(&self, x: &AShare<B>) -> Vec<usize> {
+        x.shape().to_vec()
+    }
+
+    fn conv2d(&mut self, x: &AShare<B>, w: &AShare<B>, b: Option<&AShare<B>>, p: &Conv2dParams) -> Result<AShare<B>> {
+        let y = self.party.conv2d_fp(x, w, p)?;
+        match b {
+            Some(b) => {
+                let bb = self.broadcast(b, y.shape())?;
+                Ok(self.party.add(&y, &bb)?)
+            }
+            None => Ok(y),
+        }
+    }
+
+    fn conv2d_grads(
+        &mut self,
+        x: &AShare<B>,
+        w: &AShare<B>,
+        gy: &AShare<B>,
+        p: &Conv2dParams,
+        bias: bool,
+    ) -> Result<LayerGrads<AShare<B>>> {
+        let (xs, k, p) = (x.shape().to_vec(), (w.shape()[2], w.shape()[3]), *p);
+        let dx = self.party.bilinear(gy, w, &|be, g, w| be.conv2d_input_grad(g, w, &xs, &p), true)?;
+        let dw = self.party.bilinear(x, gy, &|be, x, g| be.conv2d_weight_grad(x, g, k, &p), true)?;
+        let db = if bias { Some(self.sum_to_channels(gy)?) } else { None };
+        Ok((dx, dw, db))
+    }
+
+    fn linear(&mut self, x: &AShare<B>, w: &AShare<B>, b: &AShare<B>) -> Result<AShare<B>> {
+        let y = self.party.bilinear(x, w, &|be, x, w| be.matmul(x, w, false, true), true)?;
+        let bb = self.broadcast(b, y.shape())?;
+        Ok(self.party.add(&y, &bb)?)
+    }
+
+    fn linear_grads(
+        &mut self,
+        x: &AShare<B>,
+        w: &AShare<B>,
+        gy: &AShare<B>,
+    ) -> Result<(AShare<B>, AShare<B>, AShare<B>)> {
+        let dx = self.party.bilinear(gy, w, &|be, g, w| be.matmul(g, w, false, false), true)?;
+        let dw = self.party.bilinear(gy, x, &|be, g, x| be.matmul(g, x, true, false), true)?;
+        let be = self.party.backend().clone();
+        let db = gy.map(|t| be.sum_axis(t, 0, false))?;
+        Ok((dx, dw, db))
+    }
+
+    fn relu(&mut self, x: &AShare<B>) -> Result<(AShare<B>, BShare<B>)> {
+        Ok(self.party.relu(x)?)
+    }
+
+    fn relu_backward(&mut self, gy: &AShare<B>, saved: &BShare<B>) -> Result<AShare<B>> {
+        Ok(self.party.relu_backward(gy, saved)?)
+    }
+
+    fn avg_pool(&mut self, x: &AShare<B>, p: &Pool2dParams) -> Result<AShare<B>> {
+        let be = self.party.backend().clone();
+        let s = x.map(|t| be.sum_pool2d(t, p))?;
+        self.scale(&s, 1.0 / (p.kernel.0 * p.kernel.1) as f64)
+    }
+
+    fn avg_pool_backward(&mut self, gy: &AShare<B>, in_shape: &[usize], p: &Pool2dParams) -> Result<AShare<B>> {
+        let be = self.party.backend().clone();
+        let g = gy.map(|t| be.sum_pool2d_backward(t, in_shape, p))?;
+        self.scale(&g, 1.0 / (p.kernel.0 * p.kernel.1) as f64)
+    }
+
+    fn max_pool(&mut self, x: &AShare<B>, p: &Pool2dParams) -> Result<(AShare<B>, AShare<B>)> {
+        Ok(self.party.max_pool2d(x, p)?)
+    }
+
+    fn max_pool_backward(
+        &mut self,
+        gy: &AShare<B>,
+        saved: &AShare<B>,
+        in_shape: &[usize],
+        p: &Pool2dParams,
+    ) -> Result<AShare<B>> {
+        Ok(self.party.max_pool2d_backward(gy, saved, in_shape, p)?)
+    }
+
+    fn affine_channels(&mut self, x: &AShare<B>, scale: &AShare<B>, shift: &AShare<B>) -> Result<AShare<B>> {
+        let a = self.broadcast(scale, x.shape())?;
+        let c = self.broadcast(shift, x.shape())?;
+        let y = self.party.mul_fp(x, &a)?;
+        Ok(self.party.add(&y, &c)?)
+    }
+
+    fn global_avg_pool(&mut self, x: &AShare<B>) -> Result<AShare<B>> {
+        let be = self.party.backend().clone();
+        let s = x.shape().to_vec();
+        let hw = s[2] * s[3];
+        let sum = x.map(|t| be.sum_axis(&be.reshape(t, &[s[0], s[1], hw])?, 2, false))?;
+        self.scale(&sum, 1.0 / hw as f64)
+    }
+
+    fn global_avg_pool_backward(&mut self, gy: &AShare<B>, in_shape: &[usize]) -> Result<AShare<B>> {
+        let be = self.party.backend().clone();
+        let hw = in_shape[2] * in_shape[3];
+        let g = gy.map(|t| {
+            be.reshape(
+                &be.broadcast_to(&be.reshape(t, &[in_shape[0], in_shape[1], 1])?, &[in_shape[0], in_shape[1], hw])?,
+                in_shape,
+            )
+        })?;
+        self.scale(&g, 1.0 / hw as f64)
+    }
+
+    fn reshape(&mut self, x: &AShare<B>, shape: &[usize]) -> Result<AShare<B>> {
+        let be = self.party.backend().clone();
+        Ok(x.map(|t| be.reshape(t, shape))?)
+    }
+
+    fn add(&mut self, a: &AShare<B>, b: &AShare<B>) -> Result<AShare<B>> {
+        Ok(self.party.add(a, b)?)
+    }
+
+    fn axpy(&mut self, y: &AShare<B>, alpha: f64, x: &AShare<B>) -> Result<AShare<B>> {
+        let ax = self.scale(x, alpha)?;
+        Ok(self.party.add(y, &ax)?)
+    }
+
+    fn softmax_ce_grad(&mut self, logits: &AShare<B>, onehot: &AShare<B>) -> Result<AShare<B>> {
+        let cfg = self.softmax;
+        let p = self.party.softmax(logits, &cfg)?;
+        Ok(self.party.cross_entropy_grad(&p, onehot)?)
+    }
+}

@@ -1,0 +1,113 @@
+//! Private sessions: the model owner (party 0) secret-shares a model and the data, the three parties
+//! train or infer, and results are opened only where the caller asks.
+
+use cryptgpu_net::Transport;
+use cryptgpu_ring::{Backend, FixedPoint, RingTensor};
+use cryptgpu_sharing::{AShare, Party};
+
+use crate::engine::{Engine, Model};
+use crate::error::{NnError, Result};
+use crate::plain::{PlainEngine, PlainTensor};
+use crate::private::PrivateEngine;
+use crate::spec::ModelSpec;
+use crate::weights::Params;
+
+/// The party that owns the model and the data in the demo, CLI and benches.
+pub const OWNER: usize = 0;
+
+/// Secret-shares a plaintext tensor held by `owner` (the others pass `None` and the public shape).
+pub fn share<B: Backend, T: Transport>(
+    party: &mut Party<B, T>,
+    owner: usize,
+    value: Option<&PlainTensor>,
+    shape: &[usize],
+) -> Result<AShare<B>> {
+    let codec: FixedPoint = party.codec();
+    let enc = match value {
+        Some(v) if party.id() == owner => Some(codec.encode_tensor(&v.shape, &v.data)?),
+        _ => None,
+    };
+    Ok(party.input(owner, enc.as_ref(), shape)?)
+}
+
+/// Opens a sharing to every party and decodes it.
+pub fn reveal<B: Backend, T: Transport>(party: &mut Party<B, T>, x: &AShare<B>) -> Result<PlainTensor> {
+    let r: RingTensor = party.reveal(x)?;
+    PlainTensor::new(r.shape(), party.codec().decode_tensor(&r))
+}
+
+/// Secret-shares the model `params` (folded, see [`crate::weights::fold_batchnorm`]) held by
+/// [`OWNER`]; the other parties pass `None`.
+pub fn share_model<B: Backend, T: Transport>(
+    party: &mut Party<B, T>,
+    spec: &ModelSpec,
+    params: Option<&Params>,
+) -> Result<Model<AShare<B>>> {
+    if party.id() == OWNER && params.is_none() {
+        return Err(NnError::Weights("the model owner has no parameters to share".into()));
+    }
+    let mut shared = std::collections::BTreeMap::new();
+    for (name, shape) in spec.engine_params() {
+        let v = match params {
+            Some(p) if party.id() == OWNER => {
+                Some(p.get(&name).ok_or_else(|| NnError::Weights(format!("missing parameter {name}")))?)
+            }
+            _ => None,
+        };
+        if let Some(v) = v {
+            if v.shape != shape {
+                return Err(NnError::Weights(format!("{name} has shape {:?}, expected {shape:?}", v.shape)));
+            }
+        }
+        let s = share(party, OWNER, v, &shape)?;
+        shared.insert(name, s);
+    }
+    let engine = PrivateEngine::new(party);
+    Model::new(spec.clone(), shared, &engine)
+}
+
+/// Opens a shared model's parameters to every party (e.g. to save the trained weights).
+pub fn reveal_model<B: Backend, T: Transport>(party: &mut Party<B, T>, model: &Model<AShare<B>>) -> Result<Params> {
+    let mut out = Params::new();
+    for (name, s) in &model.params {
+        out.insert(name.clone(), reveal(party, s)?);
+    }
+    Ok(out)
+}
+
+/// The plaintext twin of a model with the given (folded) parameters.
+pub fn plain_model(spec: &ModelSpec, params: Params) -> Result<Model<PlainTensor>> {
+    Model::new(spec.clone(), params, &PlainEngine)
+}
+
+/// Logits of the plaintext twin.
+pub fn plain_logits(model: &Model<PlainTensor>, x: &PlainTensor) -> Result<PlainTensor> {
+    Ok(model.forward(&mut PlainEngine, x, false)?.0)
+}
+
+/// Private logits of a batch owned by [`OWNER`], opened to all parties.
+pub fn private_logits<B: Backend, T: Transport>(
+    party: &mut Party<B, T>,
+    model: &Model<AShare<B>>,
+    x: Option<&PlainTensor>,
+    shape: &[usize],
+) -> Result<PlainTensor> {
+    let sx = share(party, OWNER, x, shape)?;
+    let mut e = PrivateEngine::new(party);
+    let (y, _) = model.forward(&mut e, &sx, false)?;
+    reveal(e.party, &y)
+}
+
+/// Number of rows whose argmax equals the label.
+pub fn correct(logits: &PlainTensor, labels: &[usize]) -> usize {
+    logits.argmax_rows().iter().zip(labels).filter(|(a, b)| a == b).count()
+}
+
+/// Checks that an engine's output shape is `[n, classes]`.
+pub fn check_logits<E: Engine>(e: &E, y: &E::T, n: usize, classes: usize) -> Result<()> {
+    let s = e.shape(y);
+    if s != [n, classes] {
+        return Err(NnError::Shape(format!("logits {s:?}, expected [{n}, {classes}]")));
+    }
+    Ok(())
+}

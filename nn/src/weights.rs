@@ -1,0 +1,169 @@
+//! Parameters: PyTorch-style initialisation, safetensors load/save with PyTorch `state_dict` names,
+//! and batch-norm folding.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::Path;
+
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use safetensors::tensor::{Dtype, TensorView};
+use safetensors::SafeTensors;
+
+use crate::error::{NnError, Result};
+use crate::plain::PlainTensor;
+use crate::spec::{LayerSpec, ModelSpec, BN_EPS};
+
+/// Parameters by name, in the clear (held by the model owner).
+pub type Params = BTreeMap<String, PlainTensor>;
+
+/// PyTorch's default initialisation: weights and biases of convolutions and linear layers
+/// uniform in `±1/sqrt(fan_in)` (kaiming-uniform with a = sqrt(5)); batch norms weight 1, bias 0,
+/// mean 0, variance 1. Deterministic in `seed`.
+pub fn init_params(spec: &ModelSpec, seed: u64) -> Params {
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    let mut out = Params::new();
+    let mut fan_in = 1usize;
+    for (name, shape) in spec.params() {
+        let n: usize = shape.iter().product();
+        let data = if name.ends_with(".weight") && shape.len() > 1 {
+            fan_in = shape[1..].iter().product();
+            let b = 1.0 / (fan_in as f64).sqrt();
+            (0..n).map(|_| rng.gen_range(-b..b)).collect()
+        } else if name.ends_with(".bias") && !is_bn_param(spec, &name) {
+            let b = 1.0 / (fan_in as f64).sqrt();
+            (0..n).map(|_| rng.gen_range(-b..b)).collect()
+        } else if name.ends_with(".weight") || name.ends_with(".running_var") {
+            vec![1.0; n]
+        } else {
+            vec![0.0; n]
+        };
+        out.insert(name, PlainTensor { shape, data });
+    }
+    out
+}
+
+fn is_bn_param(spec: &ModelSpec, name: &str) -> bool {
+    fn find(ls: &[LayerSpec], prefix: &str) -> bool {
+        ls.iter().any(|l| match l {
+            LayerSpec::BatchNorm2d { name, .. } => name == prefix,
+            LayerSpec::Residual { body, shortcut } => find(body, prefix) || find(shortcut, prefix),
+            _ => false,
+        })
+    }
+    name.rsplit_once('.').is_some_and(|(prefix, _)| find(&spec.layers, prefix))
+}
+
+/// Folds every batch norm into `{name}.scale = weight / sqrt(var + eps)` and
+/// `{name}.shift = bias - mean * scale`, giving the parameters a model computes with.
+pub fn fold_batchnorm(spec: &ModelSpec, params: &Params) -> Result<Params> {
+    let mut out = Params::new();
+    for (name, shape) in spec.engine_params() {
+        let t = if let Some(prefix) = name.strip_suffix(".scale") {
+            let (w, v) = (get(params, &format!("{prefix}.weight"))?, get(params, &format!("{prefix}.running_var"))?);
+            PlainTensor { shape, data: w.data.iter().zip(&v.data).map(|(w, v)| w / (v + BN_EPS).sqrt()).collect() }
+        } else if let Some(prefix) = name.strip_suffix(".shift") {
+            let (w, b) = (get(params, &format!("{prefix}.weight"))?, get(params, &format!("{prefix}.bias"))?);
+            let (m, v) =
+                (get(params, &format!("{prefix}.running_mean"))?, get(params, &format!("{prefix}.running_var"))?);
+            let data = (0..shape[0]).map(|c| b.data[c] - m.data[c] * w.data[c] / (v.data[c] + BN_EPS).sqrt()).collect();
+            PlainTensor { shape, data }
+        } else {
+            get(params, &name)?.clone()
+        };
+        out.insert(name, t);
+    }
+    Ok(out)
+}
+
+fn get<'a>(p: &'a Params, name: &str) -> Result<&'a PlainTensor> {
+    p.get(name).ok_or_else(|| NnError::Weights(format!("missing parameter {name}")))
+}
+
+/// Loads a safetensors file (as `safetensors.torch.save_file(model.state_dict(), path)` writes it:
+/// F32, F64, F16 or BF16 tensors) and checks it against the model: every missing, unexpected or
+/// mis-shaped tensor is named in the error. Batch norms' `num_batches_tracked` is ignored.
+pub fn load_safetensors(path: &Path, spec: &ModelSpec) -> Result<Params> {
+    let pstr = path.display().to_string();
+    let bytes = std::fs::read(path).map_err(|source| NnError::Io { path: pstr.clone(), source })?;
+    let st = SafeTensors::deserialize(&bytes)
+        .map_err(|e| NnError::Format { path: pstr.clone(), detail: format!("not a safetensors file: {e}") })?;
+    let want: HashMap<String, Vec<usize>> = spec.params().into_iter().collect();
+    let mut problems = Vec::new();
+    let mut out = Params::new();
+    for (name, view) in st.tensors() {
+        if name.ends_with(".num_batches_tracked") {
+            continue;
+        }
+        let Some(shape) = want.get(&name) else {
+            problems.push(format!("unexpected tensor {name}"));
+            continue;
+        };
+        if view.shape() != shape.as_slice() {
+            problems.push(format!("{name} has shape {:?}, the model needs {shape:?}", view.shape()));
+            continue;
+        }
+        match to_f64(&view) {
+            Some(data) => {
+                out.insert(name, PlainTensor { shape: shape.clone(), data });
+            }
+            None => problems.push(format!("{name} has unsupported dtype {:?}", view.dtype())),
+        }
+    }
+    let mut missing: Vec<&String> =
+        want.keys().filter(|k| !out.contains_key(*k) && !problems.iter().any(|p| p.contains(k.as_str()))).collect();
+    missing.sort();
+    problems.extend(missing.into_iter().map(|m| format!("missing tensor {m}")));
+    if !problems.is_empty() {
+        return Err(NnError::Weights(format!("{pstr} for {}: {}", spec.name, problems.join("; "))));
+    }
+    if let Some((name, _)) = out.iter().find(|(_, t)| t.data.iter().any(|v| !v.is_finite())) {
+        return Err(NnError::Weights(format!("{pstr}: {name} holds NaN or infinite values")));
+    }
+    Ok(out)
+}
+
+fn to_f64(v: &TensorView<'_>) -> Option<Vec<f64>> {
+    let d = v.data();
+    Some(match v.dtype() {
+        Dtype::F32 => d.chunks_exact(4).map(|b| f32::from_le_bytes(b.try_into().expect("4")) as f64).collect(),
+        Dtype::F64 => d.chunks_exact(8).map(|b| f64::from_le_bytes(b.try_into().expect("8"))).collect(),
+        Dtype::F16 => d.chunks_exact(2).map(|b| half_to_f64(u16::from_le_bytes([b[0], b[1]]))).collect(),
+        Dtype::BF16 => {
+            d.chunks_exact(2).map(|b| f32::from_bits((u16::from_le_bytes([b[0], b[1]]) as u32) << 16) as f64).collect()
+        }
+        _ => return None,
+    })
+}
+
+fn half_to_f64(h: u16) -> f64 {
+    let sign = if h >> 15 == 1 { -1.0 } else { 1.0 };
+    let exp = ((h >> 10) & 0x1f) as i32;
+    let frac = (h & 0x3ff) as f64;
+    sign * match exp {
+        0 => frac * 2f64.powi(-24),
+        31 => {
+            if frac == 0.0 {
+                f64::INFINITY
+            } else {
+                f64::NAN
+            }
+        }
+        e => (1.0 + frac / 1024.0) * 2f64.powi(e - 15),
+    }
+}
+
+/// Saves parameters as F32 safetensors with PyTorch `state_dict` names (loadable with
+/// `model.load_state_dict(safetensors.torch.load_file(path))`).
+pub fn save_safetensors(path: &Path, params: &Params) -> Result<()> {
+    let bufs: Vec<(String, Vec<usize>, Vec<u8>)> = params
+        .iter()
+        .map(|(n, t)| (n.clone(), t.shape.clone(), t.data.iter().flat_map(|&v| (v as f32).to_le_bytes()).collect()))
+        .collect();
+    let views = bufs
+        .iter()
+        .map(|(n, s, b)| TensorView::new(Dtype::F32, s.clone(), b).map(|v| (n.clone(), v)))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| NnError::Weights(format!("cannot serialise: {e}")))?;
+    let bytes = safetensors::serialize(views, None).map_err(|e| NnError::Weights(format!("cannot serialise: {e}")))?;
+    std::fs::write(path, bytes).map_err(|source| NnError::Io { path: path.display().to_string(), source })
+}

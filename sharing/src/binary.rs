@@ -6,8 +6,8 @@
 //! `z_i = a_i&b_i ^ a_i&b_{i+1} ^ a_{i+1}&b_i ^ beta_i` (`beta` a fresh binary zero sharing, so
 //! no un-rerandomised AND output ever leaves a party) and `P_i` sends `z_i` to `P_{i-1}`:
 //! **1 round, 8 B per word per party**. Protocols that only need some bit positions first move
-//! those bits together with local bit permutations ([`compact_even_bits`]) so that every word sent
-//! is fully used.
+//! those bits together with local bit permutations (shifts, masks, [`merge_word_pairs`]) so that
+//! every word sent is fully used.
 
 use cryptgpu_net::{Peer, Round, Transport};
 use cryptgpu_ring::shape::check_same;
@@ -96,37 +96,15 @@ pub(crate) fn from_words<B: Backend>(be: &B, shape: &[usize], words: Vec<u64>) -
     Ok(be.upload_owned(RingTensor::new(shape, words)?)?)
 }
 
-/// Gathers bits 0, 2, 4, ..., 62 of every word into bits 0..31 (in order; the high half becomes
-/// zero): the `PEXT` with mask `0x5555...`, built from 16 shift/XOR/AND passes. Linear over GF(2),
-/// so it applies share by share.
-pub fn compact_even_bits<B: Backend>(be: &B, x: &B::Tensor) -> cryptgpu_ring::Result<B::Tensor> {
-    const MASKS: [u64; 5] =
-        [0x3333_3333_3333_3333, 0x0F0F_0F0F_0F0F_0F0F, 0x00FF_00FF_00FF_00FF, 0x0000_FFFF_0000_FFFF, 0xFFFF_FFFF];
-    let mut x = be.scalar(ScalarOp::And, x, 0x5555_5555_5555_5555)?;
-    for (step, &mask) in MASKS.iter().enumerate() {
-        let s = be.shift(ShiftOp::RightLogical, &x, 1 << step)?;
-        x = be.binary(BinaryOp::Xor, &x, &s)?;
-        x = be.scalar(ScalarOp::And, &x, mask)?;
-    }
-    Ok(x)
-}
-
-/// Gathers bits 1, 3, ..., 63 of every word into bits 0..31 (see [`compact_even_bits`]).
-pub fn compact_odd_bits<B: Backend>(be: &B, x: &B::Tensor) -> cryptgpu_ring::Result<B::Tensor> {
-    compact_even_bits(be, &be.shift(ShiftOp::RightLogical, x, 1)?)
-}
-
-/// Packs words that use only their low 32 bits two per word: with `x` of shape `[m]` (padded
-/// with a zero word to even length), word `c` of the result is `x[2c] | x[2c+1] << 32`, shape
-/// `[ceil(m/2)]`. Linear, so it applies share by share.
-pub fn merge_half_words<B: Backend>(be: &B, x: &B::Tensor) -> cryptgpu_ring::Result<B::Tensor> {
+/// Merges pairs of words whose set bits lie in disjoint positions after a shift: with `x` of
+/// shape `[m]` (padded with a zero word to even length), word `c` of the result is
+/// `x[2c] | x[2c+1] << shift`, shape `[ceil(m/2)]`. Linear, so it applies share by share.
+pub fn merge_word_pairs<B: Backend>(be: &B, x: &B::Tensor, shift: u32) -> cryptgpu_ring::Result<B::Tensor> {
     let m = x.len();
-    let x = be.reshape(x, &[m])?;
-    let x = if m % 2 == 1 { be.concat(&[&x, &be.zeros(&[1])?], 0)? } else { x };
+    let x = if m % 2 == 1 { be.concat(&[&be.reshape(x, &[m])?, &be.zeros(&[1])?], 0)? } else { x.clone() };
     let pairs = be.reshape(&x, &[m.div_ceil(2), 2])?;
     let lo = be.slice(&pairs, 1, 0, 1)?;
-    let hi = be.slice(&pairs, 1, 1, 2)?;
-    let hi = be.shift(ShiftOp::Left, &hi, 32)?;
+    let hi = be.shift(ShiftOp::Left, &be.slice(&pairs, 1, 1, 2)?, shift)?;
     let w = be.binary(BinaryOp::Xor, &lo, &hi)?;
     be.reshape(&w, &[m.div_ceil(2)])
 }

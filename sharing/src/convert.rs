@@ -26,10 +26,11 @@
 //! generate 0). Each level combines adjacent groups `(hi, lo) = (2j+1, 2j)`:
 //! `G' = G_hi ^ P_hi & G_lo`, `P' = P_hi & P_lo`. Both ANDs of a level are one word AND of
 //! `X = P_hi` (at both positions of the pair) with `Y = (G_lo at the odd position, P_lo at the even
-//! one)`, so every bit sent is used. The results are then compacted (odd bits of `G'`, even bits of
-//! `P'`, [`compact_even_bits`]) and two words merged into one ([`merge_half_words`]): level `L`
-//! handles `2^{L-1}` elements per word. The last level needs only `G'`, compacted before the AND
-//! (64 elements per word). With `n` elements the six levels AND
+//! one)`, so every bit sent is used. Level `L` packs `k = 2^{L-1}` elements per word, element slot
+//! `s` holding its group `j` at bit `j·k + s` (pairs are `k` bits apart): after the AND, `G'` is
+//! shifted down by `k` onto the even groups where `P'` already is, and two words merge into one
+//! with a shift by `k` ([`merge_word_pairs`]), so no bit compaction is needed. The last level
+//! needs only `G'`; its AND inputs are merged to 64 elements per word first. With `n` elements the six levels AND
 //! `n, ceil(n/2), ceil(n/4), ceil(n/8), ceil(n/16), ceil(n/64)` words.
 //!
 //! **Cost of [`msb`](Party::msb): 7 rounds; party 0 sends `16n + 8·W(n)` B, parties 1 and 2
@@ -50,13 +51,14 @@ use cryptgpu_ring::shape::check_same;
 use cryptgpu_ring::{Backend, BinaryOp, DeviceTensor, ScalarOp, ShiftOp};
 
 use crate::ashare::AShare;
-use crate::binary::{compact_even_bits, compact_odd_bits, from_words, merge_half_words, to_words, BShare};
+use crate::binary::{from_words, merge_word_pairs, to_words, BShare};
 use crate::error::Result;
 use crate::party::Party;
 use crate::streams::{KeyRole, Purpose};
 
-const ODD: u64 = 0xAAAA_AAAA_AAAA_AAAA;
-const EVEN: u64 = 0x5555_5555_5555_5555;
+/// Bits of the odd groups at tree levels 1..5 (group `j` of slot `s` at bit `j·k + s`, `k = 2^{L-1}`).
+const HI_GROUPS: [u64; 5] =
+    [0xAAAA_AAAA_AAAA_AAAA, 0xCCCC_CCCC_CCCC_CCCC, 0xF0F0_F0F0_F0F0_F0F0, 0xFF00_FF00_FF00_FF00, 0xFFFF_0000_FFFF_0000];
 
 /// Words ANDed by the six tree levels of [`Party::msb`] for `n` elements.
 pub fn msb_tree_words(n: usize) -> usize {
@@ -148,21 +150,28 @@ impl<B: Backend, T: Transport> Party<B, T> {
         let top = p.map(|t| be.pack_bits(&be.shift(ShiftOp::RightLogical, t, 63)?))?;
         let mut g = self.b_shift(&g, ShiftOp::Left, 1)?;
         let mut p = self.b_shift(&p, ShiftOp::Left, 1)?;
-        // Levels 1..5: 64, 32, 16, 8, 4 groups per element in, half as many out.
-        for _ in 0..5 {
-            let p_hi = self.b_and_scalar(&p, ODD)?;
-            let x_op = self.b_xor(&p_hi, &self.b_shift(&p_hi, ShiftOp::RightLogical, 1)?)?;
-            let g_lo = self.b_and_scalar(&self.b_shift(&g, ShiftOp::Left, 1)?, ODD)?;
-            let y_op = self.b_xor(&g_lo, &self.b_and_scalar(&p, EVEN)?)?;
+        // Levels 1..5: k = 1, 2, 4, 8, 16 elements per word; element slot s holds its group j at
+        // bit j·k + s, so the pair (2j+1, 2j) is k bits apart and `hi` marks the odd groups.
+        for (level, hi) in HI_GROUPS.into_iter().enumerate() {
+            let k = 1u32 << level;
+            let p_hi = self.b_and_scalar(&p, hi)?;
+            let x_op = self.b_xor(&p_hi, &self.b_shift(&p_hi, ShiftOp::RightLogical, k)?)?;
+            let g_lo = self.b_and_scalar(&self.b_shift(&g, ShiftOp::Left, k)?, hi)?;
+            let y_op = self.b_xor(&g_lo, &self.b_and_scalar(&p, !hi)?)?;
             let z = self.b_and(&x_op, &y_op)?;
-            let g_new = self.b_and_scalar(&self.b_xor(&g, &z)?, ODD)?;
-            g = g_new.map(|t| merge_half_words(&be, &compact_odd_bits(&be, t)?))?;
-            p = z.map(|t| merge_half_words(&be, &compact_even_bits(&be, t)?))?;
+            // G' sits on the odd groups, P' on the even ones: shift G' down so both use slot s of
+            // the next layout (groups j at bit j·2k + s), then merge two words (slots k..2k).
+            let g_new = self.b_shift(&self.b_and_scalar(&self.b_xor(&g, &z)?, hi)?, ShiftOp::RightLogical, k)?;
+            let p_new = self.b_and_scalar(&z, !hi)?;
+            g = g_new.map(|t| merge_word_pairs(&be, t, k))?;
+            p = p_new.map(|t| merge_word_pairs(&be, t, k))?;
         }
-        // Level 6: two groups per element, 32 elements per word; only G' is needed.
-        let x_op = p.map(|t| merge_half_words(&be, &compact_odd_bits(&be, t)?))?;
-        let y_op = g.map(|t| merge_half_words(&be, &compact_even_bits(&be, t)?))?;
-        let g_hi = g.map(|t| merge_half_words(&be, &compact_odd_bits(&be, t)?))?;
+        // Level 6: 32 elements per word, group 1 in the high half; only G' is needed, so the AND
+        // inputs are merged to 64 elements per word first.
+        const LOW: u64 = 0xFFFF_FFFF;
+        let x_op = p.map(|t| merge_word_pairs(&be, &be.shift(ShiftOp::RightLogical, t, 32)?, 32))?;
+        let y_op = g.map(|t| merge_word_pairs(&be, &be.scalar(ScalarOp::And, t, LOW)?, 32))?;
+        let g_hi = g.map(|t| merge_word_pairs(&be, &be.shift(ShiftOp::RightLogical, t, 32)?, 32))?;
         let z = self.b_and(&x_op, &y_op)?;
         let carry = self.b_xor(&g_hi, &z)?;
         let msb = self.b_xor(&carry, &top)?;

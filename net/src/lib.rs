@@ -9,10 +9,22 @@
 //!
 //! Every protocol steps all three parties through each of its rounds, even a party with nothing
 //! to send or receive in it, so the three round counters agree and equal the protocol's latency.
+//!
+//! Two transports implement the trait: [`LocalTransport`] (three parties in one process, over
+//! channels) and [`TcpTransport`] (one party per process or machine, over TCP with mutual TLS;
+//! see [`tcp`] for connection setup and failure handling, [`frame`] for the wire format and
+//! [`tls`] for the trust model). Both count traffic identically.
 
+#![deny(missing_docs)]
+
+pub mod frame;
 mod local;
+pub mod tcp;
+pub mod tls;
 
 pub use local::LocalTransport;
+pub use tcp::{Security, TcpOptions, TcpSetup, TcpTransport};
+pub use tls::TlsIdentity;
 
 use std::time::Duration;
 use thiserror::Error;
@@ -62,6 +74,30 @@ pub enum NetError {
         /// The neighbour.
         peer: usize,
         /// What was wrong.
+        detail: String,
+    },
+    /// The peer gave up because a third party failed (it said so when closing its link).
+    #[error("party {peer} stopped because party {culprit} failed")]
+    PeerStopped {
+        /// The neighbour that stopped.
+        peer: usize,
+        /// The party it blames.
+        culprit: usize,
+    },
+    /// The TLS handshake with the peer failed, e.g. a certificate that is not the configured one.
+    #[error("TLS with party {peer} failed: {detail}")]
+    Tls {
+        /// The neighbour.
+        peer: usize,
+        /// What went wrong.
+        detail: String,
+    },
+    /// The link to the peer could not be set up in time.
+    #[error("cannot connect with party {peer}: {detail}")]
+    Connect {
+        /// The neighbour.
+        peer: usize,
+        /// What went wrong.
         detail: String,
     },
     /// An I/O or configuration error.

@@ -1,0 +1,261 @@
+//! `TcpTransport` on 127.0.0.1: three parties on threads, with and without TLS.
+
+use std::net::{SocketAddr, TcpListener};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use cryptgpu_net::tcp::bind;
+use cryptgpu_net::{
+    Counters, LocalTransport, NetError, Peer, Round, Security, TcpOptions, TcpSetup, TcpTransport, TlsIdentity,
+    Transport,
+};
+
+/// Certificates and keys (PEM) of three parties.
+fn make_pki() -> Vec<(String, String)> {
+    (0..3)
+        .map(|i| {
+            let ck = rcgen::generate_simple_self_signed(vec![format!("party{i}.cryptgpu")]).unwrap();
+            (ck.cert.pem(), ck.key_pair.serialize_pem())
+        })
+        .collect()
+}
+
+fn identity(me: usize, pki: &[(String, String)]) -> Security {
+    let certs = [pki[0].0.as_bytes(), pki[1].0.as_bytes(), pki[2].0.as_bytes()];
+    Security::Tls(Box::new(TlsIdentity::from_pem(me, certs, pki[me].1.as_bytes()).unwrap()))
+}
+
+/// Listeners on ephemeral ports for parties 0 and 1 (party 2 only connects).
+fn listeners(options: &TcpOptions) -> (Vec<Option<TcpListener>>, [SocketAddr; 3]) {
+    let l0 = bind("127.0.0.1:0".parse().unwrap(), options).unwrap();
+    let l1 = bind("127.0.0.1:0".parse().unwrap(), options).unwrap();
+    let addrs = [l0.local_addr().unwrap(), l1.local_addr().unwrap(), "127.0.0.1:9".parse().unwrap()];
+    (vec![Some(l0), Some(l1), None], addrs)
+}
+
+/// Runs `f` as three parties over TCP (TLS when `tls`), one thread each.
+fn run3<R: Send + 'static>(
+    tls: bool,
+    options: TcpOptions,
+    f: impl Fn(TcpTransport) -> R + Send + Sync + Clone + 'static,
+) -> Vec<R> {
+    let pki = make_pki();
+    let (mut ls, addrs) = listeners(&options);
+    let handles: Vec<_> = (0..3)
+        .map(|id| {
+            let setup = TcpSetup {
+                id,
+                addrs,
+                listener: ls[id].take(),
+                security: if tls { identity(id, &pki) } else { Security::InsecurePlaintext },
+                options: options.clone(),
+            };
+            let f = f.clone();
+            thread::spawn(move || f(TcpTransport::connect(setup).unwrap()))
+        })
+        .collect();
+    handles.into_iter().map(|h| h.join().unwrap()).collect()
+}
+
+/// A little protocol: a ring exchange, a both-ways exchange of `big` words, an empty round, and a
+/// one-sided send. Returns the messages received and the counters.
+fn script<T: Transport>(mut t: T, big: usize) -> (Vec<Vec<u64>>, Counters) {
+    let me = t.id() as u64;
+    let mut seen = Vec::new();
+    let mut got = t.round(Round::new().send(Peer::Prev, vec![me; 5]).recv(Peer::Next, 5)).unwrap();
+    seen.push(got.take(Peer::Next).unwrap());
+    let msg = |to: u64| (0..big as u64).map(|i| i.wrapping_mul(0x9e3779b97f4a7c15) ^ (me << 60) ^ to).collect();
+    let mut got = t
+        .round(
+            Round::new().send(Peer::Next, msg(1)).send(Peer::Prev, msg(2)).recv(Peer::Next, big).recv(Peer::Prev, big),
+        )
+        .unwrap();
+    seen.push(got.take(Peer::Next).unwrap());
+    seen.push(got.take(Peer::Prev).unwrap());
+    t.round(Round::new()).unwrap();
+    let r = if me == 0 { Round::new().send(Peer::Next, vec![7, 8]) } else { Round::new() };
+    let r = if me == 1 { r.recv(Peer::Prev, 2) } else { r };
+    let mut got = t.round(r).unwrap();
+    if me == 1 {
+        seen.push(got.take(Peer::Prev).unwrap());
+    }
+    (seen, t.counters())
+}
+
+fn local_script(big: usize) -> Vec<(Vec<Vec<u64>>, Counters)> {
+    let hs: Vec<_> = LocalTransport::triple().into_iter().map(|t| thread::spawn(move || script(t, big))).collect();
+    hs.into_iter().map(|h| h.join().unwrap()).collect()
+}
+
+#[test]
+fn tls_and_plain_match_local_transport_messages_and_counters() {
+    let big = 1 << 20; // 8 MiB each way on each link in one round
+    let local = local_script(big);
+    for tls in [true, false] {
+        let tcp = run3(tls, TcpOptions::default(), move |t| script(t, big));
+        assert_eq!(tcp, local, "tls = {tls}");
+    }
+    assert_eq!(local[0].1.rounds, 4);
+    assert_eq!(local[0].1.bytes_sent, 40 + 2 * 8 * big as u64 + 16);
+}
+
+#[test]
+fn peer_running_ahead_is_buffered_in_order() {
+    let out = run3(true, TcpOptions::default(), |mut t| {
+        let me = t.id();
+        let mut got = Vec::new();
+        for r in 0..20u64 {
+            // Party 0 sends 20 rounds in a row to party 1 before party 1 reads any of them.
+            let round = match me {
+                0 => Round::new().send(Peer::Next, vec![r; 1000 + r as usize]),
+                1 => {
+                    if r == 0 {
+                        thread::sleep(Duration::from_millis(200));
+                    }
+                    Round::new().recv(Peer::Prev, 1000 + r as usize)
+                }
+                _ => Round::new(),
+            };
+            let mut rec = t.round(round).unwrap();
+            if me == 1 {
+                got.push(rec.take(Peer::Prev).unwrap());
+            }
+        }
+        got
+    });
+    for (r, m) in out[1].iter().enumerate() {
+        assert_eq!(m, &vec![r as u64; 1000 + r]);
+    }
+}
+
+#[test]
+fn wrong_certificate_is_refused() {
+    let pki = make_pki();
+    let options = TcpOptions { connect_timeout: Duration::from_secs(3), ..TcpOptions::default() };
+    let (mut ls, addrs) = listeners(&options);
+    // Party 2 has a key and certificate of its own making, not the configured one.
+    let rogue = &make_pki()[2];
+    let mut rogue_view = pki.clone();
+    rogue_view[2] = rogue.clone();
+    let start = Instant::now();
+    let hs: Vec<_> = (0..3)
+        .map(|id| {
+            let security = identity(id, if id == 2 { &rogue_view } else { &pki });
+            let setup = TcpSetup { id, addrs, listener: ls[id].take(), security, options: options.clone() };
+            thread::spawn(move || TcpTransport::connect(setup).map(|_| ()))
+        })
+        .collect();
+    let errs: Vec<NetError> = hs.into_iter().map(|h| h.join().unwrap().unwrap_err()).collect();
+    assert!(start.elapsed() < Duration::from_secs(10));
+    assert!(matches!(&errs[2], NetError::Tls { peer: 0, .. }), "{}", errs[2]);
+    assert!(errs[2].to_string().contains("refused this party's certificate"), "{}", errs[2]);
+    // Party 0 refused it and says why; party 1 never saw party 2.
+    assert!(matches!(&errs[0], NetError::Connect { peer: 2, .. }), "{}", errs[0]);
+    assert!(errs[0].to_string().contains("not the one configured for party"), "{}", errs[0]);
+    assert!(matches!(&errs[1], NetError::Connect { peer: 2, .. }), "{}", errs[1]);
+}
+
+#[test]
+fn different_jobs_refuse_each_other() {
+    let options = TcpOptions { connect_timeout: Duration::from_secs(2), ..TcpOptions::default() };
+    let (mut ls, addrs) = listeners(&options);
+    let hs: Vec<_> = (0..3)
+        .map(|id| {
+            let mut options = options.clone();
+            options.job_tag = if id == 2 { 99 } else { 1 };
+            let setup = TcpSetup { id, addrs, listener: ls[id].take(), security: Security::InsecurePlaintext, options };
+            thread::spawn(move || TcpTransport::connect(setup).map(|_| ()))
+        })
+        .collect();
+    let errs: Vec<String> = hs.into_iter().map(|h| h.join().unwrap().unwrap_err().to_string()).collect();
+    assert!(errs[2].contains("party 0 runs a different job"), "{}", errs[2]);
+    assert!(errs[0].contains("different job"), "{}", errs[0]);
+}
+
+#[test]
+fn crash_silence_and_blame_are_reported_with_the_right_party() {
+    let options = TcpOptions { timeout: Duration::from_millis(500), ..TcpOptions::default() };
+    let out = run3(true, options, |mut t| {
+        let me = t.id();
+        t.round(Round::new().send(Peer::Next, vec![1]).recv(Peer::Prev, 1)).unwrap();
+        let start = Instant::now();
+        match me {
+            // Party 2 crashes: no close frame.
+            2 => {
+                t.crash();
+                (None, start.elapsed())
+            }
+            // Party 1 waits on party 0, which waits on party 2 (a round not involving party 2 for
+            // party 1): both must blame party 2 at once, not after the timeout.
+            1 => (t.round(Round::new().recv(Peer::Prev, 1)).err(), start.elapsed()),
+            _ => (t.round(Round::new().recv(Peer::Prev, 1)).err(), start.elapsed()),
+        }
+    });
+    for (id, (err, took)) in out.iter().enumerate().take(2) {
+        let err = err.as_ref().unwrap();
+        assert!(
+            matches!(err, NetError::PeerGone { peer: 2 } | NetError::PeerStopped { culprit: 2, .. }),
+            "party {id}: {err}"
+        );
+        assert!(*took < Duration::from_millis(450), "party {id} took {took:?}");
+    }
+
+    // A silent (live) peer: timeout naming it; the other party learns whom to blame.
+    let out = run3(false, TcpOptions { timeout: Duration::from_millis(300), ..TcpOptions::default() }, |mut t| {
+        match t.id() {
+            2 => {
+                thread::sleep(Duration::from_millis(1500));
+                None
+            }
+            1 => t.round(Round::new().recv(Peer::Next, 1)).err(),
+            _ => {
+                // Party 0 waits on party 1, which times out on party 2 and closes (or party 0
+                // times out first: the same timeout runs on both).
+                t.round(Round::new().recv(Peer::Next, 1)).err()
+            }
+        }
+    });
+    assert!(matches!(out[1], Some(NetError::Timeout { peer: 2, .. })), "{:?}", out[1]);
+    assert!(
+        matches!(out[0], Some(NetError::PeerStopped { peer: 1, culprit: 2 }) | Some(NetError::Timeout { .. })),
+        "{:?}",
+        out[0]
+    );
+}
+
+#[test]
+fn finished_peer_is_not_an_error_unless_more_is_needed() {
+    let out = run3(true, TcpOptions::default(), |mut t| {
+        let me = t.id();
+        // Party 0 sends its last message to party 1 and leaves at once.
+        let r = match me {
+            0 => Round::new().send(Peer::Next, vec![42; 100_000]),
+            1 => Round::new().recv(Peer::Prev, 100_000),
+            _ => Round::new(),
+        };
+        let first = t.round(r).map(|mut g| if me == 1 { g.take(Peer::Prev).ok() } else { None });
+        if me == 0 {
+            drop(t);
+            return (first, None);
+        }
+        thread::sleep(Duration::from_millis(200));
+        // Parties 1 and 2 still talk to each other, then party 2 asks party 0 for more.
+        let r = if me == 1 { Round::new().send(Peer::Next, vec![1]) } else { Round::new().recv(Peer::Prev, 1) };
+        let second = t.round(r).map(|_| ());
+        let third = if me == 2 { Some(t.round(Round::new().recv(Peer::Next, 1)).map(|_| ())) } else { None };
+        (first.and_then(|f| second.map(|_| f)), third)
+    });
+    assert_eq!(out[1].0.as_ref().unwrap().as_ref().unwrap(), &vec![42; 100_000]);
+    assert!(out[2].0.is_ok());
+    assert_eq!(out[2].1, Some(Err(NetError::PeerGone { peer: 0 })));
+}
+
+#[test]
+fn wrong_length_is_malformed() {
+    let out = run3(false, TcpOptions::default(), |mut t| match t.id() {
+        0 => t.round(Round::new().send(Peer::Next, vec![1, 2, 3])).err(),
+        1 => t.round(Round::new().recv(Peer::Prev, 2)).err(),
+        _ => None,
+    });
+    assert!(matches!(&out[1], Some(NetError::Malformed { peer: 0, detail }) if detail.contains("expected 2 words")));
+}

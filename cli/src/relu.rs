@@ -6,7 +6,7 @@ use anyhow::{bail, Context, Result};
 use clap::Args as ClapArgs;
 use cryptgpu_net::Counters;
 use cryptgpu_ring::{Backend, FixedPoint, RingTensor};
-use cryptgpu_sharing::convert::{msb_bytes, mul_bit_bytes, MSB_ROUNDS};
+use cryptgpu_sharing::convert::{msb_variant_bytes, msb_variant_rounds, mul_bit_bytes, MsbVariant};
 use cryptgpu_sharing::{run_local, PartyOutput, RunConfig};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -29,6 +29,9 @@ pub struct Args {
     /// Fractional bits of the fixed-point encoding.
     #[arg(long, default_value_t = FixedPoint::DEFAULT_FRAC_BITS)]
     frac_bits: u32,
+    /// MSB protocol: `lean` (7 rounds, fewer bytes) or `low-latency` (6 rounds).
+    #[arg(long, value_enum, default_value_t = MsbChoice::Lean)]
+    msb: MsbChoice,
     /// Device for the parties' local computation.
     #[arg(long, value_enum, default_value_t = BackendChoice::Auto)]
     backend: BackendChoice,
@@ -37,12 +40,39 @@ pub struct Args {
     json: bool,
 }
 
+/// Which MSB protocol the ReLU uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum MsbChoice {
+    /// 7 rounds, about 26.3 B per element per party.
+    Lean,
+    /// 6 rounds, about 29.0 B per element per party.
+    LowLatency,
+}
+
+impl MsbChoice {
+    fn variant(self) -> MsbVariant {
+        match self {
+            MsbChoice::Lean => MsbVariant::Lean,
+            MsbChoice::LowLatency => MsbVariant::LowLatency,
+        }
+    }
+
+    fn name(self) -> &'static str {
+        match self {
+            MsbChoice::Lean => "lean",
+            MsbChoice::LowLatency => "low-latency",
+        }
+    }
+}
+
 /// What the run measured.
 #[derive(serde::Serialize)]
 struct Report {
     op: &'static str,
     n: usize,
     backend: &'static str,
+    /// The MSB protocol (`lean` or `low-latency`).
+    msb: &'static str,
     frac_bits: u32,
     seed: u64,
     /// Wall time of the private ReLU (slowest party).
@@ -57,7 +87,7 @@ struct Report {
     bytes_sent_per_party: [u64; 3],
     /// Bytes each party sent during the MSB part.
     msb_bytes_sent_per_party: [u64; 3],
-    /// The documented ReLU cost per party (`msb_bytes + mul_bit_bytes`).
+    /// The documented ReLU cost per party (`msb_variant_bytes + mul_bit_bytes`).
     bytes_formula_per_party: [u64; 3],
     /// ReLU bytes per element, averaged over the parties.
     bytes_per_element_per_party: f64,
@@ -68,12 +98,17 @@ struct Report {
 type PartyResult = (RingTensor, f64, f64, Counters, Counters);
 
 /// Party 0 inputs `x`; the parties compute ReLU privately (timed) and reveal.
-fn private_relu<B: Backend>(be: B, config: RunConfig, x: &RingTensor) -> Result<[PartyOutput<PartyResult>; 3]> {
+fn private_relu<B: Backend>(
+    be: B,
+    config: RunConfig,
+    x: &RingTensor,
+    variant: MsbVariant,
+) -> Result<[PartyOutput<PartyResult>; 3]> {
     Ok(run_local(be, config, |p| {
         let xs = p.input(0, (p.id() == 0).then_some(x), x.shape())?;
         let before = p.counters();
         let start = Instant::now();
-        let d = p.drelu(&xs)?;
+        let d = p.drelu_with(&xs, variant)?;
         let msb_seconds = start.elapsed().as_secs_f64();
         let msb_cost = p.counters().since(&before);
         let y = p.mul_bit(&xs, &d)?;
@@ -98,7 +133,7 @@ pub fn run(args: &Args) -> Result<()> {
     let device = args.backend.open()?;
     let backend = device.name();
     let config = RunConfig { codec, ..RunConfig::default() };
-    let out = with_backend!(device, be => private_relu(be, config, &xt)?);
+    let out = with_backend!(device, be => private_relu(be, config, &xt, args.msb.variant())?);
 
     let revealed = &out[0].value.0;
     let mismatches =
@@ -110,6 +145,7 @@ pub fn run(args: &Args) -> Result<()> {
         op: "relu",
         n,
         backend,
+        msb: args.msb.name(),
         frac_bits: codec.frac_bits(),
         seed: args.seed,
         seconds: out.iter().map(|o| o.value.1).fold(0.0, f64::max),
@@ -118,13 +154,21 @@ pub fn run(args: &Args) -> Result<()> {
         msb_rounds: msb_costs[0].rounds,
         bytes_sent_per_party: bytes,
         msb_bytes_sent_per_party: msb_costs.map(|c| c.bytes_sent),
-        bytes_formula_per_party: std::array::from_fn(|i| msb_bytes(i, n) + mul_bit_bytes(i, n)),
+        bytes_formula_per_party: std::array::from_fn(|i| {
+            msb_variant_bytes(args.msb.variant(), i, n) + mul_bit_bytes(i, n)
+        }),
         bytes_per_element_per_party: bytes.iter().sum::<u64>() as f64 / (3 * n) as f64,
         mismatches,
     };
     println!("private ReLU of {n} values on {backend}, {} fractional bits", report.frac_bits);
     println!("  time           {:.4} s (MSB {:.4} s)", report.seconds, report.msb_seconds);
-    println!("  rounds         {} (MSB {}, documented {MSB_ROUNDS}; x*[b] 2)", report.rounds, report.msb_rounds);
+    println!(
+        "  rounds         {} (MSB {}, {}, documented {}; x*[b] 2)",
+        report.rounds,
+        report.msb_rounds,
+        report.msb,
+        msb_variant_rounds(args.msb.variant())
+    );
     println!(
         "  bytes sent     {:?} per party (formula {:?}; {:.2} B per element per party)",
         report.bytes_sent_per_party, report.bytes_formula_per_party, report.bytes_per_element_per_party

@@ -32,6 +32,16 @@ fn relu_is_exact_and_reports_its_costs() {
 }
 
 #[test]
+fn relu_with_the_six_round_msb() {
+    let v = last_json(&run(&["relu", "--n", "3000", "--backend", "cpu", "--msb", "low-latency", "--json"]));
+    assert_eq!(v["msb"], "low-latency");
+    assert_eq!(v["mismatches"], 0);
+    assert_eq!(v["msb_rounds"], 6);
+    assert_eq!(v["rounds"], 8);
+    assert_eq!(v["bytes_sent_per_party"], v["bytes_formula_per_party"]);
+}
+
+#[test]
 fn softmax_is_within_1e3_of_f64() {
     let v = last_json(&run(&["softmax", "--rows", "8", "--classes", "100", "--backend", "cpu", "--json"]));
     for key in ["op", "rows", "classes", "backend", "seconds", "rounds", "bytes_sent_per_party", "max_abs_error"] {

@@ -15,7 +15,7 @@ use cryptgpu_ring::{Backend, Pool2dParams, RingTensor, ScalarOp};
 
 use crate::ashare::AShare;
 use crate::binary::BShare;
-use crate::convert::{msb_bytes, mul_bit_bytes};
+use crate::convert::{msb_bytes, mul_bit_bytes, MsbVariant};
 use crate::error::{Result, SharingError};
 use crate::party::Party;
 
@@ -62,7 +62,12 @@ impl<B: Backend, T: Transport> Party<B, T> {
     /// DReLU `[x >= 0]` = `!msb(x)` as 0/1 bits (kept for ReLU's backward pass).
     /// **7 rounds, `M(n)` B per party.**
     pub fn drelu(&mut self, x: &AShare<B>) -> Result<BShare<B>> {
-        let m = self.msb(x)?;
+        self.drelu_with(x, MsbVariant::Lean)
+    }
+
+    /// DReLU with the chosen MSB protocol: **7 or 6 rounds, [`msb_variant_bytes`](crate::convert::msb_variant_bytes) B per party.**
+    pub fn drelu_with(&mut self, x: &AShare<B>, variant: MsbVariant) -> Result<BShare<B>> {
+        let m = self.msb_with(x, variant)?;
         self.b_not_bit(&m)
     }
 
@@ -70,7 +75,13 @@ impl<B: Backend, T: Transport> Party<B, T> {
     /// **9 rounds, `M(n) + X(n)` B per party**: asymptotically 55.6, 47.6 and 39.6 B per element
     /// for parties 0, 1, 2 (CryptGPU: about 23 rounds and 90 B per party).
     pub fn relu(&mut self, x: &AShare<B>) -> Result<(AShare<B>, BShare<B>)> {
-        let d = self.drelu(x)?;
+        self.relu_with(x, MsbVariant::Lean)
+    }
+
+    /// ReLU with the chosen MSB protocol: **9 or 8 rounds**, [`msb_variant_bytes`](crate::convert::msb_variant_bytes) + `X(n)` B per
+    /// party (with [`MsbVariant::LowLatency`]: 8 rounds, 71.6, 39.6 and 31.6 B per element).
+    pub fn relu_with(&mut self, x: &AShare<B>, variant: MsbVariant) -> Result<(AShare<B>, BShare<B>)> {
+        let d = self.drelu_with(x, variant)?;
         let y = self.mul_bit(x, &d)?;
         Ok((y, d))
     }

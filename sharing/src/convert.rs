@@ -38,6 +38,11 @@
 //! per element 31.625 B (P0) and 23.625 B (P1, P2), 26.3 B on average. CryptGPU: 18 rounds (53
 //! blocking exchanges), about 44.5 B per party, and un-rerandomised AND outputs.
 //!
+//! **6-round variant** ([`MsbVariant::LowLatency`]): the first tree level is itself a sum of
+//! three products of a party-0 word and a parties-1/2 word, so the input round computes it
+//! directly (party 0 sends 48 B per element instead of 16, the level-1 AND round disappears):
+//! 6 rounds and 29.0 B per element on average.
+//!
 //! **A2B** ([`a2b`](Party::a2b)) computes all carries with Kogge-Stone on the words
 //! (`G <- G ^ P & (G << d)`, `P <- P & (P << d)`, d = 1..32) and `x = P ^ (G << 1)`:
 //! **7 rounds; party 0 sends 104 B, parties 1 and 2 96 B per element.**
@@ -73,6 +78,41 @@ pub fn msb_bytes(party: usize, n: usize) -> u64 {
 
 /// Rounds of [`Party::msb`].
 pub const MSB_ROUNDS: u64 = 7;
+
+/// The two MSB protocols: the same carry tree, with or without its first level merged into the
+/// input round.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum MsbVariant {
+    /// 7 rounds; party 0 sends `16n + 8·W(n)` B, parties 1 and 2 `8n + 8·W(n)` B (26.3 B per
+    /// element on average). Best when bandwidth dominates (large batches on a LAN).
+    #[default]
+    Lean,
+    /// 6 rounds: the first level's outputs `G' = A_h B_h ^ (A_h A_l) B_l ^ A_l (B_h B_l)` and
+    /// `P' = A_h A_l ^ B_h B_l ^ A_h B_l ^ A_l B_h` (leaf bits of `A = a << 1` known to party 0 and
+    /// `B = b << 1` known to parties 1 and 2) are sums of three products `α_i(a) & β_i(b)` plus a
+    /// term `D(b)`, so the fused input round computes them directly: party 0 sends `α_i ^ α_i0`
+    /// (`α_i0` from `K_0`) to party 1 and `α_i ^ α_i0 ^ s_i` (`s_i` from `K_1`) to party 2, which
+    /// needs `f = Σ s_i & β_i ^ z_1` from party 1. Party 0 sends `48n + 8·W'(n)` B, parties 1 and
+    /// 2 `8n + 8·W'(n)` B with `W'(n) = W(n) - n` (29.0 B per element on average; three words
+    /// is the minimum, the carry's 4x4 truth table having GF(2) rank 3). Best when latency dominates.
+    LowLatency,
+}
+
+/// Bytes party `party` sends in [`Party::msb_with`] of `n` elements.
+pub fn msb_variant_bytes(variant: MsbVariant, party: usize, n: usize) -> u64 {
+    match variant {
+        MsbVariant::Lean => msb_bytes(party, n),
+        MsbVariant::LowLatency => (if party == 0 { 48 } else { 8 }) * n as u64 + 8 * (msb_tree_words(n) - n) as u64,
+    }
+}
+
+/// Rounds of [`Party::msb_with`].
+pub fn msb_variant_rounds(variant: MsbVariant) -> u64 {
+    match variant {
+        MsbVariant::Lean => MSB_ROUNDS,
+        MsbVariant::LowLatency => MSB_ROUNDS - 1,
+    }
+}
 
 /// Bytes party `party` sends in [`Party::mul_bit`] of `n` elements: 24, 24 and 16 B per element.
 pub fn mul_bit_bytes(party: usize, n: usize) -> u64 {
@@ -138,21 +178,37 @@ impl<B: Backend, T: Transport> Party<B, T> {
     /// The most significant bit of every element of `x` (1 for negative values in the signed view),
     /// as a binary sharing of 0/1 words of `x`'s shape. Exact for every ring element.
     /// **7 rounds; party 0 sends `16n + 8·W(n)` B, parties 1 and 2 `8n + 8·W(n)` B** (about 31.6 and
-    /// 23.6 B per element; see the module doc and [`msb_bytes`]).
+    /// 23.6 B per element; see the module doc and [`msb_bytes`]). Same as
+    /// [`msb_with`](Self::msb_with)`(x, MsbVariant::Lean)`.
     pub fn msb(&mut self, x: &AShare<B>) -> Result<BShare<B>> {
+        self.msb_with(x, MsbVariant::Lean)
+    }
+
+    /// The MSB of every element of `x` with the chosen round/byte trade-off ([`MsbVariant`]):
+    /// **7 or 6 rounds**, bytes per party [`msb_variant_bytes`].
+    pub fn msb_with(&mut self, x: &AShare<B>, variant: MsbVariant) -> Result<BShare<B>> {
         let be = self.backend().clone();
         let n = x.len();
         if n == 0 {
             return self.b_public(&be.zeros(x.shape())?);
         }
-        let (g, p) = self.carry_inputs(x)?;
-        // Bit 63 of P (the top sum bit before the carry), packed 64 elements per word.
-        let top = p.map(|t| be.pack_bits(&be.shift(ShiftOp::RightLogical, t, 63)?))?;
-        let mut g = self.b_shift(&g, ShiftOp::Left, 1)?;
-        let mut p = self.b_shift(&p, ShiftOp::Left, 1)?;
+        let (mut g, mut p, top, first_level) = match variant {
+            MsbVariant::Lean => {
+                let (g, p) = self.carry_inputs(x)?;
+                let top = p.map(|t| be.pack_bits(&be.shift(ShiftOp::RightLogical, t, 63)?))?;
+                (self.b_shift(&g, ShiftOp::Left, 1)?, self.b_shift(&p, ShiftOp::Left, 1)?, top, 0)
+            }
+            MsbVariant::LowLatency => {
+                let (t, p) = self.level1_inputs(x)?;
+                let top = p.map(|t| be.pack_bits(&be.shift(ShiftOp::RightLogical, t, 63)?))?;
+                let g = self.b_shift(&self.b_and_scalar(&t, HI_GROUPS[0])?, ShiftOp::RightLogical, 1)?;
+                let p = self.b_and_scalar(&t, !HI_GROUPS[0])?;
+                (g.map(|t| merge_word_pairs(&be, t, 1))?, p.map(|t| merge_word_pairs(&be, t, 1))?, top, 1)
+            }
+        };
         // Levels 1..5: k = 1, 2, 4, 8, 16 elements per word; element slot s holds its group j at
         // bit j·k + s, so the pair (2j+1, 2j) is k bits apart and `hi` marks the odd groups.
-        for (level, hi) in HI_GROUPS.into_iter().enumerate() {
+        for (level, hi) in HI_GROUPS.into_iter().enumerate().skip(first_level) {
             let k = 1u32 << level;
             let p_hi = self.b_and_scalar(&p, hi)?;
             let x_op = self.b_xor(&p_hi, &self.b_shift(&p_hi, ShiftOp::RightLogical, k)?)?;
@@ -177,6 +233,109 @@ impl<B: Backend, T: Transport> Party<B, T> {
         let msb = self.b_xor(&carry, &top)?;
         let bits = self.b_unpack_bits(&msb, &[n])?;
         bits.map(|t| be.reshape(t, x.shape()))
+    }
+
+    /// Round 1 of [`MsbVariant::LowLatency`]: the first tree level computed directly from
+    /// `a` (party 0) and `b = x_2` (parties 1, 2), as `T = Σ_i α_i(a) & β_i(b) ^ D(b)` with three
+    /// terms (see [`MsbVariant`]); returns the sharing of `T` (level-1 `G'` on odd bits, `P'` on
+    /// even bits, leaves `(a << 1, b << 1)`) and of `P = a ^ b`, flattened to `[n]`.
+    fn level1_inputs(&mut self, x: &AShare<B>) -> Result<(BShare<B>, BShare<B>)> {
+        const ODD: u64 = 0xAAAA_AAAA_AAAA_AAAA;
+        const EVEN: u64 = !ODD;
+        let be = self.backend().clone();
+        let n = x.len();
+        let shape = [n];
+        let flat = x.map(|t| be.reshape(t, &shape))?;
+        let and = |p: &B::Tensor, q: &B::Tensor| be.binary(BinaryOp::And, p, q);
+        let xor = |p: &B::Tensor, q: &B::Tensor| be.binary(BinaryOp::Xor, p, q);
+        let shl = |p: &B::Tensor, k: u32| be.shift(ShiftOp::Left, p, k);
+        let shr = |p: &B::Tensor, k: u32| be.shift(ShiftOp::RightLogical, p, k);
+        let mask = |p: &B::Tensor, m: u64| be.scalar(ScalarOp::And, p, m);
+        // β_A, β_B, β_C and D from the leaf word B = b << 1 (parties 1 and 2).
+        let betas = |b: &B::Tensor| -> Result<([B::Tensor; 3], B::Tensor)> {
+            let bw = shl(b, 1)?;
+            let beta_a = xor(&mask(&bw, ODD)?, &mask(&shr(&bw, 1)?, EVEN)?)?;
+            let beta_b = xor(&mask(&shl(&bw, 1)?, ODD)?, &mask(&bw, EVEN)?)?;
+            let beta_c = xor(&mask(&and(&bw, &shl(&bw, 1)?)?, ODD)?, &be.full(&shape, EVEN)?)?;
+            let d = mask(&and(&bw, &shr(&bw, 1)?)?, EVEN)?;
+            Ok(([beta_a, beta_b, beta_c], d))
+        };
+        let dot = |alphas: &[&B::Tensor], betas: &[B::Tensor; 3]| -> Result<B::Tensor> {
+            let mut acc = and(alphas[0], &betas[0])?;
+            for (a, b) in alphas[1..].iter().zip(&betas[1..]) {
+                acc = xor(&acc, &and(a, b)?)?;
+            }
+            Ok(acc)
+        };
+        match self.id() {
+            0 => {
+                let a = be.binary(BinaryOp::Add, flat.first(), flat.second())?;
+                let aw = shl(&a, 1)?;
+                let alpha_b = xor(&mask(&and(&aw, &shl(&aw, 1)?)?, ODD)?, &mask(&shr(&aw, 1)?, EVEN)?)?;
+                let alpha_c = xor(&mask(&shl(&aw, 1)?, ODD)?, &mask(&and(&aw, &shr(&aw, 1)?)?, EVEN)?)?;
+                let a0 = self.draw(KeyRole::Own, Purpose::BinaryInput, &shape)?;
+                let b0 = self.draw(KeyRole::Own, Purpose::CarryGenerate, &shape)?;
+                let c0 = self.draw(KeyRole::Own, Purpose::CarryGenerate, &shape)?;
+                let z0 = self.draw(KeyRole::Own, Purpose::CarryGenerate, &shape)?;
+                let mut s = Vec::with_capacity(3);
+                for _ in 0..3 {
+                    s.push(self.draw(KeyRole::Next, Purpose::CarryGenerate, &shape)?);
+                }
+                let z1 = self.draw(KeyRole::Next, Purpose::CarryGenerate, &shape)?;
+                let a1 = xor(&a, &a0)?;
+                let ones = [shl(&a1, 1)?, xor(&alpha_b, &b0)?, xor(&alpha_c, &c0)?];
+                let mut to_p1 = to_words(&be, &a1)?;
+                to_p1.extend(to_words(&be, &ones[1])?);
+                to_p1.extend(to_words(&be, &ones[2])?);
+                let mut to_p2 = Vec::with_capacity(3 * n);
+                for (o, si) in ones.iter().zip(&s) {
+                    to_p2.extend(to_words(&be, &xor(o, si)?)?);
+                }
+                self.round(Round::new().send(Peer::Next, to_p1).send(Peer::Prev, to_p2))?;
+                Ok((BShare::from_parts(z0, z1)?, BShare::from_parts(a0, a1)?))
+            }
+            1 => {
+                let x2 = flat.second();
+                let (betas, d) = betas(x2)?;
+                let mut s = Vec::with_capacity(3);
+                for _ in 0..3 {
+                    s.push(self.draw(KeyRole::Own, Purpose::CarryGenerate, &shape)?);
+                }
+                let z1 = self.draw(KeyRole::Own, Purpose::CarryGenerate, &shape)?;
+                let f = xor(&dot(&[&s[0], &s[1], &s[2]], &betas)?, &z1)?;
+                let mut got = self.round(
+                    Round::new().send(Peer::Next, to_words(&be, &f)?).recv(Peer::Prev, 3 * n).recv(Peer::Next, n),
+                )?;
+                let mut w = got.take(Peer::Prev)?;
+                let c1 = from_words(&be, &shape, w.split_off(2 * n))?;
+                let b1 = from_words(&be, &shape, w.split_off(n))?;
+                let a1 = from_words(&be, &shape, w)?;
+                let u = from_words(&be, &shape, got.take(Peer::Next)?)?;
+                let v = dot(&[&shl(&a1, 1)?, &b1, &c1], &betas)?;
+                let t2 = xor(&xor(&xor(&v, &z1)?, &u)?, &d)?;
+                Ok((BShare::from_parts(z1, t2)?, BShare::from_parts(a1, x2.clone())?))
+            }
+            _ => {
+                let x2 = flat.first();
+                let (betas, d) = betas(x2)?;
+                let a0 = self.draw(KeyRole::Next, Purpose::BinaryInput, &shape)?;
+                let b0 = self.draw(KeyRole::Next, Purpose::CarryGenerate, &shape)?;
+                let c0 = self.draw(KeyRole::Next, Purpose::CarryGenerate, &shape)?;
+                let z0 = self.draw(KeyRole::Next, Purpose::CarryGenerate, &shape)?;
+                let u = xor(&dot(&[&shl(&a0, 1)?, &b0, &c0], &betas)?, &z0)?;
+                let mut got = self.round(
+                    Round::new().send(Peer::Prev, to_words(&be, &u)?).recv(Peer::Next, 3 * n).recv(Peer::Prev, n),
+                )?;
+                let mut w = got.take(Peer::Next)?;
+                let ec = from_words(&be, &shape, w.split_off(2 * n))?;
+                let eb = from_words(&be, &shape, w.split_off(n))?;
+                let ea = from_words(&be, &shape, w)?;
+                let f = from_words(&be, &shape, got.take(Peer::Prev)?)?;
+                let v = xor(&dot(&[&ea, &eb, &ec], &betas)?, &f)?;
+                let t2 = xor(&xor(&v, &u)?, &d)?;
+                Ok((BShare::from_parts(t2, z0)?, BShare::from_parts(x2.clone(), a0)?))
+            }
+        }
     }
 
     /// The full binary sharing of `x` (all 64 bits; `x = a + b` with a Kogge-Stone carry).

@@ -5,7 +5,9 @@ use cryptgpu_kernels_cpu::CpuBackend;
 use cryptgpu_net::{Counters, LocalTransport};
 use cryptgpu_ring::{Pool2dParams, RingTensor};
 use cryptgpu_sharing::compare::{max_axis_cost, max_pool2d_reference};
-use cryptgpu_sharing::convert::{b2a_bit_bytes, msb_bytes, mul_bit_bytes, MSB_ROUNDS};
+use cryptgpu_sharing::convert::{
+    b2a_bit_bytes, msb_bytes, msb_variant_bytes, msb_variant_rounds, mul_bit_bytes, MsbVariant, MSB_ROUNDS,
+};
 use cryptgpu_sharing::{run_local, Party, RunConfig};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -56,14 +58,21 @@ fn msb_is_exact_and_costs_seven_rounds() {
             let before = p.counters();
             let m = p.msb(&x)?;
             let c = p.counters().since(&before);
-            Ok((p.b_reveal(&m)?, c))
+            let before = p.counters();
+            let m2 = p.msb_with(&x, MsbVariant::LowLatency)?;
+            let c2 = p.counters().since(&before);
+            Ok((p.b_reveal(&m)?, c, p.b_reveal(&m2)?, c2))
         });
-        for (i, ((got, c), _)) in out.iter().enumerate() {
+        for (i, ((got, c, got2, c2), _)) in out.iter().enumerate() {
             for (g, x) in got.data().iter().zip(&v) {
                 assert_eq!(*g, x >> 63, "seed {seed}: msb of {x:#x} at party {i}");
             }
+            assert_eq!(got, got2, "low-latency msb, seed {seed}");
             assert_eq!(c.rounds, MSB_ROUNDS, "msb rounds");
             assert_eq!(c.bytes_sent, msb_bytes(i, n), "msb bytes of party {i}, n = {n}");
+            assert_eq!(c2.rounds, msb_variant_rounds(MsbVariant::LowLatency));
+            assert_eq!(c2.rounds, 6);
+            assert_eq!(c2.bytes_sent, msb_variant_bytes(MsbVariant::LowLatency, i, n), "party {i}, n = {n}");
         }
     }
 }
@@ -331,6 +340,7 @@ fn outputs_are_consistent_replicated_sharings() {
     let out = run3(|p| {
         let x = p.input(0, (p.id() == 0).then_some(&t), &[n])?;
         let m = p.msb(&x)?;
+        let m2 = p.msb_with(&x, MsbVariant::LowLatency)?;
         let b = p.a2b(&x)?;
         let inj = p.b2a_bit(&m)?;
         let prod = p.mul_bit(&x, &m)?;
@@ -342,12 +352,13 @@ fn outputs_are_consistent_replicated_sharings() {
             (inj.first(), inj.second()),
             (prod.first(), prod.second()),
             (and.first(), and.second()),
+            (m2.first(), m2.second()),
         ] {
             shares.push((p.download(f)?, p.download(s)?));
         }
         Ok(shares)
     });
-    for k in 0..5 {
+    for k in 0..6 {
         for i in 0..3 {
             let (_, second) = &out[i].0[k];
             let (next_first, _) = &out[(i + 1) % 3].0[k];

@@ -22,7 +22,8 @@ use cryptgpu_ring::{Backend, BinaryOp, DeviceTensor, RingTensor, ScalarOp, Shift
 
 use crate::ashare::AShare;
 use crate::binary::{from_words, to_words};
-use crate::convert::{b2a_bit_bytes, msb_bytes, MSB_ROUNDS};
+use crate::compare::max_axis_cost;
+use crate::convert::{b2a_bit_bytes, msb_bytes, mul_bit_bytes, MSB_ROUNDS};
 use crate::error::{Result, SharingError};
 use crate::party::Party;
 use crate::streams::{KeyRole, Purpose};
@@ -68,6 +69,30 @@ pub fn exp_rounds(cfg: &ExpConfig) -> u64 {
 pub fn guess_cost(party: usize, n: usize, lo: i32, hi: i32) -> (u64, u64) {
     let k = (hi - lo).max(0) as usize * n;
     (MSB_ROUNDS + 2, msb_bytes(party, k) + b2a_bit_bytes(party, k))
+}
+
+/// Rounds and bytes sent by `party` in [`Party::exp`] of `n` elements.
+pub fn exp_cost(party: usize, n: usize, cfg: &ExpConfig) -> (u64, u64) {
+    let guard = if cfg.guard { msb_bytes(party, n) + mul_bit_bytes(party, n) } else { 0 };
+    (exp_rounds(cfg), 8 * (2 + cfg.iters as u64) * n as u64 + guard)
+}
+
+/// Rounds and bytes sent by `party` in [`Party::reciprocal`] of `n` elements.
+pub fn reciprocal_cost(party: usize, n: usize, lo: i32, hi: i32, iters: u32) -> (u64, u64) {
+    let (r, b) = guess_cost(party, n, lo, hi);
+    (r + 4 * iters as u64, b + 16 * iters as u64 * n as u64)
+}
+
+/// Rounds and bytes sent by `party` in [`Party::softmax`] of `rows` rows of `classes` logits.
+pub fn softmax_cost(party: usize, rows: usize, classes: usize, cfg: &SoftmaxConfig) -> (u64, u64) {
+    let n = rows * classes;
+    let parts = [
+        max_axis_cost(party, rows, classes, false),
+        exp_cost(party, n, &cfg.exp),
+        reciprocal_cost(party, rows, -1, ceil_log2(classes).max(0), cfg.nr_iters),
+        (2, 8 * n as u64),
+    ];
+    parts.iter().fold((0, 0), |(r, b), (pr, pb)| (r + pr, b + pb))
 }
 
 /// Smallest `h` with `c <= 2^h`.
@@ -157,7 +182,7 @@ impl<B: Backend, T: Transport> Party<B, T> {
     /// gives a value in `[0, 1]` (at most `2^{-2^n}` below `-2^n`). Rounding adds about
     /// `2^{n-f}·e^x` (each squaring doubles the relative error of its input).
     /// **`4 + 2n` rounds (+9 with the guard), `8·(2 + n)` B per element per party** (+ the ReLU's
-    /// bytes with the guard). See [`exp_rounds`].
+    /// bytes with the guard). See [`exp_cost`].
     pub fn exp(&mut self, x: &AShare<B>, cfg: &ExpConfig) -> Result<AShare<B>> {
         let f = self.codec().frac_bits();
         if cfg.iters == 0 || cfg.iters > f {
@@ -217,7 +242,8 @@ impl<B: Backend, T: Transport> Party<B, T> {
     /// LSBs of rounding (4 steps: about `4·2^-f` absolute, so relative error below 1e-3 for
     /// `a <= 2^8` at f = 20). Inputs must be positive; values outside the range converge slowly
     /// (below) or diverge (above `3·2^hi`).
-    /// **`9 + 4·iters` rounds; [`guess_cost`] + `16·iters` B per element per party.**
+    /// **`9 + 4·iters` rounds; [`guess_cost`] + `16·iters` B per element per party**
+    /// ([`reciprocal_cost`]).
     pub fn reciprocal(&mut self, a: &AShare<B>, lo: i32, hi: i32, iters: u32) -> Result<AShare<B>> {
         let be = self.backend().clone();
         let shape = a.shape().to_vec();
@@ -276,7 +302,7 @@ impl<B: Backend, T: Transport> Party<B, T> {
     /// guard is on (the default), and `|x| < 2^{62-f}`. Absolute error below 1e-3 (tested for
     /// logits in [-30, 30] and C up to 1000).
     /// **Rounds: `9·ceil(log2 C) + exp_rounds + 9 + 4·nr_iters + 2`** (C = 10: 92 with the default
-    /// settings; C = 1000: 146).
+    /// settings; C = 1000: 146); bytes per party: [`softmax_cost`].
     pub fn softmax(&mut self, x: &AShare<B>, cfg: &SoftmaxConfig) -> Result<AShare<B>> {
         let be = self.backend().clone();
         let shape = x.shape().to_vec();

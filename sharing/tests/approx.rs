@@ -4,7 +4,7 @@
 use cryptgpu_kernels_cpu::CpuBackend;
 use cryptgpu_net::{Counters, LocalTransport};
 use cryptgpu_ring::FixedPoint;
-use cryptgpu_sharing::approx::{exp_rounds, guess_cost, ExpConfig, SoftmaxConfig};
+use cryptgpu_sharing::approx::{exp_cost, exp_rounds, guess_cost, softmax_cost, ExpConfig, SoftmaxConfig};
 use cryptgpu_sharing::{run_local, KeySource, Party, RunConfig};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -66,8 +66,8 @@ fn exp_within_bound_and_guard_clamps() {
         let bound = if *x >= -n { want * (x.abs().powi(3) / (6.0 * n * n) + 2.0 * n * lsb) + 4.0 * lsb } else { 1e-9 };
         assert!((g - want).abs() <= bound, "seed {seed}: exp({x}) = {g}, want {want}");
     }
-    for ci in &c {
-        assert_eq!(ci.rounds, exp_rounds(&cfg));
+    for (i, ci) in c.iter().enumerate() {
+        assert_eq!((ci.rounds, ci.bytes_sent), exp_cost(i, n, &cfg));
     }
     // Without the guard, 8·(2 + n) B per element.
     let cfg = ExpConfig { iters: 9, guard: false };
@@ -156,6 +156,9 @@ fn softmax_within_1e3_for_10_200_1000_classes() {
         assert!(worst < 1e-3, "seed {seed}: {rows}x{classes}: max error {worst}");
         let levels = (classes as f64).log2().ceil() as u64;
         assert_eq!(c[0].rounds, 9 * levels + exp_rounds(&cfg.exp) + 9 + 4 * cfg.nr_iters as u64 + 2);
+        for (i, ci) in c.iter().enumerate() {
+            assert_eq!((ci.rounds, ci.bytes_sent), softmax_cost(i, rows, classes, &cfg), "party {i}");
+        }
     }
 }
 

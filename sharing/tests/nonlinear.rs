@@ -180,9 +180,11 @@ fn relu_and_comparisons_are_exact() {
         for c in &cmp {
             opened.push(p.b_reveal(c)?);
         }
+        let before = p.counters();
         let s = p.sign(&x)?;
         let a = p.abs(&x)?;
         let m = p.max2(&x, &y)?;
+        let c_sam = p.counters().since(&before);
         Ok((
             p.reveal(&r)?,
             p.b_reveal(&d)?,
@@ -193,9 +195,10 @@ fn relu_and_comparisons_are_exact() {
             p.reveal(&m)?,
             c_relu,
             c_eq,
+            c_sam,
         ))
     });
-    for (i, ((r, d, rb, cmp, s, a, m, c_relu, c_eq), _)) in out.iter().enumerate() {
+    for (i, ((r, d, rb, cmp, s, a, m, c_relu, c_eq, c_sam), _)) in out.iter().enumerate() {
         for j in 0..n {
             let (x, y) = (xs[j] as i64, ys[j] as i64);
             let what = format!("seed {seed} party {i}: x = {x}, y = {y}");
@@ -215,6 +218,9 @@ fn relu_and_comparisons_are_exact() {
         }
         assert_eq!(c_relu.rounds, MSB_ROUNDS + 2);
         assert_eq!(c_relu.bytes_sent, msb_bytes(i, n) + mul_bit_bytes(i, n), "relu bytes, party {i}");
+        // sign: MSB + bit injection; abs and max2: MSB + x*[b].
+        assert_eq!(c_sam.rounds, 3 * (MSB_ROUNDS + 2));
+        assert_eq!(c_sam.bytes_sent, 3 * msb_bytes(i, n) + b2a_bit_bytes(i, n) + 2 * mul_bit_bytes(i, n));
         assert_eq!(c_eq.rounds, MSB_ROUNDS + 1);
         assert_eq!(c_eq.bytes_sent, msb_bytes(i, 2 * n) + 8 * n.div_ceil(64) as u64, "eq bytes, party {i}");
     }

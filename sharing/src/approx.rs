@@ -401,7 +401,9 @@ impl<B: Backend, T: Transport> Party<B, T> {
     /// if and when it should be reported). Off the training hot path: the gradient
     /// ([`cross_entropy_grad`](Self::cross_entropy_grad)) does not need it. Each sample's
     /// probability is floored at `2^-16` ([`LOSS_FLOOR_LOG2`]) with a private max.
-    /// **32 rounds** (product 2, floor 9, [`ln`](Self::ln) 19, mean 2).
+    /// **32 rounds** (product 2, floor 9, [`ln`](Self::ln) 19, mean 2); bytes per party:
+    /// `8·N·C + M(N) + X(N)` + [`guess_cost`]`(N, -16, 0)` + `56·N + 8` (`M`, `X`: MSB and
+    /// `x * [b]` bytes).
     pub fn cross_entropy_loss(&mut self, p: &AShare<B>, y: &AShare<B>) -> Result<AShare<B>> {
         check_same("cross_entropy_loss", p.shape(), y.shape())?;
         let n = match p.shape() {

@@ -79,7 +79,7 @@ impl<B: Backend, T: Transport> Party<B, T> {
     }
 
     /// ReLU with the chosen MSB protocol: **9 or 8 rounds**, [`msb_variant_bytes`](crate::convert::msb_variant_bytes) + `X(n)` B per
-    /// party (with [`MsbVariant::LowLatency`]: 8 rounds, 71.6, 39.6 and 31.6 B per element).
+    /// party (with [`MsbVariant::LowLatency`]: 8 rounds, 79.6, 39.6 and 31.6 B per element).
     pub fn relu_with(&mut self, x: &AShare<B>, variant: MsbVariant) -> Result<(AShare<B>, BShare<B>)> {
         let d = self.drelu_with(x, variant)?;
         let y = self.mul_bit(x, &d)?;

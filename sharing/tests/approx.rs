@@ -5,6 +5,7 @@ use cryptgpu_kernels_cpu::CpuBackend;
 use cryptgpu_net::{Counters, LocalTransport};
 use cryptgpu_ring::FixedPoint;
 use cryptgpu_sharing::approx::{exp_cost, exp_rounds, guess_cost, softmax_cost, ExpConfig, SoftmaxConfig};
+use cryptgpu_sharing::convert::{msb_bytes, mul_bit_bytes};
 use cryptgpu_sharing::{run_local, KeySource, Party, RunConfig};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -254,5 +255,9 @@ fn natural_log_and_cross_entropy_loss() {
     let got = codec().decode_tensor(&out[0].0 .0)[0];
     let want: f64 = -(0..rows).map(|i| p[i * classes + labels[i]].max(2f64.powi(-16)).ln()).sum::<f64>() / rows as f64;
     assert!((got - want).abs() < 1e-3, "seed {seed}: loss {got}, want {want}");
-    assert_eq!(out[0].0 .1.rounds, 32);
+    for (i, ((_, cost), _)) in out.iter().enumerate() {
+        let (nr, nc) = (rows as u64, (rows * classes) as u64);
+        let bytes = 8 * nc + msb_bytes(i, rows) + mul_bit_bytes(i, rows) + guess_cost(i, rows, -16, 0).1 + 56 * nr + 8;
+        assert_eq!((cost.rounds, cost.bytes_sent), (32, bytes), "loss cost, party {i}");
+    }
 }

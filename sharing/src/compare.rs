@@ -65,7 +65,8 @@ impl<B: Backend, T: Transport> Party<B, T> {
         self.drelu_with(x, MsbVariant::Lean)
     }
 
-    /// DReLU with the chosen MSB protocol: **7 or 6 rounds, [`msb_variant_bytes`](crate::convert::msb_variant_bytes) B per party.**
+    /// DReLU with the chosen MSB protocol: **7 or 6 rounds,
+    /// [`msb_variant_bytes`](crate::convert::msb_variant_bytes) B per party.**
     pub fn drelu_with(&mut self, x: &AShare<B>, variant: MsbVariant) -> Result<BShare<B>> {
         let m = self.msb_with(x, variant)?;
         self.b_not_bit(&m)
@@ -78,8 +79,9 @@ impl<B: Backend, T: Transport> Party<B, T> {
         self.relu_with(x, MsbVariant::Lean)
     }
 
-    /// ReLU with the chosen MSB protocol: **9 or 8 rounds**, [`msb_variant_bytes`](crate::convert::msb_variant_bytes) + `X(n)` B per
-    /// party (with [`MsbVariant::LowLatency`]: 8 rounds, 79.6, 39.6 and 31.6 B per element).
+    /// ReLU with the chosen MSB protocol: **9 or 8 rounds**,
+    /// [`msb_variant_bytes`](crate::convert::msb_variant_bytes) + `X(n)` B per party (with
+    /// [`MsbVariant::LowLatency`]: 8 rounds, 79.6, 39.6 and 31.6 B per element).
     pub fn relu_with(&mut self, x: &AShare<B>, variant: MsbVariant) -> Result<(AShare<B>, BShare<B>)> {
         let d = self.drelu_with(x, variant)?;
         let y = self.mul_bit(x, &d)?;

@@ -30,8 +30,8 @@
 //! `s` holding its group `j` at bit `j·k + s` (pairs are `k` bits apart): after the AND, `G'` is
 //! shifted down by `k` onto the even groups where `P'` already is, and two words merge into one
 //! with a shift by `k` ([`merge_word_pairs`]), so no bit compaction is needed. The last level
-//! needs only `G'`; its AND inputs are merged to 64 elements per word first. With `n` elements the six levels AND
-//! `n, ceil(n/2), ceil(n/4), ceil(n/8), ceil(n/16), ceil(n/64)` words.
+//! needs only `G'`; its AND inputs are merged to 64 elements per word first. With `n` elements
+//! the six levels AND `n, ceil(n/2), ceil(n/4), ceil(n/8), ceil(n/16), ceil(n/64)` words.
 //!
 //! **Cost of [`msb`](Party::msb): 7 rounds; party 0 sends `16n + 8·W(n)` B, parties 1 and 2
 //! `8n + 8·W(n)` B**, `W(n) = n + ceil(n/2) + ceil(n/4) + ceil(n/8) + ceil(n/16) + ceil(n/64)`:

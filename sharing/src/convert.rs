@@ -125,29 +125,49 @@ pub fn b2a_bit_bytes(party: usize, n: usize) -> u64 {
 }
 
 impl<B: Backend, T: Transport> Party<B, T> {
-    /// Round 1 of MSB / A2B (see the module doc): binary sharings of the generate word `G = a & b`
-    /// and the propagate word `P = a ^ b` of `x = a + b`, flattened to `[n]`.
-    fn carry_inputs(&mut self, x: &AShare<B>) -> Result<(BShare<B>, BShare<B>)> {
-        let be = self.backend().clone();
+    /// This party's operand of `x = a + b`, flattened: `a = x_0 + x_1` at party 0, `b = x_2` at
+    /// parties 1 and 2. Local.
+    fn operand(&self, x: &AShare<B>) -> Result<B::Tensor> {
+        let be = self.backend();
         let n = x.len();
+        Ok(match self.id() {
+            0 => be.reshape(&be.binary(BinaryOp::Add, x.first(), x.second())?, &[n])?,
+            1 => be.reshape(x.second(), &[n])?,
+            _ => be.reshape(x.first(), &[n])?,
+        })
+    }
+
+    /// Round 1 of MSB / A2B (see the module doc): binary sharings of the generate word `G = a & b`
+    /// and the propagate word `P = a ^ b` of `x = a + b`, `[n]`, from this party's operand `v`
+    /// ([`operand`](Self::operand)). Party 0 may put `piggy` in front of its message to party 2,
+    /// which then expects `piggy_len` more words and returns them.
+    fn carry_inputs(
+        &mut self,
+        v: &B::Tensor,
+        piggy: Vec<u64>,
+        piggy_len: usize,
+    ) -> Result<(BShare<B>, BShare<B>, Vec<u64>)> {
+        let be = self.backend().clone();
+        let n = v.len();
         let shape = [n];
-        let flat = x.map(|t| be.reshape(t, &shape))?;
         let and = |p: &B::Tensor, q: &B::Tensor| be.binary(BinaryOp::And, p, q);
         let xor = |p: &B::Tensor, q: &B::Tensor| be.binary(BinaryOp::Xor, p, q);
         match self.id() {
             0 => {
-                let a = be.binary(BinaryOp::Add, flat.first(), flat.second())?;
+                let a = v;
                 let a0 = self.draw(KeyRole::Own, Purpose::BinaryInput, &shape)?;
                 let z0 = self.draw(KeyRole::Own, Purpose::CarryGenerate, &shape)?;
                 let s = self.draw(KeyRole::Next, Purpose::CarryGenerate, &shape)?;
                 let z1 = self.draw(KeyRole::Next, Purpose::CarryGenerate, &shape)?;
-                let a1 = xor(&a, &a0)?;
+                let a1 = xor(a, &a0)?;
                 let e = xor(&a1, &s)?;
-                self.round(Round::new().send(Peer::Next, to_words(&be, &a1)?).send(Peer::Prev, to_words(&be, &e)?))?;
-                Ok((BShare::from_parts(z0, z1)?, BShare::from_parts(a0, a1)?))
+                let mut to_p2 = piggy;
+                to_p2.extend(to_words(&be, &e)?);
+                self.round(Round::new().send(Peer::Next, to_words(&be, &a1)?).send(Peer::Prev, to_p2))?;
+                Ok((BShare::from_parts(z0, z1)?, BShare::from_parts(a0, a1)?, Vec::new()))
             }
             1 => {
-                let x2 = flat.second();
+                let x2 = v;
                 let s = self.draw(KeyRole::Own, Purpose::CarryGenerate, &shape)?;
                 let z1 = self.draw(KeyRole::Own, Purpose::CarryGenerate, &shape)?;
                 let f = xor(&and(&s, x2)?, &z1)?;
@@ -156,21 +176,26 @@ impl<B: Backend, T: Transport> Party<B, T> {
                 let a1 = from_words(&be, &shape, got.take(Peer::Prev)?)?;
                 let u = from_words(&be, &shape, got.take(Peer::Next)?)?;
                 let g2 = xor(&xor(&and(&a1, x2)?, &z1)?, &u)?;
-                Ok((BShare::from_parts(z1, g2)?, BShare::from_parts(a1, x2.clone())?))
+                Ok((BShare::from_parts(z1, g2)?, BShare::from_parts(a1, x2.clone())?, Vec::new()))
             }
             _ => {
-                let x2 = flat.first();
+                let x2 = v;
                 let a0 = self.draw(KeyRole::Next, Purpose::BinaryInput, &shape)?;
                 let z0 = self.draw(KeyRole::Next, Purpose::CarryGenerate, &shape)?;
                 let a0x2 = and(&a0, x2)?;
                 let u = xor(&a0x2, &z0)?;
-                let mut got = self
-                    .round(Round::new().send(Peer::Prev, to_words(&be, &u)?).recv(Peer::Next, n).recv(Peer::Prev, n))?;
-                let e = from_words(&be, &shape, got.take(Peer::Next)?)?;
+                let mut got = self.round(
+                    Round::new()
+                        .send(Peer::Prev, to_words(&be, &u)?)
+                        .recv(Peer::Next, piggy_len + n)
+                        .recv(Peer::Prev, n),
+                )?;
+                let mut piggy = got.take(Peer::Next)?;
+                let e = from_words(&be, &shape, piggy.split_off(piggy_len))?;
                 let f = from_words(&be, &shape, got.take(Peer::Prev)?)?;
                 let v = xor(&and(&e, x2)?, &f)?;
                 let g2 = xor(&xor(&v, &a0x2)?, &z0)?;
-                Ok((BShare::from_parts(g2, z0)?, BShare::from_parts(x2.clone(), a0)?))
+                Ok((BShare::from_parts(g2, z0)?, BShare::from_parts(x2.clone(), a0)?, piggy))
             }
         }
     }
@@ -188,22 +213,38 @@ impl<B: Backend, T: Transport> Party<B, T> {
     /// **7 or 6 rounds**, bytes per party [`msb_variant_bytes`].
     pub fn msb_with(&mut self, x: &AShare<B>, variant: MsbVariant) -> Result<BShare<B>> {
         let be = self.backend().clone();
-        let n = x.len();
-        if n == 0 {
+        if x.is_empty() {
             return self.b_public(&be.zeros(x.shape())?);
         }
-        let (mut g, mut p, top, first_level) = match variant {
+        let v = self.operand(x)?;
+        let (bits, _) = self.msb_core(&v, variant, Vec::new(), 0)?;
+        bits.map(|t| be.reshape(t, x.shape()))
+    }
+
+    /// MSB of `a + b` from this party's operand `v` ([`operand`](Self::operand)), as `[n]` bits;
+    /// `piggy` / `piggy_len` ride on party 0's first-round message to party 2 (see
+    /// [`carry_inputs`](Self::carry_inputs)); party 2 gets them back.
+    pub(crate) fn msb_core(
+        &mut self,
+        v: &B::Tensor,
+        variant: MsbVariant,
+        piggy: Vec<u64>,
+        piggy_len: usize,
+    ) -> Result<(BShare<B>, Vec<u64>)> {
+        let be = self.backend().clone();
+        let n = v.len();
+        let (mut g, mut p, top, first_level, piggy) = match variant {
             MsbVariant::Lean => {
-                let (g, p) = self.carry_inputs(x)?;
+                let (g, p, piggy) = self.carry_inputs(v, piggy, piggy_len)?;
                 let top = p.map(|t| be.pack_bits(&be.shift(ShiftOp::RightLogical, t, 63)?))?;
-                (self.b_shift(&g, ShiftOp::Left, 1)?, self.b_shift(&p, ShiftOp::Left, 1)?, top, 0)
+                (self.b_shift(&g, ShiftOp::Left, 1)?, self.b_shift(&p, ShiftOp::Left, 1)?, top, 0, piggy)
             }
             MsbVariant::LowLatency => {
-                let (t, p) = self.level1_inputs(x)?;
+                let (t, p, piggy) = self.level1_inputs(v, piggy, piggy_len)?;
                 let top = p.map(|t| be.pack_bits(&be.shift(ShiftOp::RightLogical, t, 63)?))?;
                 let g = self.b_shift(&self.b_and_scalar(&t, HI_GROUPS[0])?, ShiftOp::RightLogical, 1)?;
                 let p = self.b_and_scalar(&t, !HI_GROUPS[0])?;
-                (g.map(|t| merge_word_pairs(&be, t, 1))?, p.map(|t| merge_word_pairs(&be, t, 1))?, top, 1)
+                (g.map(|t| merge_word_pairs(&be, t, 1))?, p.map(|t| merge_word_pairs(&be, t, 1))?, top, 1, piggy)
             }
         };
         // Levels 1..5: k = 1, 2, 4, 8, 16 elements per word; element slot s holds its group j at
@@ -231,21 +272,25 @@ impl<B: Backend, T: Transport> Party<B, T> {
         let z = self.b_and(&x_op, &y_op)?;
         let carry = self.b_xor(&g_hi, &z)?;
         let msb = self.b_xor(&carry, &top)?;
-        let bits = self.b_unpack_bits(&msb, &[n])?;
-        bits.map(|t| be.reshape(t, x.shape()))
+        Ok((self.b_unpack_bits(&msb, &[n])?, piggy))
     }
 
     /// Round 1 of [`MsbVariant::LowLatency`]: the first tree level computed directly from
     /// `a` (party 0) and `b = x_2` (parties 1, 2), as `T = Σ_i α_i(a) & β_i(b) ^ D(b)` with three
     /// terms (see [`MsbVariant`]); returns the sharing of `T` (level-1 `G'` on odd bits, `P'` on
-    /// even bits, leaves `(a << 1, b << 1)`) and of `P = a ^ b`, flattened to `[n]`.
-    fn level1_inputs(&mut self, x: &AShare<B>) -> Result<(BShare<B>, BShare<B>)> {
+    /// even bits, leaves `(a << 1, b << 1)`) and of `P = a ^ b`, `[n]`, from this party's operand
+    /// `v`; `piggy` as in [`carry_inputs`](Self::carry_inputs).
+    fn level1_inputs(
+        &mut self,
+        v: &B::Tensor,
+        piggy: Vec<u64>,
+        piggy_len: usize,
+    ) -> Result<(BShare<B>, BShare<B>, Vec<u64>)> {
         const ODD: u64 = 0xAAAA_AAAA_AAAA_AAAA;
         const EVEN: u64 = !ODD;
         let be = self.backend().clone();
-        let n = x.len();
+        let n = v.len();
         let shape = [n];
-        let flat = x.map(|t| be.reshape(t, &shape))?;
         let and = |p: &B::Tensor, q: &B::Tensor| be.binary(BinaryOp::And, p, q);
         let xor = |p: &B::Tensor, q: &B::Tensor| be.binary(BinaryOp::Xor, p, q);
         let shl = |p: &B::Tensor, k: u32| be.shift(ShiftOp::Left, p, k);
@@ -269,8 +314,8 @@ impl<B: Backend, T: Transport> Party<B, T> {
         };
         match self.id() {
             0 => {
-                let a = be.binary(BinaryOp::Add, flat.first(), flat.second())?;
-                let aw = shl(&a, 1)?;
+                let a = v;
+                let aw = shl(a, 1)?;
                 let alpha_b = xor(&mask(&and(&aw, &shl(&aw, 1)?)?, ODD)?, &mask(&shr(&aw, 1)?, EVEN)?)?;
                 let alpha_c = xor(&mask(&shl(&aw, 1)?, ODD)?, &mask(&and(&aw, &shr(&aw, 1)?)?, EVEN)?)?;
                 let a0 = self.draw(KeyRole::Own, Purpose::BinaryInput, &shape)?;
@@ -282,20 +327,20 @@ impl<B: Backend, T: Transport> Party<B, T> {
                     s.push(self.draw(KeyRole::Next, Purpose::CarryGenerate, &shape)?);
                 }
                 let z1 = self.draw(KeyRole::Next, Purpose::CarryGenerate, &shape)?;
-                let a1 = xor(&a, &a0)?;
+                let a1 = xor(a, &a0)?;
                 let ones = [shl(&a1, 1)?, xor(&alpha_b, &b0)?, xor(&alpha_c, &c0)?];
                 let mut to_p1 = to_words(&be, &a1)?;
                 to_p1.extend(to_words(&be, &ones[1])?);
                 to_p1.extend(to_words(&be, &ones[2])?);
-                let mut to_p2 = Vec::with_capacity(3 * n);
+                let mut to_p2 = piggy;
                 for (o, si) in ones.iter().zip(&s) {
                     to_p2.extend(to_words(&be, &xor(o, si)?)?);
                 }
                 self.round(Round::new().send(Peer::Next, to_p1).send(Peer::Prev, to_p2))?;
-                Ok((BShare::from_parts(z0, z1)?, BShare::from_parts(a0, a1)?))
+                Ok((BShare::from_parts(z0, z1)?, BShare::from_parts(a0, a1)?, Vec::new()))
             }
             1 => {
-                let x2 = flat.second();
+                let x2 = v;
                 let (betas, d) = betas(x2)?;
                 let mut s = Vec::with_capacity(3);
                 for _ in 0..3 {
@@ -311,12 +356,12 @@ impl<B: Backend, T: Transport> Party<B, T> {
                 let b1 = from_words(&be, &shape, w.split_off(n))?;
                 let a1 = from_words(&be, &shape, w)?;
                 let u = from_words(&be, &shape, got.take(Peer::Next)?)?;
-                let v = dot(&[&shl(&a1, 1)?, &b1, &c1], &betas)?;
-                let t2 = xor(&xor(&xor(&v, &z1)?, &u)?, &d)?;
-                Ok((BShare::from_parts(z1, t2)?, BShare::from_parts(a1, x2.clone())?))
+                let w = dot(&[&shl(&a1, 1)?, &b1, &c1], &betas)?;
+                let t2 = xor(&xor(&xor(&w, &z1)?, &u)?, &d)?;
+                Ok((BShare::from_parts(z1, t2)?, BShare::from_parts(a1, x2.clone())?, Vec::new()))
             }
             _ => {
-                let x2 = flat.first();
+                let x2 = v;
                 let (betas, d) = betas(x2)?;
                 let a0 = self.draw(KeyRole::Next, Purpose::BinaryInput, &shape)?;
                 let b0 = self.draw(KeyRole::Next, Purpose::CarryGenerate, &shape)?;
@@ -324,16 +369,20 @@ impl<B: Backend, T: Transport> Party<B, T> {
                 let z0 = self.draw(KeyRole::Next, Purpose::CarryGenerate, &shape)?;
                 let u = xor(&dot(&[&shl(&a0, 1)?, &b0, &c0], &betas)?, &z0)?;
                 let mut got = self.round(
-                    Round::new().send(Peer::Prev, to_words(&be, &u)?).recv(Peer::Next, 3 * n).recv(Peer::Prev, n),
+                    Round::new()
+                        .send(Peer::Prev, to_words(&be, &u)?)
+                        .recv(Peer::Next, piggy_len + 3 * n)
+                        .recv(Peer::Prev, n),
                 )?;
-                let mut w = got.take(Peer::Next)?;
+                let mut piggy = got.take(Peer::Next)?;
+                let mut w = piggy.split_off(piggy_len);
                 let ec = from_words(&be, &shape, w.split_off(2 * n))?;
                 let eb = from_words(&be, &shape, w.split_off(n))?;
                 let ea = from_words(&be, &shape, w)?;
                 let f = from_words(&be, &shape, got.take(Peer::Prev)?)?;
-                let v = xor(&dot(&[&ea, &eb, &ec], &betas)?, &f)?;
-                let t2 = xor(&xor(&v, &u)?, &d)?;
-                Ok((BShare::from_parts(t2, z0)?, BShare::from_parts(x2.clone(), a0)?))
+                let w = xor(&dot(&[&ea, &eb, &ec], &betas)?, &f)?;
+                let t2 = xor(&xor(&w, &u)?, &d)?;
+                Ok((BShare::from_parts(t2, z0)?, BShare::from_parts(x2.clone(), a0)?, piggy))
             }
         }
     }
@@ -342,7 +391,8 @@ impl<B: Backend, T: Transport> Party<B, T> {
     /// **7 rounds; party 0 sends 104 B, parties 1 and 2 96 B per element.**
     pub fn a2b(&mut self, x: &AShare<B>) -> Result<BShare<B>> {
         let be = self.backend().clone();
-        let (g0, p0) = self.carry_inputs(x)?;
+        let v = self.operand(x)?;
+        let (g0, p0, _) = self.carry_inputs(&v, Vec::new(), 0)?;
         let (mut g, mut p) = (g0, p0.clone());
         for level in 0..6 {
             let d = 1u32 << level;

@@ -19,22 +19,21 @@ use crate::convert::{msb_bytes, mul_bit_bytes, MsbVariant};
 use crate::error::{Result, SharingError};
 use crate::party::Party;
 
-/// The value that padding and filler positions of max / max pooling take: `-2^62`. Inputs of the
-/// max protocols must lie in `(-2^62, 2^62)` (ring units), so that differences never wrap and a
-/// filler never wins.
+/// The value that padded positions of max pooling take: `-2^62`. Inputs of the max protocols
+/// must lie in `(-2^62, 2^62)` (ring units), so that differences never wrap and padding never wins.
 pub const MAX_FILLER: u64 = (-(1i64 << 62)) as u64;
 
 /// Rounds and bytes sent by party `party` in [`Party::max_axis`] over `rows` independent rows of
 /// length `len` (with or without the one-hot argmax).
 pub fn max_axis_cost(party: usize, rows: usize, len: usize, argmax: bool) -> (u64, u64) {
-    let mut m = len.next_power_of_two();
+    let mut m = len;
     let (mut rounds, mut bytes, mut width) = (0u64, 0u64, 1usize);
     while m > 1 {
-        let pairs = rows * m / 2;
+        let pairs = rows * (m / 2);
         let muls = if argmax { pairs * (1 + 2 * width) } else { pairs };
         rounds += 9;
         bytes += msb_bytes(party, pairs) + mul_bit_bytes(party, muls);
-        m /= 2;
+        m = m.div_ceil(2);
         width *= 2;
     }
     (rounds, bytes)
@@ -164,10 +163,12 @@ impl<B: Backend, T: Transport> Party<B, T> {
     /// Maximum along `axis` (removed from the shape) and, when `argmax` is set, the one-hot
     /// arithmetic sharing (integers 0/1, `x`'s shape) of its position. Exact.
     ///
-    /// A halving tree over the axis padded to a power of two with [`MAX_FILLER`]; each level
-    /// compares adjacent pairs `(lo, hi)` and keeps `hi` only when `lo < hi`, so **ties go to the
-    /// lowest index**. The one-hot vectors of the candidates travel with the values in the same
-    /// `x * [b]` call (no extra rounds). Inputs must lie in `(-2^62, 2^62)`.
+    /// A halving tree: each level compares adjacent pairs `(lo, hi)` and keeps `hi` only when
+    /// `lo < hi`, so **ties go to the lowest index**; with an odd count the last candidate moves up
+    /// unchanged (no comparison). The one-hot vectors of the candidates travel with the values in
+    /// the same `x * [b]` call (no extra rounds); candidate `i` of level `L` covers positions
+    /// `[i·2^L, (i+1)·2^L)`, padded with public zeros past the end. Inputs must lie in
+    /// `(-2^62, 2^62)` so that differences never wrap.
     /// **`9·ceil(log2 len)` rounds**; bytes per party: [`max_axis_cost`].
     pub fn max_axis(&mut self, x: &AShare<B>, axis: usize, argmax: bool) -> Result<(AShare<B>, Option<AShare<B>>)> {
         let be = self.backend().clone();
@@ -185,50 +186,47 @@ impl<B: Backend, T: Transport> Party<B, T> {
         let moved_shape: Vec<usize> = perm.iter().map(|&d| shape[d]).collect();
         let moved = x.map(|t| be.permute(t, &perm))?;
         let mut cur = moved.map(|t| be.reshape(t, &[rows, len]))?;
-        let n_pad = len.next_power_of_two();
-        if n_pad > len {
-            let filler = self.public_share(&[rows, n_pad - len], MAX_FILLER)?;
-            cur = AShare::from_parts(
-                be.concat(&[cur.first(), filler.first()], 1)?,
-                be.concat(&[cur.second(), filler.second()], 1)?,
-            )?;
-        }
-        let mut onehot = if argmax { Some(self.public_share(&[rows, n_pad, 1], 1)?) } else { None };
-        let mut m = n_pad;
+        let mut onehot = if argmax { Some(self.public_share(&[rows, len, 1], 1)?) } else { None };
+        let mut m = len;
         let mut width = 1;
         while m > 1 {
             let half = m / 2;
-            let pairs = cur.map(|t| be.reshape(t, &[rows, half, 2]))?;
-            let lo = pairs.map(|t| be.reshape(&be.slice(t, 2, 0, 1)?, &[rows, half, 1]))?;
-            let hi = pairs.map(|t| be.reshape(&be.slice(t, 2, 1, 2)?, &[rows, half, 1]))?;
+            let pairs = cur.map(|t| be.reshape(&be.slice(t, 1, 0, 2 * half)?, &[rows, half, 2]))?;
+            let carried = (m % 2 == 1).then(|| cur.map(|t| be.slice(t, 1, m - 1, m))).transpose()?;
+            let lo = pairs.map(|t| be.slice(t, 2, 0, 1))?;
+            let hi = pairs.map(|t| be.slice(t, 2, 1, 2))?;
             let diff = self.sub(&hi, &lo)?;
             let b = self.lt(&lo, &hi)?;
-            match onehot.take() {
+            let winners = match onehot.take() {
                 None => {
                     let t = self.mul_bit(&diff, &b)?;
-                    cur = self.add(&lo, &t)?.map(|t| be.reshape(t, &[rows, half]))?;
+                    self.add(&lo, &t)?
                 }
                 Some(oh) => {
-                    let oh = oh.map(|t| be.reshape(t, &[rows, half, 2 * width]))?;
-                    let cat = AShare::from_parts(
-                        be.concat(&[diff.first(), oh.first()], 2)?,
-                        be.concat(&[diff.second(), oh.second()], 2)?,
-                    )?;
+                    let oh_pairs = oh.map(|t| be.reshape(&be.slice(t, 1, 0, 2 * half)?, &[rows, half, 2 * width]))?;
+                    let cat = self.cat_shares(&[&diff, &oh_pairs], 2)?;
                     let bb = b.map(|t| be.broadcast_to(t, &[rows, half, 1 + 2 * width]))?;
                     let prod = self.mul_bit(&cat, &bb)?;
-                    let t = prod.map(|t| be.slice(t, 2, 0, 1))?;
-                    cur = self.add(&lo, &t)?.map(|t| be.reshape(t, &[rows, half]))?;
                     let p_lo = prod.map(|t| be.slice(t, 2, 1, 1 + width))?;
                     let p_hi = prod.map(|t| be.slice(t, 2, 1 + width, 1 + 2 * width))?;
-                    let oh_lo = oh.map(|t| be.slice(t, 2, 0, width))?;
-                    let new_lo = self.sub(&oh_lo, &p_lo)?;
-                    onehot = Some(AShare::from_parts(
-                        be.concat(&[new_lo.first(), p_hi.first()], 2)?,
-                        be.concat(&[new_lo.second(), p_hi.second()], 2)?,
-                    )?);
+                    let oh_lo = oh_pairs.map(|t| be.slice(t, 2, 0, width))?;
+                    let mut next = self.cat_shares(&[&self.sub(&oh_lo, &p_lo)?, &p_hi], 2)?;
+                    if m % 2 == 1 {
+                        let last = oh.map(|t| be.slice(t, 1, m - 1, m))?;
+                        let zeros = self.public_share(&[rows, 1, width], 0)?;
+                        next = self.cat_shares(&[&next, &self.cat_shares(&[&last, &zeros], 2)?], 1)?;
+                    }
+                    onehot = Some(next);
+                    let t = prod.map(|t| be.slice(t, 2, 0, 1))?;
+                    self.add(&lo, &t)?
                 }
-            }
-            m = half;
+            };
+            let winners = winners.map(|t| be.reshape(t, &[rows, half]))?;
+            cur = match carried {
+                Some(c) => self.cat_shares(&[&winners, &c], 1)?,
+                None => winners,
+            };
+            m = m.div_ceil(2);
             width *= 2;
         }
         let mut out_shape = shape.clone();
@@ -237,7 +235,7 @@ impl<B: Backend, T: Transport> Party<B, T> {
         let onehot = match onehot {
             None => None,
             Some(oh) => {
-                let oh = oh.map(|t| be.slice(&be.reshape(t, &[rows, n_pad])?, 1, 0, len))?;
+                let oh = oh.map(|t| be.slice(&be.reshape(t, &[rows, width])?, 1, 0, len))?;
                 let oh = oh.map(|t| be.reshape(t, &moved_shape))?;
                 let mut inv = vec![0; perm.len()];
                 for (i, &p) in perm.iter().enumerate() {
@@ -247,6 +245,14 @@ impl<B: Backend, T: Transport> Party<B, T> {
             }
         };
         Ok((value, onehot))
+    }
+
+    /// Concatenation of sharings along `axis` (local).
+    pub(crate) fn cat_shares(&self, parts: &[&AShare<B>], axis: usize) -> Result<AShare<B>> {
+        let be = self.backend();
+        let firsts: Vec<&B::Tensor> = parts.iter().map(|p| p.first()).collect();
+        let seconds: Vec<&B::Tensor> = parts.iter().map(|p| p.second()).collect();
+        AShare::from_parts(be.concat(&firsts, axis)?, be.concat(&seconds, axis)?)
     }
 
     /// 2-D max pooling of an NCHW sharing: the output `[N, C, oh, ow]` and the one-hot argmax of

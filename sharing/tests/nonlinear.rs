@@ -379,3 +379,39 @@ fn outputs_are_consistent_replicated_sharings() {
         assert!(same < 5, "party {i} holds the plaintext in {same} places");
     }
 }
+
+#[test]
+fn max_axis_edge_lengths_and_empty_inputs() {
+    let mut rng = ChaCha8Rng::seed_from_u64(18);
+    for len in [1usize, 2, 13, 16, 17] {
+        let rows = 5;
+        let vals: Vec<i64> = (0..rows * len).map(|_| rng.gen_range(-3..3)).collect();
+        let t = RingTensor::from_i64(&[rows, len], &vals).unwrap();
+        let out = run3(|p| {
+            let x = p.input(0, (p.id() == 0).then_some(&t), &[rows, len])?;
+            let before = p.counters();
+            let (m, oh) = p.max_axis(&x, 1, true)?;
+            let c = p.counters().since(&before);
+            Ok((p.reveal(&m)?, p.reveal(&oh.unwrap())?, c))
+        });
+        let ((m, oh, c), _) = &out[1];
+        assert_eq!((c.rounds, c.bytes_sent), max_axis_cost(1, rows, len, true));
+        for r in 0..rows {
+            let line = &vals[r * len..(r + 1) * len];
+            let best = *line.iter().max().unwrap();
+            let first = line.iter().position(|&v| v == best).unwrap();
+            assert_eq!(m.data()[r] as i64, best, "len {len} row {r}");
+            for (k, &o) in oh.data()[r * len..(r + 1) * len].iter().enumerate() {
+                assert_eq!(o, (k == first) as u64, "len {len} row {r}");
+            }
+        }
+    }
+    // Empty tensors: no communication, empty results.
+    let out = run3(|p| {
+        let x = p.random_share(&[0, 3])?;
+        let (r, _) = p.relu(&x)?;
+        let e = p.eq(&x, &x)?;
+        Ok((r.len(), e.len()))
+    });
+    assert_eq!(out[0].0, (0, 0));
+}

@@ -1,10 +1,12 @@
 //! Fixed-point functions: exp, reciprocal, inverse square root, softmax and the cross-entropy
 //! gradient (and, off the hot path, the loss value). Nothing is opened inside any of them.
 //!
-//! All products are fixed-point products truncated with the share truncation of [`crate::arith`]
-//! (2 rounds, 8 B per element per party, error below one LSB, and a wrap failure with probability
-//! about `|z| / 2^64` per element for a product `z` at scale `2^{2f}`); [`Party::truncate_by`]
-//! generalises it to any shift. Comparisons inside (max-shift, exp guard, initial guesses) use the
+//! All products are fixed-point products truncated as [`crate::trunc`] describes (error below one
+//! LSB; in the default exact mode no wrap failures). Costs below are written with `P`, the cost of
+//! one fixed-point product per element, and `T`, that of truncating a sharing
+//! ([`crate::trunc::product_cost`], [`crate::trunc::truncation_cost`]): in exact mode `P` is
+//! 3 rounds and 24 / 16 / 16 B (parties 0 / 1 / 2) and `T` 2 rounds and 24 / 8 / 8 B; in
+//! probabilistic mode both are 2 rounds and 8 B. Comparisons inside (max-shift, exp guard, initial guesses) use the
 //! exact protocols of [`crate::compare`].
 //!
 //! **Initial guesses from a private bit length.** For `a` in `[2^lo, 2^{hi+1})` the thermometer
@@ -16,17 +18,16 @@
 //! starts with relative error at most 1/3 for every input in range, whatever its size (CryptGPU's
 //! constant guess 1/200 diverges for inputs above 400).
 
-use cryptgpu_net::{Peer, Round, Transport};
+use cryptgpu_net::Transport;
 use cryptgpu_ring::shape::check_same;
-use cryptgpu_ring::{Backend, BinaryOp, DeviceTensor, RingTensor, ScalarOp, ShiftOp};
+use cryptgpu_ring::{Backend, BinaryOp, RingTensor};
 
 use crate::ashare::AShare;
-use crate::binary::{from_words, to_words};
 use crate::compare::max_axis_cost;
 use crate::convert::{b2a_bit_bytes, msb_bytes, mul_bit_bytes, MSB_ROUNDS};
 use crate::error::{Result, SharingError};
 use crate::party::Party;
-use crate::streams::{KeyRole, Purpose};
+use crate::trunc::{product_cost, truncation_cost, TruncMode};
 
 /// Settings of [`Party::exp`]: `exp(x) ≈ (1 + t + t²/2)^(2^n)` with `t = x/2^n`, `n = iters`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -59,9 +60,10 @@ impl Default for SoftmaxConfig {
     }
 }
 
-/// Rounds of [`Party::exp`].
-pub fn exp_rounds(cfg: &ExpConfig) -> u64 {
-    4 + 2 * cfg.iters as u64 + if cfg.guard { MSB_ROUNDS + 2 } else { 0 }
+/// Rounds of [`Party::exp`] in truncation mode `mode`.
+pub fn exp_rounds(mode: TruncMode, cfg: &ExpConfig) -> u64 {
+    let (pr, tr) = (product_cost(mode, 0).0, truncation_cost(mode, 0).0);
+    tr + (1 + cfg.iters as u64) * pr + if cfg.guard { MSB_ROUNDS + 2 } else { 0 }
 }
 
 /// Rounds and bytes sent by `party` for the initial guess of [`Party::reciprocal`] /
@@ -72,25 +74,28 @@ pub fn guess_cost(party: usize, n: usize, lo: i32, hi: i32) -> (u64, u64) {
 }
 
 /// Rounds and bytes sent by `party` in [`Party::exp`] of `n` elements.
-pub fn exp_cost(party: usize, n: usize, cfg: &ExpConfig) -> (u64, u64) {
+pub fn exp_cost(mode: TruncMode, party: usize, n: usize, cfg: &ExpConfig) -> (u64, u64) {
     let guard = if cfg.guard { msb_bytes(party, n) + mul_bit_bytes(party, n) } else { 0 };
-    (exp_rounds(cfg), 8 * (2 + cfg.iters as u64) * n as u64 + guard)
+    let (pb, tb) = (product_cost(mode, party).1, truncation_cost(mode, party).1);
+    (exp_rounds(mode, cfg), (tb + (1 + cfg.iters as u64) * pb) * n as u64 + guard)
 }
 
 /// Rounds and bytes sent by `party` in [`Party::reciprocal`] of `n` elements.
-pub fn reciprocal_cost(party: usize, n: usize, lo: i32, hi: i32, iters: u32) -> (u64, u64) {
+pub fn reciprocal_cost(mode: TruncMode, party: usize, n: usize, lo: i32, hi: i32, iters: u32) -> (u64, u64) {
     let (r, b) = guess_cost(party, n, lo, hi);
-    (r + 4 * iters as u64, b + 16 * iters as u64 * n as u64)
+    let (pr, pb) = product_cost(mode, party);
+    (r + 2 * pr * iters as u64, b + 2 * pb * iters as u64 * n as u64)
 }
 
 /// Rounds and bytes sent by `party` in [`Party::softmax`] of `rows` rows of `classes` logits.
-pub fn softmax_cost(party: usize, rows: usize, classes: usize, cfg: &SoftmaxConfig) -> (u64, u64) {
+pub fn softmax_cost(mode: TruncMode, party: usize, rows: usize, classes: usize, cfg: &SoftmaxConfig) -> (u64, u64) {
     let n = rows * classes;
+    let (pr, pb) = product_cost(mode, party);
     let parts = [
         max_axis_cost(party, rows, classes, false),
-        exp_cost(party, n, &cfg.exp),
-        reciprocal_cost(party, rows, -1, ceil_log2(classes).max(0), cfg.nr_iters),
-        (2, 8 * n as u64),
+        exp_cost(mode, party, n, &cfg.exp),
+        reciprocal_cost(mode, party, rows, -1, ceil_log2(classes).max(0), cfg.nr_iters),
+        (pr, pb * n as u64),
     ];
     parts.iter().fold((0, 0), |(r, b), (pr, pb)| (r + pr, b + pb))
 }
@@ -110,64 +115,11 @@ const LN1P: [f64; 7] =
 pub const LOSS_FLOOR_LOG2: i32 = -16;
 
 impl<B: Backend, T: Transport> Party<B, T> {
-    /// Truncates 3-out-of-3 terms `z_i` (including a fresh zero sharing) by `2^bits` into a
-    /// replicated sharing: `arith`'s share truncation with any shift. **2 rounds, 8 B per element
-    /// per party.**
-    fn truncate_terms_by(&mut self, z: B::Tensor, bits: u32) -> Result<AShare<B>> {
-        if bits == 0 || bits >= 63 {
-            return Err(SharingError::Invalid(format!("truncation by {bits} bits (must be 1..=62)")));
-        }
-        let be = self.backend().clone();
-        let shape = z.shape().to_vec();
-        let n = z.len();
-        match self.id() {
-            0 => {
-                let mut got = self.round(Round::new().recv(Peer::Next, n))?;
-                let z1 = from_words(&be, &shape, got.take(Peer::Next)?)?;
-                let s = be.binary(BinaryOp::Add, &z, &z1)?;
-                let s = be.scalar(ScalarOp::Add, &s, (1u64 << bits) - 1)?;
-                let u = be.shift(ShiftOp::RightArith, &s, bits)?;
-                let t1 = self.draw(KeyRole::Next, Purpose::Truncation, &shape)?;
-                let t0 = be.binary(BinaryOp::Sub, &u, &t1)?;
-                self.round(Round::new().send(Peer::Prev, to_words(&be, &t0)?))?;
-                AShare::from_parts(t0, t1)
-            }
-            1 => {
-                let mut got = self.round(Round::new().send(Peer::Prev, to_words(&be, &z)?).recv(Peer::Next, n))?;
-                let t2 = from_words(&be, &shape, got.take(Peer::Next)?)?;
-                let t1 = self.draw(KeyRole::Own, Purpose::Truncation, &shape)?;
-                self.round(Round::new())?;
-                AShare::from_parts(t1, t2)
-            }
-            _ => {
-                let t2 = be.shift(ShiftOp::RightArith, &z, bits)?;
-                self.round(Round::new().send(Peer::Prev, to_words(&be, &t2)?))?;
-                let mut got = self.round(Round::new().recv(Peer::Next, n))?;
-                let t0 = from_words(&be, &shape, got.take(Peer::Next)?)?;
-                AShare::from_parts(t2, t0)
-            }
-        }
-    }
-
-    /// `x / 2^bits` (signed; error below one LSB, unbiased; wrap failure with probability about
-    /// `|x| / 2^64`). **2 rounds, 8 B per element per party.**
-    pub fn truncate_by(&mut self, x: &AShare<B>, bits: u32) -> Result<AShare<B>> {
-        let alpha = self.zero_share(x.shape())?;
-        let z = self.backend().binary(BinaryOp::Add, x.first(), &alpha)?;
-        self.truncate_terms_by(z, bits)
-    }
-
     /// Elementwise `x * y / 2^bits` (a fixed-point product with `bits = f`, or with an extra
-    /// power-of-two division folded in). **2 rounds, 8 B per element per party.**
+    /// power-of-two division folded in). **Cost `P` per element.**
     pub fn mul_shift(&mut self, x: &AShare<B>, y: &AShare<B>, bits: u32) -> Result<AShare<B>> {
         check_same("mul_shift", x.shape(), y.shape())?;
-        let be = self.backend().clone();
-        let ys = be.binary(BinaryOp::Add, y.first(), y.second())?;
-        let a = be.binary(BinaryOp::Mul, x.first(), &ys)?;
-        let b = be.binary(BinaryOp::Mul, x.second(), y.first())?;
-        let z = be.binary(BinaryOp::Add, &a, &b)?;
-        let alpha = self.zero_share(z.shape())?;
-        let z = be.binary(BinaryOp::Add, &z, &alpha)?;
+        let z = self.product_term(x, y, &|be, p, q| be.binary(BinaryOp::Mul, p, q))?;
         self.truncate_terms_by(z, bits)
     }
 
@@ -181,8 +133,8 @@ impl<B: Backend, T: Transport> Party<B, T> {
     /// again) unless `cfg.guard`, which clamps `t` at -1 with a ReLU (9 rounds) so every `x <= 0`
     /// gives a value in `[0, 1]` (at most `2^{-2^n}` below `-2^n`). Rounding adds about
     /// `2^{n-f}·e^x` (each squaring doubles the relative error of its input).
-    /// **`4 + 2n` rounds (+9 with the guard), `8·(2 + n)` B per element per party** (+ the ReLU's
-    /// bytes with the guard). See [`exp_cost`].
+    /// **Cost `T + (1 + n)·P` per element** (+ 9 rounds and the ReLU's bytes with the guard). See
+    /// [`exp_cost`].
     pub fn exp(&mut self, x: &AShare<B>, cfg: &ExpConfig) -> Result<AShare<B>> {
         let f = self.codec().frac_bits();
         if cfg.iters == 0 || cfg.iters > f {
@@ -242,7 +194,7 @@ impl<B: Backend, T: Transport> Party<B, T> {
     /// LSBs of rounding (4 steps: about `4·2^-f` absolute, so relative error below 1e-3 for
     /// `a <= 2^8` at f = 20). Inputs must be positive; values outside the range converge slowly
     /// (below) or diverge (above `3·2^hi`).
-    /// **`9 + 4·iters` rounds; [`guess_cost`] + `16·iters` B per element per party**
+    /// **[`guess_cost`] + `2·iters` products `P`** ([`reciprocal_cost`])
     /// ([`reciprocal_cost`]).
     pub fn reciprocal(&mut self, a: &AShare<B>, lo: i32, hi: i32, iters: u32) -> Result<AShare<B>> {
         let be = self.backend().clone();
@@ -269,7 +221,7 @@ impl<B: Backend, T: Transport> Party<B, T> {
     /// result is `y·2^{-h}`. Every intermediate product stays below 4, so the truncations' wrap
     /// probability stays near `2^{2f-62}`, except the last one's (`|result|·2^{2f-64}`).
     /// Relative error below 1e-3 over the whole range at f = 20 (a few LSBs of rounding).
-    /// **`13 + 6·iters` rounds; [`guess_cost`] + `16 + 24·iters` B per element per party.**
+    /// **[`guess_cost`] + `(2 + 3·iters)` products `P` per element.**
     pub fn inv_sqrt(&mut self, a: &AShare<B>, lo: i32, hi: i32, iters: u32) -> Result<AShare<B>> {
         let f = self.codec().frac_bits();
         if hi > f as i32 {
@@ -328,8 +280,7 @@ impl<B: Backend, T: Transport> Party<B, T> {
 
     /// Gradient of the mean cross-entropy of softmax outputs `p` (`[N, C]`) against one-hot
     /// labels `y` (fixed point): `(p - y) / N`, a division by a power of two exactly as a
-    /// truncation, otherwise a product with the encoded `1/N`. **2 rounds, 8 B per element per
-    /// party.**
+    /// truncation, otherwise a product with the encoded `1/N`. **Cost `T` per element.**
     pub fn cross_entropy_grad(&mut self, p: &AShare<B>, y: &AShare<B>) -> Result<AShare<B>> {
         check_same("cross_entropy_grad", p.shape(), y.shape())?;
         let n = match p.shape() {
@@ -362,7 +313,7 @@ impl<B: Backend, T: Transport> Party<B, T> {
     /// in `[1, 2)` (one product with the exact power of two), and `ln(1 + w)` a degree-6 polynomial
     /// (error 1.7e-6) whose powers take three product rounds. Absolute error below 1e-5 in range;
     /// outside it the polynomial is extrapolated (wrong).
-    /// **19 rounds; [`guess_cost`] + 56 B per element per party.**
+    /// **[`guess_cost`] + four products `P` (on 1, 1, 2 and 2 elements per input element) + `T`.**
     pub fn ln(&mut self, x: &AShare<B>, lo: i32, hi: i32) -> Result<AShare<B>> {
         let f = self.codec().frac_bits();
         if hi > f as i32 {
@@ -401,9 +352,8 @@ impl<B: Backend, T: Transport> Party<B, T> {
     /// if and when it should be reported). Off the training hot path: the gradient
     /// ([`cross_entropy_grad`](Self::cross_entropy_grad)) does not need it. Each sample's
     /// probability is floored at `2^-16` ([`LOSS_FLOOR_LOG2`]) with a private max.
-    /// **32 rounds** (product 2, floor 9, [`ln`](Self::ln) 19, mean 2); bytes per party:
-    /// `8·N·C + M(N) + X(N)` + [`guess_cost`]`(N, -16, 0)` + `56·N + 8` (`M`, `X`: MSB and
-    /// `x * [b]` bytes).
+    /// **Cost:** a product `P` on `N·C` elements, the floor (9 rounds, `M(N) + X(N)` B: MSB and
+    /// `x * [b]` bytes), [`ln`](Self::ln) of `N` elements, and `T` on one element (the mean).
     pub fn cross_entropy_loss(&mut self, p: &AShare<B>, y: &AShare<B>) -> Result<AShare<B>> {
         check_same("cross_entropy_loss", p.shape(), y.shape())?;
         let n = match p.shape() {

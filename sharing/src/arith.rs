@@ -3,17 +3,18 @@
 //! Costs are stated per party and per element of the protocol's output. A "round" is one call of
 //! the transport that all three parties step through (see `cryptgpu_net`).
 //!
-//! **Truncation.** Fixed-point products (`*_fp`) and [`Party::truncate`] divide by `2^f` with the
-//! share-truncation of ABY3 (Π_trunc1), fused with the resharing of the product. For an output whose
-//! exact value before truncation is `z` (an integer at scale `2^{2f}`), the result is
-//! `z / 2^f + e` with `|e| < 1` (in units of `2^-f`) and `E[e] = 0`: the first part is rounded up
-//! and the second down, which makes the rounding unbiased. With probability at most
-//! `(|z| + 2^f) / 2^64` per element the result is instead off by about `±2^{64-f}` (a wrap of the
-//! split). For real values that probability is `|x·y| · 2^{2f} / 2^64`: about `|x·y| · 6e-8` at f = 20.
+//! **Truncation.** Fixed-point products (`*_fp`) and [`Party::truncate`] divide by `2^f` as
+//! [`crate::trunc`] describes. For an output whose exact value before truncation is `z` (an integer
+//! at scale `2^{2f}`), the result is `z / 2^f + e` with `|e| < 1` (in units of `2^-f`) and
+//! `E[e] = 0`. In the default exact mode this holds for every `|z| < 2^62`; in the probabilistic mode
+//! (CryptGPU's) the result is instead off by about `±2^{64-f}` with probability `|z| / 2^64`.
+//!
+//! Costs of the fixed-point products below are those of exact mode; probabilistic mode costs
+//! 2 rounds and 8 B per output element per party.
 
 use cryptgpu_net::{Peer, Round, Transport};
 use cryptgpu_ring::shape::check_same;
-use cryptgpu_ring::{Backend, BinaryOp, Conv2dParams, DeviceTensor, RingTensor, ScalarOp, ShiftOp, UnaryOp};
+use cryptgpu_ring::{Backend, BinaryOp, Conv2dParams, DeviceTensor, RingTensor, ScalarOp, UnaryOp};
 
 use crate::ashare::AShare;
 use crate::error::{Result, SharingError};
@@ -173,7 +174,7 @@ impl<B: Backend, T: Transport> Party<B, T> {
     /// This party's additive term of `op(x, y)`:
     /// `z_i = op(x_i, y_i + y_{i+1}) + op(x_{i+1}, y_i) + alpha_i` (two local ring ops and a fresh
     /// zero sharing). The three terms sum to `op(x, y)`.
-    fn product_term(&mut self, x: &AShare<B>, y: &AShare<B>, op: BilinearOp<'_, B>) -> Result<B::Tensor> {
+    pub(crate) fn product_term(&mut self, x: &AShare<B>, y: &AShare<B>, op: BilinearOp<'_, B>) -> Result<B::Tensor> {
         let be = self.backend().clone();
         let y_sum = self.op2(BinaryOp::Add, y.first(), y.second())?;
         let a = op(&be, x.first(), &y_sum)?;
@@ -191,49 +192,10 @@ impl<B: Backend, T: Transport> Party<B, T> {
         AShare::from_parts(z, next)
     }
 
-    /// Truncates additive terms `z_i` (which must include a fresh zero sharing) by `2^f` into a
-    /// replicated sharing (see the module doc for the error analysis).
-    ///
-    /// Round 1: `P1` sends `z_1` to `P0`; `P2` sends `t_2 = floor(z_2 / 2^f)` to `P1`.
-    /// `P0` computes `t_0 = ceil((z_0 + z_1) / 2^f) - t_1` where `t_1 = G(K_1)` is known to `P0` and `P1`.
-    /// Round 2: `P0` sends `t_0` to `P2`. Cost: **2 rounds, 8 B per element per party.**
-    fn truncate_terms(&mut self, z: B::Tensor) -> Result<AShare<B>> {
-        let be = self.backend().clone();
-        let f = self.codec().frac_bits();
-        let shape = z.shape().to_vec();
-        let n = z.len();
-        match self.id() {
-            0 => {
-                let mut got = self.round(Round::new().recv(Peer::Next, n))?;
-                let z1 = self.tensor(&shape, got.take(Peer::Next)?)?;
-                let s = self.op2(BinaryOp::Add, &z, &z1)?;
-                let s = be.scalar(ScalarOp::Add, &s, (1u64 << f) - 1)?;
-                let u = be.shift(ShiftOp::RightArith, &s, f)?;
-                let t1 = self.draw(KeyRole::Next, Purpose::Truncation, &shape)?;
-                let t0 = self.op2(BinaryOp::Sub, &u, &t1)?;
-                self.round(Round::new().send(Peer::Prev, self.words(&t0)?))?;
-                AShare::from_parts(t0, t1)
-            }
-            1 => {
-                let mut got = self.round(Round::new().send(Peer::Prev, self.words(&z)?).recv(Peer::Next, n))?;
-                let t2 = self.tensor(&shape, got.take(Peer::Next)?)?;
-                let t1 = self.draw(KeyRole::Own, Purpose::Truncation, &shape)?;
-                self.round(Round::new())?;
-                AShare::from_parts(t1, t2)
-            }
-            _ => {
-                let t2 = be.shift(ShiftOp::RightArith, &z, f)?;
-                self.round(Round::new().send(Peer::Prev, self.words(&t2)?))?;
-                let mut got = self.round(Round::new().recv(Peer::Next, n))?;
-                let t0 = self.tensor(&shape, got.take(Peer::Next)?)?;
-                AShare::from_parts(t2, t0)
-            }
-        }
-    }
-
     /// Secure product under any bilinear ring map `op` (elementwise, matmul, convolution, their
     /// gradients). Without truncation: **1 round, 8 B per output element per party**; with
-    /// truncation by `2^f` (both operands fixed point): **2 rounds, 8 B per output element per party**.
+    /// truncation by `2^f` (both operands fixed point): **3 rounds; P0 sends 24 B, P1 and P2 16 B per
+    /// output element**.
     pub fn bilinear(
         &mut self,
         x: &AShare<B>,
@@ -243,7 +205,8 @@ impl<B: Backend, T: Transport> Party<B, T> {
     ) -> Result<AShare<B>> {
         let z = self.product_term(x, y, op)?;
         if truncate {
-            self.truncate_terms(z)
+            let f = self.codec().frac_bits();
+            self.truncate_terms_by(z, f)
         } else {
             self.reshare(z)
         }
@@ -255,7 +218,7 @@ impl<B: Backend, T: Transport> Party<B, T> {
         self.bilinear(x, y, &|b, p, q| b.binary(BinaryOp::Mul, p, q), false)
     }
 
-    /// Elementwise product of fixed-point sharings, truncated. **2 rounds, 8 B per element per party.**
+    /// Elementwise product of fixed-point sharings, truncated. **3 rounds; 24 / 16 / 16 B per element.**
     pub fn mul_fp(&mut self, x: &AShare<B>, y: &AShare<B>) -> Result<AShare<B>> {
         check_same("mul_fp", x.shape(), y.shape())?;
         self.bilinear(x, y, &|b, p, q| b.binary(BinaryOp::Mul, p, q), true)
@@ -268,7 +231,8 @@ impl<B: Backend, T: Transport> Party<B, T> {
     }
 
     /// Matrix product of fixed-point sharings, truncated.
-    /// **2 rounds, 8 B per output element per party** (`8·m·n` B for an `m x k` by `k x n` product).
+    /// **3 rounds; P0 sends 24 B, P1 and P2 16 B per output element** (`24·m·n`, `16·m·n`, `16·m·n`
+    /// B for an `m x k` by `k x n` product).
     ///
     /// Error bound (no truncation failure), with `δ = 2^-f` and real inputs `a`, `b` encoded by
     /// rounding to nearest: `|out[i][j] - Σ_k a[i][k]·b[k][j]| < (δ/2)·Σ_k (|a[i][k]| + |b[k][j]|) + K·δ²/4 + δ`.
@@ -283,27 +247,23 @@ impl<B: Backend, T: Transport> Party<B, T> {
         self.bilinear(x, w, &move |b, s, t| b.conv2d(s, t, &p), false)
     }
 
-    /// 2-D convolution of fixed-point sharings, truncated. **2 rounds, 8 B per output element per party.**
+    /// 2-D convolution of fixed-point sharings, truncated. **3 rounds; 24 / 16 / 16 B per output element.**
     pub fn conv2d_fp(&mut self, x: &AShare<B>, w: &AShare<B>, p: &Conv2dParams) -> Result<AShare<B>> {
         let p = *p;
         self.bilinear(x, w, &move |b, s, t| b.conv2d(s, t, &p), true)
     }
 
-    /// `x * c` elementwise for a public fixed-point tensor `c`, truncated.
-    /// **2 rounds, 8 B per element per party.**
+    /// `x * c` elementwise for a public fixed-point tensor `c`, truncated
+    /// (costs of [`truncate`](Self::truncate)).
     pub fn mul_public_fp(&mut self, x: &AShare<B>, c: &B::Tensor) -> Result<AShare<B>> {
-        check_same("mul_public_fp", x.shape(), c.shape())?;
-        let z = self.op2(BinaryOp::Mul, x.first(), c)?;
-        let alpha = self.zero_share(z.shape())?;
-        let z = self.op2(BinaryOp::Add, &z, &alpha)?;
-        self.truncate_terms(z)
+        let y = self.mul_public(x, c)?;
+        self.truncate(&y)
     }
 
-    /// Divides a sharing at scale `2^{2f}` by `2^f` (see the module doc for the error).
-    /// **2 rounds, 8 B per element per party.**
+    /// Divides a sharing at scale `2^{2f}` by `2^f` (see [`crate::trunc`]). Exact mode: **2 rounds;
+    /// P0 sends 24 B, P1 and P2 8 B per element.** Probabilistic mode: 2 rounds, 8 B each.
     pub fn truncate(&mut self, x: &AShare<B>) -> Result<AShare<B>> {
-        let alpha = self.zero_share(x.shape())?;
-        let z = self.op2(BinaryOp::Add, x.first(), &alpha)?;
-        self.truncate_terms(z)
+        let f = self.codec().frac_bits();
+        self.truncate_by(x, f)
     }
 }

@@ -24,9 +24,11 @@ pub mod error;
 pub mod party;
 pub mod runner;
 pub mod streams;
+pub mod trunc;
 
 pub use ashare::AShare;
 pub use binary::BShare;
 pub use error::{Result, SharingError};
 pub use party::{KeySource, Party};
 pub use runner::{run_local, PartyOutput, RunConfig};
+pub use trunc::TruncMode;

@@ -6,6 +6,7 @@ use cryptgpu_ring::{Backend, BinaryOp, FixedPoint, RingTensor};
 
 use crate::error::{Result, SharingError};
 use crate::streams::{KeyRole, Purpose, Streams};
+use crate::trunc::TruncMode;
 
 /// Where a party's PRG keys come from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -32,6 +33,7 @@ pub struct Party<B: Backend, T: Transport> {
     transport: T,
     codec: FixedPoint,
     streams: Streams,
+    trunc: TruncMode,
 }
 
 impl<B: Backend, T: Transport> std::fmt::Debug for Party<B, T> {
@@ -56,7 +58,14 @@ impl<B: Backend, T: Transport> Party<B, T> {
         let mut got =
             transport.round(Round::new().send(Peer::Prev, key_to_words(&own).to_vec()).recv(Peer::Next, 2))?;
         let next = words_to_key(&got.take(Peer::Next)?);
-        Ok(Party { id, backend, transport, codec, streams: Streams::new(own, next, local) })
+        Ok(Party {
+            id,
+            backend,
+            transport,
+            codec,
+            streams: Streams::new(own, next, local),
+            trunc: TruncMode::default(),
+        })
     }
 
     /// This party's id: 0, 1 or 2.
@@ -72,6 +81,16 @@ impl<B: Backend, T: Transport> Party<B, T> {
     /// The fixed-point codec.
     pub fn codec(&self) -> FixedPoint {
         self.codec
+    }
+
+    /// How fixed-point products are truncated (all three parties must use the same mode).
+    pub fn trunc_mode(&self) -> TruncMode {
+        self.trunc
+    }
+
+    /// Sets the truncation mode; every party must set the same one at the same point.
+    pub fn set_trunc_mode(&mut self, mode: TruncMode) {
+        self.trunc = mode;
     }
 
     /// Communication counters so far (including setup).

@@ -7,6 +7,7 @@ use cryptgpu_ring::{Backend, FixedPoint};
 
 use crate::error::{Result, SharingError};
 use crate::party::{KeySource, Party};
+use crate::trunc::TruncMode;
 
 /// Settings of an in-process run.
 #[derive(Debug, Clone, Copy)]
@@ -17,11 +18,18 @@ pub struct RunConfig {
     pub keys: KeySource,
     /// How long a party waits for a neighbour before failing.
     pub timeout: Duration,
+    /// How fixed-point products are truncated.
+    pub trunc: TruncMode,
 }
 
 impl Default for RunConfig {
     fn default() -> Self {
-        RunConfig { codec: FixedPoint::default(), keys: KeySource::Os, timeout: DEFAULT_TIMEOUT }
+        RunConfig {
+            codec: FixedPoint::default(),
+            keys: KeySource::Os,
+            timeout: DEFAULT_TIMEOUT,
+            trunc: TruncMode::default(),
+        }
     }
 }
 
@@ -54,6 +62,7 @@ where
                 let f = &f;
                 scope.spawn(move || -> Result<PartyOutput<R>> {
                     let mut party = Party::setup(backend, t, config.codec, config.keys)?;
+                    party.set_trunc_mode(config.trunc);
                     let value = f(&mut party)?;
                     Ok(PartyOutput { value, counters: party.counters() })
                 })

@@ -50,9 +50,11 @@ pub enum Purpose {
     OtMask = 8,
     /// Output randomness of the three-party OTs.
     OtOutput = 9,
+    /// Masks of the exact truncation (OT masks, output re-randomisation).
+    ExactTruncation = 10,
 }
 
-const PURPOSES: usize = 10;
+const PURPOSES: usize = 11;
 
 /// A party's keys and per-(key, purpose) block counters.
 #[derive(Clone)]

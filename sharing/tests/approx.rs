@@ -5,6 +5,19 @@ use cryptgpu_kernels_cpu::CpuBackend;
 use cryptgpu_net::{Counters, LocalTransport};
 use cryptgpu_ring::FixedPoint;
 use cryptgpu_sharing::approx::{exp_cost, exp_rounds, guess_cost, softmax_cost, ExpConfig, SoftmaxConfig};
+use cryptgpu_sharing::trunc::{product_cost, truncation_cost, TruncMode};
+
+const MODE: TruncMode = TruncMode::Exact;
+
+/// Per-element product cost `P` of `party` (rounds, bytes).
+fn pc(party: usize) -> (u64, u64) {
+    product_cost(MODE, party)
+}
+
+/// Per-element truncation cost `T` of `party` (rounds, bytes).
+fn tc(party: usize) -> (u64, u64) {
+    truncation_cost(MODE, party)
+}
 use cryptgpu_sharing::convert::{msb_bytes, mul_bit_bytes};
 use cryptgpu_sharing::{run_local, KeySource, Party, RunConfig};
 use rand::{Rng, SeedableRng};
@@ -68,14 +81,14 @@ fn exp_within_bound_and_guard_clamps() {
         assert!((g - want).abs() <= bound, "seed {seed}: exp({x}) = {g}, want {want}");
     }
     for (i, ci) in c.iter().enumerate() {
-        assert_eq!((ci.rounds, ci.bytes_sent), exp_cost(i, n, &cfg));
+        assert_eq!((ci.rounds, ci.bytes_sent), exp_cost(MODE, i, n, &cfg));
     }
-    // Without the guard, 8·(2 + n) B per element.
+    // Without the guard: T + (1 + n)·P per element.
     let cfg = ExpConfig { iters: 9, guard: false };
     let (got, c) = apply(seed, &[3], &[-1.0, 0.5, -100.0], |p, x| p.exp(x, &cfg));
     assert!((got[0] - (-1.0f64).exp()).abs() < 2e-3 && (got[1] - 0.5f64.exp()).abs() < 2e-3 && got[2].abs() < 1e-3);
-    for ci in &c {
-        assert_eq!((ci.rounds, ci.bytes_sent), (exp_rounds(&cfg), 8 * (2 + 9) * 3));
+    for (i, ci) in c.iter().enumerate() {
+        assert_eq!((ci.rounds, ci.bytes_sent), (exp_rounds(MODE, &cfg), (tc(i).1 + 10 * pc(i).1) * 3));
     }
 }
 
@@ -98,8 +111,8 @@ fn reciprocal_converges_on_1_to_2_pow_16_and_is_accurate_below_2_pow_8() {
         }
     }
     let (r, b) = guess_cost(0, n, 0, 16);
-    assert_eq!(c[0].rounds, r + 4 * iters as u64);
-    assert_eq!(c[0].bytes_sent, b + 16 * iters as u64 * n as u64);
+    assert_eq!(c[0].rounds, r + 2 * pc(0).0 * iters as u64);
+    assert_eq!(c[0].bytes_sent, b + 2 * pc(0).1 * iters as u64 * n as u64);
     // Small inputs with a wider range.
     let xs: Vec<f64> = (0..100).map(|_| 2f64.powf(rng.gen_range(-8.0..8.0))).collect();
     let (got, _) = apply(seed, &[10, 10], &xs, |p, x| p.reciprocal(x, -8, 8, 4));
@@ -122,7 +135,7 @@ fn inverse_sqrt_relative_error_below_1e3() {
         assert!(((g - want) / want).abs() < 1e-3, "seed {seed}: 1/sqrt({x}) = {g}, want {want}");
     }
     let (r, b) = guess_cost(1, n, -8, 16);
-    assert_eq!((c[1].rounds, c[1].bytes_sent), (r + 4 + 24, b + (16 + 24 * 4) * n as u64));
+    assert_eq!((c[1].rounds, c[1].bytes_sent), (r + (2 + 3 * 4) * pc(1).0, b + (2 + 3 * 4) * pc(1).1 * n as u64));
 }
 
 fn softmax_f64(row: &[f64]) -> Vec<f64> {
@@ -156,9 +169,12 @@ fn softmax_within_1e3_for_10_200_1000_classes() {
         eprintln!("softmax {rows}x{classes}: max abs error {worst:.2e}");
         assert!(worst < 1e-3, "seed {seed}: {rows}x{classes}: max error {worst}");
         let levels = (classes as f64).log2().ceil() as u64;
-        assert_eq!(c[0].rounds, 9 * levels + exp_rounds(&cfg.exp) + 9 + 4 * cfg.nr_iters as u64 + 2);
+        assert_eq!(
+            c[0].rounds,
+            9 * levels + exp_rounds(MODE, &cfg.exp) + 9 + 2 * pc(0).0 * cfg.nr_iters as u64 + pc(0).0
+        );
         for (i, ci) in c.iter().enumerate() {
-            assert_eq!((ci.rounds, ci.bytes_sent), softmax_cost(i, rows, classes, &cfg), "party {i}");
+            assert_eq!((ci.rounds, ci.bytes_sent), softmax_cost(MODE, i, rows, classes, &cfg), "party {i}");
         }
     }
 }
@@ -185,8 +201,8 @@ fn cross_entropy_gradient() {
             let want = (p[i] - y[i]) / n as f64;
             assert!((got[i] - want).abs() < 3.0 / codec().scale(), "seed {seed} n {n}: {} vs {want}", got[i]);
         }
-        for ((_, cost), _) in &out {
-            assert_eq!((cost.rounds, cost.bytes_sent), (2, 8 * (n * c) as u64));
+        for (i, ((_, cost), _)) in out.iter().enumerate() {
+            assert_eq!((cost.rounds, cost.bytes_sent), (tc(i).0, tc(i).1 * (n * c) as u64));
         }
     }
 }
@@ -229,7 +245,7 @@ fn natural_log_and_cross_entropy_loss() {
         assert!((g - want).abs() < 1e-5, "seed {seed}: ln({x}) = {g}, want {want}");
     }
     let (r, b) = guess_cost(2, n, -16, 8);
-    assert_eq!((c[2].rounds, c[2].bytes_sent), (r + 10, b + 56 * n as u64));
+    assert_eq!((c[2].rounds, c[2].bytes_sent), (r + 4 * pc(2).0 + tc(2).0, b + (6 * pc(2).1 + tc(2).1) * n as u64));
 
     // Loss of softmax-like rows (one with a vanishing true-class probability, floored at 2^-16).
     let (rows, classes) = (6usize, 4usize);
@@ -257,7 +273,13 @@ fn natural_log_and_cross_entropy_loss() {
     assert!((got - want).abs() < 1e-3, "seed {seed}: loss {got}, want {want}");
     for (i, ((_, cost), _)) in out.iter().enumerate() {
         let (nr, nc) = (rows as u64, (rows * classes) as u64);
-        let bytes = 8 * nc + msb_bytes(i, rows) + mul_bit_bytes(i, rows) + guess_cost(i, rows, -16, 0).1 + 56 * nr + 8;
-        assert_eq!((cost.rounds, cost.bytes_sent), (32, bytes), "loss cost, party {i}");
+        let bytes = pc(i).1 * nc
+            + msb_bytes(i, rows)
+            + mul_bit_bytes(i, rows)
+            + guess_cost(i, rows, -16, 0).1
+            + (6 * pc(i).1 + tc(i).1) * nr
+            + tc(i).1;
+        let rounds = pc(i).0 + 9 + guess_cost(i, rows, -16, 0).0 + 4 * pc(i).0 + tc(i).0 + tc(i).0;
+        assert_eq!((cost.rounds, cost.bytes_sent), (rounds, bytes), "loss cost, party {i}");
     }
 }

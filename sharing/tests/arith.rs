@@ -6,6 +6,7 @@ use std::time::Duration;
 use cryptgpu_kernels_cpu::CpuBackend;
 use cryptgpu_net::{Counters, LocalTransport, NetError};
 use cryptgpu_ring::{Backend, BinaryOp, Conv2dParams, FixedPoint, RingTensor};
+use cryptgpu_sharing::trunc::{product_cost, TruncMode};
 use cryptgpu_sharing::{run_local, KeySource, Party, RunConfig, SharingError};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -18,7 +19,12 @@ fn rand_tensor(rng: &mut ChaCha8Rng, shape: &[usize]) -> RingTensor {
 
 /// Runs `f` on three parties and returns the values (and the counters of the work inside `f`).
 fn run3<R: Send>(f: impl Fn(&mut P) -> cryptgpu_sharing::Result<R> + Sync) -> [(R, Counters); 3] {
-    let out = run_local(CpuBackend, RunConfig::default(), |p| {
+    run3_in(TruncMode::Exact, f)
+}
+
+/// [`run3`] in a given truncation mode.
+fn run3_in<R: Send>(mode: TruncMode, f: impl Fn(&mut P) -> cryptgpu_sharing::Result<R> + Sync) -> [(R, Counters); 3] {
+    let out = run_local(CpuBackend, RunConfig { trunc: mode, ..RunConfig::default() }, |p| {
         let before = p.counters();
         let v = f(p)?;
         Ok((v, p.counters().since(&before)))
@@ -198,8 +204,9 @@ fn fixed_point_matmul_within_documented_bound() {
         Ok((p.reveal(&z)?, c))
     });
     let delta = 1.0 / codec.scale();
-    for ((z, c), _) in &out {
-        assert_eq!((c.rounds, c.bytes_sent), (2, 8 * (m * n) as u64), "matmul_fp cost");
+    for (i, ((z, c), _)) in out.iter().enumerate() {
+        let (r, b) = product_cost(TruncMode::Exact, i);
+        assert_eq!((c.rounds, c.bytes_sent), (r, b * (m * n) as u64), "matmul_fp cost of party {i}");
         let got = codec.decode_tensor(z);
         for i in 0..m {
             for j in 0..n {
@@ -213,33 +220,24 @@ fn fixed_point_matmul_within_documented_bound() {
     }
 }
 
-/// Over 10^6 products, truncation failures occur at the predicted rate `|z| / 2^64`, the error of
-/// the others is below one LSB with mean zero, and bounded fixed-point inputs essentially never fail.
+/// Over 10^6 products: in probabilistic mode (CryptGPU's) truncation failures occur at the predicted
+/// rate `|z| / 2^64`; in exact mode there are none, even for `|z|` up to 2^60. In both modes the
+/// error of the others is below one LSB with mean zero, and bounded fixed-point inputs never fail.
 #[test]
-fn truncation_failure_rate_matches_analysis() {
+fn truncation_failures_probabilistic_rate_and_exact_none() {
     const N: usize = 1_000_000;
     let seed = 6;
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
     let f = FixedPoint::DEFAULT_FRAC_BITS;
     // (a) Large products: |z| in [2^56, 2^60] gives failure probabilities 1/256 .. 1/16.
     let xs: Vec<i64> = (0..N).map(|_| rng.gen_range(1i64 << 53..1i64 << 57) * if rng.gen() { 1 } else { -1 }).collect();
-    let ys: Vec<i64> = (0..N).map(|_| rng.gen_range(8..=8)).collect();
+    let ys: Vec<i64> = (0..N).map(|_| rng.gen_range(1..=8)).collect();
     // (b) Bounded fixed-point inputs |x|, |y| <= 1.
     let one = 1i64 << f;
     let us: Vec<i64> = (0..N).map(|_| rng.gen_range(-one..=one)).collect();
     let vs: Vec<i64> = (0..N).map(|_| rng.gen_range(-one..=one)).collect();
     let t = |v: &[i64]| RingTensor::from_i64(&[N], v).unwrap();
     let (x, y, u, v) = (t(&xs), t(&ys), t(&us), t(&vs));
-    let out = run3(|p| {
-        let sx = p.input(0, (p.id() == 0).then_some(&x), &[N])?;
-        let sy = p.input(1, (p.id() == 1).then_some(&y), &[N])?;
-        let su = p.input(0, (p.id() == 0).then_some(&u), &[N])?;
-        let sv = p.input(2, (p.id() == 2).then_some(&v), &[N])?;
-        let a = p.mul_fp(&sx, &sy)?;
-        let b = p.mul_fp(&su, &sv)?;
-        Ok((p.reveal(&a)?, p.reveal(&b)?))
-    });
-    let (ra, rb) = &out[0].0;
     let scale = (f as f64).exp2();
     let check = |r: &RingTensor, xs: &[i64], ys: &[i64]| {
         let (mut fails, mut expected, mut var, mut err_sum) = (0u64, 0.0f64, 0.0f64, 0.0f64);
@@ -258,16 +256,71 @@ fn truncation_failure_rate_matches_analysis() {
         }
         (fails, expected, var.sqrt(), err_sum / (N as f64 - fails as f64))
     };
-    let (fails, expected, sigma, mean_err) = check(ra, &xs, &ys);
-    assert!(expected > 10_000.0, "test should exercise many failures");
-    assert!(
-        (fails as f64 - expected).abs() < 6.0 * sigma,
-        "seed {seed}: {fails} failures, expected {expected:.0} ± {sigma:.0}"
-    );
-    assert!(mean_err.abs() < 5e-3, "seed {seed}: rounding bias {mean_err}");
-    let (fails, expected, _, mean_err) = check(rb, &us, &vs);
-    assert!(expected < 0.1 && fails <= 3, "seed {seed}: {fails} failures with bounded inputs (expected {expected})");
-    assert!(mean_err.abs() < 5e-3, "seed {seed}: rounding bias {mean_err}");
+    for mode in [TruncMode::Probabilistic, TruncMode::Exact] {
+        let out = run3_in(mode, |p| {
+            let sx = p.input(0, (p.id() == 0).then_some(&x), &[N])?;
+            let sy = p.input(1, (p.id() == 1).then_some(&y), &[N])?;
+            let su = p.input(0, (p.id() == 0).then_some(&u), &[N])?;
+            let sv = p.input(2, (p.id() == 2).then_some(&v), &[N])?;
+            let a = p.mul_fp(&sx, &sy)?;
+            let b = p.mul_fp(&su, &sv)?;
+            Ok((p.reveal(&a)?, p.reveal(&b)?))
+        });
+        let (ra, rb) = &out[0].0;
+        let (fails, expected, sigma, mean_err) = check(ra, &xs, &ys);
+        assert!(expected > 10_000.0, "test should exercise many failures");
+        match mode {
+            TruncMode::Probabilistic => assert!(
+                (fails as f64 - expected).abs() < 6.0 * sigma,
+                "seed {seed}: {fails} failures, expected {expected:.0} ± {sigma:.0}"
+            ),
+            TruncMode::Exact => assert_eq!(
+                fails, 0,
+                "seed {seed}: exact truncation failed (probabilistic would fail ~{expected:.0} times)"
+            ),
+        }
+        assert!(mean_err.abs() < 5e-3, "seed {seed} {mode:?}: rounding bias {mean_err}");
+        let (fails, expected, _, mean_err) = check(rb, &us, &vs);
+        assert!(
+            expected < 0.1 && fails <= 3,
+            "seed {seed} {mode:?}: {fails} failures with bounded inputs (expected {expected})"
+        );
+        assert!(mean_err.abs() < 5e-3, "seed {seed} {mode:?}: rounding bias {mean_err}");
+    }
+}
+
+/// Exact truncation at the edges of its domain: |z| just below 2^62, zero, and one LSB either side,
+/// for the fused product and for truncating a sharing, with the documented costs.
+#[test]
+fn exact_truncation_edges_and_costs() {
+    let f = FixedPoint::DEFAULT_FRAC_BITS;
+    let vals: Vec<i64> =
+        vec![0, 1, -1, (1 << 61) - 1, -(1 << 61), (1 << 62) - 1, -(1 << 62) + 1, 1 << 40, -(1 << 40), 12345];
+    let n = vals.len();
+    let xt = RingTensor::from_i64(&[n], &vals).unwrap();
+    let one = RingTensor::from_i64(&[n], &vec![1; n]).unwrap();
+    let out = run3(|p| {
+        let sx = p.input(0, (p.id() == 0).then_some(&xt), &[n])?;
+        let s1 = p.input(1, (p.id() == 1).then_some(&one), &[n])?;
+        let before = p.counters();
+        let prod = p.mul_fp(&sx, &s1)?;
+        let c_prod = p.counters().since(&before);
+        let before = p.counters();
+        let tr = p.truncate(&sx)?;
+        let c_tr = p.counters().since(&before);
+        Ok((p.reveal(&prod)?, p.reveal(&tr)?, c_prod, c_tr))
+    });
+    for (i, ((prod, tr, cp, ct), _)) in out.iter().enumerate() {
+        for (j, &v) in vals.iter().enumerate() {
+            for (what, got) in [("product", prod.data()[j] as i64), ("truncate", tr.data()[j] as i64)] {
+                // |got - v / 2^f| < 1, in integers.
+                let diff = (got as i128) * (1i128 << f) - v as i128;
+                assert!(diff.abs() < 1i128 << f, "{what} of {v}: {got}");
+            }
+        }
+        assert_eq!((cp.rounds, cp.bytes_sent), (3, [24, 16, 16][i] * n as u64), "product cost of party {i}");
+        assert_eq!((ct.rounds, ct.bytes_sent), (2, [24, 8, 8][i] * n as u64), "truncation cost of party {i}");
+    }
 }
 
 #[test]

@@ -2,6 +2,7 @@
 
 mod bench;
 mod device;
+mod learn;
 mod matmul;
 mod relu;
 mod selftest;
@@ -19,6 +20,12 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Private LeNet training on the shipped MNIST sample, then private inference (no arguments needed).
+    Demo(learn::DemoArgs),
+    /// Private training of a zoo model, with its plaintext twin for comparison.
+    Train(learn::TrainArgs),
+    /// Private inference with given weights (safetensors), compared with the plaintext model.
+    Infer(learn::InferArgs),
     /// Private fixed-point matrix product: party 0 shares an M x K matrix, party 1 a K x N one.
     Matmul(matmul::Args),
     /// Private ReLU: party 0 shares N fixed-point values; reports rounds, bytes and mismatches.
@@ -35,6 +42,9 @@ enum Command {
 fn main() {
     let cli = Cli::parse();
     let result = match cli.command {
+        Command::Demo(args) => learn::demo(&args),
+        Command::Train(args) => learn::train(&args),
+        Command::Infer(args) => learn::infer(&args),
         Command::Matmul(args) => matmul::run(&args),
         Command::Relu(args) => relu::run(&args),
         Command::Softmax(args) => softmax::run(&args),

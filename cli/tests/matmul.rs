@@ -17,9 +17,11 @@ fn matmul_512_reports_exact_traffic_and_small_error() {
         assert!(v.get(key).is_some(), "missing key {key} in {last}");
     }
     assert_eq!(v["op"], "matmul");
-    assert_eq!(v["rounds"], 2);
-    let formula = 8 * 512 * 512;
-    assert_eq!(v["bytes_sent_per_party"], serde_json::json!([formula, formula, formula]));
+    // Exact truncation: 3 rounds, 24·m·n B from party 0 and 16·m·n from parties 1 and 2.
+    assert_eq!(v["rounds"], 3);
+    let mn = 512 * 512;
+    assert_eq!(v["bytes_sent_per_party"], serde_json::json!([24 * mn, 16 * mn, 16 * mn]));
+    assert_eq!(v["bytes_sent_per_party"], v["bytes_formula_per_party"]);
     assert!(v["max_abs_error"].as_f64().unwrap() < 1e-4, "{last}");
 }
 

@@ -99,14 +99,19 @@ pub fn sequential_batches(n: usize, batch: usize) -> Vec<Vec<usize>> {
 }
 
 fn read(path: &Path) -> Result<Vec<u8>> {
-    let io = |source| NnError::Io { path: path.display().to_string(), source };
-    let raw = std::fs::read(path).map_err(io)?;
+    std::fs::read(path).map_err(|source| NnError::Io { path: path.display().to_string(), source })
+}
+
+/// Decompresses gzip data; other data is returned as it is.
+fn gunzip(raw: &[u8], name: &str) -> Result<Vec<u8>> {
     if raw.starts_with(&[0x1f, 0x8b]) {
         let mut out = Vec::new();
-        flate2::read::GzDecoder::new(&raw[..]).read_to_end(&mut out).map_err(io)?;
+        flate2::read::GzDecoder::new(raw)
+            .read_to_end(&mut out)
+            .map_err(|e| NnError::Format { path: name.to_string(), detail: format!("bad gzip data: {e}") })?;
         Ok(out)
     } else {
-        Ok(raw)
+        Ok(raw.to_vec())
     }
 }
 
@@ -154,9 +159,15 @@ pub fn load_mnist(dir: &Path, split: Split) -> Result<Images> {
         Split::Test => ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"),
     };
     let (ip, lp) = (find(dir, img)?, find(dir, lab)?);
-    let (idims, pixels) = parse_idx(&read(&ip)?, &ip.display().to_string())?;
-    let (ldims, labels) = parse_idx(&read(&lp)?, &lp.display().to_string())?;
-    let fmt = |detail: String| NnError::Format { path: ip.display().to_string(), detail };
+    mnist_from_bytes(&read(&ip)?, &read(&lp)?, &ip.display().to_string())
+}
+
+/// MNIST from the contents of an image and a label IDX file (gzip or not); `name` labels errors.
+pub fn mnist_from_bytes(images: &[u8], labels: &[u8], name: &str) -> Result<Images> {
+    let (ib, lb) = (gunzip(images, name)?, gunzip(labels, name)?);
+    let (idims, pixels) = parse_idx(&ib, name)?;
+    let (ldims, labels) = parse_idx(&lb, name)?;
+    let fmt = |detail: String| NnError::Format { path: name.to_string(), detail };
     if idims.len() != 3 || ldims.len() != 1 || idims[0] != ldims[0] {
         return Err(fmt(format!("image dims {idims:?} and label dims {ldims:?} do not match")));
     }
@@ -193,7 +204,7 @@ pub fn load_cifar10(dir: &Path, split: Split) -> Result<Images> {
     }
     let (mut pixels, mut labels) = (Vec::new(), Vec::new());
     for f in files {
-        let bytes = read(&f)?;
+        let bytes = gunzip(&read(&f)?, &f.display().to_string())?;
         if bytes.is_empty() || bytes.len() % CIFAR_RECORD != 0 {
             return Err(NnError::Format {
                 path: f.display().to_string(),

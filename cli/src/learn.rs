@@ -1,0 +1,426 @@
+//! Private training and inference jobs: `cryptgpu demo`, `cryptgpu train` and `cryptgpu infer`.
+//!
+//! Party 0 owns the model and the data and secret-shares both; the three parties train or infer on
+//! shares only. The plaintext f64 twin runs the same computation in the clear with the same
+//! initialisation and data order, so its accuracy is the reference for the private one.
+
+use std::path::PathBuf;
+use std::time::Instant;
+
+use anyhow::{bail, Context, Result};
+use clap::{Args as ClapArgs, ValueEnum};
+use cryptgpu_nn::data::{load_cifar10, load_mnist, mnist_from_bytes, sequential_batches, shuffled_batches, Images, Split};
+use cryptgpu_nn::engine::{Model, Sgd};
+use cryptgpu_nn::plain::{PlainEngine, PlainTensor};
+use cryptgpu_nn::private::PrivateEngine;
+use cryptgpu_nn::session::{private_logits, reveal_model, share, share_model, OWNER};
+use cryptgpu_nn::spec::ModelSpec;
+use cryptgpu_nn::weights::{fold_batchnorm, init_params, load_safetensors, save_safetensors, Params};
+use cryptgpu_nn::zoo::{by_name, Dataset};
+use cryptgpu_ring::Backend;
+use cryptgpu_sharing::{run_local, RunConfig};
+use indicatif::{ProgressBar, ProgressStyle};
+
+use crate::device::BackendChoice;
+use crate::with_backend;
+
+/// Datasets with readers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum DataChoice {
+    /// MNIST (IDX files).
+    Mnist,
+    /// CIFAR-10 (binary batches).
+    Cifar10,
+}
+
+impl DataChoice {
+    fn dataset(self) -> Dataset {
+        match self {
+            DataChoice::Mnist => Dataset::Mnist,
+            DataChoice::Cifar10 => Dataset::Cifar10,
+        }
+    }
+
+    fn load(self, dir: &std::path::Path, split: Split) -> Result<Images> {
+        Ok(match self {
+            DataChoice::Mnist => load_mnist(dir, split)?,
+            DataChoice::Cifar10 => load_cifar10(dir, split)?,
+        })
+    }
+}
+
+/// The MNIST sample shipped in the binary (2,000 training and 500 test images).
+fn embedded_mnist(split: Split) -> Result<Images> {
+    const TRAIN_X: &[u8] = include_bytes!("../../data/mnist-sample/train-images-idx3-ubyte.gz");
+    const TRAIN_Y: &[u8] = include_bytes!("../../data/mnist-sample/train-labels-idx1-ubyte.gz");
+    const TEST_X: &[u8] = include_bytes!("../../data/mnist-sample/t10k-images-idx3-ubyte.gz");
+    const TEST_Y: &[u8] = include_bytes!("../../data/mnist-sample/t10k-labels-idx1-ubyte.gz");
+    Ok(match split {
+        Split::Train => mnist_from_bytes(TRAIN_X, TRAIN_Y, "embedded MNIST sample (train)")?,
+        Split::Test => mnist_from_bytes(TEST_X, TEST_Y, "embedded MNIST sample (test)")?,
+    })
+}
+
+/// Arguments of `cryptgpu demo`.
+#[derive(ClapArgs, Debug)]
+pub struct DemoArgs {
+    /// Device.
+    #[arg(long, value_enum, default_value_t = BackendChoice::Auto)]
+    backend: BackendChoice,
+    /// Passes over the 2,000 shipped training images.
+    #[arg(long, default_value_t = 1)]
+    epochs: usize,
+    /// Print a JSON object as the last line of standard output.
+    #[arg(long)]
+    json: bool,
+}
+
+/// Arguments of `cryptgpu train`.
+#[derive(ClapArgs, Debug)]
+pub struct TrainArgs {
+    /// Zoo model (lenet, alexnet, vgg16, with optional -maxpool).
+    #[arg(long, default_value = "lenet")]
+    model: String,
+    /// Dataset format.
+    #[arg(long, value_enum, default_value_t = DataChoice::Mnist)]
+    dataset: DataChoice,
+    /// Folder with the dataset files (the shipped MNIST sample when omitted).
+    #[arg(long)]
+    data: Option<PathBuf>,
+    /// Epochs.
+    #[arg(long, default_value_t = 1)]
+    epochs: usize,
+    /// Batch size.
+    #[arg(long, default_value_t = 128)]
+    batch: usize,
+    /// Learning rate.
+    #[arg(long, default_value_t = 0.05)]
+    lr: f64,
+    /// Momentum (0 for plain SGD).
+    #[arg(long, default_value_t = 0.9)]
+    momentum: f64,
+    /// L2 weight decay.
+    #[arg(long, default_value_t = 0.0)]
+    weight_decay: f64,
+    /// Use only the first N training images.
+    #[arg(long)]
+    limit: Option<usize>,
+    /// Use only the first N test images.
+    #[arg(long)]
+    test_limit: Option<usize>,
+    /// Seed of the initialisation and the shuffling.
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+    /// Save the trained weights (safetensors, PyTorch names), opened by the three parties.
+    #[arg(long)]
+    save: Option<PathBuf>,
+    /// Device.
+    #[arg(long, value_enum, default_value_t = BackendChoice::Auto)]
+    backend: BackendChoice,
+    /// Print a JSON object as the last line of standard output.
+    #[arg(long)]
+    json: bool,
+}
+
+/// Arguments of `cryptgpu infer`.
+#[derive(ClapArgs, Debug)]
+pub struct InferArgs {
+    /// Zoo model.
+    #[arg(long)]
+    model: String,
+    /// Weights (safetensors with PyTorch state_dict names).
+    #[arg(long)]
+    weights: PathBuf,
+    /// Dataset format.
+    #[arg(long, value_enum, default_value_t = DataChoice::Mnist)]
+    dataset: DataChoice,
+    /// Folder with the dataset files (the shipped MNIST sample when omitted).
+    #[arg(long)]
+    data: Option<PathBuf>,
+    /// Use only the first N test images.
+    #[arg(long)]
+    limit: Option<usize>,
+    /// Images per private forward pass.
+    #[arg(long, default_value_t = 100)]
+    batch: usize,
+    /// Device.
+    #[arg(long, value_enum, default_value_t = BackendChoice::Auto)]
+    backend: BackendChoice,
+    /// Print a JSON object as the last line of standard output.
+    #[arg(long)]
+    json: bool,
+}
+
+fn progress(len: usize, what: &str) -> ProgressBar {
+    let pb = ProgressBar::new(len as u64);
+    pb.set_style(ProgressStyle::with_template("{msg:>10} [{bar:40}] {pos}/{len} {elapsed_precise} (eta {eta})").expect("valid template").progress_chars("=> "));
+    pb.set_message(what.to_string());
+    pb
+}
+
+/// What a training run measured.
+#[derive(serde::Serialize)]
+struct TrainReport {
+    op: &'static str,
+    model: String,
+    backend: &'static str,
+    train_images: usize,
+    test_images: usize,
+    epochs: usize,
+    batch: usize,
+    steps: usize,
+    seconds_per_step: f64,
+    train_seconds: f64,
+    /// Test accuracy of the private model.
+    accuracy: f64,
+    /// Test accuracy of the plaintext twin (same initialisation and data order).
+    plaintext_accuracy: f64,
+    /// Fraction of test images where the private and plaintext predictions agree.
+    agreement: f64,
+    seconds_per_image: f64,
+    bytes_sent_per_party: [u64; 3],
+    rounds: u64,
+}
+
+struct Job<'a> {
+    spec: ModelSpec,
+    params: Params,
+    train: &'a Images,
+    test: &'a Images,
+    epochs: usize,
+    batch: usize,
+    opt: Sgd,
+    seed: u64,
+    save: bool,
+}
+
+/// Output of the private run: test predictions, the revealed weights (when saving) and timings.
+type PrivateOut = (Vec<usize>, Option<Params>, f64, usize, f64);
+
+fn private_train<B: Backend>(be: B, job: &Job<'_>) -> Result<[cryptgpu_sharing::PartyOutput<PrivateOut>; 3]> {
+    let [c, h, w] = job.spec.input;
+    let batches: Vec<Vec<Vec<usize>>> = (0..job.epochs).map(|e| shuffled_batches(job.train.len(), job.batch, job.seed + e as u64)).collect();
+    let steps: usize = batches.iter().map(Vec::len).sum();
+    let out = run_local(be, RunConfig::default(), |party| {
+        let owner = party.id() == OWNER;
+        let pb = if owner { progress(steps, "train") } else { ProgressBar::hidden() };
+        let mut model = share_model(party, &job.spec, owner.then_some(&job.params))?;
+        let start = Instant::now();
+        for epoch in &batches {
+            for idx in epoch {
+                let (x, y) = job.train.batch(idx);
+                let sx = share(party, OWNER, owner.then_some(&x), &[idx.len(), c, h, w])?;
+                let sy = share(party, OWNER, owner.then_some(&y), &[idx.len(), job.spec.classes])?;
+                model.train_step(&mut PrivateEngine::new(party), &sx, &sy, &job.opt)?;
+                pb.inc(1);
+            }
+        }
+        pb.finish_and_clear();
+        let train_seconds = start.elapsed().as_secs_f64();
+        let test_batches = sequential_batches(job.test.len(), 100);
+        let pb = if owner { progress(job.test.len(), "infer") } else { ProgressBar::hidden() };
+        let start = Instant::now();
+        let mut preds = Vec::with_capacity(job.test.len());
+        for idx in &test_batches {
+            let (x, _) = job.test.batch(idx);
+            let logits = private_logits(party, &model, owner.then_some(&x), &[idx.len(), c, h, w])?;
+            preds.extend(logits.argmax_rows());
+            pb.inc(idx.len() as u64);
+        }
+        pb.finish_and_clear();
+        let infer_seconds = start.elapsed().as_secs_f64();
+        let saved = if job.save { Some(reveal_model(party, &model)?) } else { None };
+        Ok((preds, saved, train_seconds, steps, infer_seconds))
+    })?;
+    Ok(out)
+}
+
+/// Trains the plaintext twin with the same initialisation and data order; returns test predictions.
+fn plain_train(job: &Job<'_>) -> Result<Vec<usize>> {
+    let mut model = Model::new(job.spec.clone(), job.params.clone(), &PlainEngine)?;
+    for e in 0..job.epochs {
+        for idx in shuffled_batches(job.train.len(), job.batch, job.seed + e as u64) {
+            let (x, y) = job.train.batch(&idx);
+            model.train_step(&mut PlainEngine, &x, &y, &job.opt)?;
+        }
+    }
+    plain_predict(&model, job.test, 100)
+}
+
+fn plain_predict(model: &Model<PlainTensor>, test: &Images, batch: usize) -> Result<Vec<usize>> {
+    let mut preds = Vec::with_capacity(test.len());
+    for idx in sequential_batches(test.len(), batch) {
+        let (x, _) = test.batch(&idx);
+        preds.extend(model.forward(&mut PlainEngine, &x, false)?.0.argmax_rows());
+    }
+    Ok(preds)
+}
+
+fn fraction(hits: usize, total: usize) -> f64 {
+    if total == 0 {
+        0.0
+    } else {
+        hits as f64 / total as f64
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+fn run_training(spec: ModelSpec, train: Images, test: Images, epochs: usize, batch: usize, opt: Sgd, seed: u64, save: Option<PathBuf>, backend: BackendChoice, json: bool) -> Result<()> {
+    if spec.has_batchnorm() {
+        bail!("{} has batch norm, which is inference-only here; train a model without it", spec.name);
+    }
+    if batch == 0 || epochs == 0 {
+        bail!("--batch and --epochs must be positive");
+    }
+    if train.shape != spec.input || test.shape != spec.input {
+        bail!("{} expects {:?} images, the data has {:?}", spec.name, spec.input, train.shape);
+    }
+    spec.check(batch)?;
+    let params = fold_batchnorm(&spec, &init_params(&spec, seed))?;
+    let job = Job { spec, params, train: &train, test: &test, epochs, batch, opt, seed, save: save.is_some() };
+    eprintln!("{}: private training on {} images ({} epochs, batch {}), then private inference on {} test images", job.spec.name, train.len(), epochs, batch, test.len());
+    let plain_preds = plain_train(&job)?;
+    let device = backend.open()?;
+    let backend_name = device.name();
+    let out = with_backend!(device, be => private_train(be, &job)?);
+    let (preds, saved, train_seconds, steps, infer_seconds) = &out[0].value;
+    let labels = test.labels_at(&(0..test.len()).collect::<Vec<_>>());
+    let hits = |p: &[usize]| p.iter().zip(&labels).filter(|(a, b)| a == b).count();
+    let report = TrainReport {
+        op: "train",
+        model: job.spec.name.clone(),
+        backend: backend_name,
+        train_images: train.len(),
+        test_images: test.len(),
+        epochs,
+        batch,
+        steps: *steps,
+        seconds_per_step: train_seconds / (*steps).max(1) as f64,
+        train_seconds: *train_seconds,
+        accuracy: fraction(hits(preds), test.len()),
+        plaintext_accuracy: fraction(hits(&plain_preds), test.len()),
+        agreement: fraction(preds.iter().zip(&plain_preds).filter(|(a, b)| a == b).count(), test.len()),
+        seconds_per_image: infer_seconds / test.len().max(1) as f64,
+        bytes_sent_per_party: std::array::from_fn(|i| out[i].counters.bytes_sent),
+        rounds: out[0].counters.rounds,
+    };
+    if let (Some(path), Some(p)) = (save, saved) {
+        save_safetensors(&path, p)?;
+        eprintln!("saved the trained weights to {}", path.display());
+    }
+    println!("private training of {} on {} ({} steps of batch {})", report.model, report.backend, report.steps, report.batch);
+    println!("  time per step         {:.3} s", report.seconds_per_step);
+    println!("  test accuracy         private {:.2}%, plaintext twin {:.2}%", 100.0 * report.accuracy, 100.0 * report.plaintext_accuracy);
+    println!("  prediction agreement  {:.2}% of {} test images", 100.0 * report.agreement, report.test_images);
+    println!("  private inference     {:.4} s per image", report.seconds_per_image);
+    println!("  bytes sent per party  {:?} over {} rounds", report.bytes_sent_per_party, report.rounds);
+    if json {
+        println!("{}", serde_json::to_string(&report)?);
+    }
+    Ok(())
+}
+
+/// `cryptgpu demo`: private LeNet training on the shipped MNIST sample, then private inference.
+pub fn demo(args: &DemoArgs) -> Result<()> {
+    let train = embedded_mnist(Split::Train)?;
+    let test = embedded_mnist(Split::Test)?;
+    let spec = by_name("lenet", Dataset::Mnist)?;
+    let opt = Sgd { lr: 0.05, momentum: 0.9, weight_decay: 0.0 };
+    run_training(spec, train, test, args.epochs, 64, opt, 1, None, args.backend, args.json)
+}
+
+fn load_data(choice: DataChoice, dir: &Option<PathBuf>, split: Split) -> Result<Images> {
+    match dir {
+        Some(d) => choice.load(d, split).with_context(|| format!("reading {choice:?} from {}", d.display())),
+        None if choice == DataChoice::Mnist => embedded_mnist(split),
+        None => bail!("--data DIR is needed for {choice:?}"),
+    }
+}
+
+/// `cryptgpu train`.
+pub fn train(args: &TrainArgs) -> Result<()> {
+    let spec = by_name(&args.model, args.dataset.dataset())?;
+    let mut train = load_data(args.dataset, &args.data, Split::Train)?;
+    let mut test = load_data(args.dataset, &args.data, Split::Test)?;
+    if let Some(n) = args.limit {
+        train = train.take(n);
+    }
+    if let Some(n) = args.test_limit {
+        test = test.take(n);
+    }
+    let opt = Sgd { lr: args.lr, momentum: args.momentum, weight_decay: args.weight_decay };
+    run_training(spec, train, test, args.epochs, args.batch, opt, args.seed, args.save.clone(), args.backend, args.json)
+}
+
+/// What an inference run measured.
+#[derive(serde::Serialize)]
+struct InferReport {
+    op: &'static str,
+    model: String,
+    backend: &'static str,
+    images: usize,
+    accuracy: f64,
+    plaintext_accuracy: f64,
+    agreement: f64,
+    seconds_per_image: f64,
+    bytes_sent_per_party: [u64; 3],
+    rounds: u64,
+}
+
+/// `cryptgpu infer`: private inference with given weights, compared with the plaintext twin.
+pub fn infer(args: &InferArgs) -> Result<()> {
+    let spec = by_name(&args.model, args.dataset.dataset())?;
+    let mut test = load_data(args.dataset, &args.data, Split::Test)?;
+    if let Some(n) = args.limit {
+        test = test.take(n);
+    }
+    if test.shape != spec.input {
+        bail!("{} expects {:?} images, the data has {:?}", spec.name, spec.input, test.shape);
+    }
+    if args.batch == 0 {
+        bail!("--batch must be positive");
+    }
+    let params = fold_batchnorm(&spec, &load_safetensors(&args.weights, &spec)?)?;
+    let twin = Model::new(spec.clone(), params.clone(), &PlainEngine)?;
+    let plain_preds = plain_predict(&twin, &test, args.batch)?;
+    let device = args.backend.open()?;
+    let backend_name = device.name();
+    let [c, h, w] = spec.input;
+    let batches = sequential_batches(test.len(), args.batch);
+    let out = with_backend!(device, be => run_local(be, RunConfig::default(), |party| {
+        let owner = party.id() == OWNER;
+        let model = share_model(party, &spec, owner.then_some(&params))?;
+        let pb = if owner { progress(test.len(), "infer") } else { ProgressBar::hidden() };
+        let start = Instant::now();
+        let mut preds = Vec::new();
+        for idx in &batches {
+            let (x, _) = test.batch(idx);
+            preds.extend(private_logits(party, &model, owner.then_some(&x), &[idx.len(), c, h, w])?.argmax_rows());
+            pb.inc(idx.len() as u64);
+        }
+        pb.finish_and_clear();
+        Ok((preds, start.elapsed().as_secs_f64()))
+    })?);
+    let (preds, seconds) = &out[0].value;
+    let labels = test.labels_at(&(0..test.len()).collect::<Vec<_>>());
+    let hits = |p: &[usize]| p.iter().zip(&labels).filter(|(a, b)| a == b).count();
+    let report = InferReport {
+        op: "infer",
+        model: spec.name.clone(),
+        backend: backend_name,
+        images: test.len(),
+        accuracy: fraction(hits(preds), test.len()),
+        plaintext_accuracy: fraction(hits(&plain_preds), test.len()),
+        agreement: fraction(preds.iter().zip(&plain_preds).filter(|(a, b)| a == b).count(), test.len()),
+        seconds_per_image: seconds / test.len().max(1) as f64,
+        bytes_sent_per_party: std::array::from_fn(|i| out[i].counters.bytes_sent),
+        rounds: out[0].counters.rounds,
+    };
+    println!("private inference of {} on {} ({} images)", report.model, report.backend, report.images);
+    println!("  accuracy   private {:.2}%, plaintext {:.2}%, agreement {:.2}%", 100.0 * report.accuracy, 100.0 * report.plaintext_accuracy, 100.0 * report.agreement);
+    println!("  time       {:.4} s per image", report.seconds_per_image);
+    if args.json {
+        println!("{}", serde_json::to_string(&report)?);
+    }
+    Ok(())
+}

@@ -1,0 +1,66 @@
+//! `cryptgpu train` then `cryptgpu infer` with the saved weights, on the shipped MNIST sample.
+
+use std::process::Command;
+
+fn run(args: &[&str]) -> (bool, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_cryptgpu")).args(args).output().expect("binary runs");
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+fn last_json(stdout: &str) -> serde_json::Value {
+    serde_json::from_str(stdout.lines().last().expect("output")).expect("JSON on the last line")
+}
+
+#[test]
+fn train_save_then_infer() {
+    let dir = std::env::temp_dir().join(format!("cryptgpu-cli-learn-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let weights = dir.join("lenet.safetensors");
+    let w = weights.to_str().unwrap();
+    let (ok, stdout, stderr) = run(&[
+        "train",
+        "--backend",
+        "cpu",
+        "--limit",
+        "64",
+        "--test-limit",
+        "20",
+        "--batch",
+        "32",
+        "--save",
+        w,
+        "--json",
+    ]);
+    assert!(ok, "{stderr}");
+    let v = last_json(&stdout);
+    for key in ["accuracy", "plaintext_accuracy", "agreement", "seconds_per_step", "bytes_sent_per_party", "rounds"] {
+        assert!(v.get(key).is_some(), "missing {key}: {v}");
+    }
+    assert_eq!(v["steps"], 2);
+    assert!(v["agreement"].as_f64().unwrap() >= 0.9, "{v}");
+    let (ok, stdout, stderr) =
+        run(&["infer", "--backend", "cpu", "--model", "lenet", "--weights", w, "--limit", "20", "--json"]);
+    assert!(ok, "{stderr}");
+    let v = last_json(&stdout);
+    for key in ["accuracy", "plaintext_accuracy", "agreement", "seconds_per_image"] {
+        assert!(v.get(key).is_some(), "missing {key}: {v}");
+    }
+    assert_eq!(v["images"], 20);
+    assert!(v["agreement"].as_f64().unwrap() >= 0.95, "{v}");
+}
+
+#[test]
+fn bad_inputs_are_clear_errors() {
+    let (ok, _, stderr) = run(&["infer", "--model", "lenet", "--weights", "/nonexistent/w.safetensors"]);
+    assert!(!ok && stderr.contains("/nonexistent/w.safetensors"), "{stderr}");
+    let (ok, _, stderr) = run(&["train", "--model", "resnet50", "--limit", "4"]);
+    assert!(!ok && stderr.contains("ImageNet"), "{stderr}");
+    let (ok, _, stderr) = run(&["train", "--model", "nonsense"]);
+    assert!(!ok && stderr.contains("unknown model"), "{stderr}");
+    let (ok, _, stderr) = run(&["train", "--model", "alexnet", "--dataset", "cifar10"]);
+    assert!(!ok && stderr.contains("--data"), "{stderr}");
+}

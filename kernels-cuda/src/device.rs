@@ -60,7 +60,8 @@ pub(crate) struct Device {
     _ctx: Arc<CudaContext>,
     pub stream: Arc<CudaStream>,
     pub info: DeviceInfo,
-    pub blas: CudaBlas,
+    /// cuBLAS handle; calls are serialised (the three parties of a process share the device).
+    pub blas: Mutex<CudaBlas>,
     pub lt: LtHandle,
     functions: HashMap<&'static str, CudaFunction>,
     _modules: Vec<Arc<CudaModule>>,
@@ -105,7 +106,7 @@ impl Device {
         }
         let blas = CudaBlas::new(stream.clone()).map_err(CudaError::from)?;
         let lt = LtHandle::new(&stream)?;
-        Ok(Device { _ctx: ctx, stream, info, blas, lt, functions, _modules: modules })
+        Ok(Device { _ctx: ctx, stream, info, blas: Mutex::new(blas), lt, functions, _modules: modules })
     }
 
     /// The device `ordinal`, opened and compiled on first use and cached for the process.

@@ -142,7 +142,7 @@ fn f64_limbs(
 ) -> Result<()> {
     let (mi, ni) = (as_int("m", m)?, as_int("n", n)?);
     let mn = m * n;
-    let blas = &be.dev.blas;
+    let blas = be.dev.blas.lock().map_err(|_| CudaError::Blas("cuBLAS handle poisoned".into()))?;
     for (chunk, k0) in (0..k).step_by(F64_MAX_KC).enumerate() {
         let kc = F64_MAX_KC.min(k - k0);
         let a_sub = a.view.slice(k0 * a.cs..);

@@ -2,8 +2,10 @@
 
 mod bench;
 mod device;
+mod keys;
 mod learn;
 mod matmul;
+mod party;
 mod relu;
 mod selftest;
 mod softmax;
@@ -37,6 +39,11 @@ enum Command {
     /// Benchmarks.
     #[command(subcommand)]
     Bench(bench::Bench),
+    /// Runs a job as one party of three processes or machines (TCP with mutual TLS).
+    Party(party::Args),
+    /// Key management for `party` runs.
+    #[command(subcommand)]
+    Keys(keys::Keys),
 }
 
 fn main() {
@@ -50,6 +57,8 @@ fn main() {
         Command::Softmax(args) => softmax::run(&args),
         Command::Selftest(args) => selftest::run(&args),
         Command::Bench(b) => bench::run(&b),
+        Command::Party(args) => party::run(&args),
+        Command::Keys(k) => keys::run(&k),
     };
     if let Err(e) = result {
         eprintln!("error: {e:#}");

@@ -1,17 +1,22 @@
-//! `cryptgpu matmul`: a private fixed-point matrix product between three in-process parties.
+//! `cryptgpu matmul`: a private fixed-point matrix product between three parties.
+//!
+//! The party program ([`program`]) is generic over the transport: [`run`] drives it as three
+//! in-process parties, and `cryptgpu party ... matmul` runs it as one party of three processes
+//! (see [`crate::party`]), so both execute the same code.
 
 use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
 use clap::Args as ClapArgs;
-use cryptgpu_net::Counters;
+use cryptgpu_net::{Counters, Transport};
 use cryptgpu_ring::{Backend, FixedPoint, RingTensor};
 use cryptgpu_sharing::trunc::{product_cost, TruncMode};
-use cryptgpu_sharing::{run_local, RunConfig};
+use cryptgpu_sharing::{run_local, KeySource, Party, RunConfig};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
 use crate::device::BackendChoice;
+use crate::party::{digest, key_source, PartyJob};
 use crate::with_backend;
 
 /// Arguments of `cryptgpu matmul`.
@@ -35,6 +40,10 @@ pub struct Args {
     /// Device for the parties' local computation.
     #[arg(long, value_enum, default_value_t = BackendChoice::Auto)]
     backend: BackendChoice,
+    /// INSECURE: derive the parties' PRG keys from this public seed instead of the OS, so that two
+    /// runs (in-process and three processes) give bit-identical results. For tests only.
+    #[arg(long, value_name = "SEED")]
+    insecure_key_seed: Option<u64>,
     /// Print a JSON object as the last line of standard output.
     #[arg(long)]
     json: bool,
@@ -62,67 +71,198 @@ struct Report {
     total_bytes_sent_per_party: [u64; 3],
     /// Largest |revealed - f64 product of the original inputs|.
     max_abs_error: f64,
+    /// FNV-1a digest of the revealed ring elements (compares runs bit for bit).
+    result_digest: String,
 }
 
-type PartyResult = (RingTensor, f64, Counters);
-
-/// Party 0 inputs `a`, party 1 inputs `b`; they multiply privately (timed) and reveal.
-fn private_matmul<B: Backend>(
-    be: B,
-    config: RunConfig,
-    a: &RingTensor,
-    b: &RingTensor,
-) -> Result<[cryptgpu_sharing::PartyOutput<PartyResult>; 3]> {
-    Ok(run_local(be, config, |p| {
-        let x = p.input(0, (p.id() == 0).then_some(a), a.shape())?;
-        let y = p.input(1, (p.id() == 1).then_some(b), b.shape())?;
-        let before = p.counters();
-        let start = Instant::now();
-        let z = p.matmul_fp(&x, &y)?;
-        let seconds = start.elapsed().as_secs_f64();
-        let cost = p.counters().since(&before);
-        Ok((p.reveal(&z)?, seconds, cost))
-    })?)
+/// One party's report in a three-process run (`cryptgpu party ... matmul`).
+#[derive(serde::Serialize)]
+struct PartyReport {
+    op: &'static str,
+    party: usize,
+    m: usize,
+    k: usize,
+    n: usize,
+    backend: &'static str,
+    frac_bits: u32,
+    seed: u64,
+    /// Wall time of the private product at this party.
+    seconds: f64,
+    /// Rounds of the private product.
+    rounds: u64,
+    /// Bytes this party sent during the private product.
+    bytes_sent: u64,
+    /// The documented cost: 8·m·n bytes.
+    bytes_formula: u64,
+    /// Bytes this party sent over the whole run.
+    total_bytes_sent: u64,
+    /// Largest |revealed - f64 product of the inputs|.
+    max_abs_error: f64,
+    /// FNV-1a digest of the revealed ring elements.
+    result_digest: String,
 }
 
-pub fn run(args: &Args) -> Result<()> {
-    if args.m == 0 || args.k == 0 || args.n == 0 {
-        bail!("--m, --k and --n must be positive");
+/// A prepared matmul job: the public parameters and the demo inputs derived from the public seed.
+pub struct Job {
+    args_m: usize,
+    args_k: usize,
+    args_n: usize,
+    seed: u64,
+    backend: BackendChoice,
+    json: bool,
+    keys: KeySource,
+    codec: FixedPoint,
+    a: Vec<f64>,
+    b: Vec<f64>,
+    at: RingTensor,
+    bt: RingTensor,
+}
+
+/// What the party program returns: the revealed product, its time and the product's traffic.
+pub type PartyResult = (RingTensor, f64, Counters);
+
+impl Job {
+    /// Checks the arguments and makes the inputs (party 0's `a`, party 1's `b`).
+    pub fn prepare(args: &Args) -> Result<Job> {
+        if args.m == 0 || args.k == 0 || args.n == 0 {
+            bail!("--m, --k and --n must be positive");
+        }
+        let codec = FixedPoint::new(args.frac_bits).context("invalid --frac-bits")?;
+        let (m, k, n) = (args.m, args.k, args.n);
+        let mut rng = ChaCha8Rng::seed_from_u64(args.seed);
+        let a: Vec<f64> = (0..m * k).map(|_| rng.gen_range(-1.0..=1.0)).collect();
+        let b: Vec<f64> = (0..k * n).map(|_| rng.gen_range(-1.0..=1.0)).collect();
+        let at = codec.encode_tensor(&[m, k], &a)?;
+        let bt = codec.encode_tensor(&[k, n], &b)?;
+        Ok(Job {
+            args_m: m,
+            args_k: k,
+            args_n: n,
+            seed: args.seed,
+            backend: args.backend,
+            json: args.json,
+            keys: key_source(args.insecure_key_seed),
+            codec,
+            a,
+            b,
+            at,
+            bt,
+        })
     }
-    let codec = FixedPoint::new(args.frac_bits).context("invalid --frac-bits")?;
-    let (m, k, n) = (args.m, args.k, args.n);
-    let mut rng = ChaCha8Rng::seed_from_u64(args.seed);
-    let a: Vec<f64> = (0..m * k).map(|_| rng.gen_range(-1.0..=1.0)).collect();
-    let b: Vec<f64> = (0..k * n).map(|_| rng.gen_range(-1.0..=1.0)).collect();
-    let at = codec.encode_tensor(&[m, k], &a)?;
-    let bt = codec.encode_tensor(&[k, n], &b)?;
-    let device = args.backend.open()?;
-    let backend = device.name();
-    let config = RunConfig { codec, ..RunConfig::default() };
-    let out = with_backend!(device, be => private_matmul(be, config, &at, &bt)?);
 
-    let revealed = codec.decode_tensor(&out[0].value.0);
-    let mut exact = vec![0.0f64; m * n];
-    // SAFETY: the pointers cover m*k, k*n and m*n elements with the given row-major strides.
-    unsafe {
-        matrixmultiply::dgemm(
+    /// The f64 product of the original inputs and the largest error of `revealed` against it.
+    fn max_abs_error(&self, revealed: &RingTensor) -> f64 {
+        let (m, k, n) = (self.args_m, self.args_k, self.args_n);
+        let revealed = self.codec.decode_tensor(revealed);
+        let mut exact = vec![0.0f64; m * n];
+        // SAFETY: the pointers cover m*k, k*n and m*n elements with the given row-major strides.
+        unsafe {
+            matrixmultiply::dgemm(
+                m,
+                k,
+                n,
+                1.0,
+                self.a.as_ptr(),
+                k as isize,
+                1,
+                self.b.as_ptr(),
+                n as isize,
+                1,
+                0.0,
+                exact.as_mut_ptr(),
+                n as isize,
+                1,
+            );
+        }
+        revealed.iter().zip(&exact).map(|(r, e)| (r - e).abs()).fold(0.0, f64::max)
+    }
+}
+
+/// The party program: party 0 inputs `a`, party 1 inputs `b`; they multiply privately (timed)
+/// and reveal. Every party runs it with the same job.
+pub fn program<B: Backend, T: Transport>(p: &mut Party<B, T>, job: &Job) -> cryptgpu_sharing::Result<PartyResult> {
+    let (a, b) = (&job.at, &job.bt);
+    let x = p.input(0, (p.id() == 0).then_some(a), a.shape())?;
+    let y = p.input(1, (p.id() == 1).then_some(b), b.shape())?;
+    let before = p.counters();
+    let start = Instant::now();
+    let z = p.matmul_fp(&x, &y)?;
+    let seconds = start.elapsed().as_secs_f64();
+    let cost = p.counters().since(&before);
+    Ok((p.reveal(&z)?, seconds, cost))
+}
+
+impl PartyJob for Job {
+    fn name(&self) -> &'static str {
+        "matmul"
+    }
+
+    fn public_params(&self) -> String {
+        format!(
+            "matmul m={} k={} n={} seed={} frac_bits={} keys={:?}",
+            self.args_m,
+            self.args_k,
+            self.args_n,
+            self.seed,
+            self.codec.frac_bits(),
+            self.keys
+        )
+    }
+
+    fn codec(&self) -> FixedPoint {
+        self.codec
+    }
+
+    fn keys(&self) -> KeySource {
+        self.keys
+    }
+
+    fn backend(&self) -> BackendChoice {
+        self.backend
+    }
+
+    fn run_party<B: Backend, T: Transport>(&self, p: &mut Party<B, T>) -> Result<()> {
+        let (revealed, seconds, cost) = program(p, self)?;
+        let (m, k, n) = (self.args_m, self.args_k, self.args_n);
+        let report = PartyReport {
+            op: "matmul",
+            party: p.id(),
             m,
             k,
             n,
-            1.0,
-            a.as_ptr(),
-            k as isize,
-            1,
-            b.as_ptr(),
-            n as isize,
-            1,
-            0.0,
-            exact.as_mut_ptr(),
-            n as isize,
-            1,
-        );
+            backend: p.backend().name(),
+            frac_bits: self.codec.frac_bits(),
+            seed: self.seed,
+            seconds,
+            rounds: cost.rounds,
+            bytes_sent: cost.bytes_sent,
+            bytes_formula: product_cost(p.trunc_mode(), p.id()).1 * (m * n) as u64,
+            total_bytes_sent: p.counters().bytes_sent,
+            max_abs_error: self.max_abs_error(&revealed),
+            result_digest: digest(revealed.data()),
+        };
+        println!("party {}: private matmul {m}x{k} · {k}x{n} on {}", report.party, report.backend);
+        println!("  time           {:.4} s", report.seconds);
+        println!("  rounds         {}", report.rounds);
+        println!("  bytes sent     {} (formula {})", report.bytes_sent, report.bytes_formula);
+        println!("  max |error|    {:.3e} against f64", report.max_abs_error);
+        println!("  result digest  {}", report.result_digest);
+        if self.json {
+            println!("{}", serde_json::to_string(&report)?);
+        }
+        Ok(())
     }
-    let max_abs_error = revealed.iter().zip(&exact).map(|(r, e)| (r - e).abs()).fold(0.0, f64::max);
+}
+
+/// The in-process driver: the three parties on threads.
+pub fn run(args: &Args) -> Result<()> {
+    let job = Job::prepare(args)?;
+    let (m, k, n) = (job.args_m, job.args_k, job.args_n);
+    let device = args.backend.open()?;
+    let backend = device.name();
+    let config = RunConfig { codec: job.codec, keys: job.keys, ..RunConfig::default() };
+    let out = with_backend!(device, be => run_local(be, config, |p| program(p, &job))?);
+
     let costs: [Counters; 3] = std::array::from_fn(|i| out[i].value.2);
     let report = Report {
         op: "matmul",
@@ -130,14 +270,15 @@ pub fn run(args: &Args) -> Result<()> {
         k,
         n,
         backend,
-        frac_bits: codec.frac_bits(),
+        frac_bits: job.codec.frac_bits(),
         seed: args.seed,
         seconds: out.iter().map(|o| o.value.1).fold(0.0, f64::max),
         rounds: costs[0].rounds,
         bytes_sent_per_party: costs.map(|c| c.bytes_sent),
         bytes_formula_per_party: std::array::from_fn(|i| product_cost(TruncMode::default(), i).1 * (m * n) as u64),
         total_bytes_sent_per_party: std::array::from_fn(|i| out[i].counters.bytes_sent),
-        max_abs_error,
+        max_abs_error: job.max_abs_error(&out[0].value.0),
+        result_digest: digest(out[0].value.0.data()),
     };
     println!("private matmul {m}x{k} · {k}x{n} on {backend}, {} fractional bits", report.frac_bits);
     println!("  time           {:.4} s", report.seconds);

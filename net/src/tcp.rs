@@ -565,37 +565,62 @@ impl TcpTransport {
         for l in &mut self.links {
             l.last_progress = now;
         }
+        // A link idle past the timeout fails the round only after a grace period in which its
+        // peer can still explain (with a close frame) that it is itself stuck on the third party.
+        let grace = (self.timeout / 2).min(Duration::from_secs(2));
+        let mut expired: Option<(NetError, Instant)> = None;
         loop {
             let mut progress = false;
+            let mut errors = Vec::new();
             for l in &mut self.links {
-                let moved = l.pump_write()? | l.pump_read()?;
+                let moved = match (l.pump_write(), l.pump_read()) {
+                    (Ok(w), Ok(r)) => w | r,
+                    (Err(e), _) | (_, Err(e)) => {
+                        errors.push(e);
+                        false
+                    }
+                };
                 if moved {
                     l.last_progress = Instant::now();
                 }
                 progress |= moved;
             }
-            if !self.links.iter().any(Link::busy) {
+            if errors.is_empty() && !self.links.iter().any(Link::busy) {
                 return Ok(());
             }
             // While the round waits: a crash on either link is fatal at once (even on a link the
             // round does not wait on, so every survivor names the crashed party); a clean close
             // only when data is still needed from it.
-            for l in &self.links {
-                if let Some(e) = l.end_error() {
-                    return Err(e);
-                }
+            errors.extend(self.links.iter().filter_map(Link::end_error));
+            if !errors.is_empty() {
+                // Prefer the error that names the party at the root of the failure.
+                let i = errors.iter().position(|e| matches!(e, NetError::PeerStopped { .. })).unwrap_or(0);
+                return Err(errors.swap_remove(i));
             }
             if progress {
                 continue;
             }
             let now = Instant::now();
             let mut wait = self.timeout;
+            let mut stalled = None;
             for l in self.links.iter().filter(|l| l.busy()) {
                 let idle = now.duration_since(l.last_progress);
                 if idle >= self.timeout {
-                    return Err(NetError::Timeout { peer: l.peer, after: self.timeout });
+                    stalled.get_or_insert(l.peer);
+                } else {
+                    wait = wait.min(self.timeout - idle);
                 }
-                wait = wait.min(self.timeout - idle);
+            }
+            match (stalled, &expired) {
+                (None, _) => expired = None,
+                (Some(peer), None) => {
+                    expired = Some((NetError::Timeout { peer, after: self.timeout }, now + grace));
+                }
+                (Some(_), Some((e, until))) if now >= *until => return Err(e.clone()),
+                (Some(_), Some(_)) => {}
+            }
+            if let Some((_, until)) = &expired {
+                wait = wait.min(until.saturating_duration_since(now));
             }
             match self.poll.poll(&mut self.events, Some(wait)) {
                 Ok(()) => {}
@@ -664,8 +689,8 @@ impl Transport for TcpTransport {
 }
 
 impl Drop for TcpTransport {
-    /// Best effort, bounded by one second: sends a close frame on each link (finished, or which
-    /// party made this one give up), then the TLS close_notify.
+    /// Best effort, bounded by two seconds: finishes a half-sent frame, sends a close frame on each
+    /// link (finished, or which party made this one give up), then the TLS close_notify.
     fn drop(&mut self) {
         let reason = match &self.poisoned {
             None => CloseReason::Done,
@@ -673,16 +698,16 @@ impl Drop for TcpTransport {
         };
         for l in &mut self.links {
             l.job = None;
-            // A half-written frame cannot be followed by a close frame; the peer sees a crash.
-            if l.out.front().is_some_and(|f| f.at > 0) {
-                l.out.truncate(1);
-            } else {
-                l.out.clear();
-                l.queue(FrameKind::Close, vec![reason.code()]);
-            }
+            // A half-written frame is finished first (within the deadline below), so that the close
+            // frame lands on a frame boundary; unsent frames are dropped.
+            let keep = usize::from(l.out.front().is_some_and(|f| f.at > 0));
+            // Unsent frames give their sequence numbers back.
+            l.send_seq -= (l.out.len() - keep) as u64;
+            l.out.truncate(keep);
+            l.queue(FrameKind::Close, vec![reason.code()]);
         }
         let mut notified = [false; 2];
-        let deadline = Instant::now() + Duration::from_secs(1);
+        let deadline = Instant::now() + Duration::from_secs(2);
         while Instant::now() < deadline {
             let mut pending = false;
             for (l, notified) in self.links.iter_mut().zip(&mut notified) {
@@ -712,6 +737,18 @@ impl Drop for TcpTransport {
         }
         for l in &self.links {
             let _ = l.sock.shutdown(std::net::Shutdown::Write);
+        }
+        // After a failure, linger (reading and discarding) until the peers close or the deadline:
+        // closing with unread data would reset the connection and could destroy the close frame
+        // before the peer reads it, and with it the name of the party that failed.
+        if self.poisoned.is_some() {
+            while Instant::now() < deadline && self.links.iter().any(|l| l.end == PeerEnd::Open) {
+                for l in &mut self.links {
+                    let _ = l.pump_read();
+                    l.inbox = Inbox::default();
+                }
+                let _ = self.poll.poll(&mut self.events, Some(Duration::from_millis(20)));
+            }
         }
     }
 }

@@ -222,6 +222,11 @@ impl Inbox {
         if self.start == self.buf.len() {
             self.buf.clear();
             self.start = 0;
+        } else if self.start > self.buf.len() / 2 {
+            // A peer that stays ahead keeps bytes here: drop the consumed front so the buffer
+            // holds only unread bytes.
+            self.buf.drain(..self.start);
+            self.start = 0;
         }
         n
     }

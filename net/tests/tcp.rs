@@ -259,3 +259,28 @@ fn wrong_length_is_malformed() {
     });
     assert!(matches!(&out[1], Some(NetError::Malformed { peer: 0, detail }) if detail.contains("expected 2 words")));
 }
+
+#[test]
+fn connecting_retries_until_the_listener_is_up() {
+    // Free ports, released: party 0 binds its own only after a delay, so the others must retry.
+    let ports: Vec<u16> =
+        (0..3).map(|_| TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()).collect();
+    let addrs: [SocketAddr; 3] = std::array::from_fn(|i| SocketAddr::from(([127, 0, 0, 1], ports[i])));
+    let pki = make_pki();
+    let hs: Vec<_> = (0..3)
+        .map(|id| {
+            let security = identity(id, &pki);
+            thread::spawn(move || {
+                if id == 0 {
+                    thread::sleep(Duration::from_millis(400));
+                }
+                let setup = TcpSetup { id, addrs, listener: None, security, options: TcpOptions::default() };
+                let mut t = TcpTransport::connect(setup).unwrap();
+                let mut got = t.round(Round::new().send(Peer::Next, vec![t.id() as u64]).recv(Peer::Prev, 1)).unwrap();
+                got.take(Peer::Prev).unwrap()[0]
+            })
+        })
+        .collect();
+    let got: Vec<u64> = hs.into_iter().map(|h| h.join().unwrap()).collect();
+    assert_eq!(got, vec![2, 0, 1]);
+}

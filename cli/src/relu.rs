@@ -6,7 +6,8 @@ use anyhow::{bail, Context, Result};
 use clap::Args as ClapArgs;
 use cryptgpu_net::Counters;
 use cryptgpu_ring::{Backend, FixedPoint, RingTensor};
-use cryptgpu_sharing::convert::{msb_variant_bytes, msb_variant_rounds, mul_bit_bytes, MsbVariant};
+use cryptgpu_sharing::compare::relu_cost;
+use cryptgpu_sharing::convert::{msb_variant_rounds, MsbVariant};
 use cryptgpu_sharing::{run_local, PartyOutput, RunConfig};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -29,7 +30,8 @@ pub struct Args {
     /// Fractional bits of the fixed-point encoding.
     #[arg(long, default_value_t = FixedPoint::DEFAULT_FRAC_BITS)]
     frac_bits: u32,
-    /// MSB protocol: `lean` (7 rounds, fewer bytes) or `low-latency` (6 rounds).
+    /// `lean` (7-round MSB + 2-round x*[b]: 9 rounds, fewer bytes) or `low-latency` (6-round MSB +
+    /// 1-round x*[b]: 7 rounds).
     #[arg(long, value_enum, default_value_t = MsbChoice::Lean)]
     msb: MsbChoice,
     /// Device for the parties' local computation.
@@ -43,9 +45,9 @@ pub struct Args {
 /// Which MSB protocol the ReLU uses.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 enum MsbChoice {
-    /// 7 rounds, about 26.3 B per element per party.
+    /// ReLU in 9 rounds, about 47.6 B per element per party.
     Lean,
-    /// 6 rounds, about 29.0 B per element per party.
+    /// ReLU in 7 rounds, about 61.0 B per element per party.
     LowLatency,
 }
 
@@ -87,7 +89,7 @@ struct Report {
     bytes_sent_per_party: [u64; 3],
     /// Bytes each party sent during the MSB part.
     msb_bytes_sent_per_party: [u64; 3],
-    /// The documented ReLU cost per party (`msb_variant_bytes + mul_bit_bytes`).
+    /// The documented ReLU cost per party (`relu_cost`).
     bytes_formula_per_party: [u64; 3],
     /// ReLU bytes per element, averaged over the parties.
     bytes_per_element_per_party: f64,
@@ -111,7 +113,10 @@ fn private_relu<B: Backend>(
         let d = p.drelu_with(&xs, variant)?;
         let msb_seconds = start.elapsed().as_secs_f64();
         let msb_cost = p.counters().since(&before);
-        let y = p.mul_bit(&xs, &d)?;
+        let y = match variant {
+            MsbVariant::Lean => p.mul_bit(&xs, &d)?,
+            MsbVariant::LowLatency => p.mul_bit_one_round(&xs, &d)?,
+        };
         let seconds = start.elapsed().as_secs_f64();
         let cost = p.counters().since(&before);
         Ok((p.reveal(&y)?, seconds, msb_seconds, cost, msb_cost))
@@ -154,20 +159,19 @@ pub fn run(args: &Args) -> Result<()> {
         msb_rounds: msb_costs[0].rounds,
         bytes_sent_per_party: bytes,
         msb_bytes_sent_per_party: msb_costs.map(|c| c.bytes_sent),
-        bytes_formula_per_party: std::array::from_fn(|i| {
-            msb_variant_bytes(args.msb.variant(), i, n) + mul_bit_bytes(i, n)
-        }),
+        bytes_formula_per_party: std::array::from_fn(|i| relu_cost(args.msb.variant(), i, n).1),
         bytes_per_element_per_party: bytes.iter().sum::<u64>() as f64 / (3 * n) as f64,
         mismatches,
     };
     println!("private ReLU of {n} values on {backend}, {} fractional bits", report.frac_bits);
     println!("  time           {:.4} s (MSB {:.4} s)", report.seconds, report.msb_seconds);
     println!(
-        "  rounds         {} (MSB {}, {}, documented {}; x*[b] 2)",
+        "  rounds         {} (MSB {}, {}, documented {}; ReLU documented {})",
         report.rounds,
         report.msb_rounds,
         report.msb,
-        msb_variant_rounds(args.msb.variant())
+        msb_variant_rounds(args.msb.variant()),
+        relu_cost(args.msb.variant(), 0, n).0
     );
     println!(
         "  bytes sent     {:?} per party (formula {:?}; {:.2} B per element per party)",

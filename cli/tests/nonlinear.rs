@@ -37,7 +37,7 @@ fn relu_with_the_six_round_msb() {
     assert_eq!(v["msb"], "low-latency");
     assert_eq!(v["mismatches"], 0);
     assert_eq!(v["msb_rounds"], 6);
-    assert_eq!(v["rounds"], 8);
+    assert_eq!(v["rounds"], 7);
     assert_eq!(v["bytes_sent_per_party"], v["bytes_formula_per_party"]);
 }
 

@@ -15,7 +15,9 @@ use cryptgpu_ring::{Backend, Pool2dParams, RingTensor, ScalarOp};
 
 use crate::ashare::AShare;
 use crate::binary::BShare;
-use crate::convert::{msb_bytes, mul_bit_bytes, MsbVariant};
+use crate::convert::{
+    msb_bytes, msb_variant_bytes, msb_variant_rounds, mul_bit_bytes, mul_bit_one_round_bytes, MsbVariant, MSB_ROUNDS,
+};
 use crate::error::{Result, SharingError};
 use crate::party::Party;
 
@@ -37,6 +39,21 @@ pub fn max_axis_cost(party: usize, rows: usize, len: usize, argmax: bool) -> (u6
         width *= 2;
     }
     (rounds, bytes)
+}
+
+/// Rounds and bytes sent by party `party` in [`Party::relu_with`] of `n` elements.
+pub fn relu_cost(variant: MsbVariant, party: usize, n: usize) -> (u64, u64) {
+    match variant {
+        MsbVariant::Lean => (MSB_ROUNDS + 2, msb_bytes(party, n) + mul_bit_bytes(party, n)),
+        MsbVariant::LowLatency => {
+            (msb_variant_rounds(variant) + 1, msb_variant_bytes(variant, party, n) + mul_bit_one_round_bytes(party, n))
+        }
+    }
+}
+
+/// Bytes sent by party `party` in [`Party::relu_with`] of `n` elements ([`relu_cost`]).
+pub fn relu_bytes(variant: MsbVariant, party: usize, n: usize) -> u64 {
+    relu_cost(variant, party, n).1
 }
 
 impl<B: Backend, T: Transport> Party<B, T> {
@@ -78,12 +95,16 @@ impl<B: Backend, T: Transport> Party<B, T> {
         self.relu_with(x, MsbVariant::Lean)
     }
 
-    /// ReLU with the chosen MSB protocol: **9 or 8 rounds**,
-    /// [`msb_variant_bytes`](crate::convert::msb_variant_bytes) + `X(n)` B per party (with
-    /// [`MsbVariant::LowLatency`]: 8 rounds, 79.6, 39.6 and 31.6 B per element).
+    /// ReLU optimised for bytes ([`MsbVariant::Lean`]: 7-round MSB and the 2-round `x * [b]`,
+    /// **9 rounds**) or for latency ([`MsbVariant::LowLatency`]: 6-round MSB and the 1-round
+    /// [`mul_bit_one_round`](Self::mul_bit_one_round), **7 rounds**, 95.6, 55.6 and 31.6 B per
+    /// element). Bytes per party: [`relu_bytes`].
     pub fn relu_with(&mut self, x: &AShare<B>, variant: MsbVariant) -> Result<(AShare<B>, BShare<B>)> {
         let d = self.drelu_with(x, variant)?;
-        let y = self.mul_bit(x, &d)?;
+        let y = match variant {
+            MsbVariant::Lean => self.mul_bit(x, &d)?,
+            MsbVariant::LowLatency => self.mul_bit_one_round(x, &d)?,
+        };
         Ok((y, d))
     }
 

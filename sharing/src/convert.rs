@@ -119,6 +119,12 @@ pub fn mul_bit_bytes(party: usize, n: usize) -> u64 {
     (if party == 2 { 16 } else { 24 }) * n as u64
 }
 
+/// Bytes party `party` sends in [`Party::mul_bit_one_round`] of `n` elements: 40, 40 and 16 B
+/// per element.
+pub fn mul_bit_one_round_bytes(party: usize, n: usize) -> u64 {
+    (if party == 2 { 16 } else { 40 }) * n as u64
+}
+
 /// Bytes party `party` sends in [`Party::b2a_bit`] of `n` elements: 16, 8 and 8 B per element.
 pub fn b2a_bit_bytes(party: usize, n: usize) -> u64 {
     (if party == 0 { 16 } else { 8 }) * n as u64
@@ -565,6 +571,117 @@ impl<B: Backend, T: Transport> Party<B, T> {
                 )?;
                 self.round(Round::new())?;
                 AShare::from_parts(sub(&r2, &d2)?, sub(&r1, &d0)?)
+            }
+        }
+    }
+
+    /// `x * b` like [`mul_bit`](Self::mul_bit) in **one round**: each OT delivers its output to
+    /// both parties that know the choice, so the outputs are already replicated.
+    ///
+    /// OT 1 (sender P0, `m_t = A·(u ^ t) - ρ_0 - ρ_1`, choice `b_2`) goes to P1 (pads from `K_0`,
+    /// helper P2) and to P2 (pads from `K_1`, helper P1); both learn `c_1 = A·b - ρ_0 - ρ_1`, masked
+    /// for P1 by `ρ_0` (`K_0`) and for P2 by `ρ_1` (`K_1`). OT 2 (sender P1,
+    /// `m'_t = x_2·(v ^ t) - σ_1 - σ_2`, choice `b_0`) goes to P0 (pads from `K_2`, helper P2) and to
+    /// P2 (pads from `K_1`, helper P0); both learn `c_0 = x_2·b - σ_1 - σ_2`, masked for P0 by `σ_2`
+    /// (`K_2`) and for P2 by `σ_1` (`K_1`). The sharing is
+    /// `(y_0, y_1, y_2) = (ρ_0 + c_0, ρ_1 + σ_1, c_1 + σ_2)`. Every message is padded by a key its
+    /// receiver lacks, and each party's pair is uniform given `x·b`.
+    /// **1 round; parties 0 and 1 send 40 B, party 2 16 B per element**
+    /// ([`mul_bit_one_round_bytes`]).
+    pub fn mul_bit_one_round(&mut self, x: &AShare<B>, b: &BShare<B>) -> Result<AShare<B>> {
+        check_same("mul_bit_one_round", x.shape(), b.shape())?;
+        let be = self.backend().clone();
+        let shape = x.shape().to_vec();
+        let n = x.len();
+        let bit = self.b_and_scalar(b, 1)?;
+        let add = |p: &B::Tensor, q: &B::Tensor| be.binary(BinaryOp::Add, p, q);
+        let sub = |p: &B::Tensor, q: &B::Tensor| be.binary(BinaryOp::Sub, p, q);
+        // The sender's two messages (without pads) for value `a`, local bit `u`, output pad `r`.
+        let messages = |a: &B::Tensor, u: &B::Tensor, r: &B::Tensor| -> Result<(B::Tensor, B::Tensor)> {
+            let au = be.binary(BinaryOp::Mul, a, u)?;
+            Ok((sub(&au, r)?, sub(&sub(a, &au)?, r)?))
+        };
+        let padded = |m: &(B::Tensor, B::Tensor), w0: &B::Tensor, w1: &B::Tensor| -> Result<Vec<u64>> {
+            let mut msg = to_words(&be, &add(&m.0, w0)?)?;
+            msg.extend(to_words(&be, &add(&m.1, w1)?)?);
+            Ok(msg)
+        };
+        let draw2 = |p: &mut Self, role: KeyRole| -> Result<(B::Tensor, B::Tensor)> {
+            Ok((p.draw(role, Purpose::OtMask, &shape)?, p.draw(role, Purpose::OtMask, &shape)?))
+        };
+        match self.id() {
+            0 => {
+                let a = add(x.first(), x.second())?;
+                let u = be.binary(BinaryOp::Xor, bit.first(), bit.second())?;
+                let b0 = bit.first();
+                let w = draw2(self, KeyRole::Own)?;
+                let w_p2 = draw2(self, KeyRole::Next)?;
+                let v_p2 = draw2(self, KeyRole::Next)?;
+                let rho0 = self.draw(KeyRole::Own, Purpose::OtOutput, &shape)?;
+                let rho1 = self.draw(KeyRole::Next, Purpose::OtOutput, &shape)?;
+                let sigma1 = self.draw(KeyRole::Next, Purpose::OtOutput, &shape)?;
+                let m = messages(&a, &u, &add(&rho0, &rho1)?)?;
+                let to_p1 = padded(&m, &w.0, &w.1)?;
+                let mut to_p2 = padded(&m, &w_p2.0, &w_p2.1)?;
+                to_p2.extend(to_words(&be, &select(&be, b0, &v_p2.0, &v_p2.1)?)?);
+                let mut got = self.round(
+                    Round::new()
+                        .send(Peer::Next, to_p1)
+                        .send(Peer::Prev, to_p2)
+                        .recv(Peer::Next, 2 * n)
+                        .recv(Peer::Prev, n),
+                )?;
+                let c0 = self.ot_receive(b0, got.take(Peer::Next)?, got.take(Peer::Prev)?, &shape)?;
+                AShare::from_parts(add(&rho0, &c0)?, add(&rho1, &sigma1)?)
+            }
+            1 => {
+                let x2 = x.second();
+                let v = be.binary(BinaryOp::Xor, bit.first(), bit.second())?;
+                let b2 = bit.second();
+                let w_p2 = draw2(self, KeyRole::Own)?;
+                let v_p2 = draw2(self, KeyRole::Own)?;
+                let v_p0 = draw2(self, KeyRole::Next)?;
+                let rho1 = self.draw(KeyRole::Own, Purpose::OtOutput, &shape)?;
+                let sigma1 = self.draw(KeyRole::Own, Purpose::OtOutput, &shape)?;
+                let sigma2 = self.draw(KeyRole::Next, Purpose::OtOutput, &shape)?;
+                let m = messages(x2, &v, &add(&sigma1, &sigma2)?)?;
+                let to_p0 = padded(&m, &v_p0.0, &v_p0.1)?;
+                let mut to_p2 = padded(&m, &v_p2.0, &v_p2.1)?;
+                to_p2.extend(to_words(&be, &select(&be, b2, &w_p2.0, &w_p2.1)?)?);
+                let mut got = self.round(
+                    Round::new()
+                        .send(Peer::Prev, to_p0)
+                        .send(Peer::Next, to_p2)
+                        .recv(Peer::Prev, 2 * n)
+                        .recv(Peer::Next, n),
+                )?;
+                let c1 = self.ot_receive(b2, got.take(Peer::Prev)?, got.take(Peer::Next)?, &shape)?;
+                AShare::from_parts(add(&rho1, &sigma1)?, add(&c1, &sigma2)?)
+            }
+            _ => {
+                let (b2, b0) = (bit.first(), bit.second());
+                let w = draw2(self, KeyRole::Next)?;
+                let v_p0 = draw2(self, KeyRole::Own)?;
+                let rho0 = self.draw(KeyRole::Next, Purpose::OtOutput, &shape)?;
+                let sigma2 = self.draw(KeyRole::Own, Purpose::OtOutput, &shape)?;
+                let to_p1 = to_words(&be, &select(&be, b2, &w.0, &w.1)?)?;
+                let to_p0 = to_words(&be, &select(&be, b0, &v_p0.0, &v_p0.1)?)?;
+                let mut got = self.round(
+                    Round::new()
+                        .send(Peer::Prev, to_p1)
+                        .send(Peer::Next, to_p0)
+                        .recv(Peer::Next, 3 * n)
+                        .recv(Peer::Prev, 3 * n),
+                )?;
+                // From P0: OT 1's pair and the helper pad of OT 2; from P1: OT 2's pair and the
+                // helper pad of OT 1.
+                let mut from_p0 = got.take(Peer::Next)?;
+                let pad_ot2 = from_p0.split_off(2 * n);
+                let mut from_p1 = got.take(Peer::Prev)?;
+                let pad_ot1 = from_p1.split_off(2 * n);
+                let c1 = self.ot_receive(b2, from_p0, pad_ot1, &shape)?;
+                let c0 = self.ot_receive(b0, from_p1, pad_ot2, &shape)?;
+                AShare::from_parts(add(&c1, &sigma2)?, add(&rho0, &c0)?)
             }
         }
     }

@@ -4,9 +4,10 @@
 use cryptgpu_kernels_cpu::CpuBackend;
 use cryptgpu_net::{Counters, LocalTransport};
 use cryptgpu_ring::{Pool2dParams, RingTensor};
-use cryptgpu_sharing::compare::{max_axis_cost, max_pool2d_reference};
+use cryptgpu_sharing::compare::{max_axis_cost, max_pool2d_reference, relu_cost};
 use cryptgpu_sharing::convert::{
-    b2a_bit_bytes, msb_bytes, msb_variant_bytes, msb_variant_rounds, mul_bit_bytes, MsbVariant, MSB_ROUNDS,
+    b2a_bit_bytes, msb_bytes, msb_variant_bytes, msb_variant_rounds, mul_bit_bytes, mul_bit_one_round_bytes,
+    MsbVariant, MSB_ROUNDS,
 };
 use cryptgpu_sharing::{run_local, Party, RunConfig};
 use rand::{Rng, SeedableRng};
@@ -127,16 +128,28 @@ fn binary_ops_and_bit_conversions() {
         let before = p.counters();
         let prod = p.mul_bit(&v, &y)?;
         let c_mul = p.counters().since(&before);
-        Ok((p.b_reveal(&mixed)?, p.b_reveal(&bits)?, p.reveal(&inj)?, p.reveal(&prod)?, [c_and, c_bits, c_inj, c_mul]))
+        let before = p.counters();
+        let prod1 = p.mul_bit_one_round(&v, &y)?;
+        let c_mul1 = p.counters().since(&before);
+        Ok((
+            p.b_reveal(&mixed)?,
+            p.b_reveal(&bits)?,
+            p.reveal(&inj)?,
+            p.reveal(&prod)?,
+            p.reveal(&prod1)?,
+            [c_and, c_bits, c_inj, c_mul, c_mul1],
+        ))
     });
-    for (i, ((mixed, bits, inj, prod, costs), _)) in out.iter().enumerate() {
+    for (i, ((mixed, bits, inj, prod, prod1, costs), _)) in out.iter().enumerate() {
+        assert_eq!(prod, prod1, "one-round x*[b], party {i}");
         for j in 0..n {
             assert_eq!(mixed.data()[j], (!((a[j] & b[j]) ^ b[j]) ^ c) & !c);
             assert_eq!(bits.data()[j], a[j] & b[j] & 1);
             assert_eq!(inj.data()[j], a[j] & 1);
             assert_eq!(prod.data()[j], xs[j].wrapping_mul(b[j] & 1));
         }
-        let [c_and, c_bits, c_inj, c_mul] = costs;
+        let [c_and, c_bits, c_inj, c_mul, c_mul1] = costs;
+        assert_eq!((c_mul1.rounds, c_mul1.bytes_sent), (1, mul_bit_one_round_bytes(i, n)), "one-round x*[b]");
         assert_eq!((c_and.rounds, c_and.bytes_sent), (1, 8 * n as u64), "and");
         assert_eq!((c_bits.rounds, c_bits.bytes_sent), (1, 8 * n.div_ceil(64) as u64), "packed and");
         assert_eq!((c_inj.rounds, c_inj.bytes_sent), (2, b2a_bit_bytes(i, n)), "b2a_bit, party {i}");
@@ -172,6 +185,13 @@ fn relu_and_comparisons_are_exact() {
         let (r, d) = p.relu(&x)?;
         let c_relu = p.counters().since(&before);
         let rb = p.relu_backward(&gs, &d)?;
+        let before = p.counters();
+        let (r_ll, _) = p.relu_with(&x, MsbVariant::LowLatency)?;
+        let c_ll = p.counters().since(&before);
+        assert_eq!((c_ll.rounds, c_ll.bytes_sent), relu_cost(MsbVariant::LowLatency, p.id(), n));
+        assert_eq!((c_relu.rounds, c_relu.bytes_sent), relu_cost(MsbVariant::Lean, p.id(), n));
+        let (r_ll, r_lean) = (p.reveal(&r_ll)?, p.reveal(&r)?);
+        assert_eq!(r_ll, r_lean, "low-latency ReLU");
         let before = p.counters();
         let e = p.eq(&x, &y)?;
         let c_eq = p.counters().since(&before);
@@ -350,6 +370,7 @@ fn outputs_are_consistent_replicated_sharings() {
         let b = p.a2b(&x)?;
         let inj = p.b2a_bit(&m)?;
         let prod = p.mul_bit(&x, &m)?;
+        let prod1 = p.mul_bit_one_round(&x, &m)?;
         let and = p.b_and(&b, &b)?;
         let mut shares = Vec::new();
         for (f, s) in [
@@ -359,12 +380,13 @@ fn outputs_are_consistent_replicated_sharings() {
             (prod.first(), prod.second()),
             (and.first(), and.second()),
             (m2.first(), m2.second()),
+            (prod1.first(), prod1.second()),
         ] {
             shares.push((p.download(f)?, p.download(s)?));
         }
         Ok(shares)
     });
-    for k in 0..6 {
+    for k in 0..7 {
         for i in 0..3 {
             let (_, second) = &out[i].0[k];
             let (next_first, _) = &out[(i + 1) % 3].0[k];

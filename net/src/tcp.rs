@@ -16,17 +16,19 @@
 //! (see [`crate::frame`]) are written straight from the message's `Vec<u64>` (its bytes are already
 //! little-endian on little-endian hosts: no copy) and, when a receive is pending, read straight
 //! into the destination vector. A peer that runs ahead (sends a later round's message early) is
-//! read eagerly into a side buffer, like the unbounded channels of [`LocalTransport`]
-//! (crate::LocalTransport); this also means a vanished peer is noticed at once, even in a round
+//! read eagerly into a side buffer, like the unbounded channels of
+//! [`LocalTransport`](crate::LocalTransport); this also means a vanished peer is noticed at once, even in a round
 //! that does not involve it.
 //!
 //! **Failures.** A link that makes no progress for the receive timeout while this party waits on
-//! it gives [`NetError::Timeout`]; a peer whose connection ends without a close frame (crashed or
+//! it gives [`NetError::Timeout`] (after a grace of half the timeout, at most 2 s, in which the
+//! peer can still report that it is itself stuck on the third party); a peer whose connection ends without a close frame (crashed or
 //! killed) gives [`NetError::PeerGone`] as soon as it is noticed; a peer that stopped because of
 //! a third party's failure says so in its close frame ([`NetError::PeerStopped`]), so every
 //! survivor names the party that really failed. On drop, the transport sends a close frame on
-//! each link (saying whether it finished or which party made it give up). After an error the
-//! transport is poisoned: every later round returns the same error.
+//! each link (saying whether it finished or which party made it give up), and after a failure it
+//! lingers (draining) until the peers close, so that no reset destroys that close frame. After an
+//! error the transport is poisoned: every later round returns the same error.
 //!
 //! **Counters** count payload bytes and rounds exactly as [`LocalTransport`](crate::LocalTransport)
 //! does (headers, hellos, close frames and TLS overhead are not counted), so the protocols' cost

@@ -23,8 +23,8 @@ use cryptgpu_ring::shape::check_same;
 use cryptgpu_ring::{Backend, BinaryOp, RingTensor};
 
 use crate::ashare::AShare;
-use crate::compare::max_axis_cost;
-use crate::convert::{b2a_bit_bytes, msb_bytes, mul_bit_bytes, MSB_ROUNDS};
+use crate::compare::max_axis_cost_with;
+use crate::convert::{b2a_bit_bytes, msb_bytes, mul_bit_bytes, MsbVariant, MSB_ROUNDS};
 use crate::error::{Result, SharingError};
 use crate::party::Party;
 use crate::trunc::{product_cost, truncation_cost, TruncMode};
@@ -52,11 +52,14 @@ pub struct SoftmaxConfig {
     pub exp: ExpConfig,
     /// Newton-Raphson iterations of the reciprocal of the row sums. Default 4.
     pub nr_iters: u32,
+    /// Protocols of the max-shift tree: [`MsbVariant::Lean`] (default, 9 rounds per level) or
+    /// [`MsbVariant::LowLatency`] (7 rounds per level, more bytes).
+    pub max_variant: MsbVariant,
 }
 
 impl Default for SoftmaxConfig {
     fn default() -> Self {
-        SoftmaxConfig { exp: ExpConfig::default(), nr_iters: 4 }
+        SoftmaxConfig { exp: ExpConfig::default(), nr_iters: 4, max_variant: MsbVariant::Lean }
     }
 }
 
@@ -92,7 +95,7 @@ pub fn softmax_cost(mode: TruncMode, party: usize, rows: usize, classes: usize, 
     let n = rows * classes;
     let (pr, pb) = product_cost(mode, party);
     let parts = [
-        max_axis_cost(party, rows, classes, false),
+        max_axis_cost_with(cfg.max_variant, party, rows, classes, false),
         exp_cost(mode, party, n, &cfg.exp),
         reciprocal_cost(mode, party, rows, -1, ceil_log2(classes).max(0), cfg.nr_iters),
         (pr, pb * n as u64),
@@ -253,8 +256,8 @@ impl<B: Backend, T: Transport> Party<B, T> {
     /// Logits must satisfy `max - min <= 2^n` (n = exp squarings; 256 by default) unless the exp
     /// guard is on (the default), and `|x| < 2^{62-f}`. Absolute error below 1e-3 (tested for
     /// logits in [-30, 30] and C up to 1000).
-    /// **Rounds: `9·ceil(log2 C) + exp_rounds + 9 + 4·nr_iters + 2`** (C = 10: 92 with the default
-    /// settings; C = 1000: 146); bytes per party: [`softmax_cost`].
+    /// **Rounds: `L·ceil(log2 C)` (`L` = 9, or 7 with `max_variant` `LowLatency`) + the exp's +
+    /// the reciprocal's + one product's**; rounds and bytes per party: [`softmax_cost`].
     pub fn softmax(&mut self, x: &AShare<B>, cfg: &SoftmaxConfig) -> Result<AShare<B>> {
         let be = self.backend().clone();
         let shape = x.shape().to_vec();
@@ -267,7 +270,7 @@ impl<B: Backend, T: Transport> Party<B, T> {
         let last = shape.len() - 1;
         let mut kept = shape.clone();
         kept[last] = 1;
-        let (m, _) = self.max_axis(x, last, false)?;
+        let (m, _) = self.max_axis_with(x, last, false, cfg.max_variant)?;
         let m = m.map(|t| be.broadcast_to(&be.reshape(t, &kept)?, &shape))?;
         let u = self.sub(x, &m)?;
         let e = self.exp(&u, &cfg.exp)?;

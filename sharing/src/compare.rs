@@ -28,13 +28,22 @@ pub const MAX_FILLER: u64 = (-(1i64 << 62)) as u64;
 /// Rounds and bytes sent by party `party` in [`Party::max_axis`] over `rows` independent rows of
 /// length `len` (with or without the one-hot argmax).
 pub fn max_axis_cost(party: usize, rows: usize, len: usize, argmax: bool) -> (u64, u64) {
+    max_axis_cost_with(MsbVariant::Lean, party, rows, len, argmax)
+}
+
+/// Rounds and bytes sent by party `party` in [`Party::max_axis_with`].
+pub fn max_axis_cost_with(variant: MsbVariant, party: usize, rows: usize, len: usize, argmax: bool) -> (u64, u64) {
     let mut m = len;
     let (mut rounds, mut bytes, mut width) = (0u64, 0u64, 1usize);
     while m > 1 {
         let pairs = rows * (m / 2);
         let muls = if argmax { pairs * (1 + 2 * width) } else { pairs };
-        rounds += 9;
-        bytes += msb_bytes(party, pairs) + mul_bit_bytes(party, muls);
+        rounds += relu_cost(variant, party, 0).0;
+        bytes += msb_variant_bytes(variant, party, pairs);
+        bytes += match variant {
+            MsbVariant::Lean => mul_bit_bytes(party, muls),
+            MsbVariant::LowLatency => mul_bit_one_round_bytes(party, muls),
+        };
         m = m.div_ceil(2);
         width *= 2;
     }
@@ -82,7 +91,7 @@ impl<B: Backend, T: Transport> Party<B, T> {
     }
 
     /// DReLU with the chosen MSB protocol: **7 or 6 rounds,
-    /// [`msb_variant_bytes`](crate::convert::msb_variant_bytes) B per party.**
+    /// [`msb_variant_bytes`] B per party.**
     pub fn drelu_with(&mut self, x: &AShare<B>, variant: MsbVariant) -> Result<BShare<B>> {
         let m = self.msb_with(x, variant)?;
         self.b_not_bit(&m)
@@ -101,10 +110,7 @@ impl<B: Backend, T: Transport> Party<B, T> {
     /// element). Bytes per party: [`relu_bytes`].
     pub fn relu_with(&mut self, x: &AShare<B>, variant: MsbVariant) -> Result<(AShare<B>, BShare<B>)> {
         let d = self.drelu_with(x, variant)?;
-        let y = match variant {
-            MsbVariant::Lean => self.mul_bit(x, &d)?,
-            MsbVariant::LowLatency => self.mul_bit_one_round(x, &d)?,
-        };
+        let y = self.select_bit(x, &d, variant)?;
         Ok((y, d))
     }
 
@@ -192,6 +198,19 @@ impl<B: Backend, T: Transport> Party<B, T> {
     /// `(-2^62, 2^62)` so that differences never wrap.
     /// **`9·ceil(log2 len)` rounds**; bytes per party: [`max_axis_cost`].
     pub fn max_axis(&mut self, x: &AShare<B>, axis: usize, argmax: bool) -> Result<(AShare<B>, Option<AShare<B>>)> {
+        self.max_axis_with(x, axis, argmax, MsbVariant::Lean)
+    }
+
+    /// [`max_axis`](Self::max_axis) with the comparisons and selections of
+    /// [`relu_with`](Self::relu_with)`(variant)`: **9 (`Lean`) or 7 (`LowLatency`) rounds per tree
+    /// level**; bytes per party: [`max_axis_cost_with`].
+    pub fn max_axis_with(
+        &mut self,
+        x: &AShare<B>,
+        axis: usize,
+        argmax: bool,
+        variant: MsbVariant,
+    ) -> Result<(AShare<B>, Option<AShare<B>>)> {
         let be = self.backend().clone();
         let shape = x.shape().to_vec();
         if axis >= shape.len() {
@@ -217,17 +236,17 @@ impl<B: Backend, T: Transport> Party<B, T> {
             let lo = pairs.map(|t| be.slice(t, 2, 0, 1))?;
             let hi = pairs.map(|t| be.slice(t, 2, 1, 2))?;
             let diff = self.sub(&hi, &lo)?;
-            let b = self.lt(&lo, &hi)?;
+            let b = self.msb_with(&self.sub(&lo, &hi)?, variant)?;
             let winners = match onehot.take() {
                 None => {
-                    let t = self.mul_bit(&diff, &b)?;
+                    let t = self.select_bit(&diff, &b, variant)?;
                     self.add(&lo, &t)?
                 }
                 Some(oh) => {
                     let oh_pairs = oh.map(|t| be.reshape(&be.slice(t, 1, 0, 2 * half)?, &[rows, half, 2 * width]))?;
                     let cat = self.cat_shares(&[&diff, &oh_pairs], 2)?;
                     let bb = b.map(|t| be.broadcast_to(t, &[rows, half, 1 + 2 * width]))?;
-                    let prod = self.mul_bit(&cat, &bb)?;
+                    let prod = self.select_bit(&cat, &bb, variant)?;
                     let p_lo = prod.map(|t| be.slice(t, 2, 1, 1 + width))?;
                     let p_hi = prod.map(|t| be.slice(t, 2, 1 + width, 1 + 2 * width))?;
                     let oh_lo = oh_pairs.map(|t| be.slice(t, 2, 0, width))?;
@@ -266,6 +285,14 @@ impl<B: Backend, T: Transport> Party<B, T> {
             }
         };
         Ok((value, onehot))
+    }
+
+    /// `x * [b]` with the two-round ([`MsbVariant::Lean`]) or one-round protocol.
+    fn select_bit(&mut self, x: &AShare<B>, b: &BShare<B>, variant: MsbVariant) -> Result<AShare<B>> {
+        match variant {
+            MsbVariant::Lean => self.mul_bit(x, b),
+            MsbVariant::LowLatency => self.mul_bit_one_round(x, b),
+        }
     }
 
     /// Concatenation of sharings along `axis` (local).

@@ -4,7 +4,7 @@
 use cryptgpu_kernels_cpu::CpuBackend;
 use cryptgpu_net::{Counters, LocalTransport};
 use cryptgpu_ring::{Pool2dParams, RingTensor};
-use cryptgpu_sharing::compare::{max_axis_cost, max_pool2d_reference, relu_cost};
+use cryptgpu_sharing::compare::{max_axis_cost, max_axis_cost_with, max_pool2d_reference, relu_cost};
 use cryptgpu_sharing::convert::{
     b2a_bit_bytes, msb_bytes, msb_variant_bytes, msb_variant_rounds, mul_bit_bytes, mul_bit_one_round_bytes,
     MsbVariant, MSB_ROUNDS,
@@ -271,7 +271,17 @@ fn max_and_argmax_along_axes_lowest_index_wins() {
             let (m2, none) = p.max_axis(&x, axis, false)?;
             let c2 = p.counters().since(&before);
             assert!(none.is_none());
-            Ok((p.reveal(&m)?, p.reveal(&oh.unwrap())?, p.reveal(&m2)?, c, c2))
+            let before = p.counters();
+            let (m3, oh3) = p.max_axis_with(&x, axis, true, MsbVariant::LowLatency)?;
+            let c3 = p.counters().since(&before);
+            assert_eq!(
+                (c3.rounds, c3.bytes_sent),
+                max_axis_cost_with(MsbVariant::LowLatency, p.id(), x.len() / shape[axis], shape[axis], true)
+            );
+            let (m3, oh3) = (p.reveal(&m3)?, p.reveal(&oh3.unwrap())?);
+            let (m, oh) = (p.reveal(&m)?, p.reveal(&oh.unwrap())?);
+            assert_eq!((&m, &oh), (&m3, &oh3), "low-latency max/argmax");
+            Ok((m, oh, p.reveal(&m2)?, c, c2))
         });
         let strides = [shape[1] * shape[2], shape[2], 1];
         let rows = len / shape[axis];

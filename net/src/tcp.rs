@@ -112,6 +112,8 @@ pub struct TcpSetup {
 const TOKENS: [Token; 2] = [Token(0), Token(1)];
 /// Chunk read from a socket when no receive is pending.
 const INBOX_CHUNK: usize = 64 * 1024;
+/// TLS: bytes read from the socket per system call.
+const RAW_CHUNK: usize = 256 * 1024;
 /// rustls buffers at most this much outgoing data.
 const TLS_BUFFER: usize = 1 << 20;
 
@@ -259,6 +261,10 @@ struct Link {
     end: PeerEnd,
     /// The socket itself reached end of file (for TLS the plaintext may still hold data).
     sock_eof: bool,
+    /// TLS only: bytes read from the socket, not yet handed to rustls (`raw[raw_start..raw_end]`).
+    raw: Vec<u8>,
+    raw_start: usize,
+    raw_end: usize,
     last_progress: Instant,
 }
 
@@ -358,22 +364,36 @@ impl Link {
                 Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => return Ok(Some(0)),
                 Err(e) => return Err(NetError::Malformed { peer: self.peer, detail: format!("TLS: {e}") }),
             }
-            if self.sock_eof {
-                return Ok(Some(0));
+            if self.raw_start == self.raw_end {
+                if self.sock_eof {
+                    return Ok(Some(0));
+                }
+                // rustls reads at most a few KiB per call: fill a larger buffer per system call.
+                match self.sock.read(&mut self.raw) {
+                    Ok(0) => {
+                        self.sock_eof = true;
+                        // Let rustls see the end of the stream.
+                        let _ = tls.read_tls(&mut io::empty());
+                    }
+                    Ok(n) => (self.raw_start, self.raw_end) = (0, n),
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                    Err(e) if would_block(&e) => return Ok(None),
+                    Err(e) => {
+                        let peer = self.peer;
+                        return Err(match e.kind() {
+                            io::ErrorKind::ConnectionReset | io::ErrorKind::ConnectionAborted => {
+                                NetError::PeerGone { peer }
+                            }
+                            _ => NetError::Io(format!("link to party {peer}: {e}")),
+                        });
+                    }
+                }
             }
-            match tls.read_tls(&mut self.sock) {
-                Ok(0) => self.sock_eof = true,
-                Ok(_) => {}
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) if would_block(&e) => return Ok(None),
-                Err(e) => {
-                    let peer = self.peer;
-                    return Err(match e.kind() {
-                        io::ErrorKind::ConnectionReset | io::ErrorKind::ConnectionAborted => {
-                            NetError::PeerGone { peer }
-                        }
-                        _ => NetError::Io(format!("link to party {peer}: {e}")),
-                    });
+            if self.raw_start < self.raw_end {
+                let mut pending = &self.raw[self.raw_start..self.raw_end];
+                match tls.read_tls(&mut pending) {
+                    Ok(n) => self.raw_start += n,
+                    Err(e) => return Err(NetError::Malformed { peer: self.peer, detail: format!("TLS: {e}") }),
                 }
             }
             if let Err(e) = tls.process_new_packets() {
@@ -887,6 +907,7 @@ fn make_link(
         t.set_buffer_limit(Some(TLS_BUFFER));
         Box::new(t)
     });
+    let raw = if tls.is_some() { vec![0; RAW_CHUNK] } else { Vec::new() };
     Ok(Link {
         me,
         peer,
@@ -900,6 +921,9 @@ fn make_link(
         job: None,
         end: PeerEnd::Open,
         sock_eof: false,
+        raw,
+        raw_start: 0,
+        raw_end: 0,
         last_progress: Instant::now(),
     })
 }

@@ -11,7 +11,7 @@
 //!
 //! **Initial guesses from a private bit length.** For `a` in `[2^lo, 2^{hi+1})` the thermometer
 //! bits `c_j = [a >= 2^j]`, `j = lo+1..=hi`, come from one batched MSB call and one batched bit
-//! injection (9 rounds). With `k = floor(log2 a) = lo + Σ c_j`, any per-octave guess `g(k)` is the
+//! injection (8 rounds, the injection in one round: [`Party::b2a_bit_one_round`]). With `k = floor(log2 a) = lo + Σ c_j`, any per-octave guess `g(k)` is the
 //! linear combination `g(lo) + Σ_j c_j·(g(j) - g(j-1))` of the injected bits with public integer
 //! weights: local, no truncation. The reciprocal uses `g(k) = (2/3)·2^-k`, the inverse square root
 //! `g(k) = sqrt(2/3)·2^{-k/2}`; both put `a·y_0` (resp. `a·y_0²`) in `[2/3, 4/3)`, so Newton-Raphson
@@ -24,7 +24,7 @@ use cryptgpu_ring::{Backend, BinaryOp, RingTensor};
 
 use crate::ashare::AShare;
 use crate::compare::max_axis_cost_with;
-use crate::convert::{b2a_bit_bytes, msb_bytes, mul_bit_bytes, MsbVariant, MSB_ROUNDS};
+use crate::convert::{b2a_bit_one_round_bytes, msb_bytes, mul_bit_bytes, MsbVariant, MSB_ROUNDS};
 use crate::error::{Result, SharingError};
 use crate::party::Party;
 use crate::trunc::{product_cost, truncation_cost, TruncMode};
@@ -73,7 +73,7 @@ pub fn exp_rounds(mode: TruncMode, cfg: &ExpConfig) -> u64 {
 /// [`Party::inv_sqrt`] on `n` elements over `[2^lo, 2^{hi+1})`.
 pub fn guess_cost(party: usize, n: usize, lo: i32, hi: i32) -> (u64, u64) {
     let k = (hi - lo).max(0) as usize * n;
-    (MSB_ROUNDS + 2, msb_bytes(party, k) + b2a_bit_bytes(party, k))
+    (MSB_ROUNDS + 1, msb_bytes(party, k) + b2a_bit_one_round_bytes(party, k))
 }
 
 /// Rounds and bytes sent by `party` in [`Party::exp`] of `n` elements.
@@ -159,7 +159,7 @@ impl<B: Backend, T: Transport> Party<B, T> {
     }
 
     /// Thermometer code of `a`: integer sharings of `c_j = [a >= 2^j]` for `j = lo+1..=hi`, as a
-    /// `[hi - lo, n]` tensor (`n = a.len()`). **9 rounds; [`guess_cost`].**
+    /// `[hi - lo, n]` tensor (`n = a.len()`). **8 rounds; [`guess_cost`].**
     fn thermometer(&mut self, a: &AShare<B>, lo: i32, hi: i32) -> Result<AShare<B>> {
         let f = self.codec().frac_bits() as i32;
         if lo >= hi || lo + f < 0 || hi + f > 61 {
@@ -175,7 +175,7 @@ impl<B: Backend, T: Transport> Party<B, T> {
         let d = self.add_public(&rep, &thr)?;
         let m = self.msb(&d)?;
         let ge = self.b_not_bit(&m)?;
-        self.b2a_bit(&ge)
+        self.b2a_bit_one_round(&ge)
     }
 
     /// `g(lo) + Σ_j c_j·(g(j) - g(j-1))` in fixed point for thermometer bits `c` (local).

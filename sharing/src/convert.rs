@@ -119,6 +119,12 @@ pub fn mul_bit_bytes(party: usize, n: usize) -> u64 {
     (if party == 2 { 16 } else { 24 }) * n as u64
 }
 
+/// Bytes party `party` sends in [`Party::b2a_bit_one_round`] of `n` elements: 32, 8 and 8 B per
+/// element.
+pub fn b2a_bit_one_round_bytes(party: usize, n: usize) -> u64 {
+    (if party == 0 { 32 } else { 8 }) * n as u64
+}
+
 /// Bytes party `party` sends in [`Party::mul_bit_one_round`] of `n` elements: 40, 40 and 16 B
 /// per element.
 pub fn mul_bit_one_round_bytes(party: usize, n: usize) -> u64 {
@@ -468,6 +474,64 @@ impl<B: Backend, T: Transport> Party<B, T> {
                 self.round(Round::new())?;
                 let rho = self.draw(KeyRole::Own, Purpose::OtOutput, &shape)?;
                 AShare::from_parts(rho, r)
+            }
+        }
+    }
+
+    /// Bit injection like [`b2a_bit`](Self::b2a_bit) in **one round**: the OT (sender P0,
+    /// `m_t = (u ^ t) - ρ_0 - ρ_1`, choice `b_2`) goes to P1 (pads from `K_0`, helper P2) and to P2
+    /// (pads from `K_1`, helper P1); both learn `c = b - ρ_0 - ρ_1`, masked for P1 by `ρ_0` (`K_0`)
+    /// and for P2 by `ρ_1` (`K_1`), and the sharing is `(ρ_0, ρ_1, c)`.
+    /// **1 round; party 0 sends 32 B, parties 1 and 2 8 B per element**
+    /// ([`b2a_bit_one_round_bytes`]).
+    pub fn b2a_bit_one_round(&mut self, b: &BShare<B>) -> Result<AShare<B>> {
+        let be = self.backend().clone();
+        let shape = b.shape().to_vec();
+        let n = b.len();
+        let bit = self.b_and_scalar(b, 1)?;
+        let add = |p: &B::Tensor, q: &B::Tensor| be.binary(BinaryOp::Add, p, q);
+        let sub = |p: &B::Tensor, q: &B::Tensor| be.binary(BinaryOp::Sub, p, q);
+        let draw2 = |p: &mut Self, role: KeyRole| -> Result<(B::Tensor, B::Tensor)> {
+            Ok((p.draw(role, Purpose::OtMask, &shape)?, p.draw(role, Purpose::OtMask, &shape)?))
+        };
+        match self.id() {
+            0 => {
+                let u = be.binary(BinaryOp::Xor, bit.first(), bit.second())?;
+                let w = draw2(self, KeyRole::Own)?;
+                let w_p2 = draw2(self, KeyRole::Next)?;
+                let rho0 = self.draw(KeyRole::Own, Purpose::OtOutput, &shape)?;
+                let rho1 = self.draw(KeyRole::Next, Purpose::OtOutput, &shape)?;
+                let r = add(&rho0, &rho1)?;
+                let m0 = sub(&u, &r)?;
+                let m1 = sub(&be.scalar(ScalarOp::Xor, &u, 1)?, &r)?;
+                let padded = |w0: &B::Tensor, w1: &B::Tensor| -> Result<Vec<u64>> {
+                    let mut msg = to_words(&be, &add(&m0, w0)?)?;
+                    msg.extend(to_words(&be, &add(&m1, w1)?)?);
+                    Ok(msg)
+                };
+                let (to_p1, to_p2) = (padded(&w.0, &w.1)?, padded(&w_p2.0, &w_p2.1)?);
+                self.round(Round::new().send(Peer::Next, to_p1).send(Peer::Prev, to_p2))?;
+                AShare::from_parts(rho0, rho1)
+            }
+            1 => {
+                let b2 = bit.second();
+                let w_p2 = draw2(self, KeyRole::Own)?;
+                let rho1 = self.draw(KeyRole::Own, Purpose::OtOutput, &shape)?;
+                let to_p2 = to_words(&be, &select(&be, b2, &w_p2.0, &w_p2.1)?)?;
+                let mut got =
+                    self.round(Round::new().send(Peer::Next, to_p2).recv(Peer::Prev, 2 * n).recv(Peer::Next, n))?;
+                let c = self.ot_receive(b2, got.take(Peer::Prev)?, got.take(Peer::Next)?, &shape)?;
+                AShare::from_parts(rho1, c)
+            }
+            _ => {
+                let b2 = bit.first();
+                let w = draw2(self, KeyRole::Next)?;
+                let rho0 = self.draw(KeyRole::Next, Purpose::OtOutput, &shape)?;
+                let to_p1 = to_words(&be, &select(&be, b2, &w.0, &w.1)?)?;
+                let mut got =
+                    self.round(Round::new().send(Peer::Prev, to_p1).recv(Peer::Next, 2 * n).recv(Peer::Prev, n))?;
+                let c = self.ot_receive(b2, got.take(Peer::Next)?, got.take(Peer::Prev)?, &shape)?;
+                AShare::from_parts(c, rho0)
             }
         }
     }

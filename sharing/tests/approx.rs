@@ -175,7 +175,7 @@ fn softmax_within_1e3_for_10_200_1000_classes() {
             c[0].rounds,
             if classes == 200 { 7 } else { 9 } * levels
                 + exp_rounds(MODE, &cfg.exp)
-                + 9
+                + guess_cost(0, rows, -1, 0).0
                 + 2 * pc(0).0 * cfg.nr_iters as u64
                 + pc(0).0
         );

@@ -6,8 +6,8 @@ use cryptgpu_net::{Counters, LocalTransport};
 use cryptgpu_ring::{Pool2dParams, RingTensor};
 use cryptgpu_sharing::compare::{max_axis_cost, max_axis_cost_with, max_pool2d_reference, relu_cost};
 use cryptgpu_sharing::convert::{
-    b2a_bit_bytes, msb_bytes, msb_variant_bytes, msb_variant_rounds, mul_bit_bytes, mul_bit_one_round_bytes,
-    MsbVariant, MSB_ROUNDS,
+    b2a_bit_bytes, b2a_bit_one_round_bytes, msb_bytes, msb_variant_bytes, msb_variant_rounds, mul_bit_bytes,
+    mul_bit_one_round_bytes, MsbVariant, MSB_ROUNDS,
 };
 use cryptgpu_sharing::{run_local, Party, RunConfig};
 use rand::{Rng, SeedableRng};
@@ -125,6 +125,12 @@ fn binary_ops_and_bit_conversions() {
         let before = p.counters();
         let inj = p.b2a_bit(&x)?;
         let c_inj = p.counters().since(&before);
+        let before = p.counters();
+        let inj1 = p.b2a_bit_one_round(&x)?;
+        let c_inj1 = p.counters().since(&before);
+        assert_eq!((c_inj1.rounds, c_inj1.bytes_sent), (1, b2a_bit_one_round_bytes(p.id(), n)));
+        let (inj1, inj_plain) = (p.reveal(&inj1)?, p.reveal(&inj)?);
+        assert_eq!(inj1, inj_plain, "one-round bit injection");
         let before = p.counters();
         let prod = p.mul_bit(&v, &y)?;
         let c_mul = p.counters().since(&before);
@@ -381,6 +387,7 @@ fn outputs_are_consistent_replicated_sharings() {
         let inj = p.b2a_bit(&m)?;
         let prod = p.mul_bit(&x, &m)?;
         let prod1 = p.mul_bit_one_round(&x, &m)?;
+        let inj1 = p.b2a_bit_one_round(&m)?;
         let and = p.b_and(&b, &b)?;
         let mut shares = Vec::new();
         for (f, s) in [
@@ -391,12 +398,13 @@ fn outputs_are_consistent_replicated_sharings() {
             (and.first(), and.second()),
             (m2.first(), m2.second()),
             (prod1.first(), prod1.second()),
+            (inj1.first(), inj1.second()),
         ] {
             shares.push((p.download(f)?, p.download(s)?));
         }
         Ok(shares)
     });
-    for k in 0..7 {
+    for k in 0..8 {
         for i in 0..3 {
             let (_, second) = &out[i].0[k];
             let (next_first, _) = &out[(i + 1) % 3].0[k];

@@ -10,10 +10,11 @@
 //! exact protocols of [`crate::compare`].
 //!
 //! **Initial guesses from a private bit length.** For `a` in `[2^lo, 2^{hi+1})` the thermometer
-//! bits `c_j = [a >= 2^j]`, `j = lo+1..=hi`, come from one batched MSB call and one batched bit
-//! injection (8 rounds, the injection in one round: [`Party::b2a_bit_one_round`]). With `k = floor(log2 a) = lo + Σ c_j`, any per-octave guess `g(k)` is the
-//! linear combination `g(lo) + Σ_j c_j·(g(j) - g(j-1))` of the injected bits with public integer
-//! weights: local, no truncation. The reciprocal uses `g(k) = (2/3)·2^-k`, the inverse square root
+//! bits `c_j = [a >= 2^j]`, `j = lo+1..=hi`, come from one batched MSB call and one batched
+//! one-round bit injection ([`Party::b2a_bit_one_round`]): 8 rounds. With
+//! `k = floor(log2 a) = lo + Σ c_j`, any per-octave guess `g(k)` is the linear combination
+//! `g(lo) + Σ_j c_j·(g(j) - g(j-1))` of the injected bits with public integer weights: local, no
+//! truncation. The reciprocal uses `g(k) = (2/3)·2^-k`, the inverse square root
 //! `g(k) = sqrt(2/3)·2^{-k/2}`; both put `a·y_0` (resp. `a·y_0²`) in `[2/3, 4/3)`, so Newton-Raphson
 //! starts with relative error at most 1/3 for every input in range, whatever its size (CryptGPU's
 //! constant guess 1/200 diverges for inputs above 400).

@@ -119,6 +119,12 @@ impl<B: Backend, T: Transport> Party<B, T> {
         self.mul_bit(g, drelu)
     }
 
+    /// ReLU backward with the `x * [b]` of [`relu_with`](Self::relu_with)`(variant)`: **2 rounds**
+    /// (`Lean`, `X(n)` B) **or 1 round** (`LowLatency`, 40 / 40 / 16 B per element).
+    pub fn relu_backward_with(&mut self, g: &AShare<B>, drelu: &BShare<B>, variant: MsbVariant) -> Result<AShare<B>> {
+        self.select_bit(g, drelu, variant)
+    }
+
     /// `[x < y]` as 0/1 bits (`msb(x - y)`). **7 rounds, `M(n)` B per party.**
     pub fn lt(&mut self, x: &AShare<B>, y: &AShare<B>) -> Result<BShare<B>> {
         let d = self.sub(x, y)?;

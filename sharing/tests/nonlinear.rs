@@ -199,6 +199,11 @@ fn relu_and_comparisons_are_exact() {
         let (r_ll, r_lean) = (p.reveal(&r_ll)?, p.reveal(&r)?);
         assert_eq!(r_ll, r_lean, "low-latency ReLU");
         let before = p.counters();
+        let rb_ll = p.relu_backward_with(&gs, &d, MsbVariant::LowLatency)?;
+        assert_eq!(p.counters().since(&before).rounds, 1);
+        let (rb_ll, rb_lean) = (p.reveal(&rb_ll)?, p.reveal(&rb)?);
+        assert_eq!(rb_ll, rb_lean, "one-round ReLU backward");
+        let before = p.counters();
         let e = p.eq(&x, &y)?;
         let c_eq = p.counters().since(&before);
         let cmp = [p.lt(&x, &y)?, p.gt(&x, &y)?, p.le(&x, &y)?, p.ge(&x, &y)?, e];

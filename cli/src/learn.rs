@@ -9,7 +9,9 @@ use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
 use clap::{Args as ClapArgs, ValueEnum};
-use cryptgpu_nn::data::{load_cifar10, load_mnist, mnist_from_bytes, sequential_batches, shuffled_batches, Images, Split};
+use cryptgpu_nn::data::{
+    load_cifar10, load_mnist, mnist_from_bytes, sequential_batches, shuffled_batches, Images, Split,
+};
 use cryptgpu_nn::engine::{Model, Sgd};
 use cryptgpu_nn::plain::{PlainEngine, PlainTensor};
 use cryptgpu_nn::private::PrivateEngine;
@@ -153,7 +155,11 @@ pub struct InferArgs {
 
 fn progress(len: usize, what: &str) -> ProgressBar {
     let pb = ProgressBar::new(len as u64);
-    pb.set_style(ProgressStyle::with_template("{msg:>10} [{bar:40}] {pos}/{len} {elapsed_precise} (eta {eta})").expect("valid template").progress_chars("=> "));
+    pb.set_style(
+        ProgressStyle::with_template("{msg:>10} [{bar:40}] {pos}/{len} {elapsed_precise} (eta {eta})")
+            .expect("valid template")
+            .progress_chars("=> "),
+    );
     pb.set_message(what.to_string());
     pb
 }
@@ -199,7 +205,8 @@ type PrivateOut = (Vec<usize>, Option<Params>, f64, usize, f64);
 
 fn private_train<B: Backend>(be: B, job: &Job<'_>) -> Result<[cryptgpu_sharing::PartyOutput<PrivateOut>; 3]> {
     let [c, h, w] = job.spec.input;
-    let batches: Vec<Vec<Vec<usize>>> = (0..job.epochs).map(|e| shuffled_batches(job.train.len(), job.batch, job.seed + e as u64)).collect();
+    let batches: Vec<Vec<Vec<usize>>> =
+        (0..job.epochs).map(|e| shuffled_batches(job.train.len(), job.batch, job.seed + e as u64)).collect();
     let steps: usize = batches.iter().map(Vec::len).sum();
     let out = run_local(be, RunConfig::default(), |party| {
         let owner = party.id() == OWNER;
@@ -265,7 +272,18 @@ fn fraction(hits: usize, total: usize) -> f64 {
 }
 
 #[allow(clippy::too_many_arguments)]
-fn run_training(spec: ModelSpec, train: Images, test: Images, epochs: usize, batch: usize, opt: Sgd, seed: u64, save: Option<PathBuf>, backend: BackendChoice, json: bool) -> Result<()> {
+fn run_training(
+    spec: ModelSpec,
+    train: Images,
+    test: Images,
+    epochs: usize,
+    batch: usize,
+    opt: Sgd,
+    seed: u64,
+    save: Option<PathBuf>,
+    backend: BackendChoice,
+    json: bool,
+) -> Result<()> {
     if spec.has_batchnorm() {
         bail!("{} has batch norm, which is inference-only here; train a model without it", spec.name);
     }
@@ -278,7 +296,14 @@ fn run_training(spec: ModelSpec, train: Images, test: Images, epochs: usize, bat
     spec.check(batch)?;
     let params = fold_batchnorm(&spec, &init_params(&spec, seed))?;
     let job = Job { spec, params, train: &train, test: &test, epochs, batch, opt, seed, save: save.is_some() };
-    eprintln!("{}: private training on {} images ({} epochs, batch {}), then private inference on {} test images", job.spec.name, train.len(), epochs, batch, test.len());
+    eprintln!(
+        "{}: private training on {} images ({} epochs, batch {}), then private inference on {} test images",
+        job.spec.name,
+        train.len(),
+        epochs,
+        batch,
+        test.len()
+    );
     let plain_preds = plain_train(&job)?;
     let device = backend.open()?;
     let backend_name = device.name();
@@ -308,9 +333,16 @@ fn run_training(spec: ModelSpec, train: Images, test: Images, epochs: usize, bat
         save_safetensors(&path, p)?;
         eprintln!("saved the trained weights to {}", path.display());
     }
-    println!("private training of {} on {} ({} steps of batch {})", report.model, report.backend, report.steps, report.batch);
+    println!(
+        "private training of {} on {} ({} steps of batch {})",
+        report.model, report.backend, report.steps, report.batch
+    );
     println!("  time per step         {:.3} s", report.seconds_per_step);
-    println!("  test accuracy         private {:.2}%, plaintext twin {:.2}%", 100.0 * report.accuracy, 100.0 * report.plaintext_accuracy);
+    println!(
+        "  test accuracy         private {:.2}%, plaintext twin {:.2}%",
+        100.0 * report.accuracy,
+        100.0 * report.plaintext_accuracy
+    );
     println!("  prediction agreement  {:.2}% of {} test images", 100.0 * report.agreement, report.test_images);
     println!("  private inference     {:.4} s per image", report.seconds_per_image);
     println!("  bytes sent per party  {:?} over {} rounds", report.bytes_sent_per_party, report.rounds);
@@ -417,7 +449,12 @@ pub fn infer(args: &InferArgs) -> Result<()> {
         rounds: out[0].counters.rounds,
     };
     println!("private inference of {} on {} ({} images)", report.model, report.backend, report.images);
-    println!("  accuracy   private {:.2}%, plaintext {:.2}%, agreement {:.2}%", 100.0 * report.accuracy, 100.0 * report.plaintext_accuracy, 100.0 * report.agreement);
+    println!(
+        "  accuracy   private {:.2}%, plaintext {:.2}%, agreement {:.2}%",
+        100.0 * report.accuracy,
+        100.0 * report.plaintext_accuracy,
+        100.0 * report.agreement
+    );
     println!("  time       {:.4} s per image", report.seconds_per_image);
     if args.json {
         println!("{}", serde_json::to_string(&report)?);

@@ -4,7 +4,8 @@
 //! `Party<B, T: Transport>`, and drivers: the in-process one (`run_local`, three threads) and this
 //! one (one process, [`TcpTransport`] to the two other parties). Both drivers run the same program,
 //! so with the same seeds (and `--insecure-key-seed`) the results are bit-identical. A new job
-//! (`train`, `infer`, ...) implements [`PartyJob`] and gets a variant in [`JobCommand`].
+//! (`train`, `infer`, ...) implements [`PartyJob`] and gets a variant in [`JobCommand`]; `matmul`
+//! and `relu` are there.
 //!
 //! The configuration is a TOML file:
 //!
@@ -42,7 +43,7 @@ use cryptgpu_sharing::{KeySource, Party};
 use serde::Deserialize;
 
 use crate::device::BackendChoice;
-use crate::{matmul, with_backend};
+use crate::{matmul, relu, with_backend};
 
 /// Arguments of `cryptgpu party`.
 #[derive(ClapArgs, Debug)]
@@ -76,6 +77,8 @@ pub struct Args {
 pub enum JobCommand {
     /// Private fixed-point matrix product (as `cryptgpu matmul`).
     Matmul(matmul::Args),
+    /// Private ReLU (as `cryptgpu relu`).
+    Relu(relu::Args),
 }
 
 /// A job that one process can run as one of the three parties.
@@ -273,6 +276,7 @@ pub fn run(args: &Args) -> Result<()> {
     }
     match &args.job {
         JobCommand::Matmul(a) => run_job(args, &matmul::Job::prepare(a)?),
+        JobCommand::Relu(a) => run_job(args, &relu::Job::prepare(a)?),
     }
 }
 

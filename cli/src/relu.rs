@@ -1,18 +1,23 @@
-//! `cryptgpu relu`: private ReLU of N fixed-point values between three in-process parties.
+//! `cryptgpu relu`: private ReLU of N fixed-point values between three parties.
+//!
+//! The party program ([`program`]) is generic over the transport: [`run`] drives it as three
+//! in-process parties, and `cryptgpu party ... relu` runs it as one party of three processes
+//! (see [`crate::party`]), so both execute the same code.
 
 use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
 use clap::Args as ClapArgs;
-use cryptgpu_net::Counters;
+use cryptgpu_net::{Counters, Transport};
 use cryptgpu_ring::{Backend, FixedPoint, RingTensor};
 use cryptgpu_sharing::compare::relu_cost;
 use cryptgpu_sharing::convert::{msb_variant_rounds, MsbVariant};
-use cryptgpu_sharing::{run_local, PartyOutput, RunConfig};
+use cryptgpu_sharing::{run_local, KeySource, Party, RunConfig};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
 use crate::device::BackendChoice;
+use crate::party::{digest, key_source, PartyJob};
 use crate::with_backend;
 
 /// Arguments of `cryptgpu relu`.
@@ -37,6 +42,10 @@ pub struct Args {
     /// Device for the parties' local computation.
     #[arg(long, value_enum, default_value_t = BackendChoice::Auto)]
     backend: BackendChoice,
+    /// INSECURE: derive the parties' PRG keys from this public seed instead of the OS, so that two
+    /// runs (in-process and three processes) give bit-identical shares. For tests only.
+    #[arg(long, value_name = "SEED")]
+    insecure_key_seed: Option<u64>,
     /// Print a JSON object as the last line of standard output.
     #[arg(long)]
     json: bool,
@@ -95,54 +104,180 @@ struct Report {
     bytes_per_element_per_party: f64,
     /// Outputs that differ from the plaintext ReLU of the encoded input (bit-exact comparison).
     mismatches: usize,
+    /// FNV-1a digest of the revealed ring elements (compares runs bit for bit).
+    result_digest: String,
 }
 
-type PartyResult = (RingTensor, f64, f64, Counters, Counters);
+/// One party's report in a three-process run (`cryptgpu party ... relu`).
+#[derive(serde::Serialize)]
+struct PartyReport {
+    op: &'static str,
+    party: usize,
+    n: usize,
+    backend: &'static str,
+    msb: &'static str,
+    frac_bits: u32,
+    seed: u64,
+    /// Wall time of the private ReLU at this party.
+    seconds: f64,
+    /// Rounds of the private ReLU.
+    rounds: u64,
+    /// Rounds of the MSB part.
+    msb_rounds: u64,
+    /// Bytes this party sent during the private ReLU.
+    bytes_sent: u64,
+    /// The documented ReLU cost of this party.
+    bytes_formula: u64,
+    /// Bytes this party sent over the whole run.
+    total_bytes_sent: u64,
+    /// Outputs that differ from the plaintext ReLU of the encoded input.
+    mismatches: usize,
+    /// FNV-1a digest of the revealed ring elements.
+    result_digest: String,
+}
 
-/// Party 0 inputs `x`; the parties compute ReLU privately (timed) and reveal.
-fn private_relu<B: Backend>(
-    be: B,
-    config: RunConfig,
-    x: &RingTensor,
-    variant: MsbVariant,
-) -> Result<[PartyOutput<PartyResult>; 3]> {
-    Ok(run_local(be, config, |p| {
-        let xs = p.input(0, (p.id() == 0).then_some(x), x.shape())?;
-        let before = p.counters();
-        let start = Instant::now();
-        let d = p.drelu_with(&xs, variant)?;
-        let msb_seconds = start.elapsed().as_secs_f64();
-        let msb_cost = p.counters().since(&before);
-        let y = match variant {
-            MsbVariant::Lean => p.mul_bit(&xs, &d)?,
-            MsbVariant::LowLatency => p.mul_bit_one_round(&xs, &d)?,
+/// What the party program returns: the revealed ReLU, its time, the MSB's time, and the traffic
+/// of the ReLU and of its MSB part.
+pub type PartyResult = (RingTensor, f64, f64, Counters, Counters);
+
+/// A prepared ReLU job: the public parameters and party 0's demo input from the public seed.
+pub struct Job {
+    n: usize,
+    range: f64,
+    seed: u64,
+    msb: MsbChoice,
+    backend: BackendChoice,
+    json: bool,
+    keys: KeySource,
+    codec: FixedPoint,
+    xt: RingTensor,
+}
+
+impl Job {
+    /// Checks the arguments and makes the input.
+    pub fn prepare(args: &Args) -> Result<Job> {
+        if args.n == 0 {
+            bail!("--n must be positive");
+        }
+        if !(args.range.is_finite() && args.range > 0.0) {
+            bail!("--range must be a positive number");
+        }
+        let codec = FixedPoint::new(args.frac_bits).context("invalid --frac-bits")?;
+        let n = args.n;
+        let mut rng = ChaCha8Rng::seed_from_u64(args.seed);
+        let vals: Vec<f64> = (0..n).map(|_| rng.gen_range(-args.range..=args.range)).collect();
+        let xt = codec.encode_tensor(&[n], &vals).context("--range too large for the encoding")?;
+        Ok(Job {
+            n,
+            range: args.range,
+            seed: args.seed,
+            msb: args.msb,
+            backend: args.backend,
+            json: args.json,
+            keys: key_source(args.insecure_key_seed),
+            codec,
+            xt,
+        })
+    }
+
+    /// Outputs that differ from the plaintext ReLU of the encoded input.
+    fn mismatches(&self, revealed: &RingTensor) -> usize {
+        self.xt.data().iter().zip(revealed.data()).filter(|(&x, &y)| y != if (x as i64) < 0 { 0 } else { x }).count()
+    }
+}
+
+/// The party program: party 0 inputs `x`; the parties compute ReLU privately (timed) and reveal.
+pub fn program<B: Backend, T: Transport>(p: &mut Party<B, T>, job: &Job) -> cryptgpu_sharing::Result<PartyResult> {
+    let x = &job.xt;
+    let variant = job.msb.variant();
+    let xs = p.input(0, (p.id() == 0).then_some(x), x.shape())?;
+    let before = p.counters();
+    let start = Instant::now();
+    let d = p.drelu_with(&xs, variant)?;
+    let msb_seconds = start.elapsed().as_secs_f64();
+    let msb_cost = p.counters().since(&before);
+    let y = match variant {
+        MsbVariant::Lean => p.mul_bit(&xs, &d)?,
+        MsbVariant::LowLatency => p.mul_bit_one_round(&xs, &d)?,
+    };
+    let seconds = start.elapsed().as_secs_f64();
+    let cost = p.counters().since(&before);
+    Ok((p.reveal(&y)?, seconds, msb_seconds, cost, msb_cost))
+}
+
+impl PartyJob for Job {
+    fn name(&self) -> &'static str {
+        "relu"
+    }
+
+    fn public_params(&self) -> String {
+        format!(
+            "relu n={} range={} seed={} msb={} frac_bits={} keys={:?}",
+            self.n,
+            self.range,
+            self.seed,
+            self.msb.name(),
+            self.codec.frac_bits(),
+            self.keys
+        )
+    }
+
+    fn codec(&self) -> FixedPoint {
+        self.codec
+    }
+
+    fn keys(&self) -> KeySource {
+        self.keys
+    }
+
+    fn backend(&self) -> BackendChoice {
+        self.backend
+    }
+
+    fn run_party<B: Backend, T: Transport>(&self, p: &mut Party<B, T>) -> Result<()> {
+        let (revealed, seconds, _msb_seconds, cost, msb_cost) = program(p, self)?;
+        let n = self.n;
+        let report = PartyReport {
+            op: "relu",
+            party: p.id(),
+            n,
+            backend: p.backend().name(),
+            msb: self.msb.name(),
+            frac_bits: self.codec.frac_bits(),
+            seed: self.seed,
+            seconds,
+            rounds: cost.rounds,
+            msb_rounds: msb_cost.rounds,
+            bytes_sent: cost.bytes_sent,
+            bytes_formula: relu_cost(self.msb.variant(), p.id(), n).1,
+            total_bytes_sent: p.counters().bytes_sent,
+            mismatches: self.mismatches(&revealed),
+            result_digest: digest(revealed.data()),
         };
-        let seconds = start.elapsed().as_secs_f64();
-        let cost = p.counters().since(&before);
-        Ok((p.reveal(&y)?, seconds, msb_seconds, cost, msb_cost))
-    })?)
+        println!("party {}: private ReLU of {n} values on {} ({} MSB)", report.party, report.backend, report.msb);
+        println!("  time           {:.4} s", report.seconds);
+        println!("  rounds         {} (MSB {})", report.rounds, report.msb_rounds);
+        println!("  bytes sent     {} (formula {})", report.bytes_sent, report.bytes_formula);
+        println!("  mismatches     {} against the plaintext ReLU", report.mismatches);
+        println!("  result digest  {}", report.result_digest);
+        if self.json {
+            println!("{}", serde_json::to_string(&report)?);
+        }
+        Ok(())
+    }
 }
 
+/// The in-process driver: the three parties on threads.
 pub fn run(args: &Args) -> Result<()> {
-    if args.n == 0 {
-        bail!("--n must be positive");
-    }
-    if !(args.range.is_finite() && args.range > 0.0) {
-        bail!("--range must be a positive number");
-    }
-    let codec = FixedPoint::new(args.frac_bits).context("invalid --frac-bits")?;
-    let n = args.n;
-    let mut rng = ChaCha8Rng::seed_from_u64(args.seed);
-    let vals: Vec<f64> = (0..n).map(|_| rng.gen_range(-args.range..=args.range)).collect();
-    let xt = codec.encode_tensor(&[n], &vals).context("--range too large for the encoding")?;
+    let job = Job::prepare(args)?;
+    let (n, codec) = (job.n, job.codec);
     let device = args.backend.open()?;
     let backend = device.name();
-    let config = RunConfig { codec, ..RunConfig::default() };
-    let out = with_backend!(device, be => private_relu(be, config, &xt, args.msb.variant())?);
+    let config = RunConfig { codec, keys: job.keys, ..RunConfig::default() };
+    let out = with_backend!(device, be => run_local(be, config, |p| program(p, &job))?);
 
     let revealed = &out[0].value.0;
-    let mismatches =
-        xt.data().iter().zip(revealed.data()).filter(|(&x, &y)| y != if (x as i64) < 0 { 0 } else { x }).count();
+    let mismatches = job.mismatches(revealed);
     let costs: [Counters; 3] = std::array::from_fn(|i| out[i].value.3);
     let msb_costs: [Counters; 3] = std::array::from_fn(|i| out[i].value.4);
     let bytes = costs.map(|c| c.bytes_sent);
@@ -162,6 +297,7 @@ pub fn run(args: &Args) -> Result<()> {
         bytes_formula_per_party: std::array::from_fn(|i| relu_cost(args.msb.variant(), i, n).1),
         bytes_per_element_per_party: bytes.iter().sum::<u64>() as f64 / (3 * n) as f64,
         mismatches,
+        result_digest: digest(revealed.data()),
     };
     println!("private ReLU of {n} values on {backend}, {} fractional bits", report.frac_bits);
     println!("  time           {:.4} s (MSB {:.4} s)", report.seconds, report.msb_seconds);

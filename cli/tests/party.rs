@@ -88,6 +88,32 @@ fn three_processes_match_the_in_process_run() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
+#[test]
+fn three_processes_match_the_in_process_relu() {
+    let dir = keys_dir("relu");
+    let config = dir.join("test.toml");
+    write_config(&config, &dir, free_ports(), 30.0, 30.0);
+    let job: &[&str] =
+        &["relu", "--n", "3000", "--seed", "5", "--backend", "cpu", "--insecure-key-seed", "4", "--json"];
+    let local = bin().args(job).output().unwrap();
+    assert!(local.status.success(), "{}", String::from_utf8_lossy(&local.stderr));
+    let local = last_json(&local);
+    assert_eq!(local["mismatches"], 0);
+    let children: Vec<Child> = (0..3).map(|i| spawn_party(&config, i, job)).collect();
+    for (i, c) in children.into_iter().enumerate() {
+        let out = c.wait_with_output().unwrap();
+        assert!(out.status.success(), "party {i}: {}", String::from_utf8_lossy(&out.stderr));
+        let v = last_json(&out);
+        assert_eq!(v["result_digest"], local["result_digest"], "party {i}");
+        assert_eq!(v["mismatches"], 0);
+        assert_eq!(v["rounds"], local["rounds"]);
+        assert_eq!(v["msb_rounds"], local["msb_rounds"]);
+        assert_eq!(v["bytes_sent"], local["bytes_sent_per_party"][i]);
+        assert_eq!(v["bytes_formula"], local["bytes_formula_per_party"][i]);
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
 /// Waits until the party reports its links up; returns the rest of its stderr via a thread.
 fn wait_connected(child: &mut Child) -> std::thread::JoinHandle<String> {
     let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();

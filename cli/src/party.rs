@@ -13,7 +13,8 @@
 //! [[party]]
 //! id = 0
 //! address = "10.0.0.1:7100"        # where party 0 listens (host names are resolved)
-//! certificate = "party0.crt"       # PEM; relative paths are relative to this file
+//! certificate = "party0.crt"       # PEM; relative paths are relative to this file (not needed
+//!                                  # with --insecure)
 //! key = "party0.key"               # only read by party 0 (each machine needs only its own key)
 //!
 //! [[party]]
@@ -28,6 +29,10 @@
 //! # recv_buffer_bytes = 4194304
 //! # max_message_words = 2147483648
 //! ```
+//!
+//! The lower id of each pair listens and the higher one connects: party 0 accepts parties 1 and 2,
+//! party 1 connects to 0 and accepts 2, party 2 only connects (its address is not used). Each
+//! listener must be reachable from the parties with higher ids.
 
 use std::fs;
 use std::net::{SocketAddr, ToSocketAddrs};
@@ -139,7 +144,7 @@ pub struct Config {
 struct PartyEntry {
     id: usize,
     address: String,
-    certificate: PathBuf,
+    certificate: Option<PathBuf>,
     key: Option<PathBuf>,
 }
 
@@ -251,7 +256,10 @@ fn resolve(dir: &Path, p: &Path) -> PathBuf {
 fn tls_identity(config: &Config, dir: &Path, id: usize, key_override: Option<&Path>) -> Result<TlsIdentity> {
     let mut certs = Vec::with_capacity(3);
     for p in 0..3 {
-        let path = resolve(dir, &config.entry(p).certificate);
+        let cert = config.entry(p).certificate.as_deref().with_context(|| {
+            format!("no certificate for party {p}: add `certificate = \"...\"` to its [[party]] entry")
+        })?;
+        let path = resolve(dir, cert);
         certs.push(fs::read(&path).with_context(|| format!("party {p}'s certificate {}", path.display()))?);
     }
     let key_path = match key_override {

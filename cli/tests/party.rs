@@ -193,6 +193,10 @@ fn insecure_mode_warns_and_bad_configurations_are_explained() {
     let dir = keys_dir("insecure");
     let config = dir.join("test.toml");
     write_config(&config, &dir, free_ports(), 30.0, 30.0);
+    // Plain TCP needs no certificates or keys.
+    let text = std::fs::read_to_string(&config).unwrap();
+    let plain: Vec<&str> = text.lines().filter(|l| !l.starts_with("certificate") && !l.starts_with("key")).collect();
+    std::fs::write(&config, plain.join("\n")).unwrap();
     let children: Vec<Child> = (0..3).map(|i| bin_party_insecure(&config, i)).collect();
     for c in children {
         let out = c.wait_with_output().unwrap();
@@ -202,11 +206,14 @@ fn insecure_mode_warns_and_bad_configurations_are_explained() {
     }
     // A configuration with two parties only.
     let bad = dir.join("bad.toml");
-    let text = std::fs::read_to_string(&config).unwrap();
     std::fs::write(&bad, text.replacen("id = 2", "id = 1", 1)).unwrap();
     let out = bin().args(["party", "--config"]).arg(&bad).args(["--id", "0"]).args(SMALL).output().unwrap();
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("parties 0, 1 and 2 exactly once"));
+    // TLS without certificates in the configuration.
+    let out = bin().args(["party", "--config"]).arg(&config).args(["--id", "0"]).args(SMALL).output().unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no certificate for party 0"));
     let _ = std::fs::remove_dir_all(&dir);
 }
 

@@ -284,3 +284,62 @@ fn connecting_retries_until_the_listener_is_up() {
     let got: Vec<u64> = hs.into_iter().map(|h| h.join().unwrap()).collect();
     assert_eq!(got, vec![2, 0, 1]);
 }
+
+#[test]
+fn strangers_are_refused_and_setup_goes_on() {
+    let options = TcpOptions { connect_timeout: Duration::from_secs(10), ..TcpOptions::default() };
+    let (mut ls, addrs) = listeners(&options);
+    // Garbage, a silent connection and an early close hit party 0's listener before the parties.
+    let mut garbage = std::net::TcpStream::connect(addrs[0]).unwrap();
+    std::io::Write::write_all(&mut garbage, &[0xAB; 100]).unwrap();
+    let silent = std::net::TcpStream::connect(addrs[0]).unwrap();
+    drop(std::net::TcpStream::connect(addrs[0]).unwrap());
+    let hs: Vec<_> = (0..3)
+        .map(|id| {
+            let setup = TcpSetup {
+                id,
+                addrs,
+                listener: ls[id].take(),
+                security: Security::InsecurePlaintext,
+                options: options.clone(),
+            };
+            thread::spawn(move || {
+                let mut t = TcpTransport::connect(setup)?;
+                let mut got = t.round(Round::new().send(Peer::Next, vec![t.id() as u64]).recv(Peer::Prev, 1))?;
+                got.take(Peer::Prev)
+            })
+        })
+        .collect();
+    // The silent stranger holds party 0 until its hello read times out; closing it frees it now.
+    thread::sleep(Duration::from_millis(300));
+    drop(silent);
+    let got: Vec<Vec<u64>> = hs.into_iter().map(|h| h.join().unwrap().unwrap()).collect();
+    assert_eq!(got, vec![vec![2], vec![0], vec![1]]);
+}
+
+/// Multi-gigabyte messages in both directions on both links at once (run with `--ignored`, in
+/// release mode: 512 MiB per message, about 6 GiB of buffers in total).
+#[test]
+#[ignore]
+fn gigabyte_messages_both_ways_do_not_deadlock() {
+    let words = 1 << 26;
+    let out = run3(true, TcpOptions::default(), move |mut t| {
+        let me = t.id() as u64;
+        let msg = |to: u64| -> Vec<u64> { (0..words as u64).map(|i| i ^ (me << 56) ^ (to << 48)).collect() };
+        let start = Instant::now();
+        let r = Round::new()
+            .send(Peer::Next, msg(1))
+            .send(Peer::Prev, msg(2))
+            .recv(Peer::Next, words)
+            .recv(Peer::Prev, words);
+        let mut got = t.round(r).unwrap();
+        let secs = start.elapsed().as_secs_f64();
+        let (n, p) = (got.take(Peer::Next).unwrap(), got.take(Peer::Prev).unwrap());
+        let next = (me + 1) % 3;
+        let prev = (me + 2) % 3;
+        assert!(n.iter().enumerate().all(|(i, &w)| w == i as u64 ^ (next << 56) ^ (2 << 48)));
+        assert!(p.iter().enumerate().all(|(i, &w)| w == i as u64 ^ (prev << 56) ^ (1 << 48)));
+        secs
+    });
+    eprintln!("512 MiB each way on every link: {out:?} s");
+}

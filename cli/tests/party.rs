@@ -130,9 +130,11 @@ fn killed_or_silent_party_is_named_by_the_others() {
     let dir = keys_dir("fail");
     let big: &[&str] = &["matmul", "--m", "700", "--k", "700", "--n", "700", "--backend", "cpu"];
     for stop in [false, true] {
-        // Killed: noticed at once. Stopped (alive but silent): noticed after the 3 s timeout.
+        // Killed: noticed at once (well before the 20 s timeout). Stopped (alive but silent):
+        // noticed after the 3 s timeout and its grace.
+        let timeout = if stop { 3.0 } else { 20.0 };
         let config = dir.join("test.toml");
-        write_config(&config, &dir, free_ports(), 3.0, 30.0);
+        write_config(&config, &dir, free_ports(), timeout, 30.0);
         let mut children: Vec<Child> = (0..3).map(|i| spawn_party(&config, i, big)).collect();
         let _ = wait_connected(&mut children[2]);
         let start = Instant::now();
@@ -146,7 +148,7 @@ fn killed_or_silent_party_is_named_by_the_others() {
             let stderr = String::from_utf8_lossy(&out.stderr);
             assert!(!out.status.success(), "party {i} should fail: {stderr}");
             assert!(stderr.contains("party 2"), "party {i} does not name party 2: {stderr}");
-            let limit = if stop { Duration::from_secs(10) } else { Duration::from_secs(2) };
+            let limit = if stop { Duration::from_secs(15) } else { Duration::from_secs(10) };
             assert!(start.elapsed() < limit, "party {i} took {:?}: {stderr}", start.elapsed());
         }
         let mut p2 = children.pop().unwrap();

@@ -6,7 +6,7 @@
 //! |---|---|---|
 //! | 0 | 4 | magic `b"CGPU"` |
 //! | 4 | 2 | protocol version ([`VERSION`]) |
-//! | 6 | 2 | kind ([`FrameKind`]: hello, data, close) |
+//! | 6 | 2 | kind ([`FrameKind`]: hello, data, waiting, close) |
 //! | 8 | 8 | session id of the link (random, agreed in the hello exchange) |
 //! | 16 | 8 | sequence number, per direction: 0 for the hello, then 1, 2, ... |
 //! | 24 | 8 | payload length in 64-bit words |
@@ -36,6 +36,9 @@ pub enum FrameKind {
     Data,
     /// The sender is closing the link; the payload is one [`CloseReason`] code.
     Close,
+    /// The sender is alive but stuck waiting on the party in its one payload word (sent to the
+    /// other neighbour, so that a timeout there blames the right party).
+    Waiting,
 }
 
 impl FrameKind {
@@ -44,6 +47,7 @@ impl FrameKind {
             FrameKind::Hello => 1,
             FrameKind::Data => 2,
             FrameKind::Close => 3,
+            FrameKind::Waiting => 4,
         }
     }
 
@@ -52,6 +56,7 @@ impl FrameKind {
             1 => Some(FrameKind::Hello),
             2 => Some(FrameKind::Data),
             3 => Some(FrameKind::Close),
+            4 => Some(FrameKind::Waiting),
             _ => None,
         }
     }
@@ -156,6 +161,9 @@ pub enum FrameError {
     /// A close frame with an unknown reason code or a wrong length.
     #[error("malformed close frame")]
     BadClose,
+    /// A waiting frame with a wrong length or party id.
+    #[error("malformed waiting frame")]
+    BadWaiting,
 }
 
 impl FrameHeader {
@@ -233,12 +241,15 @@ impl StreamCheck {
             return Err(FrameError::TooLarge { words: h.words, max: self.max_words });
         }
         match (h.kind, self.next_seq) {
-            (FrameKind::Hello, 0) | (FrameKind::Data | FrameKind::Close, 1..) => {}
+            (FrameKind::Hello, 0) | (FrameKind::Data | FrameKind::Close | FrameKind::Waiting, 1..) => {}
             (FrameKind::Hello, _) => return Err(FrameError::UnexpectedKind { got: h.kind, expected: "data or close" }),
             (_, 0) => return Err(FrameError::UnexpectedKind { got: h.kind, expected: "hello" }),
         }
         if h.kind == FrameKind::Close && h.words != 1 {
             return Err(FrameError::BadClose);
+        }
+        if h.kind == FrameKind::Waiting && h.words != 1 {
+            return Err(FrameError::BadWaiting);
         }
         self.next_seq = self.next_seq.wrapping_add(1);
         Ok(())
@@ -308,6 +319,9 @@ pub fn decode_frame(bytes: &[u8], check: &mut StreamCheck) -> Result<Option<(Fra
     let frame = Frame { header, payload };
     if let Some(r) = frame.close_reason() {
         r?;
+    }
+    if header.kind == FrameKind::Waiting && !matches!(frame.payload.first(), Some(&p) if p <= 2) {
+        return Err(FrameError::BadWaiting);
     }
     *check = next;
     Ok(Some((frame, len)))
@@ -393,6 +407,12 @@ mod tests {
         let bad_close =
             Frame { header: FrameHeader { kind: FrameKind::Close, session: 7, seq: 1, words: 1 }, payload: vec![99] };
         assert_eq!(dec(&bad_close.encode()), Err(FrameError::BadClose));
+        let waiting = |on: u64| Frame {
+            header: FrameHeader { kind: FrameKind::Waiting, session: 7, seq: 1, words: 1 },
+            payload: vec![on],
+        };
+        assert_eq!(dec(&waiting(2).encode()).map(|f| f.map(|(f, _)| f)), Ok(Some(waiting(2))));
+        assert_eq!(dec(&waiting(3).encode()), Err(FrameError::BadWaiting));
     }
 
     proptest! {

@@ -21,8 +21,9 @@
 //! that does not involve it.
 //!
 //! **Failures.** A link that makes no progress for the receive timeout while this party waits on
-//! it gives [`NetError::Timeout`] (after a grace of half the timeout, at most 2 s, in which the
-//! peer can still report that it is itself stuck on the third party); a peer whose connection ends without a close frame (crashed or
+//! it gives [`NetError::Timeout`]; a link stuck for a quarter of the timeout is announced to the
+//! other neighbour (a waiting frame), which keeps that neighbour from blaming this party for the
+//! silence of the third one; a peer whose connection ends without a close frame (crashed or
 //! killed) gives [`NetError::PeerGone`] as soon as it is noticed; a peer that stopped because of
 //! a third party's failure says so in its close frame ([`NetError::PeerStopped`]), so every
 //! survivor names the party that really failed. On drop, the transport sends a close frame on
@@ -261,6 +262,10 @@ struct Link {
     end: PeerEnd,
     /// The socket itself reached end of file (for TLS the plaintext may still hold data).
     sock_eof: bool,
+    /// The party the peer last said it is stuck waiting on (a [`FrameKind::Waiting`] frame).
+    peer_waits_on: Option<usize>,
+    /// This round already told the other neighbour that this link is stuck.
+    announced: bool,
     /// TLS only: bytes read from the socket, not yet handed to rustls (`raw[raw_start..raw_end]`).
     raw: Vec<u8>,
     raw_start: usize,
@@ -455,6 +460,17 @@ impl Link {
                     let reason = CloseReason::from_code(code).ok_or_else(|| self.malformed("bad close frame"))?;
                     self.end = PeerEnd::Closed(reason);
                 }
+                if j.done() && j.kind == Some(FrameKind::Waiting) {
+                    // The peer is alive and says whom it waits on; the expected message comes next.
+                    let on = u64::from_le(j.payload[0]);
+                    self.peer_waits_on = Some(
+                        usize::try_from(on)
+                            .ok()
+                            .filter(|&p| p < 3)
+                            .ok_or_else(|| self.malformed("bad waiting frame"))?,
+                    );
+                    *j = RecvJob::new(j.words);
+                }
             }
             self.job = job;
         }
@@ -469,6 +485,8 @@ impl Link {
             FrameKind::Data if h.words == j.words as u64 => j.payload = vec![0u64; j.words],
             FrameKind::Data => return Err(self.malformed(format!("expected {} words, got {}", j.words, h.words))),
             FrameKind::Close => j.payload = vec![0u64; 1],
+            FrameKind::Waiting if h.words == 1 => j.payload = vec![0u64; 1],
+            FrameKind::Waiting => return Err(self.malformed("bad waiting frame")),
             FrameKind::Hello => return Err(self.malformed("unexpected hello")),
         }
         j.kind = Some(h.kind);
@@ -591,11 +609,14 @@ impl TcpTransport {
         let now = Instant::now();
         for l in &mut self.links {
             l.last_progress = now;
+            l.announced = false;
+            l.peer_waits_on = None;
         }
-        // A link idle past the timeout fails the round only after a grace period in which its
-        // peer can still explain (with a close frame) that it is itself stuck on the third party.
-        let grace = (self.timeout / 2).min(Duration::from_secs(2));
-        let mut expired: Option<(NetError, Instant)> = None;
+        // A link stuck for a quarter of the timeout is announced to the other neighbour (a waiting
+        // frame), which resets that neighbour's timer on us: when a party is silent, only its own
+        // neighbours time out on it, and the third party learns whom to blame from their close
+        // frames instead of blaming the messenger.
+        let announce_after = self.timeout / 4;
         loop {
             let mut progress = false;
             let mut errors = Vec::new();
@@ -629,25 +650,35 @@ impl TcpTransport {
             }
             let now = Instant::now();
             let mut wait = self.timeout;
-            let mut stalled = None;
-            for l in self.links.iter().filter(|l| l.busy()) {
+            for i in 0..2 {
+                let l = &self.links[i];
+                if !l.busy() {
+                    continue;
+                }
                 let idle = now.duration_since(l.last_progress);
                 if idle >= self.timeout {
-                    stalled.get_or_insert(l.peer);
+                    let (peer, after) = (l.peer, self.timeout);
+                    return Err(match l.peer_waits_on {
+                        // It said it was stuck on the third party, then fell silent.
+                        Some(c) if c != self.id && c != peer => NetError::PeerStopped { peer, culprit: c },
+                        _ => NetError::Timeout { peer, after },
+                    });
+                }
+                wait = wait.min(self.timeout - idle);
+                if l.announced {
+                    continue;
+                }
+                if idle >= announce_after {
+                    let on = l.peer as u64;
+                    self.links[i].announced = true;
+                    let other = &mut self.links[1 - i];
+                    if other.end == PeerEnd::Open {
+                        other.queue(FrameKind::Waiting, vec![on]);
+                        wait = Duration::ZERO;
+                    }
                 } else {
-                    wait = wait.min(self.timeout - idle);
+                    wait = wait.min(announce_after - idle);
                 }
-            }
-            match (stalled, &expired) {
-                (None, _) => expired = None,
-                (Some(peer), None) => {
-                    expired = Some((NetError::Timeout { peer, after: self.timeout }, now + grace));
-                }
-                (Some(_), Some((e, until))) if now >= *until => return Err(e.clone()),
-                (Some(_), Some(_)) => {}
-            }
-            if let Some((_, until)) = &expired {
-                wait = wait.min(until.saturating_duration_since(now));
             }
             match self.poll.poll(&mut self.events, Some(wait)) {
                 Ok(()) => {}
@@ -719,10 +750,8 @@ impl Drop for TcpTransport {
     /// Best effort, bounded by two seconds: finishes a half-sent frame, sends a close frame on each
     /// link (finished, or which party made this one give up), then the TLS close_notify.
     fn drop(&mut self) {
-        let reason = match &self.poisoned {
-            None => CloseReason::Done,
-            Some(e) => self.culprit(e).map_or(CloseReason::Done, CloseReason::PeerFailed),
-        };
+        let culprit = self.poisoned.as_ref().and_then(|e| self.culprit(e));
+        let reason = culprit.map_or(CloseReason::Done, CloseReason::PeerFailed);
         for l in &mut self.links {
             l.job = None;
             // A half-written frame is finished first (within the deadline below), so that the close
@@ -755,7 +784,8 @@ impl Drop for TcpTransport {
                 }
                 // Drain what the peer sent, so that closing does not reset the connection.
                 let _ = l.pump_read();
-                pending |= l.busy();
+                // A dead or stuck culprit may never take its close frame: do not wait for it.
+                pending |= l.busy() && Some(l.peer) != culprit;
             }
             if !pending {
                 break;
@@ -769,7 +799,9 @@ impl Drop for TcpTransport {
         // closing with unread data would reset the connection and could destroy the close frame
         // before the peer reads it, and with it the name of the party that failed.
         if self.poisoned.is_some() {
-            while Instant::now() < deadline && self.links.iter().any(|l| l.end == PeerEnd::Open) {
+            // Not for the culprit itself: it is dead or stuck.
+            let waiting = |l: &Link| l.end == PeerEnd::Open && Some(l.peer) != culprit;
+            while Instant::now() < deadline && self.links.iter().any(waiting) {
                 for l in &mut self.links {
                     let _ = l.pump_read();
                     l.inbox = Inbox::default();
@@ -921,6 +953,8 @@ fn make_link(
         job: None,
         end: PeerEnd::Open,
         sock_eof: false,
+        peer_waits_on: None,
+        announced: false,
         raw,
         raw_start: 0,
         raw_end: 0,

@@ -325,3 +325,81 @@ fn run_job<J: PartyJob>(args: &Args, job: &J) -> Result<()> {
         job.run_party(&mut party).with_context(|| format!("party {id}: {}", job.name()))
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+    use cryptgpu_kernels_cpu::CpuBackend;
+    use cryptgpu_net::tcp::bind;
+    use cryptgpu_net::Counters;
+    use cryptgpu_sharing::{run_local, RunConfig};
+
+    #[derive(Parser)]
+    struct Cli {
+        #[command(subcommand)]
+        job: JobCommand,
+    }
+
+    /// Runs `program` as three parties over TCP on 127.0.0.1 (threads): results and counters.
+    fn over_tcp<R: Send + 'static>(
+        codec: FixedPoint,
+        keys: KeySource,
+        program: impl Fn(&mut Party<CpuBackend, TcpTransport>) -> cryptgpu_sharing::Result<R> + Send + Sync + 'static,
+    ) -> Vec<(R, Counters)> {
+        let options = TcpOptions::default();
+        let l0 = bind("127.0.0.1:0".parse().unwrap(), &options).unwrap();
+        let l1 = bind("127.0.0.1:0".parse().unwrap(), &options).unwrap();
+        let addrs = [l0.local_addr().unwrap(), l1.local_addr().unwrap(), "127.0.0.1:9".parse().unwrap()];
+        let mut ls = [Some(l0), Some(l1), None];
+        let program = std::sync::Arc::new(program);
+        let hs: Vec<_> = (0..3)
+            .map(|id| {
+                let setup = TcpSetup {
+                    id,
+                    addrs,
+                    listener: ls[id].take(),
+                    security: Security::InsecurePlaintext,
+                    options: options.clone(),
+                };
+                let program = program.clone();
+                std::thread::spawn(move || {
+                    let t = TcpTransport::connect(setup).unwrap();
+                    let mut p = Party::setup(CpuBackend, t, codec, keys).unwrap();
+                    let r = program(&mut p).unwrap();
+                    (r, p.counters())
+                })
+            })
+            .collect();
+        hs.into_iter().map(|h| h.join().unwrap()).collect()
+    }
+
+    #[test]
+    fn programs_over_tcp_match_run_local_results_and_counters() {
+        let cli = Cli::parse_from(["t", "matmul", "--m", "24", "--k", "16", "--n", "8", "--insecure-key-seed", "3"]);
+        let JobCommand::Matmul(args) = cli.job else { unreachable!() };
+        let job = std::sync::Arc::new(matmul::Job::prepare(&args).unwrap());
+        let config = RunConfig { codec: job.codec(), keys: job.keys(), ..RunConfig::default() };
+        let local = run_local(CpuBackend, config, |p| matmul::program(p, &job)).unwrap();
+        let j = job.clone();
+        let tcp = over_tcp(job.codec(), job.keys(), move |p| matmul::program(p, &j));
+        for (l, (t, c)) in local.iter().zip(&tcp) {
+            assert_eq!(l.value.0, t.0);
+            assert_eq!(l.value.2, t.2);
+            assert_eq!(l.counters, *c);
+        }
+
+        let cli = Cli::parse_from(["t", "relu", "--n", "500", "--insecure-key-seed", "3"]);
+        let JobCommand::Relu(args) = cli.job else { unreachable!() };
+        let job = std::sync::Arc::new(relu::Job::prepare(&args).unwrap());
+        let config = RunConfig { codec: job.codec(), keys: job.keys(), ..RunConfig::default() };
+        let local = run_local(CpuBackend, config, |p| relu::program(p, &job)).unwrap();
+        let j = job.clone();
+        let tcp = over_tcp(job.codec(), job.keys(), move |p| relu::program(p, &j));
+        for (l, (t, c)) in local.iter().zip(&tcp) {
+            assert_eq!(l.value.0, t.0);
+            assert_eq!((l.value.3, l.value.4), (t.3, t.4));
+            assert_eq!(l.counters, *c);
+        }
+    }
+}

@@ -421,12 +421,37 @@ mod tests {
         /// Random bytes never make the decoder panic, and it never reports consuming more than it got.
         #[test]
         fn random_bytes_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..512), session in 0u64..3, max in 0u64..64) {
-            let mut check = StreamCheck { session, next_seq: session % 2, max_words: max };
+            let start = StreamCheck { session, next_seq: session % 2, max_words: max };
+            let mut check = start;
             if let Ok(Some((f, used))) = decode_frame(&bytes, &mut check) {
                 prop_assert!(used <= bytes.len());
                 prop_assert_eq!(f.payload.len() as u64, f.header.words);
+                prop_assert_eq!(f.encode(), bytes[..used].to_vec());
+                prop_assert_eq!(check.next_seq, start.next_seq + 1);
+            } else {
+                prop_assert_eq!(check, start, "a failed decode must not advance the stream");
             }
             let _ = decode_all(&bytes, &mut StreamCheck::after_hello(session, max));
+        }
+
+        /// Random headers with the right magic and version (so that decoding gets past the first
+        /// checks) and random payload bytes: never a panic, and accepted frames re-encode exactly.
+        #[test]
+        fn random_headers_never_panic(
+            kind in 0u16..6, session in 0u64..2, seq in 0u64..3, words in 0u64..8,
+            payload in proptest::collection::vec(any::<u8>(), 0..80),
+        ) {
+            let mut bytes = MAGIC.to_vec();
+            bytes.extend(VERSION.to_le_bytes());
+            bytes.extend(kind.to_le_bytes());
+            bytes.extend(session.to_le_bytes());
+            bytes.extend(seq.to_le_bytes());
+            bytes.extend(words.to_le_bytes());
+            bytes.extend(payload);
+            let mut check = StreamCheck { session: 1, next_seq: 1, max_words: 4 };
+            if let Ok(Some((f, used))) = decode_frame(&bytes, &mut check) {
+                prop_assert_eq!(f.encode(), bytes[..used].to_vec());
+            }
         }
 
         /// Valid frames with random corruption never panic; uncorrupted ones round-trip.

@@ -12,10 +12,10 @@ use clap::{Args as ClapArgs, ValueEnum};
 use cryptgpu_nn::data::{
     load_cifar10, load_mnist, mnist_from_bytes, sequential_batches, shuffled_batches, Images, Split,
 };
-use cryptgpu_nn::engine::{Model, Sgd};
+use cryptgpu_nn::engine::{Engine, Model, Phase, Sgd};
 use cryptgpu_nn::plain::{PlainEngine, PlainTensor};
-use cryptgpu_nn::private::PrivateEngine;
-use cryptgpu_nn::session::{private_logits, reveal_model, share, share_model, OWNER};
+use cryptgpu_nn::private::{PrivateEngine, Traffic};
+use cryptgpu_nn::session::{private_logits, reveal, reveal_model, share, share_model, OWNER};
 use cryptgpu_nn::spec::ModelSpec;
 use cryptgpu_nn::weights::{fold_batchnorm, init_params, load_safetensors, save_safetensors, Params};
 use cryptgpu_nn::zoo::{by_name, Dataset};
@@ -186,6 +186,8 @@ struct TrainReport {
     seconds_per_image: f64,
     bytes_sent_per_party: [u64; 3],
     rounds: u64,
+    /// Training traffic per layer and phase (inputs, forward, backward, loss, update).
+    per_layer: Vec<LayerTraffic>,
 }
 
 struct Job<'a> {
@@ -200,8 +202,43 @@ struct Job<'a> {
     save: bool,
 }
 
-/// Output of the private run: test predictions, the revealed weights (when saving) and timings.
-type PrivateOut = (Vec<usize>, Option<Params>, f64, usize, f64);
+/// Output of the private run: test predictions, the revealed weights (when saving), timings, and
+/// this party's training traffic per layer.
+type PrivateOut = (Vec<usize>, Option<Params>, f64, usize, f64, Traffic);
+
+/// Communication of one layer and phase, summed over the run.
+#[derive(serde::Serialize)]
+struct LayerTraffic {
+    layer: String,
+    phase: String,
+    bytes_sent_per_party: [u64; 3],
+    rounds: u64,
+}
+
+/// Per-layer traffic of the three parties, in layer order of the first party's map.
+fn per_layer(maps: [&Traffic; 3]) -> Vec<LayerTraffic> {
+    maps[0]
+        .iter()
+        .map(|((layer, phase), c)| LayerTraffic {
+            layer: layer.clone(),
+            phase: format!("{phase:?}").to_lowercase(),
+            bytes_sent_per_party: std::array::from_fn(|i| {
+                maps[i].get(&(layer.clone(), *phase)).map_or(0, |c| c.bytes_sent)
+            }),
+            rounds: c.rounds,
+        })
+        .collect()
+}
+
+/// Prints the heaviest entries of a per-layer report.
+fn print_layers(rows: &[LayerTraffic]) {
+    let mut sorted: Vec<&LayerTraffic> = rows.iter().collect();
+    sorted.sort_by_key(|r| std::cmp::Reverse(r.bytes_sent_per_party.iter().sum::<u64>()));
+    println!("  heaviest layers (bytes sent by parties 0/1/2, rounds):");
+    for r in sorted.iter().take(6) {
+        println!("    {:<28} {:<8} {:?} {}", r.layer, r.phase, r.bytes_sent_per_party, r.rounds);
+    }
+}
 
 fn private_train<B: Backend>(be: B, job: &Job<'_>) -> Result<[cryptgpu_sharing::PartyOutput<PrivateOut>; 3]> {
     let [c, h, w] = job.spec.input;
@@ -213,15 +250,19 @@ fn private_train<B: Backend>(be: B, job: &Job<'_>) -> Result<[cryptgpu_sharing::
         let pb = if owner { progress(steps, "train") } else { ProgressBar::hidden() };
         let mut model = share_model(party, &job.spec, owner.then_some(&job.params))?;
         let start = Instant::now();
+        let mut eng = PrivateEngine::new(party);
         for epoch in &batches {
             for idx in epoch {
                 let (x, y) = job.train.batch(idx);
-                let sx = share(party, OWNER, owner.then_some(&x), &[idx.len(), c, h, w])?;
-                let sy = share(party, OWNER, owner.then_some(&y), &[idx.len(), job.spec.classes])?;
-                model.train_step(&mut PrivateEngine::new(party), &sx, &sy, &job.opt)?;
+                let sx = share(eng.party, OWNER, owner.then_some(&x), &[idx.len(), c, h, w])?;
+                let sy = share(eng.party, OWNER, owner.then_some(&y), &[idx.len(), job.spec.classes])?;
+                eng.step_done("input", Phase::Forward);
+                model.train_step(&mut eng, &sx, &sy, &job.opt)?;
                 pb.inc(1);
             }
         }
+        let traffic = std::mem::take(&mut eng.traffic);
+        drop(eng);
         pb.finish_and_clear();
         let train_seconds = start.elapsed().as_secs_f64();
         let test_batches = sequential_batches(job.test.len(), 100);
@@ -237,7 +278,7 @@ fn private_train<B: Backend>(be: B, job: &Job<'_>) -> Result<[cryptgpu_sharing::
         pb.finish_and_clear();
         let infer_seconds = start.elapsed().as_secs_f64();
         let saved = if job.save { Some(reveal_model(party, &model)?) } else { None };
-        Ok((preds, saved, train_seconds, steps, infer_seconds))
+        Ok((preds, saved, train_seconds, steps, infer_seconds, traffic))
     })?;
     Ok(out)
 }
@@ -308,7 +349,7 @@ fn run_training(
     let device = backend.open()?;
     let backend_name = device.name();
     let out = with_backend!(device, be => private_train(be, &job)?);
-    let (preds, saved, train_seconds, steps, infer_seconds) = &out[0].value;
+    let (preds, saved, train_seconds, steps, infer_seconds, _) = &out[0].value;
     let labels = test.labels_at(&(0..test.len()).collect::<Vec<_>>());
     let hits = |p: &[usize]| p.iter().zip(&labels).filter(|(a, b)| a == b).count();
     let report = TrainReport {
@@ -328,6 +369,7 @@ fn run_training(
         seconds_per_image: infer_seconds / test.len().max(1) as f64,
         bytes_sent_per_party: std::array::from_fn(|i| out[i].counters.bytes_sent),
         rounds: out[0].counters.rounds,
+        per_layer: per_layer([&out[0].value.5, &out[1].value.5, &out[2].value.5]),
     };
     if let (Some(path), Some(p)) = (save, saved) {
         save_safetensors(&path, p)?;
@@ -346,6 +388,7 @@ fn run_training(
     println!("  prediction agreement  {:.2}% of {} test images", 100.0 * report.agreement, report.test_images);
     println!("  private inference     {:.4} s per image", report.seconds_per_image);
     println!("  bytes sent per party  {:?} over {} rounds", report.bytes_sent_per_party, report.rounds);
+    print_layers(&report.per_layer);
     if json {
         println!("{}", serde_json::to_string(&report)?);
     }
@@ -397,6 +440,8 @@ struct InferReport {
     seconds_per_image: f64,
     bytes_sent_per_party: [u64; 3],
     rounds: u64,
+    /// Inference traffic per layer.
+    per_layer: Vec<LayerTraffic>,
 }
 
 /// `cryptgpu infer`: private inference with given weights, compared with the plaintext twin.
@@ -425,15 +470,20 @@ pub fn infer(args: &InferArgs) -> Result<()> {
         let pb = if owner { progress(test.len(), "infer") } else { ProgressBar::hidden() };
         let start = Instant::now();
         let mut preds = Vec::new();
+        let mut eng = PrivateEngine::new(party);
         for idx in &batches {
             let (x, _) = test.batch(idx);
-            preds.extend(private_logits(party, &model, owner.then_some(&x), &[idx.len(), c, h, w])?.argmax_rows());
+            let sx = share(eng.party, OWNER, owner.then_some(&x), &[idx.len(), c, h, w])?;
+            eng.step_done("input", Phase::Forward);
+            let (y, _) = model.forward(&mut eng, &sx, false)?;
+            preds.extend(reveal(eng.party, &y)?.argmax_rows());
+            eng.step_done("reveal", Phase::Forward);
             pb.inc(idx.len() as u64);
         }
         pb.finish_and_clear();
-        Ok((preds, start.elapsed().as_secs_f64()))
+        Ok((preds, start.elapsed().as_secs_f64(), eng.traffic))
     })?);
-    let (preds, seconds) = &out[0].value;
+    let (preds, seconds, _) = &out[0].value;
     let labels = test.labels_at(&(0..test.len()).collect::<Vec<_>>());
     let hits = |p: &[usize]| p.iter().zip(&labels).filter(|(a, b)| a == b).count();
     let report = InferReport {
@@ -447,6 +497,7 @@ pub fn infer(args: &InferArgs) -> Result<()> {
         seconds_per_image: seconds / test.len().max(1) as f64,
         bytes_sent_per_party: std::array::from_fn(|i| out[i].counters.bytes_sent),
         rounds: out[0].counters.rounds,
+        per_layer: per_layer([&out[0].value.2, &out[1].value.2, &out[2].value.2]),
     };
     println!("private inference of {} on {} ({} images)", report.model, report.backend, report.images);
     println!(
@@ -456,6 +507,7 @@ pub fn infer(args: &InferArgs) -> Result<()> {
         100.0 * report.agreement
     );
     println!("  time       {:.4} s per image", report.seconds_per_image);
+    print_layers(&report.per_layer);
     if args.json {
         println!("{}", serde_json::to_string(&report)?);
     }

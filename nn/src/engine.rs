@@ -71,6 +71,38 @@ pub trait Engine {
     fn axpy(&mut self, y: &Self::T, alpha: f64, x: &Self::T) -> Result<Self::T>;
     /// Gradient of the mean softmax cross-entropy with respect to the logits: `(softmax(z) - y) / N`.
     fn softmax_ce_grad(&mut self, logits: &Self::T, onehot: &Self::T) -> Result<Self::T>;
+
+    /// Called after each layer's forward or backward pass and after the loss and the update, with a
+    /// label such as `"3:features.3"`; engines that count communication attribute it here.
+    fn step_done(&mut self, _label: &str, _phase: Phase) {}
+}
+
+/// Which part of a training step a cost belongs to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Phase {
+    /// Forward pass of a layer.
+    Forward,
+    /// Backward pass of a layer.
+    Backward,
+    /// The loss gradient.
+    Loss,
+    /// The parameter update.
+    Update,
+}
+
+/// A short label for a layer at position `idx` of its sequence.
+fn label(idx: usize, l: &LayerSpec) -> String {
+    match l {
+        LayerSpec::Conv2d { name, .. } | LayerSpec::Linear { name, .. } | LayerSpec::BatchNorm2d { name, .. } => {
+            format!("{idx}:{name}")
+        }
+        LayerSpec::Relu => format!("{idx}:relu"),
+        LayerSpec::AvgPool2d { .. } => format!("{idx}:avgpool"),
+        LayerSpec::MaxPool2d { .. } => format!("{idx}:maxpool"),
+        LayerSpec::GlobalAvgPool => format!("{idx}:globalavgpool"),
+        LayerSpec::Flatten => format!("{idx}:flatten"),
+        LayerSpec::Residual { .. } => format!("{idx}:residual"),
+    }
 }
 
 /// What a layer keeps from its forward pass for the backward pass.
@@ -160,8 +192,11 @@ impl<T: Clone> Model<T> {
         tape: &mut Vec<Tape<E>>,
     ) -> Result<T> {
         let mut x = x.clone();
-        for l in layers {
+        for (i, l) in layers.iter().enumerate() {
             let (y, t) = self.layer_forward(e, l, &x, train)?;
+            if !matches!(l, LayerSpec::Residual { .. }) {
+                e.step_done(&label(i, l), Phase::Forward);
+            }
             if train {
                 tape.push(t);
             }
@@ -230,8 +265,11 @@ impl<T: Clone> Model<T> {
             return Err(NnError::Unsupported("backward needs the tape of a training forward pass".into()));
         }
         let mut g = gy.clone();
-        for (l, t) in layers.iter().zip(tape).rev() {
+        for (i, (l, t)) in layers.iter().zip(tape).enumerate().rev() {
             g = self.layer_backward(e, l, t, &g)?;
+            if !matches!(l, LayerSpec::Residual { .. }) {
+                e.step_done(&label(i, l), Phase::Backward);
+            }
         }
         Ok(g)
     }
@@ -299,8 +337,10 @@ impl<T: Clone> Model<T> {
     pub fn train_step<E: Engine<T = T>>(&mut self, e: &mut E, x: &T, onehot: &T, opt: &Sgd) -> Result<T> {
         let (logits, tape) = self.forward(e, x, true)?;
         let g = e.softmax_ce_grad(&logits, onehot)?;
+        e.step_done("softmax-cross-entropy", Phase::Loss);
         self.backward(e, tape, &g)?;
         self.sgd_step(e, opt)?;
+        e.step_done("sgd", Phase::Update);
         Ok(logits)
     }
 }

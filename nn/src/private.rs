@@ -8,8 +8,15 @@ use cryptgpu_sharing::approx::SoftmaxConfig;
 use cryptgpu_sharing::binary::BShare;
 use cryptgpu_sharing::{AShare, Party};
 
-use crate::engine::{Engine, LayerGrads};
+use std::collections::BTreeMap;
+
+use cryptgpu_net::Counters;
+
+use crate::engine::{Engine, LayerGrads, Phase};
 use crate::error::Result;
+
+/// Communication per (layer label, phase), summed over every pass through it.
+pub type Traffic = BTreeMap<(String, Phase), Counters>;
 
 /// The private engine of one party.
 pub struct PrivateEngine<'p, B: Backend, T: Transport> {
@@ -17,12 +24,21 @@ pub struct PrivateEngine<'p, B: Backend, T: Transport> {
     pub party: &'p mut Party<B, T>,
     /// Softmax settings of the loss gradient.
     pub softmax: SoftmaxConfig,
+    /// This party's communication per layer and phase.
+    pub traffic: Traffic,
+    mark: Counters,
 }
 
 impl<'p, B: Backend, T: Transport> PrivateEngine<'p, B, T> {
     /// An engine on `party` with default settings.
     pub fn new(party: &'p mut Party<B, T>) -> Self {
-        PrivateEngine { party, softmax: SoftmaxConfig::default() }
+        let mark = party.counters();
+        PrivateEngine { party, softmax: SoftmaxConfig::default(), traffic: Traffic::new(), mark }
+    }
+
+    /// Restarts the attribution of traffic (communication since the last mark is not counted).
+    pub fn mark(&mut self) {
+        self.mark = self.party.counters();
     }
 
     /// `x * c` for a public real `c`, truncated (2 rounds, 8 B per element per party).
@@ -188,5 +204,18 @@ impl<B: Backend, T: Transport> Engine for PrivateEngine<'_, B, T> {
         let cfg = self.softmax;
         let p = self.party.softmax(logits, &cfg)?;
         Ok(self.party.cross_entropy_grad(&p, onehot)?)
+    }
+
+    fn step_done(&mut self, label: &str, phase: Phase) {
+        let now = self.party.counters();
+        let delta = now.since(&self.mark);
+        let e = self.traffic.entry((label.to_string(), phase)).or_default();
+        e.bytes_sent += delta.bytes_sent;
+        e.bytes_received += delta.bytes_received;
+        e.bytes_to_next += delta.bytes_to_next;
+        e.bytes_to_prev += delta.bytes_to_prev;
+        e.messages_sent += delta.messages_sent;
+        e.rounds += delta.rounds;
+        self.mark = now;
     }
 }

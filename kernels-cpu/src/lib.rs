@@ -13,11 +13,9 @@ pub mod layout;
 pub mod limb_gemm;
 pub mod prg;
 
-use cryptgpu_ring::error::{invalid, shape_err, Result};
+use cryptgpu_ring::error::{shape_err, Result};
 use cryptgpu_ring::prg::Key;
-use cryptgpu_ring::shape::{
-    self, check_axis, check_broadcast, check_same, concat_shape, matmul_dims, permute_shape, strides, Window,
-};
+use cryptgpu_ring::shape::{self, check_same, concat_shape, matmul_dims, Window};
 use cryptgpu_ring::{Backend, BinaryOp, RingTensor, ScalarOp, ShiftOp, UnaryOp};
 use gemm::MatRef;
 use rayon::prelude::*;
@@ -49,19 +47,6 @@ fn map(a: &RingTensor, f: impl Fn(u64) -> u64 + Sync) -> RingTensor {
 /// Builds a tensor whose length is correct by construction.
 fn tensor(shape: &[usize], data: Vec<u64>) -> RingTensor {
     RingTensor::new(shape, data).expect("kernel produced a buffer of the wrong length")
-}
-
-fn check_shift(bits: u32) -> Result<()> {
-    if bits < 64 {
-        Ok(())
-    } else {
-        Err(invalid("shift", format!("shift amount {bits} must be below 64")))
-    }
-}
-
-/// `(outer, len, inner)` around `axis`.
-fn split_at_axis(shape: &[usize], axis: usize) -> (usize, usize, usize) {
-    (shape[..axis].iter().product(), shape[axis], shape[axis + 1..].iter().product())
 }
 
 impl Backend for CpuBackend {
@@ -110,12 +95,12 @@ impl Backend for CpuBackend {
     }
 
     fn shift(&self, op: ShiftOp, a: &RingTensor, bits: u32) -> Result<RingTensor> {
-        check_shift(bits)?;
+        shape::check_shift(bits)?;
         Ok(map(a, |x| op.apply(x, bits)))
     }
 
     fn bit_extract(&self, a: &RingTensor, bit: u32) -> Result<RingTensor> {
-        check_shift(bit)?;
+        shape::check_shift(bit)?;
         Ok(map(a, |x| (x >> bit) & 1))
     }
 
@@ -185,62 +170,37 @@ impl Backend for CpuBackend {
     }
 
     fn sum_axis(&self, a: &RingTensor, axis: usize, keepdim: bool) -> Result<RingTensor> {
-        check_axis("sum_axis", a.shape(), axis)?;
-        let (outer, len, inner) = split_at_axis(a.shape(), axis);
-        let mut shape = a.shape().to_vec();
-        if keepdim {
-            shape[axis] = 1;
-        } else {
-            shape.remove(axis);
-        }
+        let shape = shape::reduced_shape("sum_axis", a.shape(), axis, keepdim)?;
+        let (outer, len, inner) = shape::split_at_axis(a.shape(), axis);
         Ok(tensor(&shape, layout::sum_middle(a.data(), outer, len, inner)))
     }
 
     fn reshape(&self, a: &RingTensor, shape: &[usize]) -> Result<RingTensor> {
-        let n = shape::checked_numel("reshape", shape)?;
-        if n != a.len() {
-            return Err(shape_err("reshape", format!("{:?} ({} elements) to {shape:?} ({n})", a.shape(), a.len())));
-        }
+        shape::check_reshape(a.shape(), shape)?;
         Ok(tensor(shape, a.data().to_vec()))
     }
 
     fn permute(&self, a: &RingTensor, perm: &[usize]) -> Result<RingTensor> {
-        let out_shape = permute_shape(a.shape(), perm)?;
-        let s = strides(a.shape());
-        let st: Vec<usize> = perm.iter().map(|&p| s[p]).collect();
+        let (out_shape, st) = shape::permute_strides(a.shape(), perm)?;
         Ok(tensor(&out_shape, layout::strided_gather(a.data(), &out_shape, &st)))
     }
 
     fn slice(&self, a: &RingTensor, axis: usize, start: usize, end: usize) -> Result<RingTensor> {
-        check_axis("slice", a.shape(), axis)?;
-        if start > end || end > a.shape()[axis] {
-            return Err(invalid(
-                "slice",
-                format!("range {start}..{end} out of bounds for axis {axis} of {:?}", a.shape()),
-            ));
-        }
-        let (outer, len, inner) = split_at_axis(a.shape(), axis);
-        let mut shape = a.shape().to_vec();
-        shape[axis] = end - start;
+        let shape = shape::slice_shape(a.shape(), axis, start, end)?;
+        let (outer, len, inner) = shape::split_at_axis(a.shape(), axis);
         Ok(tensor(&shape, layout::slice(a.data(), outer, len, inner, start, end)))
     }
 
     fn concat(&self, parts: &[&RingTensor], axis: usize) -> Result<RingTensor> {
         let shapes: Vec<&[usize]> = parts.iter().map(|p| p.shape()).collect();
         let out_shape = concat_shape(&shapes, axis)?;
-        let (outer, _, inner) = split_at_axis(&out_shape, axis);
+        let (outer, _, inner) = shape::split_at_axis(&out_shape, axis);
         let srcs: Vec<(&[u64], usize)> = parts.iter().map(|p| (p.data(), p.shape()[axis])).collect();
         Ok(tensor(&out_shape, layout::concat(&srcs, outer, inner)))
     }
 
     fn broadcast_to(&self, a: &RingTensor, shape: &[usize]) -> Result<RingTensor> {
-        check_broadcast(a.shape(), shape)?;
-        shape::checked_numel("broadcast_to", shape)?;
-        let src_strides = strides(a.shape());
-        let lead = shape.len() - a.shape().len();
-        let st: Vec<usize> = (0..shape.len())
-            .map(|d| if d < lead || a.shape()[d - lead] == 1 { 0 } else { src_strides[d - lead] })
-            .collect();
+        let st = shape::broadcast_strides(a.shape(), shape)?;
         Ok(tensor(shape, layout::strided_gather(a.data(), shape, &st)))
     }
 

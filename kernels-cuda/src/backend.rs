@@ -2,11 +2,9 @@
 
 use std::sync::Arc;
 
-use cryptgpu_ring::error::{invalid, shape_err, Result};
+use cryptgpu_ring::error::{shape_err, Result};
 use cryptgpu_ring::prg::Key;
-use cryptgpu_ring::shape::{
-    self, check_axis, check_broadcast, check_same, concat_shape, matmul_dims, permute_shape, strides, Window,
-};
+use cryptgpu_ring::shape::{self, check_same, concat_shape, matmul_dims, Window};
 use cryptgpu_ring::{Backend, BinaryOp, DeviceTensor, RingTensor, ScalarOp, ShiftOp, UnaryOp};
 use cudarc::driver::{CudaSlice, CudaView, DeviceRepr, LaunchConfig};
 
@@ -162,18 +160,6 @@ impl CudaBackend {
     }
 }
 
-fn check_shift(bits: u32) -> Result<()> {
-    if bits < 64 {
-        Ok(())
-    } else {
-        Err(invalid("shift", format!("shift amount {bits} must be below 64")))
-    }
-}
-
-fn split_at_axis(shape: &[usize], axis: usize) -> (usize, usize, usize) {
-    (shape[..axis].iter().product(), shape[axis], shape[axis + 1..].iter().product())
-}
-
 impl Backend for CudaBackend {
     type Tensor = CudaTensor;
 
@@ -232,7 +218,7 @@ impl Backend for CudaBackend {
     }
 
     fn shift(&self, op: ShiftOp, a: &CudaTensor, bits: u32) -> Result<CudaTensor> {
-        check_shift(bits)?;
+        shape::check_shift(bits)?;
         let code = shift_code(op);
         let (n, mut out) = self.output("shift", a.shape())?;
         if n > 0 {
@@ -243,7 +229,7 @@ impl Backend for CudaBackend {
     }
 
     fn bit_extract(&self, a: &CudaTensor, bit: u32) -> Result<CudaTensor> {
-        check_shift(bit)?;
+        shape::check_shift(bit)?;
         let (n, mut out) = self.output("bit_extract", a.shape())?;
         if n > 0 {
             let (av, n64) = (a.view(), n as u64);
@@ -340,14 +326,8 @@ impl Backend for CudaBackend {
     }
 
     fn sum_axis(&self, a: &CudaTensor, axis: usize, keepdim: bool) -> Result<CudaTensor> {
-        check_axis("sum_axis", a.shape(), axis)?;
-        let (outer, len, inner) = split_at_axis(a.shape(), axis);
-        let mut shape = a.shape().to_vec();
-        if keepdim {
-            shape[axis] = 1;
-        } else {
-            shape.remove(axis);
-        }
+        let shape = shape::reduced_shape("sum_axis", a.shape(), axis, keepdim)?;
+        let (outer, len, inner) = shape::split_at_axis(a.shape(), axis);
         let (n, mut out) = self.output("sum_axis", &shape)?;
         if n > 0 {
             let g = [outer, len, inner].map(|v| v as u64);
@@ -358,31 +338,18 @@ impl Backend for CudaBackend {
     }
 
     fn reshape(&self, a: &CudaTensor, shape: &[usize]) -> Result<CudaTensor> {
-        let n = shape::checked_numel("reshape", shape)?;
-        if n != a.len() {
-            return Err(shape_err("reshape", format!("{:?} ({} elements) to {shape:?} ({n})", a.shape(), a.len())));
-        }
+        shape::check_reshape(a.shape(), shape)?;
         Ok(CudaTensor { shape: shape.to_vec(), buf: a.buf.clone() })
     }
 
     fn permute(&self, a: &CudaTensor, perm: &[usize]) -> Result<CudaTensor> {
-        let out_shape = permute_shape(a.shape(), perm)?;
-        let s = strides(a.shape());
-        let st: Vec<usize> = perm.iter().map(|&p| s[p]).collect();
+        let (out_shape, st) = shape::permute_strides(a.shape(), perm)?;
         self.gather(a, &out_shape, &st)
     }
 
     fn slice(&self, a: &CudaTensor, axis: usize, start: usize, end: usize) -> Result<CudaTensor> {
-        check_axis("slice", a.shape(), axis)?;
-        if start > end || end > a.shape()[axis] {
-            return Err(invalid(
-                "slice",
-                format!("range {start}..{end} out of bounds for axis {axis} of {:?}", a.shape()),
-            ));
-        }
-        let (outer, len, inner) = split_at_axis(a.shape(), axis);
-        let mut shape = a.shape().to_vec();
-        shape[axis] = end - start;
+        let shape = shape::slice_shape(a.shape(), axis, start, end)?;
+        let (outer, len, inner) = shape::split_at_axis(a.shape(), axis);
         let w = (end - start) * inner;
         let mut out = self.alloc::<u64>(outer * w)?;
         self.copy_rows(a, len * inner, start * inner, &mut out, w, 0, outer, w)?;
@@ -392,7 +359,7 @@ impl Backend for CudaBackend {
     fn concat(&self, parts: &[&CudaTensor], axis: usize) -> Result<CudaTensor> {
         let shapes: Vec<&[usize]> = parts.iter().map(|p| p.shape()).collect();
         let out_shape = concat_shape(&shapes, axis)?;
-        let (outer, total, inner) = split_at_axis(&out_shape, axis);
+        let (outer, total, inner) = shape::split_at_axis(&out_shape, axis);
         let mut out = self.alloc::<u64>(outer * total * inner)?;
         let mut at = 0;
         for p in parts {
@@ -404,13 +371,7 @@ impl Backend for CudaBackend {
     }
 
     fn broadcast_to(&self, a: &CudaTensor, shape: &[usize]) -> Result<CudaTensor> {
-        check_broadcast(a.shape(), shape)?;
-        shape::checked_numel("broadcast_to", shape)?;
-        let src_strides = strides(a.shape());
-        let lead = shape.len() - a.shape().len();
-        let st: Vec<usize> = (0..shape.len())
-            .map(|d| if d < lead || a.shape()[d - lead] == 1 { 0 } else { src_strides[d - lead] })
-            .collect();
+        let st = shape::broadcast_strides(a.shape(), shape)?;
         self.gather(a, shape, &st)
     }
 

@@ -245,6 +245,69 @@ pub fn concat_shape(shapes: &[&[usize]], axis: usize) -> Result<Vec<usize>> {
     Ok(out)
 }
 
+/// Checks a shift amount (below 64).
+pub fn check_shift(bits: u32) -> Result<()> {
+    if bits < 64 {
+        Ok(())
+    } else {
+        Err(invalid("shift", format!("shift amount {bits} must be below 64")))
+    }
+}
+
+/// `(outer, len, inner)` around `axis`: the products of the axes before it, its length, and the
+/// product of the axes after it.
+pub fn split_at_axis(shape: &[usize], axis: usize) -> (usize, usize, usize) {
+    (shape[..axis].iter().product(), shape[axis], shape[axis + 1..].iter().product())
+}
+
+/// Output shape of a sum along `axis` (kept with length 1 when `keepdim`).
+pub fn reduced_shape(op: &'static str, shape: &[usize], axis: usize, keepdim: bool) -> Result<Vec<usize>> {
+    check_axis(op, shape, axis)?;
+    let mut out = shape.to_vec();
+    if keepdim {
+        out[axis] = 1;
+    } else {
+        out.remove(axis);
+    }
+    Ok(out)
+}
+
+/// Checks `start..end` along `axis` and returns the output shape of the slice.
+pub fn slice_shape(shape: &[usize], axis: usize, start: usize, end: usize) -> Result<Vec<usize>> {
+    check_axis("slice", shape, axis)?;
+    if start > end || end > shape[axis] {
+        return Err(invalid("slice", format!("range {start}..{end} out of bounds for axis {axis} of {shape:?}")));
+    }
+    let mut out = shape.to_vec();
+    out[axis] = end - start;
+    Ok(out)
+}
+
+/// Checks that a tensor of `from` can be viewed as `to` (same element count).
+pub fn check_reshape(from: &[usize], to: &[usize]) -> Result<()> {
+    let n = checked_numel("reshape", to)?;
+    if n != numel(from) {
+        return Err(shape_err("reshape", format!("{from:?} ({} elements) to {to:?} ({n})", numel(from))));
+    }
+    Ok(())
+}
+
+/// Source strides, per output axis, of a permutation: `(output shape, strides)`.
+pub fn permute_strides(shape: &[usize], perm: &[usize]) -> Result<(Vec<usize>, Vec<usize>)> {
+    let out = permute_shape(shape, perm)?;
+    let s = strides(shape);
+    Ok((out, perm.iter().map(|&p| s[p]).collect()))
+}
+
+/// Source strides, per output axis, of broadcasting `shape` to `target` (0 on repeated axes).
+pub fn broadcast_strides(shape: &[usize], target: &[usize]) -> Result<Vec<usize>> {
+    check_broadcast(shape, target)?;
+    checked_numel("broadcast_to", target)?;
+    let src = strides(shape);
+    let lead = target.len() - shape.len();
+    Ok((0..target.len()).map(|d| if d < lead || shape[d - lead] == 1 { 0 } else { src[d - lead] }).collect())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -13,78 +13,10 @@ use cryptgpu_net::{Peer, Round, Transport};
 use cryptgpu_ring::shape::check_same;
 use cryptgpu_ring::{Backend, BinaryOp, DeviceTensor, RingTensor, ScalarOp, ShiftOp};
 
+pub use crate::ashare::BShare;
 use crate::error::{Result, SharingError};
 use crate::party::Party;
 use crate::streams::{KeyRole, Purpose};
-
-/// Party `i`'s pair `(x_i, x_{i+1})` of a value `x = x_0 ^ x_1 ^ x_2` (bitwise, per `u64` word).
-pub struct BShare<B: Backend> {
-    first: B::Tensor,
-    second: B::Tensor,
-}
-
-impl<B: Backend> Clone for BShare<B> {
-    fn clone(&self) -> Self {
-        BShare { first: self.first.clone(), second: self.second.clone() }
-    }
-}
-
-impl<B: Backend> std::fmt::Debug for BShare<B> {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        // Shares are not printed, only their shape.
-        write!(f, "BShare{:?}", self.shape())
-    }
-}
-
-impl<B: Backend> BShare<B> {
-    /// A sharing from this party's two shares; their shapes must agree.
-    pub fn from_parts(first: B::Tensor, second: B::Tensor) -> Result<Self> {
-        if first.shape() != second.shape() {
-            return Err(SharingError::Invalid(format!(
-                "binary share shapes differ: {:?} vs {:?}",
-                first.shape(),
-                second.shape()
-            )));
-        }
-        Ok(BShare { first, second })
-    }
-
-    /// The shape of the shared tensor.
-    pub fn shape(&self) -> &[usize] {
-        self.first.shape()
-    }
-
-    /// Number of shared words.
-    pub fn len(&self) -> usize {
-        self.first.len()
-    }
-
-    /// True when the tensor has no elements.
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-
-    /// `x_i`, the share this party holds with the previous party.
-    pub fn first(&self) -> &B::Tensor {
-        &self.first
-    }
-
-    /// `x_{i+1}`, the share this party holds with the next party.
-    pub fn second(&self) -> &B::Tensor {
-        &self.second
-    }
-
-    /// Both shares, by value.
-    pub fn into_parts(self) -> (B::Tensor, B::Tensor) {
-        (self.first, self.second)
-    }
-
-    /// Applies a local map that is linear over GF(2) (reshape, permute, slice, shifts, bit
-    /// permutations, AND with a public mask, ...) to both shares.
-    pub fn map(&self, mut f: impl FnMut(&B::Tensor) -> cryptgpu_ring::Result<B::Tensor>) -> Result<Self> {
-        Self::from_parts(f(&self.first)?, f(&self.second)?)
-    }
-}
 
 /// A tensor's words, for sending.
 pub(crate) fn to_words<B: Backend>(be: &B, t: &B::Tensor) -> Result<Vec<u64>> {

@@ -70,7 +70,7 @@ pub struct DemoArgs {
     #[arg(long, value_enum, default_value_t = BackendChoice::Auto)]
     backend: BackendChoice,
     /// Passes over the 2,000 shipped training images.
-    #[arg(long, default_value_t = 1)]
+    #[arg(long, default_value_t = 2)]
     epochs: usize,
     /// Print a JSON object as the last line of standard output.
     #[arg(long)]

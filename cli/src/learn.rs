@@ -9,6 +9,7 @@ use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
 use clap::{Args as ClapArgs, ValueEnum};
+use cryptgpu_net::Transport;
 use cryptgpu_nn::data::{
     load_cifar10, load_mnist, mnist_from_bytes, sequential_batches, shuffled_batches, Images, Split,
 };
@@ -19,11 +20,12 @@ use cryptgpu_nn::session::{private_logits, reveal, reveal_model, share, share_mo
 use cryptgpu_nn::spec::ModelSpec;
 use cryptgpu_nn::weights::{fold_batchnorm, init_params, load_safetensors, save_safetensors, Params};
 use cryptgpu_nn::zoo::{by_name, Dataset};
-use cryptgpu_ring::Backend;
-use cryptgpu_sharing::{run_local, RunConfig};
+use cryptgpu_ring::{Backend, FixedPoint, RingTensor};
+use cryptgpu_sharing::{run_local, KeySource, Party, RunConfig};
 use indicatif::{ProgressBar, ProgressStyle};
 
 use crate::device::BackendChoice;
+use crate::party::{digest, key_source, PartyJob};
 use crate::with_backend;
 
 /// Datasets with readers.
@@ -78,7 +80,7 @@ pub struct DemoArgs {
 }
 
 /// Arguments of `cryptgpu train`.
-#[derive(ClapArgs, Debug)]
+#[derive(ClapArgs, Debug, Clone)]
 pub struct TrainArgs {
     /// Zoo model (lenet, alexnet, vgg16, with optional -maxpool).
     #[arg(long, default_value = "lenet")]
@@ -116,6 +118,9 @@ pub struct TrainArgs {
     /// Save the trained weights (safetensors, PyTorch names), opened by the three parties.
     #[arg(long)]
     save: Option<PathBuf>,
+    /// INSECURE: derive the PRG keys from this public seed (for reproducibility tests only).
+    #[arg(long)]
+    insecure_key_seed: Option<u64>,
     /// Device.
     #[arg(long, value_enum, default_value_t = BackendChoice::Auto)]
     backend: BackendChoice,
@@ -188,13 +193,19 @@ struct TrainReport {
     rounds: u64,
     /// Training traffic per layer and phase (inputs, forward, backward, loss, update).
     per_layer: Vec<LayerTraffic>,
+    /// Digest of the private test predictions (compares runs, e.g. over TCP).
+    predictions_digest: String,
 }
 
+/// A training run: public parameters, plus the data and initial model at their owner.
 struct Job<'a> {
     spec: ModelSpec,
+    /// The owner's initial (folded) parameters; empty at the other parties.
     params: Params,
-    train: &'a Images,
-    test: &'a Images,
+    /// The owner's training and test images (`None` at the other parties).
+    data: Option<(&'a Images, &'a Images)>,
+    n_train: usize,
+    n_test: usize,
     epochs: usize,
     batch: usize,
     opt: Sgd,
@@ -240,59 +251,68 @@ fn print_layers(rows: &[LayerTraffic]) {
     }
 }
 
-fn private_train<B: Backend>(be: B, job: &Job<'_>) -> Result<[cryptgpu_sharing::PartyOutput<PrivateOut>; 3]> {
+/// One party's private training and test-set inference (the same program in-process and over TCP).
+fn train_program<B: Backend, T: Transport>(
+    party: &mut Party<B, T>,
+    job: &Job<'_>,
+) -> cryptgpu_sharing::Result<PrivateOut> {
     let [c, h, w] = job.spec.input;
     let batches: Vec<Vec<Vec<usize>>> =
-        (0..job.epochs).map(|e| shuffled_batches(job.train.len(), job.batch, job.seed + e as u64)).collect();
+        (0..job.epochs).map(|e| shuffled_batches(job.n_train, job.batch, job.seed + e as u64)).collect();
     let steps: usize = batches.iter().map(Vec::len).sum();
-    let out = run_local(be, RunConfig::default(), |party| {
-        let owner = party.id() == OWNER;
-        let pb = if owner { progress(steps, "train") } else { ProgressBar::hidden() };
-        let mut model = share_model(party, &job.spec, owner.then_some(&job.params))?;
-        let start = Instant::now();
-        let mut eng = PrivateEngine::new(party);
-        for epoch in &batches {
-            for idx in epoch {
-                let (x, y) = job.train.batch(idx);
-                let sx = share(eng.party, OWNER, owner.then_some(&x), &[idx.len(), c, h, w])?;
-                let sy = share(eng.party, OWNER, owner.then_some(&y), &[idx.len(), job.spec.classes])?;
-                eng.step_done("input", Phase::Forward);
-                model.train_step(&mut eng, &sx, &sy, &job.opt)?;
-                pb.inc(1);
-            }
+    let owner = party.id() == OWNER;
+    let pb = if owner { progress(steps, "train") } else { ProgressBar::hidden() };
+    let mut model = share_model(party, &job.spec, owner.then_some(&job.params))?;
+    let start = Instant::now();
+    let mut eng = PrivateEngine::new(party);
+    for epoch in &batches {
+        for idx in epoch {
+            let xy = if owner { job.data.map(|(train, _)| train.batch(idx)) } else { None };
+            let sx = share(eng.party, OWNER, xy.as_ref().map(|b| &b.0), &[idx.len(), c, h, w])?;
+            let sy = share(eng.party, OWNER, xy.as_ref().map(|b| &b.1), &[idx.len(), job.spec.classes])?;
+            eng.step_done("input", Phase::Forward);
+            model.train_step(&mut eng, &sx, &sy, &job.opt)?;
+            pb.inc(1);
         }
-        let traffic = std::mem::take(&mut eng.traffic);
-        drop(eng);
-        pb.finish_and_clear();
-        let train_seconds = start.elapsed().as_secs_f64();
-        let test_batches = sequential_batches(job.test.len(), 100);
-        let pb = if owner { progress(job.test.len(), "infer") } else { ProgressBar::hidden() };
-        let start = Instant::now();
-        let mut preds = Vec::with_capacity(job.test.len());
-        for idx in &test_batches {
-            let (x, _) = job.test.batch(idx);
-            let logits = private_logits(party, &model, owner.then_some(&x), &[idx.len(), c, h, w])?;
-            preds.extend(logits.argmax_rows());
-            pb.inc(idx.len() as u64);
-        }
-        pb.finish_and_clear();
-        let infer_seconds = start.elapsed().as_secs_f64();
-        let saved = if job.save { Some(reveal_model(party, &model)?) } else { None };
-        Ok((preds, saved, train_seconds, steps, infer_seconds, traffic))
-    })?;
-    Ok(out)
+    }
+    let traffic = std::mem::take(&mut eng.traffic);
+    drop(eng);
+    pb.finish_and_clear();
+    let train_seconds = start.elapsed().as_secs_f64();
+    let pb = if owner { progress(job.n_test, "infer") } else { ProgressBar::hidden() };
+    let start = Instant::now();
+    let mut preds = Vec::with_capacity(job.n_test);
+    for idx in &sequential_batches(job.n_test, 100) {
+        let x = if owner { job.data.map(|(_, test)| test.batch(idx).0) } else { None };
+        let logits = private_logits(party, &model, x.as_ref(), &[idx.len(), c, h, w])?;
+        preds.extend(logits.argmax_rows());
+        pb.inc(idx.len() as u64);
+    }
+    pb.finish_and_clear();
+    let infer_seconds = start.elapsed().as_secs_f64();
+    let saved = if job.save { Some(reveal_model(party, &model)?) } else { None };
+    Ok((preds, saved, train_seconds, steps, infer_seconds, traffic))
+}
+
+fn private_train<B: Backend>(
+    be: B,
+    job: &Job<'_>,
+    keys: KeySource,
+) -> Result<[cryptgpu_sharing::PartyOutput<PrivateOut>; 3]> {
+    Ok(run_local(be, RunConfig { keys, ..RunConfig::default() }, |party| train_program(party, job))?)
 }
 
 /// Trains the plaintext twin with the same initialisation and data order; returns test predictions.
 fn plain_train(job: &Job<'_>) -> Result<Vec<usize>> {
+    let Some((train, test)) = job.data else { bail!("only the data owner can train the plaintext twin") };
     let mut model = Model::new(job.spec.clone(), job.params.clone(), &PlainEngine)?;
     for e in 0..job.epochs {
-        for idx in shuffled_batches(job.train.len(), job.batch, job.seed + e as u64) {
-            let (x, y) = job.train.batch(&idx);
+        for idx in shuffled_batches(train.len(), job.batch, job.seed + e as u64) {
+            let (x, y) = train.batch(&idx);
             model.train_step(&mut PlainEngine, &x, &y, &job.opt)?;
         }
     }
-    plain_predict(&model, job.test, 100)
+    plain_predict(&model, test, 100)
 }
 
 fn plain_predict(model: &Model<PlainTensor>, test: &Images, batch: usize) -> Result<Vec<usize>> {
@@ -314,6 +334,7 @@ fn fraction(hits: usize, total: usize) -> f64 {
 
 #[allow(clippy::too_many_arguments)]
 fn run_training(
+    keys: KeySource,
     spec: ModelSpec,
     train: Images,
     test: Images,
@@ -336,7 +357,18 @@ fn run_training(
     }
     spec.check(batch)?;
     let params = fold_batchnorm(&spec, &init_params(&spec, seed))?;
-    let job = Job { spec, params, train: &train, test: &test, epochs, batch, opt, seed, save: save.is_some() };
+    let job = Job {
+        spec,
+        params,
+        data: Some((&train, &test)),
+        n_train: train.len(),
+        n_test: test.len(),
+        epochs,
+        batch,
+        opt,
+        seed,
+        save: save.is_some(),
+    };
     eprintln!(
         "{}: private training on {} images ({} epochs, batch {}), then private inference on {} test images",
         job.spec.name,
@@ -348,7 +380,7 @@ fn run_training(
     let plain_preds = plain_train(&job)?;
     let device = backend.open()?;
     let backend_name = device.name();
-    let out = with_backend!(device, be => private_train(be, &job)?);
+    let out = with_backend!(device, be => private_train(be, &job, keys)?);
     let (preds, saved, train_seconds, steps, infer_seconds, _) = &out[0].value;
     let labels = test.labels_at(&(0..test.len()).collect::<Vec<_>>());
     let hits = |p: &[usize]| p.iter().zip(&labels).filter(|(a, b)| a == b).count();
@@ -370,6 +402,7 @@ fn run_training(
         bytes_sent_per_party: std::array::from_fn(|i| out[i].counters.bytes_sent),
         rounds: out[0].counters.rounds,
         per_layer: per_layer([&out[0].value.5, &out[1].value.5, &out[2].value.5]),
+        predictions_digest: digest(&preds.iter().map(|&v| v as u64).collect::<Vec<_>>()),
     };
     if let (Some(path), Some(p)) = (save, saved) {
         save_safetensors(&path, p)?;
@@ -401,7 +434,7 @@ pub fn demo(args: &DemoArgs) -> Result<()> {
     let test = embedded_mnist(Split::Test)?;
     let spec = by_name("lenet", Dataset::Mnist)?;
     let opt = Sgd { lr: 0.05, momentum: 0.9, weight_decay: 0.0 };
-    run_training(spec, train, test, args.epochs, 64, opt, 1, None, args.backend, args.json)
+    run_training(KeySource::Os, spec, train, test, args.epochs, 64, opt, 1, None, args.backend, args.json)
 }
 
 fn load_data(choice: DataChoice, dir: &Option<PathBuf>, split: Split) -> Result<Images> {
@@ -424,7 +457,20 @@ pub fn train(args: &TrainArgs) -> Result<()> {
         test = test.take(n);
     }
     let opt = Sgd { lr: args.lr, momentum: args.momentum, weight_decay: args.weight_decay };
-    run_training(spec, train, test, args.epochs, args.batch, opt, args.seed, args.save.clone(), args.backend, args.json)
+    let keys = key_source(args.insecure_key_seed);
+    run_training(
+        keys,
+        spec,
+        train,
+        test,
+        args.epochs,
+        args.batch,
+        opt,
+        args.seed,
+        args.save.clone(),
+        args.backend,
+        args.json,
+    )
 }
 
 /// What an inference run measured.
@@ -512,4 +558,130 @@ pub fn infer(args: &InferArgs) -> Result<()> {
         println!("{}", serde_json::to_string(&report)?);
     }
     Ok(())
+}
+
+/// `train` as one party of three processes (`cryptgpu party ... train ...`). Party 0 owns the data
+/// and the model: it alone reads `--data`, and it shares the dataset sizes (public) with the others
+/// before training. Party 0 also trains the plaintext twin and reports the accuracies.
+pub struct TrainJob {
+    args: TrainArgs,
+    spec: ModelSpec,
+    keys: KeySource,
+}
+
+impl TrainJob {
+    /// Checks the arguments.
+    pub fn prepare(args: &TrainArgs) -> Result<TrainJob> {
+        let spec = by_name(&args.model, args.dataset.dataset())?;
+        if spec.has_batchnorm() {
+            bail!("{} has batch norm, which is inference-only here", spec.name);
+        }
+        if args.batch == 0 || args.epochs == 0 {
+            bail!("--batch and --epochs must be positive");
+        }
+        spec.check(args.batch)?;
+        Ok(TrainJob { args: args.clone(), spec, keys: key_source(args.insecure_key_seed) })
+    }
+}
+
+impl PartyJob for TrainJob {
+    fn name(&self) -> &'static str {
+        "train"
+    }
+
+    fn public_params(&self) -> String {
+        let a = &self.args;
+        format!(
+            "train model={} dataset={:?} epochs={} batch={} lr={} momentum={} wd={} limit={:?} test_limit={:?} seed={} save={}",
+            a.model, a.dataset, a.epochs, a.batch, a.lr, a.momentum, a.weight_decay, a.limit, a.test_limit, a.seed, a.save.is_some()
+        )
+    }
+
+    fn codec(&self) -> FixedPoint {
+        FixedPoint::default()
+    }
+
+    fn keys(&self) -> KeySource {
+        self.keys
+    }
+
+    fn backend(&self) -> BackendChoice {
+        self.args.backend
+    }
+
+    fn run_party<B: Backend, T: Transport>(&self, p: &mut Party<B, T>) -> Result<()> {
+        let a = &self.args;
+        let owner = p.id() == OWNER;
+        let data = if owner {
+            let mut train = load_data(a.dataset, &a.data, Split::Train)?;
+            let mut test = load_data(a.dataset, &a.data, Split::Test)?;
+            if let Some(n) = a.limit {
+                train = train.take(n);
+            }
+            if let Some(n) = a.test_limit {
+                test = test.take(n);
+            }
+            if train.shape != self.spec.input {
+                bail!("{} expects {:?} images, the data has {:?}", self.spec.name, self.spec.input, train.shape);
+            }
+            Some((train, test))
+        } else {
+            None
+        };
+        // The dataset sizes are public: party 0 shares and opens them.
+        let sizes =
+            data.as_ref().map(|(tr, te)| RingTensor::new(&[2], vec![tr.len() as u64, te.len() as u64])).transpose()?;
+        let sizes = p.input(OWNER, sizes.as_ref(), &[2])?;
+        let sizes = p.reveal(&sizes)?;
+        let params = if owner { fold_batchnorm(&self.spec, &init_params(&self.spec, a.seed))? } else { Params::new() };
+        let job = Job {
+            spec: self.spec.clone(),
+            params,
+            data: data.as_ref().map(|(tr, te)| (tr, te)),
+            n_train: sizes.data()[0] as usize,
+            n_test: sizes.data()[1] as usize,
+            epochs: a.epochs,
+            batch: a.batch,
+            opt: Sgd { lr: a.lr, momentum: a.momentum, weight_decay: a.weight_decay },
+            seed: a.seed,
+            save: a.save.is_some(),
+        };
+        let (preds, saved, train_seconds, steps, infer_seconds, _) = train_program(p, &job)?;
+        let (mut accuracy, mut plaintext_accuracy, mut agreement) = (None, None, None);
+        if let Some((_, test)) = &data {
+            let labels = test.labels_at(&(0..test.len()).collect::<Vec<_>>());
+            let plain = plain_train(&job)?;
+            let hits = |q: &[usize]| q.iter().zip(&labels).filter(|(x, y)| x == y).count();
+            accuracy = Some(fraction(hits(&preds), test.len()));
+            plaintext_accuracy = Some(fraction(hits(&plain), test.len()));
+            agreement = Some(fraction(preds.iter().zip(&plain).filter(|(x, y)| x == y).count(), test.len()));
+            if let (Some(path), Some(w)) = (&a.save, &saved) {
+                save_safetensors(path, w)?;
+            }
+        }
+        let words: Vec<u64> = preds.iter().map(|&v| v as u64).collect();
+        let report = serde_json::json!({
+            "op": "train",
+            "party": p.id(),
+            "model": self.spec.name,
+            "backend": p.backend().name(),
+            "steps": steps,
+            "seconds_per_step": train_seconds / steps.max(1) as f64,
+            "seconds_per_image": infer_seconds / job.n_test.max(1) as f64,
+            "accuracy": accuracy,
+            "plaintext_accuracy": plaintext_accuracy,
+            "agreement": agreement,
+            "bytes_sent": p.counters().bytes_sent,
+            "rounds": p.counters().rounds,
+            "predictions_digest": digest(&words),
+        });
+        println!("party {}: private training of {} ({steps} steps)", p.id(), self.spec.name);
+        if let (Some(acc), Some(plain)) = (accuracy, plaintext_accuracy) {
+            println!("  test accuracy  private {:.2}%, plaintext twin {:.2}%", 100.0 * acc, 100.0 * plain);
+        }
+        if a.json {
+            println!("{report}");
+        }
+        Ok(())
+    }
 }

@@ -48,7 +48,7 @@ use cryptgpu_sharing::{KeySource, Party};
 use serde::Deserialize;
 
 use crate::device::BackendChoice;
-use crate::{matmul, relu, with_backend};
+use crate::{learn, matmul, relu, with_backend};
 
 /// Arguments of `cryptgpu party`.
 #[derive(ClapArgs, Debug)]
@@ -84,6 +84,8 @@ pub enum JobCommand {
     Matmul(matmul::Args),
     /// Private ReLU (as `cryptgpu relu`).
     Relu(relu::Args),
+    /// Private training (as `cryptgpu train`); party 0 owns the data and the model.
+    Train(learn::TrainArgs),
 }
 
 /// A job that one process can run as one of the three parties.
@@ -285,6 +287,7 @@ pub fn run(args: &Args) -> Result<()> {
     match &args.job {
         JobCommand::Matmul(a) => run_job(args, &matmul::Job::prepare(a)?),
         JobCommand::Relu(a) => run_job(args, &relu::Job::prepare(a)?),
+        JobCommand::Train(a) => run_job(args, &learn::TrainJob::prepare(a)?),
     }
 }
 

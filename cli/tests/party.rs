@@ -114,6 +114,53 @@ fn three_processes_match_the_in_process_relu() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
+#[test]
+fn three_processes_train_like_the_in_process_run() {
+    let dir = keys_dir("train");
+    let config = dir.join("test.toml");
+    write_config(&config, &dir, free_ports(), 60.0, 30.0);
+    let job: &[&str] = &[
+        "train",
+        "--limit",
+        "64",
+        "--test-limit",
+        "20",
+        "--batch",
+        "32",
+        "--backend",
+        "cpu",
+        "--insecure-key-seed",
+        "3",
+        "--json",
+    ];
+    let local = bin().args(job).output().unwrap();
+    assert!(local.status.success(), "{}", String::from_utf8_lossy(&local.stderr));
+    let local = last_json(&local);
+    let children: Vec<Child> = (0..3).map(|i| spawn_party(&config, i, job)).collect();
+    for (i, c) in children.into_iter().enumerate() {
+        let out = c.wait_with_output().unwrap();
+        assert!(out.status.success(), "party {i}: {}", String::from_utf8_lossy(&out.stderr));
+        let v = last_json(&out);
+        assert_eq!(v["predictions_digest"], local["predictions_digest"], "party {i}");
+        // Party 0 first opens the two dataset sizes: one input (16 B from party 0) and one reveal
+        // (16 B each), 2 rounds.
+        let extra = if i == 0 { 32 } else { 16 };
+        assert_eq!(
+            v["bytes_sent"].as_u64().unwrap(),
+            local["bytes_sent_per_party"][i].as_u64().unwrap() + extra,
+            "party {i}"
+        );
+        assert_eq!(v["rounds"].as_u64().unwrap(), local["rounds"].as_u64().unwrap() + 2);
+        if i == 0 {
+            assert_eq!(v["accuracy"], local["accuracy"]);
+            assert_eq!(v["plaintext_accuracy"], local["plaintext_accuracy"]);
+        } else {
+            assert!(v["accuracy"].is_null(), "only the data owner knows the labels");
+        }
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
 /// Waits until the party reports its links up; returns the rest of its stderr via a thread.
 fn wait_connected(child: &mut Child) -> std::thread::JoinHandle<String> {
     let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();

@@ -130,7 +130,7 @@ pub struct TrainArgs {
 }
 
 /// Arguments of `cryptgpu infer`.
-#[derive(ClapArgs, Debug)]
+#[derive(ClapArgs, Debug, Clone)]
 pub struct InferArgs {
     /// Zoo model.
     #[arg(long)]
@@ -678,6 +678,106 @@ impl PartyJob for TrainJob {
         println!("party {}: private training of {} ({steps} steps)", p.id(), self.spec.name);
         if let (Some(acc), Some(plain)) = (accuracy, plaintext_accuracy) {
             println!("  test accuracy  private {:.2}%, plaintext twin {:.2}%", 100.0 * acc, 100.0 * plain);
+        }
+        if a.json {
+            println!("{report}");
+        }
+        Ok(())
+    }
+}
+
+/// `infer` as one party of three processes (`cryptgpu party ... infer ...`): party 0 owns the
+/// weights and the images, opens the (public) image count, and reports the accuracies.
+pub struct InferJob {
+    args: InferArgs,
+    spec: ModelSpec,
+}
+
+impl InferJob {
+    /// Checks the arguments.
+    pub fn prepare(args: &InferArgs) -> Result<InferJob> {
+        if args.batch == 0 {
+            bail!("--batch must be positive");
+        }
+        Ok(InferJob { args: args.clone(), spec: by_name(&args.model, args.dataset.dataset())? })
+    }
+}
+
+impl PartyJob for InferJob {
+    fn name(&self) -> &'static str {
+        "infer"
+    }
+
+    fn public_params(&self) -> String {
+        let a = &self.args;
+        format!("infer model={} dataset={:?} limit={:?} batch={}", a.model, a.dataset, a.limit, a.batch)
+    }
+
+    fn codec(&self) -> FixedPoint {
+        FixedPoint::default()
+    }
+
+    fn keys(&self) -> KeySource {
+        KeySource::Os
+    }
+
+    fn backend(&self) -> BackendChoice {
+        self.args.backend
+    }
+
+    fn run_party<B: Backend, T: Transport>(&self, p: &mut Party<B, T>) -> Result<()> {
+        let a = &self.args;
+        let owner = p.id() == OWNER;
+        let owned = if owner {
+            let mut test = load_data(a.dataset, &a.data, Split::Test)?;
+            if let Some(n) = a.limit {
+                test = test.take(n);
+            }
+            if test.shape != self.spec.input {
+                bail!("{} expects {:?} images, the data has {:?}", self.spec.name, self.spec.input, test.shape);
+            }
+            let params = fold_batchnorm(&self.spec, &load_safetensors(&a.weights, &self.spec)?)?;
+            Some((test, params))
+        } else {
+            None
+        };
+        let count = owned.as_ref().map(|(t, _)| RingTensor::new(&[1], vec![t.len() as u64])).transpose()?;
+        let count = p.input(OWNER, count.as_ref(), &[1])?;
+        let n = p.reveal(&count)?.data()[0] as usize;
+        let model = share_model(p, &self.spec, owned.as_ref().map(|(_, w)| w))?;
+        let [c, h, w] = self.spec.input;
+        let start = Instant::now();
+        let mut preds = Vec::with_capacity(n);
+        for idx in &sequential_batches(n, a.batch) {
+            let x = owned.as_ref().map(|(t, _)| t.batch(idx).0);
+            preds.extend(private_logits(p, &model, x.as_ref(), &[idx.len(), c, h, w])?.argmax_rows());
+        }
+        let seconds = start.elapsed().as_secs_f64();
+        let (mut accuracy, mut plaintext_accuracy, mut agreement) = (None, None, None);
+        if let Some((test, params)) = &owned {
+            let twin = Model::new(self.spec.clone(), params.clone(), &PlainEngine)?;
+            let plain = plain_predict(&twin, test, a.batch)?;
+            let labels = test.labels_at(&(0..test.len()).collect::<Vec<_>>());
+            let hits = |q: &[usize]| q.iter().zip(&labels).filter(|(x, y)| x == y).count();
+            accuracy = Some(fraction(hits(&preds), n));
+            plaintext_accuracy = Some(fraction(hits(&plain), n));
+            agreement = Some(fraction(preds.iter().zip(&plain).filter(|(x, y)| x == y).count(), n));
+        }
+        let report = serde_json::json!({
+            "op": "infer",
+            "party": p.id(),
+            "model": self.spec.name,
+            "images": n,
+            "accuracy": accuracy,
+            "plaintext_accuracy": plaintext_accuracy,
+            "agreement": agreement,
+            "seconds_per_image": seconds / n.max(1) as f64,
+            "bytes_sent": p.counters().bytes_sent,
+            "rounds": p.counters().rounds,
+        });
+        println!("party {}: private inference of {} on {n} images", p.id(), self.spec.name);
+        if let (Some(acc), Some(agr)) = (accuracy, agreement) {
+            println!("  accuracy {:.2}%, agreement with the plaintext model {:.2}%", 100.0 * acc, 100.0 * agr);
         }
         if a.json {
             println!("{report}");

@@ -86,6 +86,8 @@ pub enum JobCommand {
     Relu(relu::Args),
     /// Private training (as `cryptgpu train`); party 0 owns the data and the model.
     Train(learn::TrainArgs),
+    /// Private inference (as `cryptgpu infer`); party 0 owns the weights and the images.
+    Infer(learn::InferArgs),
 }
 
 /// A job that one process can run as one of the three parties.
@@ -288,6 +290,7 @@ pub fn run(args: &Args) -> Result<()> {
         JobCommand::Matmul(a) => run_job(args, &matmul::Job::prepare(a)?),
         JobCommand::Relu(a) => run_job(args, &relu::Job::prepare(a)?),
         JobCommand::Train(a) => run_job(args, &learn::TrainJob::prepare(a)?),
+        JobCommand::Infer(a) => run_job(args, &learn::InferJob::prepare(a)?),
     }
 }
 

@@ -161,6 +161,34 @@ fn three_processes_train_like_the_in_process_run() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
+#[test]
+fn three_processes_infer_with_the_owners_weights() {
+    let dir = keys_dir("infer");
+    let config = dir.join("test.toml");
+    write_config(&config, &dir, free_ports(), 60.0, 30.0);
+    let weights = dir.join("lenet.safetensors");
+    let w = weights.to_str().unwrap();
+    let trained = bin()
+        .args(["train", "--limit", "64", "--test-limit", "10", "--batch", "32", "--backend", "cpu", "--save", w])
+        .output()
+        .unwrap();
+    assert!(trained.status.success(), "{}", String::from_utf8_lossy(&trained.stderr));
+    let job: &[&str] = &["infer", "--model", "lenet", "--weights", w, "--limit", "30", "--backend", "cpu", "--json"];
+    let children: Vec<Child> = (0..3).map(|i| spawn_party(&config, i, job)).collect();
+    for (i, c) in children.into_iter().enumerate() {
+        let out = c.wait_with_output().unwrap();
+        assert!(out.status.success(), "party {i}: {}", String::from_utf8_lossy(&out.stderr));
+        let v = last_json(&out);
+        assert_eq!(v["images"], 30, "party {i}");
+        if i == 0 {
+            assert!(v["agreement"].as_f64().unwrap() >= 0.95, "{v}");
+        } else {
+            assert!(v["accuracy"].is_null());
+        }
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
 /// Waits until the party reports its links up; returns the rest of its stderr via a thread.
 fn wait_connected(child: &mut Child) -> std::thread::JoinHandle<String> {
     let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();

@@ -129,7 +129,7 @@ pub fn unpack_bits(p: &[u64], n: usize) -> Vec<u64> {
     out
 }
 
-/// `gather_strided` producing `n` elements; `max_src` bounds the source indices the caller allows.
+/// `gather_strided` over the output shape in `d` (the source must cover every index it reads).
 pub fn gather_strided(src: &[u64], d: Dims) -> Vec<u64> {
     let n: u64 = d.shape[..d.rank as usize].iter().product();
     let max_index: u64 = (0..d.rank as usize).map(|i| (d.shape[i] - 1) * d.stride[i]).sum();

@@ -324,6 +324,14 @@ fn plain_predict(model: &Model<PlainTensor>, test: &Images, batch: usize) -> Res
     Ok(preds)
 }
 
+/// Private accuracy, plaintext accuracy and their agreement on `test`.
+fn score(test: &Images, private: &[usize], plain: &[usize]) -> (f64, f64, f64) {
+    let labels = test.labels_at(&(0..test.len()).collect::<Vec<_>>());
+    let same = |a: &[usize], b: &[usize]| a.iter().zip(b).filter(|(x, y)| x == y).count();
+    let n = test.len();
+    (fraction(same(private, &labels), n), fraction(same(plain, &labels), n), fraction(same(private, plain), n))
+}
+
 fn fraction(hits: usize, total: usize) -> f64 {
     if total == 0 {
         0.0
@@ -382,8 +390,7 @@ fn run_training(
     let backend_name = device.name();
     let out = with_backend!(device, be => private_train(be, &job, keys)?);
     let (preds, saved, train_seconds, steps, infer_seconds, _) = &out[0].value;
-    let labels = test.labels_at(&(0..test.len()).collect::<Vec<_>>());
-    let hits = |p: &[usize]| p.iter().zip(&labels).filter(|(a, b)| a == b).count();
+    let (accuracy, plaintext_accuracy, agreement) = score(&test, preds, &plain_preds);
     let report = TrainReport {
         op: "train",
         model: job.spec.name.clone(),
@@ -395,9 +402,9 @@ fn run_training(
         steps: *steps,
         seconds_per_step: train_seconds / (*steps).max(1) as f64,
         train_seconds: *train_seconds,
-        accuracy: fraction(hits(preds), test.len()),
-        plaintext_accuracy: fraction(hits(&plain_preds), test.len()),
-        agreement: fraction(preds.iter().zip(&plain_preds).filter(|(a, b)| a == b).count(), test.len()),
+        accuracy,
+        plaintext_accuracy,
+        agreement,
         seconds_per_image: infer_seconds / test.len().max(1) as f64,
         bytes_sent_per_party: std::array::from_fn(|i| out[i].counters.bytes_sent),
         rounds: out[0].counters.rounds,
@@ -530,16 +537,15 @@ pub fn infer(args: &InferArgs) -> Result<()> {
         Ok((preds, start.elapsed().as_secs_f64(), eng.traffic))
     })?);
     let (preds, seconds, _) = &out[0].value;
-    let labels = test.labels_at(&(0..test.len()).collect::<Vec<_>>());
-    let hits = |p: &[usize]| p.iter().zip(&labels).filter(|(a, b)| a == b).count();
+    let (accuracy, plaintext_accuracy, agreement) = score(&test, preds, &plain_preds);
     let report = InferReport {
         op: "infer",
         model: spec.name.clone(),
         backend: backend_name,
         images: test.len(),
-        accuracy: fraction(hits(preds), test.len()),
-        plaintext_accuracy: fraction(hits(&plain_preds), test.len()),
-        agreement: fraction(preds.iter().zip(&plain_preds).filter(|(a, b)| a == b).count(), test.len()),
+        accuracy,
+        plaintext_accuracy,
+        agreement,
         seconds_per_image: seconds / test.len().max(1) as f64,
         bytes_sent_per_party: std::array::from_fn(|i| out[i].counters.bytes_sent),
         rounds: out[0].counters.rounds,
@@ -649,12 +655,8 @@ impl PartyJob for TrainJob {
         let (preds, saved, train_seconds, steps, infer_seconds, _) = train_program(p, &job)?;
         let (mut accuracy, mut plaintext_accuracy, mut agreement) = (None, None, None);
         if let Some((_, test)) = &data {
-            let labels = test.labels_at(&(0..test.len()).collect::<Vec<_>>());
-            let plain = plain_train(&job)?;
-            let hits = |q: &[usize]| q.iter().zip(&labels).filter(|(x, y)| x == y).count();
-            accuracy = Some(fraction(hits(&preds), test.len()));
-            plaintext_accuracy = Some(fraction(hits(&plain), test.len()));
-            agreement = Some(fraction(preds.iter().zip(&plain).filter(|(x, y)| x == y).count(), test.len()));
+            let (acc, plain_acc, agree) = score(test, &preds, &plain_train(&job)?);
+            (accuracy, plaintext_accuracy, agreement) = (Some(acc), Some(plain_acc), Some(agree));
             if let (Some(path), Some(w)) = (&a.save, &saved) {
                 save_safetensors(path, w)?;
             }
@@ -757,11 +759,8 @@ impl PartyJob for InferJob {
         if let Some((test, params)) = &owned {
             let twin = Model::new(self.spec.clone(), params.clone(), &PlainEngine)?;
             let plain = plain_predict(&twin, test, a.batch)?;
-            let labels = test.labels_at(&(0..test.len()).collect::<Vec<_>>());
-            let hits = |q: &[usize]| q.iter().zip(&labels).filter(|(x, y)| x == y).count();
-            accuracy = Some(fraction(hits(&preds), n));
-            plaintext_accuracy = Some(fraction(hits(&plain), n));
-            agreement = Some(fraction(preds.iter().zip(&plain).filter(|(x, y)| x == y).count(), n));
+            let (acc, plain_acc, agree) = score(test, &preds, &plain);
+            (accuracy, plaintext_accuracy, agreement) = (Some(acc), Some(plain_acc), Some(agree));
         }
         let report = serde_json::json!({
             "op": "infer",

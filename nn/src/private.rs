@@ -9,6 +9,7 @@ use cryptgpu_sharing::binary::BShare;
 use cryptgpu_sharing::{AShare, Party};
 
 use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
 
 use cryptgpu_net::Counters;
 
@@ -18,6 +19,9 @@ use crate::error::Result;
 /// Communication per (layer label, phase), summed over every pass through it.
 pub type Traffic = BTreeMap<(String, Phase), Counters>;
 
+/// Wall-clock time per (layer label, phase), summed over every pass through it.
+pub type Timing = BTreeMap<(String, Phase), Duration>;
+
 /// The private engine of one party.
 pub struct PrivateEngine<'p, B: Backend, T: Transport> {
     /// The party running the protocols.
@@ -26,19 +30,25 @@ pub struct PrivateEngine<'p, B: Backend, T: Transport> {
     pub softmax: SoftmaxConfig,
     /// This party's communication per layer and phase.
     pub traffic: Traffic,
+    /// This party's time per layer and phase (computation and waiting for the others).
+    pub timing: Timing,
     mark: Counters,
+    since: Instant,
 }
 
 impl<'p, B: Backend, T: Transport> PrivateEngine<'p, B, T> {
     /// An engine on `party` with default settings.
     pub fn new(party: &'p mut Party<B, T>) -> Self {
         let mark = party.counters();
-        PrivateEngine { party, softmax: SoftmaxConfig::default(), traffic: Traffic::new(), mark }
+        let (softmax, traffic, timing, since) =
+            (SoftmaxConfig::default(), Traffic::new(), Timing::new(), Instant::now());
+        PrivateEngine { party, softmax, traffic, timing, mark, since }
     }
 
-    /// Restarts the attribution of traffic (communication since the last mark is not counted).
+    /// Restarts the attribution of traffic and time (what happened since the last mark is not counted).
     pub fn mark(&mut self) {
         self.mark = self.party.counters();
+        self.since = Instant::now();
     }
 
     /// `x * c` for a public real `c`, truncated (2 rounds, 8 B per element per party).
@@ -217,5 +227,8 @@ impl<B: Backend, T: Transport> Engine for PrivateEngine<'_, B, T> {
         e.messages_sent += delta.messages_sent;
         e.rounds += delta.rounds;
         self.mark = now;
+        let t = Instant::now();
+        *self.timing.entry((label.to_string(), phase)).or_default() += t - self.since;
+        self.since = t;
     }
 }

@@ -8,7 +8,15 @@ use std::collections::BTreeMap;
 use cryptgpu_ring::{Conv2dParams, Pool2dParams};
 
 use crate::error::{NnError, Result};
-use crate::spec::{LayerSpec, ModelSpec};
+use crate::spec::{LayerSpec, ModelSpec, BN_EPS};
+
+/// Where batch-norm variances (plus epsilon) must lie: `[2^-17, 2^17)`, that is a standard
+/// deviation of the channel between about 0.003 and 362 (the private inverse square root is
+/// accurate to 1e-4 relative there, see `cryptgpu_sharing::approx`).
+pub const BN_INV_SQRT_RANGE: (i32, i32) = (-17, 16);
+
+/// PyTorch's batch-norm momentum: `running = 0.9·running + 0.1·batch`.
+pub const BN_MOMENTUM: f64 = 0.1;
 
 /// Gradients of a layer with weights: (input, weight, bias when the layer has one).
 pub type LayerGrads<T> = (T, T, Option<T>);
@@ -71,6 +79,18 @@ pub trait Engine {
     fn axpy(&mut self, y: &Self::T, alpha: f64, x: &Self::T) -> Result<Self::T>;
     /// Gradient of the mean softmax cross-entropy with respect to the logits: `(softmax(z) - y) / N`.
     fn softmax_ce_grad(&mut self, logits: &Self::T, onehot: &Self::T) -> Result<Self::T>;
+    /// `a - b`.
+    fn sub(&mut self, a: &Self::T, b: &Self::T) -> Result<Self::T>;
+    /// Elementwise product of two tensors of one shape.
+    fn mul(&mut self, a: &Self::T, b: &Self::T) -> Result<Self::T>;
+    /// `c · x` for a public real `c`.
+    fn scale(&mut self, x: &Self::T, c: f64) -> Result<Self::T>;
+    /// Sum over every axis but axis 1: `[N, C, ...]` to `[C]`.
+    fn channel_sum(&mut self, x: &Self::T) -> Result<Self::T>;
+    /// A `[C]` vector broadcast along axis 1 of `shape` (`[N, C, ...]`).
+    fn broadcast_channels(&mut self, v: &Self::T, shape: &[usize]) -> Result<Self::T>;
+    /// `1 / sqrt(x + eps)` elementwise, for `x + eps` in [`BN_INV_SQRT_RANGE`] (batch-norm variances).
+    fn inv_sqrt(&mut self, x: &Self::T, eps: f64) -> Result<Self::T>;
 
     /// Called after each layer's forward or backward pass and after the loss and the update, with a
     /// label such as `"3:features.3"`; engines that count communication attribute it here.
@@ -88,6 +108,16 @@ pub enum Phase {
     Loss,
     /// The parameter update.
     Update,
+}
+
+/// True for the name of a folded batch-norm parameter.
+fn is_folded(name: &str) -> bool {
+    name.ends_with(".scale") || name.ends_with(".shift")
+}
+
+/// Values per channel of an `[N, C, ...]` shape.
+fn per_channel(shape: &[usize]) -> usize {
+    shape.iter().enumerate().filter(|(i, _)| *i != 1).map(|(_, d)| d).product()
 }
 
 /// A short label for a layer at position `idx` of its sequence.
@@ -117,6 +147,17 @@ pub enum Tape<E: Engine> {
     Shape(Vec<usize>),
     /// Both branches of a residual block.
     Residual(Vec<Tape<E>>, Vec<Tape<E>>),
+    /// A training batch norm: the normalised input, `1/sqrt(var + eps)` and the batch statistics.
+    BatchNorm {
+        /// `(x - mean) / sqrt(var + eps)`.
+        xhat: E::T,
+        /// `1 / sqrt(var + eps)` per channel.
+        istd: E::T,
+        /// The batch mean per channel.
+        mean: E::T,
+        /// The (biased) batch variance per channel.
+        var: E::T,
+    },
     /// Nothing (inference).
     None,
 }
@@ -134,14 +175,22 @@ pub struct Sgd {
 
 /// A model whose parameters are tensors of type `T` (secret shares or plaintext): its spec,
 /// parameters, gradients and momentum buffers. Every method takes the engine that computes.
+///
+/// Batch norms come in one of two forms. *Folded* ([`ModelSpec::engine_params`]): each is a
+/// per-channel affine map `{name}.scale`, `{name}.shift`, for inference only. *Trainable*
+/// ([`ModelSpec::params`], PyTorch's names): `{name}.weight`, `.bias`, `.running_mean`,
+/// `.running_var`; a training forward pass normalises with the batch statistics, and its backward
+/// pass updates the running statistics (momentum [`BN_MOMENTUM`], unbiased variance, as PyTorch);
+/// an inference pass normalises with the running statistics.
 pub struct Model<T> {
     /// The architecture.
     pub spec: ModelSpec,
-    /// Parameters by name (see [`ModelSpec::engine_params`]).
+    /// Parameters by name (see [`ModelSpec::engine_params`] and [`ModelSpec::params`]).
     pub params: BTreeMap<String, T>,
     /// Gradients of the last backward pass.
     pub grads: BTreeMap<String, T>,
     velocity: BTreeMap<String, T>,
+    folded_bn: bool,
 }
 
 fn conv_params(stride: (usize, usize), padding: (usize, usize)) -> Conv2dParams {
@@ -153,9 +202,13 @@ fn pool_params(kernel: (usize, usize), stride: (usize, usize), padding: (usize, 
 }
 
 impl<T: Clone> Model<T> {
-    /// A model from its parameters, which must be exactly [`ModelSpec::engine_params`].
+    /// A model from its parameters, which must be exactly [`ModelSpec::engine_params`] (batch norms
+    /// folded) or exactly [`ModelSpec::params`] (batch norms trainable); the two are the same for a
+    /// model without batch norm.
     pub fn new<E: Engine<T = T>>(spec: ModelSpec, params: BTreeMap<String, T>, engine: &E) -> Result<Self> {
-        let want = spec.engine_params();
+        let folded = spec.engine_params();
+        let folded_bn = !spec.has_batchnorm() || folded.iter().any(|(n, _)| params.contains_key(n) && is_folded(n));
+        let want = if folded_bn { folded } else { spec.params() };
         for (name, shape) in &want {
             match params.get(name) {
                 None => return Err(NnError::Weights(format!("missing parameter {name}"))),
@@ -169,7 +222,13 @@ impl<T: Clone> Model<T> {
             let extra: Vec<&String> = params.keys().filter(|k| !want.iter().any(|(n, _)| n == *k)).collect();
             return Err(NnError::Weights(format!("unexpected parameters {extra:?}")));
         }
-        Ok(Model { spec, params, grads: BTreeMap::new(), velocity: BTreeMap::new() })
+        Ok(Model { spec, params, grads: BTreeMap::new(), velocity: BTreeMap::new(), folded_bn })
+    }
+
+    /// True when the batch norms are folded (inference only) or there are none; false when they
+    /// are trainable.
+    pub fn bn_folded(&self) -> bool {
+        self.folded_bn
     }
 
     fn param(&self, name: &str) -> Result<&T> {
@@ -228,16 +287,7 @@ impl<T: Clone> Model<T> {
                 let (y, s) = e.max_pool(x, &pool_params(*kernel, *stride, *padding))?;
                 (y, Tape::MaxPool(s, e.shape(x)))
             }
-            LayerSpec::BatchNorm2d { name, .. } => {
-                if train {
-                    return Err(NnError::Unsupported(format!(
-                        "training through batch norm {name} (inference only: it is folded)"
-                    )));
-                }
-                let y =
-                    e.affine_channels(x, self.param(&format!("{name}.scale"))?, self.param(&format!("{name}.shift"))?)?;
-                (y, Tape::None)
-            }
+            LayerSpec::BatchNorm2d { name, .. } => self.batch_norm(e, name, x, train)?,
             LayerSpec::GlobalAvgPool => (e.global_avg_pool(x)?, Tape::Shape(e.shape(x))),
             LayerSpec::Flatten => {
                 let s = e.shape(x);
@@ -250,6 +300,80 @@ impl<T: Clone> Model<T> {
                 (e.add(&a, &b)?, Tape::Residual(tb, ts))
             }
         })
+    }
+
+    fn batch_norm<E: Engine<T = T>>(&self, e: &mut E, name: &str, x: &T, train: bool) -> Result<(T, Tape<E>)> {
+        let p = |s: &str| self.param(&format!("{name}.{s}"));
+        if self.folded_bn {
+            if train {
+                return Err(NnError::Unsupported(format!(
+                    "training through the folded batch norm {name}: start from trainable (unfolded) parameters"
+                )));
+            }
+            return Ok((e.affine_channels(x, p("scale")?, p("shift")?)?, Tape::None));
+        }
+        let (gamma, beta) = (p("weight")?, p("bias")?);
+        if !train {
+            // scale = gamma / sqrt(running_var + eps), shift = beta - running_mean · scale.
+            let istd = e.inv_sqrt(p("running_var")?, BN_EPS)?;
+            let scale = e.mul(gamma, &istd)?;
+            let ms = e.mul(p("running_mean")?, &scale)?;
+            let shift = e.sub(beta, &ms)?;
+            return Ok((e.affine_channels(x, &scale, &shift)?, Tape::None));
+        }
+        let s = e.shape(x);
+        let m = per_channel(&s);
+        if m < 2 {
+            return Err(NnError::Shape(format!(
+                "{name}: training batch norm needs more than one value per channel, got input {s:?}"
+            )));
+        }
+        let mean = e.channel_sum(x)?;
+        let mean = e.scale(&mean, 1.0 / m as f64)?;
+        let xc = e.broadcast_channels(&mean, &s)?;
+        let xc = e.sub(x, &xc)?;
+        let var = e.mul(&xc, &xc)?;
+        let var = e.channel_sum(&var)?;
+        let var = e.scale(&var, 1.0 / m as f64)?;
+        let istd = e.inv_sqrt(&var, BN_EPS)?;
+        let xhat = e.broadcast_channels(&istd, &s)?;
+        let xhat = e.mul(&xc, &xhat)?;
+        let y = e.affine_channels(&xhat, gamma, beta)?;
+        Ok((y, Tape::BatchNorm { xhat, istd, mean, var }))
+    }
+
+    /// Batch-norm backward: `dbeta = Σ g`, `dgamma = Σ g·xhat`, and
+    /// `dx = gamma·istd·(g - mean(g) - xhat·mean(g·xhat))` (means and sums per channel); then the
+    /// running statistics move towards the batch's.
+    fn batch_norm_backward<E: Engine<T = T>>(&mut self, e: &mut E, name: &str, t: Tape<E>, g: &T) -> Result<T> {
+        let Tape::BatchNorm { xhat, istd, mean, var } = t else {
+            return Err(NnError::Unsupported(format!("backward through batch norm {name} without its forward tape")));
+        };
+        let s = e.shape(g);
+        let m = per_channel(&s) as f64;
+        let key = |p: &str| format!("{name}.{p}");
+        let dbeta = e.channel_sum(g)?;
+        let gx = e.mul(g, &xhat)?;
+        let dgamma = e.channel_sum(&gx)?;
+        let k = e.mul(self.param(&key("weight"))?, &istd)?;
+        let mg = e.scale(&dbeta, 1.0 / m)?;
+        let mg = e.broadcast_channels(&mg, &s)?;
+        let mgx = e.scale(&dgamma, 1.0 / m)?;
+        let mgx = e.broadcast_channels(&mgx, &s)?;
+        let t = e.sub(g, &mg)?;
+        let xm = e.mul(&xhat, &mgx)?;
+        let t = e.sub(&t, &xm)?;
+        let k = e.broadcast_channels(&k, &s)?;
+        let dx = e.mul(&t, &k)?;
+        self.grads.insert(key("weight"), dgamma);
+        self.grads.insert(key("bias"), dbeta);
+        let rm = e.scale(self.param(&key("running_mean"))?, 1.0 - BN_MOMENTUM)?;
+        let rm = e.axpy(&rm, BN_MOMENTUM, &mean)?;
+        let rv = e.scale(self.param(&key("running_var"))?, 1.0 - BN_MOMENTUM)?;
+        let rv = e.axpy(&rv, BN_MOMENTUM * m / (m - 1.0), &var)?;
+        self.params.insert(key("running_mean"), rm);
+        self.params.insert(key("running_var"), rv);
+        Ok(dx)
     }
 
     /// Backward pass from the gradient of the output; fills [`grads`](Self::grads) and returns the
@@ -298,6 +422,9 @@ impl<T: Clone> Model<T> {
             }
             (LayerSpec::MaxPool2d { kernel, stride, padding }, Tape::MaxPool(saved, s)) => {
                 e.max_pool_backward(g, &saved, &s, &pool_params(*kernel, *stride, *padding))?
+            }
+            (LayerSpec::BatchNorm2d { name, .. }, t @ Tape::BatchNorm { .. }) => {
+                self.batch_norm_backward(e, name, t, g)?
             }
             (LayerSpec::GlobalAvgPool, Tape::Shape(s)) => e.global_avg_pool_backward(g, &s)?,
             (LayerSpec::Flatten, Tape::Shape(s)) => e.reshape(g, &s)?,

@@ -262,10 +262,7 @@ impl Engine for PlainEngine {
     }
 
     fn add(&mut self, a: &PlainTensor, b: &PlainTensor) -> Result<PlainTensor> {
-        if a.shape != b.shape {
-            return Err(NnError::Shape(format!("add: {:?} vs {:?}", a.shape, b.shape)));
-        }
-        PlainTensor::new(&a.shape, a.data.iter().zip(&b.data).map(|(x, y)| x + y).collect())
+        zip_same("add", a, b, |x, y| x + y)
     }
 
     fn axpy(&mut self, y: &PlainTensor, alpha: f64, x: &PlainTensor) -> Result<PlainTensor> {
@@ -278,6 +275,56 @@ impl Engine for PlainEngine {
         let p = softmax_rows(&logits.data, c);
         PlainTensor::new(&logits.shape, p.iter().zip(&onehot.data).map(|(p, y)| (p - y) / n).collect())
     }
+
+    fn sub(&mut self, a: &PlainTensor, b: &PlainTensor) -> Result<PlainTensor> {
+        zip_same("sub", a, b, |x, y| x - y)
+    }
+
+    fn mul(&mut self, a: &PlainTensor, b: &PlainTensor) -> Result<PlainTensor> {
+        zip_same("mul", a, b, |x, y| x * y)
+    }
+
+    fn scale(&mut self, x: &PlainTensor, c: f64) -> Result<PlainTensor> {
+        PlainTensor::new(&x.shape, x.data.iter().map(|v| c * v).collect())
+    }
+
+    fn channel_sum(&mut self, x: &PlainTensor) -> Result<PlainTensor> {
+        let (c, inner) = channel_dims("channel_sum", &x.shape)?;
+        let mut out = vec![0.0; c];
+        for (i, v) in x.data.iter().enumerate() {
+            out[(i / inner) % c] += v;
+        }
+        PlainTensor::new(&[c], out)
+    }
+
+    fn broadcast_channels(&mut self, v: &PlainTensor, shape: &[usize]) -> Result<PlainTensor> {
+        let (c, inner) = channel_dims("broadcast_channels", shape)?;
+        if v.shape != [c] {
+            return Err(NnError::Shape(format!("broadcast_channels: {:?} onto {shape:?}", v.shape)));
+        }
+        let n: usize = shape.iter().product();
+        PlainTensor::new(shape, (0..n).map(|i| v.data[(i / inner) % c]).collect())
+    }
+
+    fn inv_sqrt(&mut self, x: &PlainTensor, eps: f64) -> Result<PlainTensor> {
+        PlainTensor::new(&x.shape, x.data.iter().map(|v| 1.0 / (v + eps).sqrt()).collect())
+    }
+}
+
+/// `f` elementwise over two tensors of one shape.
+fn zip_same(op: &str, a: &PlainTensor, b: &PlainTensor, f: impl Fn(f64, f64) -> f64) -> Result<PlainTensor> {
+    if a.shape != b.shape {
+        return Err(NnError::Shape(format!("{op}: {:?} vs {:?}", a.shape, b.shape)));
+    }
+    PlainTensor::new(&a.shape, a.data.iter().zip(&b.data).map(|(&x, &y)| f(x, y)).collect())
+}
+
+/// Channels and values per channel position (product of the axes after 1) of `[N, C, ...]`.
+fn channel_dims(op: &str, shape: &[usize]) -> Result<(usize, usize)> {
+    if shape.len() < 2 {
+        return Err(NnError::Shape(format!("{op} expects [N, C, ...], got {shape:?}")));
+    }
+    Ok((shape[1], shape[2..].iter().product()))
 }
 
 /// Row-wise softmax of `[N, c]` data, with max-shift.

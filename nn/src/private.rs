@@ -13,8 +13,8 @@ use std::time::{Duration, Instant};
 
 use cryptgpu_net::Counters;
 
-use crate::engine::{Engine, LayerGrads, Phase};
-use crate::error::Result;
+use crate::engine::{Engine, LayerGrads, Phase, BN_INV_SQRT_RANGE};
+use crate::error::{NnError, Result};
 
 /// Communication per (layer label, phase), summed over every pass through it.
 pub type Traffic = BTreeMap<(String, Phase), Counters>;
@@ -51,33 +51,15 @@ impl<'p, B: Backend, T: Transport> PrivateEngine<'p, B, T> {
         self.since = Instant::now();
     }
 
-    /// `x * c` for a public real `c`, truncated (2 rounds, 8 B per element per party).
-    pub fn scale(&mut self, x: &AShare<B>, c: f64) -> Result<AShare<B>> {
-        let enc = self.party.codec().encode(c)?;
-        let be = self.party.backend().clone();
-        let y = x.map(|t| be.scalar(ScalarOp::Mul, t, enc))?;
-        Ok(self.party.truncate(&y)?)
-    }
-
     /// A per-channel vector `[C]` broadcast to the NCHW shape `to`, or a bias `[F]` to `[N, F]`.
     fn broadcast(&self, v: &AShare<B>, to: &[usize]) -> Result<AShare<B>> {
+        if to.len() < 2 || v.shape() != [to[1]] {
+            return Err(NnError::Shape(format!("broadcast of {:?} along axis 1 of {to:?}", v.shape())));
+        }
         let be = self.party.backend().clone();
         let mut shape = vec![1; to.len()];
         shape[1] = v.len();
         Ok(v.map(|t| be.broadcast_to(&be.reshape(t, &shape)?, to))?)
-    }
-
-    /// Sum over every axis but axis 1 of an `[N, C, ...]` sharing: `[C]`.
-    fn sum_to_channels(&self, g: &AShare<B>) -> Result<AShare<B>> {
-        let be = self.party.backend().clone();
-        let s = g.shape().to_vec();
-        let c = s[1];
-        let inner: usize = s[2..].iter().product();
-        Ok(g.map(|t| {
-            let t = be.reshape(t, &[s[0], c, inner])?;
-            let t = be.sum_axis(&t, 2, false)?;
-            be.sum_axis(&t, 0, false)
-        })?)
     }
 }
 
@@ -112,7 +94,7 @@ impl<B: Backend, T: Transport> Engine for PrivateEngine<'_, B, T> {
         let (xs, k, p) = (x.shape().to_vec(), (w.shape()[2], w.shape()[3]), *p);
         let dx = self.party.bilinear(gy, w, &|be, g, w| be.conv2d_input_grad(g, w, &xs, &p), true)?;
         let dw = self.party.bilinear(x, gy, &|be, x, g| be.conv2d_weight_grad(x, g, k, &p), true)?;
-        let db = if bias { Some(self.sum_to_channels(gy)?) } else { None };
+        let db = if bias { Some(self.channel_sum(gy)?) } else { None };
         Ok((dx, dw, db))
     }
 
@@ -214,6 +196,56 @@ impl<B: Backend, T: Transport> Engine for PrivateEngine<'_, B, T> {
         let cfg = self.softmax;
         let p = self.party.softmax(logits, &cfg)?;
         Ok(self.party.cross_entropy_grad(&p, onehot)?)
+    }
+
+    fn sub(&mut self, a: &AShare<B>, b: &AShare<B>) -> Result<AShare<B>> {
+        Ok(self.party.sub(a, b)?)
+    }
+
+    fn mul(&mut self, a: &AShare<B>, b: &AShare<B>) -> Result<AShare<B>> {
+        Ok(self.party.mul_fp(a, b)?)
+    }
+
+    /// `x · c`, truncated (one truncation: 2 rounds). For `|c| < 1` the constant is encoded with
+    /// `e = floor(-log2 |c|)` extra fractional bits, so it keeps `f` significant bits (the plain
+    /// `f`-bit encoding of `1/100352` would be 4% off) and the product stays below `|x|·2^f`.
+    fn scale(&mut self, x: &AShare<B>, c: f64) -> Result<AShare<B>> {
+        let f = self.party.codec().frac_bits();
+        if !c.is_finite() || c.abs() >= (1u64 << (62 - 2 * f)) as f64 {
+            return Err(NnError::Shape(format!("scale by {c}: not a finite value below 2^{}", 62 - 2 * f)));
+        }
+        let e = if c != 0.0 && c.abs() < 1.0 { ((-c.abs().log2()).floor() as u32).min(61 - f) } else { 0 };
+        let k = (c * ((f + e) as f64).exp2()).round() as i64 as u64;
+        let be = self.party.backend().clone();
+        let y = x.map(|t| be.scalar(ScalarOp::Mul, t, k))?;
+        Ok(self.party.truncate_by(&y, f + e)?)
+    }
+
+    fn channel_sum(&mut self, x: &AShare<B>) -> Result<AShare<B>> {
+        let be = self.party.backend().clone();
+        let s = x.shape().to_vec();
+        if s.len() < 2 {
+            return Err(NnError::Shape(format!("channel_sum expects [N, C, ...], got {s:?}")));
+        }
+        let inner: usize = s[2..].iter().product();
+        Ok(x.map(|t| {
+            let t = be.reshape(t, &[s[0], s[1], inner])?;
+            let t = be.sum_axis(&t, 2, false)?;
+            be.sum_axis(&t, 0, false)
+        })?)
+    }
+
+    fn broadcast_channels(&mut self, v: &AShare<B>, shape: &[usize]) -> Result<AShare<B>> {
+        self.broadcast(v, shape)
+    }
+
+    /// `1/sqrt(x + eps)` by [`Party::inv_sqrt`] over [`BN_INV_SQRT_RANGE`] with 3 Newton steps
+    /// (relative error about 3e-5 from the iteration, plus rounding).
+    fn inv_sqrt(&mut self, x: &AShare<B>, eps: f64) -> Result<AShare<B>> {
+        let e = self.party.codec().encode(eps)?;
+        let y = self.party.add_scalar(x, e)?;
+        let (lo, hi) = BN_INV_SQRT_RANGE;
+        Ok(self.party.inv_sqrt(&y, lo, hi, 3)?)
     }
 
     fn step_done(&mut self, label: &str, phase: Phase) {

@@ -37,30 +37,50 @@ pub fn reveal<B: Backend, T: Transport>(party: &mut Party<B, T>, x: &AShare<B>) 
 }
 
 /// Secret-shares the model `params` (folded, see [`crate::weights::fold_batchnorm`]) held by
-/// [`OWNER`]; the other parties pass `None`.
+/// [`OWNER`] for inference; the other parties pass `None`.
 pub fn share_model<B: Backend, T: Transport>(
     party: &mut Party<B, T>,
     spec: &ModelSpec,
+    params: Option<&Params>,
+) -> Result<Model<AShare<B>>> {
+    share_named(party, spec, &spec.engine_params(), params)
+}
+
+/// Secret-shares trainable `params` held by [`OWNER`]: [`ModelSpec::params`], PyTorch's names,
+/// batch norms unfolded (see [`Model`]); the other parties pass `None`. For a model without batch
+/// norm this is [`share_model`].
+pub fn share_trainable_model<B: Backend, T: Transport>(
+    party: &mut Party<B, T>,
+    spec: &ModelSpec,
+    params: Option<&Params>,
+) -> Result<Model<AShare<B>>> {
+    share_named(party, spec, &spec.params(), params)
+}
+
+fn share_named<B: Backend, T: Transport>(
+    party: &mut Party<B, T>,
+    spec: &ModelSpec,
+    names: &[(String, Vec<usize>)],
     params: Option<&Params>,
 ) -> Result<Model<AShare<B>>> {
     if party.id() == OWNER && params.is_none() {
         return Err(NnError::Weights("the model owner has no parameters to share".into()));
     }
     let mut shared = std::collections::BTreeMap::new();
-    for (name, shape) in spec.engine_params() {
+    for (name, shape) in names {
         let v = match params {
             Some(p) if party.id() == OWNER => {
-                Some(p.get(&name).ok_or_else(|| NnError::Weights(format!("missing parameter {name}")))?)
+                Some(p.get(name).ok_or_else(|| NnError::Weights(format!("missing parameter {name}")))?)
             }
             _ => None,
         };
         if let Some(v) = v {
-            if v.shape != shape {
+            if v.shape != *shape {
                 return Err(NnError::Weights(format!("{name} has shape {:?}, expected {shape:?}", v.shape)));
             }
         }
-        let s = share(party, OWNER, v, &shape)?;
-        shared.insert(name, s);
+        let s = share(party, OWNER, v, shape)?;
+        shared.insert(name.clone(), s);
     }
     let engine = PrivateEngine::new(party);
     Model::new(spec.clone(), shared, &engine)
@@ -75,7 +95,7 @@ pub fn reveal_model<B: Backend, T: Transport>(party: &mut Party<B, T>, model: &M
     Ok(out)
 }
 
-/// The plaintext twin of a model with the given (folded) parameters.
+/// The plaintext twin of a model with the given parameters (folded or trainable, see [`Model::new`]).
 pub fn plain_model(spec: &ModelSpec, params: Params) -> Result<Model<PlainTensor>> {
     Model::new(spec.clone(), params, &PlainEngine)
 }

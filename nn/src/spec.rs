@@ -52,8 +52,8 @@ pub enum LayerSpec {
         /// Padding.
         padding: (usize, usize),
     },
-    /// Batch normalisation (inference: folded into a per-channel affine map by the model owner);
-    /// parameters `{name}.weight`, `.bias`, `.running_mean`, `.running_var` `[channels]`.
+    /// Batch normalisation; parameters `{name}.weight`, `.bias`, `.running_mean`, `.running_var`
+    /// `[channels]`, or for inference only their folded affine map (see [`crate::engine::Model`]).
     BatchNorm2d {
         /// Parameter prefix.
         name: String,
@@ -225,7 +225,7 @@ impl ModelSpec {
         self.params().iter().map(|(_, s)| s.iter().product::<usize>()).sum()
     }
 
-    /// True when the model has batch-norm layers (inference only).
+    /// True when the model has batch-norm layers.
     pub fn has_batchnorm(&self) -> bool {
         fn any(ls: &[LayerSpec]) -> bool {
             ls.iter().any(|l| match l {

@@ -163,6 +163,14 @@ fn bn(name: String, channels: usize) -> LayerSpec {
 /// torchvision ResNet-18/34/50/101/152 for ImageNet (v1.5 bottlenecks); `Pool::Avg` replaces the
 /// stem's max-pool by AvgPool2d(3, stride 2, padding 0) as the paper does.
 pub fn resnet(depth: usize, p: Pool) -> Result<ModelSpec> {
+    resnet_for(depth, Dataset::ImageNet, p)
+}
+
+/// A ResNet for a dataset: [`resnet`] for ImageNet; for CIFAR-10 and Tiny ImageNet the usual
+/// small-image stem (the paper has no such model; these are for training with batch norm): `conv1`
+/// is 3x3 with stride 1 and padding 1 and there is no stem pooling, the rest is torchvision's
+/// (same `state_dict` names; `fc` has the dataset's classes).
+pub fn resnet_for(depth: usize, d: Dataset, p: Pool) -> Result<ModelSpec> {
     let (bottleneck, blocks): (bool, [usize; 4]) = match depth {
         18 => (false, [2, 2, 2, 2]),
         34 => (false, [3, 4, 6, 3]),
@@ -172,11 +180,26 @@ pub fn resnet(depth: usize, p: Pool) -> Result<ModelSpec> {
         _ => return Err(NnError::Unsupported(format!("ResNet-{depth} (use 18, 34, 50, 101 or 152)"))),
     };
     let expansion = if bottleneck { 4 } else { 1 };
-    let mut layers = vec![conv("conv1".into(), 3, 64, 7, 2, 3, false), bn("bn1".into(), 64), LayerSpec::Relu];
-    layers.push(match p {
-        Pool::Max => pool(Pool::Max, 3, 2, 1),
-        Pool::Avg => pool(Pool::Avg, 3, 2, 0),
-    });
+    let (input, classes) = d.geometry();
+    let mut layers = match d {
+        Dataset::ImageNet => {
+            vec![
+                conv("conv1".into(), 3, 64, 7, 2, 3, false),
+                bn("bn1".into(), 64),
+                LayerSpec::Relu,
+                match p {
+                    Pool::Max => pool(Pool::Max, 3, 2, 1),
+                    Pool::Avg => pool(Pool::Avg, 3, 2, 0),
+                },
+            ]
+        }
+        Dataset::Cifar10 | Dataset::TinyImageNet => {
+            vec![conv("conv1".into(), 3, 64, 3, 1, 1, false), bn("bn1".into(), 64), LayerSpec::Relu]
+        }
+        Dataset::Mnist => {
+            return Err(NnError::Unsupported("the ResNets are defined for CIFAR-10, Tiny ImageNet and ImageNet".into()))
+        }
+    };
     let mut cin = 64;
     for (stage, &n) in blocks.iter().enumerate() {
         let width = 64 << stage;
@@ -218,8 +241,8 @@ pub fn resnet(depth: usize, p: Pool) -> Result<ModelSpec> {
         }
     }
     layers.push(LayerSpec::GlobalAvgPool);
-    layers.push(linear("fc".into(), 512 * expansion, 1000));
-    Ok(ModelSpec { name: format!("resnet{depth}"), input: [3, 224, 224], classes: 1000, layers })
+    layers.push(linear("fc".into(), 512 * expansion, classes));
+    Ok(ModelSpec { name: format!("resnet{depth}"), input, classes, layers })
 }
 
 /// A zoo model by name (`lenet`, `alexnet`, `vgg16`, `resnet18|34|50|101|152`), optionally with
@@ -235,12 +258,9 @@ pub fn by_name(name: &str, d: Dataset) -> Result<ModelSpec> {
         "alexnet" => alexnet(d, p)?,
         "vgg16" => vgg16(d, p)?,
         r if r.starts_with("resnet") => {
-            if d != Dataset::ImageNet {
-                return Err(NnError::Unsupported("the ResNets are defined for ImageNet".into()));
-            }
             let depth =
                 r["resnet".len()..].parse().map_err(|_| NnError::Unsupported(format!("unknown model {name}")))?;
-            resnet(depth, p)?
+            resnet_for(depth, d, p)?
         }
         _ => {
             return Err(NnError::Unsupported(format!(

@@ -227,3 +227,53 @@ fn batch_norm_misuse_gives_clear_errors() {
         other => panic!("expected Weights, got {:?}", other.map(|m| m.spec.name)),
     }
 }
+
+/// The small-image ResNet-18 (20 batch norms, CIFAR-10 geometry): one private training step at
+/// batch 2 against the twin. Heavy for CI; run it with
+/// `cargo test --release -p cryptgpu-nn --test batchnorm -- --ignored --nocapture`.
+#[test]
+#[ignore]
+fn resnet18_cifar10_training_step_matches_the_twin() {
+    let spec = cryptgpu_nn::zoo::by_name("resnet18", cryptgpu_nn::zoo::Dataset::Cifar10).unwrap();
+    let p = init_params(&spec, 11);
+    let mut rng = ChaCha8Rng::seed_from_u64(12);
+    let n = 2;
+    let x = PlainTensor { shape: vec![n, 3, 32, 32], data: (0..n * 3072).map(|_| rng.gen_range(-1.0..1.0)).collect() };
+    let mut y = PlainTensor::zeros(&[n, 10]);
+    for i in 0..n {
+        y.data[i * 10 + rng.gen_range(0..10)] = 1.0;
+    }
+    let opt = Sgd { lr: 0.05, momentum: 0.9, weight_decay: 5e-4 };
+    let mut twin = plain_model(&spec, p.clone()).unwrap();
+    let l1 = twin.train_step(&mut PlainEngine, &x, &y, &opt).unwrap();
+    let start = std::time::Instant::now();
+    let out = run_local(CpuBackend, RunConfig::default(), |party| {
+        let mine = (party.id() == OWNER).then_some(&p);
+        let mut model = share_trainable_model(party, &spec, mine)?;
+        let sx = share(party, OWNER, Some(&x), &x.shape)?;
+        let sy = share(party, OWNER, Some(&y), &y.shape)?;
+        let mut pe = PrivateEngine::new(party);
+        let l1 = model.train_step(&mut pe, &sx, &sy, &opt).unwrap();
+        let party = pe.party;
+        Ok((reveal(party, &l1).unwrap(), reveal_model(party, &model).unwrap()))
+    })
+    .unwrap();
+    let secs = start.elapsed().as_secs_f64();
+    let (p_l1, p_params) = &out[0].value;
+    let worst =
+        twin.params.iter().map(|(n, t)| (max_diff(&p_params[n].data, &t.data), n)).fold((0.0, ""), |a, (d, n)| {
+            if d > a.0 {
+                (d, n.as_str())
+            } else {
+                a
+            }
+        });
+    println!(
+        "resnet18 (CIFAR-10) private training step at batch {n}: {secs:.1} s on the CPU; logits {:.2e}, worst parameter {} {:.2e}",
+        max_diff(&p_l1.data, &l1.data),
+        worst.1,
+        worst.0
+    );
+    assert!(max_diff(&p_l1.data, &l1.data) < 1e-2);
+    assert!(worst.0 < 1e-2, "{} differs by {}", worst.1, worst.0);
+}

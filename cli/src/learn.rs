@@ -16,7 +16,7 @@ use cryptgpu_nn::data::{
 use cryptgpu_nn::engine::{Engine, Model, Phase, Sgd};
 use cryptgpu_nn::plain::{PlainEngine, PlainTensor};
 use cryptgpu_nn::private::{PrivateEngine, Traffic};
-use cryptgpu_nn::session::{private_logits, reveal, reveal_model, share, share_model, OWNER};
+use cryptgpu_nn::session::{private_logits, reveal, reveal_model, share, share_model, share_trainable_model, OWNER};
 use cryptgpu_nn::spec::ModelSpec;
 use cryptgpu_nn::weights::{fold_batchnorm, init_params, load_safetensors, save_safetensors, Params};
 use cryptgpu_nn::zoo::{by_name, Dataset};
@@ -200,7 +200,7 @@ struct TrainReport {
 /// A training run: public parameters, plus the data and initial model at their owner.
 struct Job<'a> {
     spec: ModelSpec,
-    /// The owner's initial (folded) parameters; empty at the other parties.
+    /// The owner's initial parameters (trainable: PyTorch names); empty at the other parties.
     params: Params,
     /// The owner's training and test images (`None` at the other parties).
     data: Option<(&'a Images, &'a Images)>,
@@ -262,7 +262,7 @@ fn train_program<B: Backend, T: Transport>(
     let steps: usize = batches.iter().map(Vec::len).sum();
     let owner = party.id() == OWNER;
     let pb = if owner { progress(steps, "train") } else { ProgressBar::hidden() };
-    let mut model = share_model(party, &job.spec, owner.then_some(&job.params))?;
+    let mut model = share_trainable_model(party, &job.spec, owner.then_some(&job.params))?;
     let start = Instant::now();
     let mut eng = PrivateEngine::new(party);
     for epoch in &batches {
@@ -354,9 +354,6 @@ fn run_training(
     backend: BackendChoice,
     json: bool,
 ) -> Result<()> {
-    if spec.has_batchnorm() {
-        bail!("{} has batch norm, which is inference-only here; train a model without it", spec.name);
-    }
     if batch == 0 || epochs == 0 {
         bail!("--batch and --epochs must be positive");
     }
@@ -364,7 +361,7 @@ fn run_training(
         bail!("{} expects {:?} images, the data has {:?}", spec.name, spec.input, train.shape);
     }
     spec.check(batch)?;
-    let params = fold_batchnorm(&spec, &init_params(&spec, seed))?;
+    let params = init_params(&spec, seed);
     let job = Job {
         spec,
         params,
@@ -579,9 +576,6 @@ impl TrainJob {
     /// Checks the arguments.
     pub fn prepare(args: &TrainArgs) -> Result<TrainJob> {
         let spec = by_name(&args.model, args.dataset.dataset())?;
-        if spec.has_batchnorm() {
-            bail!("{} has batch norm, which is inference-only here", spec.name);
-        }
         if args.batch == 0 || args.epochs == 0 {
             bail!("--batch and --epochs must be positive");
         }
@@ -639,7 +633,7 @@ impl PartyJob for TrainJob {
             data.as_ref().map(|(tr, te)| RingTensor::new(&[2], vec![tr.len() as u64, te.len() as u64])).transpose()?;
         let sizes = p.input(OWNER, sizes.as_ref(), &[2])?;
         let sizes = p.reveal(&sizes)?;
-        let params = if owner { fold_batchnorm(&self.spec, &init_params(&self.spec, a.seed))? } else { Params::new() };
+        let params = if owner { init_params(&self.spec, a.seed) } else { Params::new() };
         let job = Job {
             spec: self.spec.clone(),
             params,

@@ -28,6 +28,7 @@
 //! # send_buffer_bytes = 4194304
 //! # recv_buffer_bytes = 4194304
 //! # max_message_words = 2147483648
+//! # max_read_ahead_bytes = 268435456
 //! ```
 //!
 //! The lower id of each pair listens and the higher one connects: party 0 accepts parties 1 and 2,
@@ -42,6 +43,7 @@ use std::time::Duration;
 use anyhow::{bail, Context, Result};
 use clap::{Args as ClapArgs, Subcommand};
 use cryptgpu_net::frame::DEFAULT_MAX_WORDS;
+use cryptgpu_net::tcp::DEFAULT_MAX_READ_AHEAD;
 use cryptgpu_net::{Security, TcpOptions, TcpSetup, TcpTransport, TlsIdentity, Transport};
 use cryptgpu_ring::{Backend, FixedPoint};
 use cryptgpu_sharing::{KeySource, Party};
@@ -165,6 +167,7 @@ struct Network {
     send_buffer_bytes: Option<usize>,
     recv_buffer_bytes: Option<usize>,
     max_message_words: Option<u64>,
+    max_read_ahead_bytes: Option<usize>,
 }
 
 impl Default for Network {
@@ -176,6 +179,7 @@ impl Default for Network {
             send_buffer_bytes: None,
             recv_buffer_bytes: None,
             max_message_words: None,
+            max_read_ahead_bytes: None,
         }
     }
 }
@@ -243,6 +247,7 @@ impl Config {
             send_buffer: n.send_buffer_bytes,
             recv_buffer: n.recv_buffer_bytes,
             max_words: n.max_message_words.unwrap_or(DEFAULT_MAX_WORDS),
+            max_read_ahead: n.max_read_ahead_bytes.unwrap_or(DEFAULT_MAX_READ_AHEAD),
             job_tag: 0,
         })
     }

@@ -49,6 +49,9 @@ use crate::{Counters, NetError, Peer, Received, Round, Transport, DEFAULT_TIMEOU
 /// Default time to wait for all links to come up.
 pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(60);
 
+/// Default of [`TcpOptions::max_read_ahead`]: 256 MiB per link.
+pub const DEFAULT_MAX_READ_AHEAD: usize = 256 << 20;
+
 /// Tuning and limits of a [`TcpTransport`].
 #[derive(Debug, Clone)]
 pub struct TcpOptions {
@@ -65,6 +68,10 @@ pub struct TcpOptions {
     pub recv_buffer: Option<usize>,
     /// Largest message accepted, in words.
     pub max_words: u64,
+    /// Most bytes read from one peer ahead of the protocol's need. A peer further ahead waits in
+    /// TCP flow control until this party catches up, so a fast or hostile peer cannot make it
+    /// hold unbounded memory. Default [`DEFAULT_MAX_READ_AHEAD`].
+    pub max_read_ahead: usize,
     /// A digest of the job and its public settings, exchanged in the hello: parties that would
     /// run different computations refuse each other at connect time instead of failing later.
     pub job_tag: u64,
@@ -79,6 +86,7 @@ impl Default for TcpOptions {
             send_buffer: None,
             recv_buffer: None,
             max_words: DEFAULT_MAX_WORDS,
+            max_read_ahead: DEFAULT_MAX_READ_AHEAD,
             job_tag: 0,
         }
     }
@@ -258,6 +266,8 @@ struct Link {
     recv: StreamCheck,
     out: VecDeque<OutFrame>,
     inbox: Inbox,
+    /// [`TcpOptions::max_read_ahead`].
+    max_read_ahead: usize,
     job: Option<RecvJob>,
     end: PeerEnd,
     /// The socket itself reached end of file (for TLS the plaintext may still hold data).
@@ -423,6 +433,11 @@ impl Link {
                     break;
                 }
                 Some(j) => self.read_some(j.slot()),
+                // Far enough ahead: the rest waits in the socket until a receive needs it.
+                None if self.inbox.bytes().len() >= self.max_read_ahead => {
+                    self.job = job;
+                    break;
+                }
                 None => {
                     let len = self.inbox.buf.len();
                     self.inbox.buf.resize(len + INBOX_CHUNK, 0);
@@ -950,6 +965,7 @@ fn make_link(
         recv: StreamCheck::after_hello(session, options.max_words),
         out: VecDeque::new(),
         inbox: Inbox::default(),
+        max_read_ahead: options.max_read_ahead,
         job: None,
         end: PeerEnd::Open,
         sock_eof: false,

@@ -99,20 +99,19 @@ fn tls_and_plain_match_local_transport_messages_and_counters() {
     assert_eq!(local[0].1.bytes_sent, 40 + 2 * 8 * big as u64 + 16);
 }
 
-#[test]
-fn peer_running_ahead_is_buffered_in_order() {
-    let out = run3(true, TcpOptions::default(), |mut t| {
+/// Party 0 sends 20 rounds in a row to party 1 before party 1 reads any of them.
+fn run_ahead(tls: bool, options: TcpOptions, words: usize) {
+    let out = run3(tls, options, move |mut t| {
         let me = t.id();
         let mut got = Vec::new();
         for r in 0..20u64 {
-            // Party 0 sends 20 rounds in a row to party 1 before party 1 reads any of them.
             let round = match me {
-                0 => Round::new().send(Peer::Next, vec![r; 1000 + r as usize]),
+                0 => Round::new().send(Peer::Next, vec![r; words + r as usize]),
                 1 => {
                     if r == 0 {
                         thread::sleep(Duration::from_millis(200));
                     }
-                    Round::new().recv(Peer::Prev, 1000 + r as usize)
+                    Round::new().recv(Peer::Prev, words + r as usize)
                 }
                 _ => Round::new(),
             };
@@ -124,8 +123,21 @@ fn peer_running_ahead_is_buffered_in_order() {
         got
     });
     for (r, m) in out[1].iter().enumerate() {
-        assert_eq!(m, &vec![r as u64; 1000 + r]);
+        assert_eq!(m, &vec![r as u64; words + r]);
     }
+}
+
+#[test]
+fn peer_running_ahead_is_buffered_in_order() {
+    run_ahead(true, TcpOptions::default(), 1000);
+}
+
+#[test]
+fn read_ahead_limit_holds_a_fast_peer_back_without_losing_order() {
+    // 16 MB ahead against a 64 KiB limit: party 0 waits in TCP flow control, then all arrives.
+    let options = TcpOptions { max_read_ahead: 64 << 10, ..TcpOptions::default() };
+    run_ahead(false, options.clone(), 100_000);
+    run_ahead(true, options, 100_000);
 }
 
 #[test]

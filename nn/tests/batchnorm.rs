@@ -1,15 +1,15 @@
 //! Batch-norm training: the plaintext twin against finite differences and PyTorch's running
 //! statistics formula, the private engine against the twin, and the errors for misuse.
 
-use cryptgpu_kernels_cpu::CpuBackend;
+mod common;
+
+use common::{max_diff, private_train};
 use cryptgpu_nn::engine::{Engine, Model, Sgd, BN_MOMENTUM};
 use cryptgpu_nn::error::NnError;
 use cryptgpu_nn::plain::{cross_entropy, PlainEngine, PlainTensor};
-use cryptgpu_nn::private::PrivateEngine;
-use cryptgpu_nn::session::{plain_model, reveal, reveal_model, share, share_trainable_model, OWNER};
+use cryptgpu_nn::session::plain_model;
 use cryptgpu_nn::spec::{LayerSpec, ModelSpec};
 use cryptgpu_nn::weights::{fold_batchnorm, init_params, Params};
-use cryptgpu_sharing::{run_local, RunConfig};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
@@ -64,10 +64,6 @@ fn data(seed: u64, n: usize, classes: usize) -> (PlainTensor, PlainTensor) {
         y[i * classes + rng.gen_range(0..classes)] = 1.0;
     }
     (x, PlainTensor { shape: vec![n, classes], data: y })
-}
-
-fn max_diff(a: &[f64], b: &[f64]) -> f64 {
-    a.iter().zip(b).map(|(x, y)| (x - y).abs()).fold(0.0, f64::max)
 }
 
 #[test]
@@ -159,20 +155,8 @@ fn private_batch_norm_training_matches_the_plaintext_twin() {
     twin.train_step(&mut e, &x, &y, &opt).unwrap();
     let twin_eval = twin.forward(&mut e, &x, false).unwrap().0;
 
-    let out = run_local(CpuBackend, RunConfig::default(), |party| {
-        let mine = (party.id() == OWNER).then_some(&p);
-        let mut model = share_trainable_model(party, &spec, mine)?;
-        let sx = share(party, OWNER, Some(&x), &x.shape)?;
-        let sy = share(party, OWNER, Some(&y), &y.shape)?;
-        let mut pe = PrivateEngine::new(party);
-        let l1 = model.train_step(&mut pe, &sx, &sy, &opt).unwrap();
-        model.train_step(&mut pe, &sx, &sy, &opt).unwrap();
-        let (eval, _) = model.forward(&mut pe, &sx, false).unwrap();
-        let party = pe.party;
-        Ok((reveal(party, &l1).unwrap(), reveal(party, &eval).unwrap(), reveal_model(party, &model).unwrap()))
-    })
-    .unwrap();
-    let (p_l1, p_eval, p_params) = &out[0].value;
+    let out = private_train(&spec, &p, &x, &y, &opt, 2);
+    let (p_l1, p_eval, p_params) = (&out.first_logits, &out.eval_logits, &out.params);
     let worst = twin.params.iter().map(|(n, t)| max_diff(&p_params[n].data, &t.data)).fold(0.0, f64::max);
     eprintln!(
         "private vs twin: first logits {:.2e}, parameters {worst:.2e}, inference logits {:.2e}",
@@ -247,19 +231,9 @@ fn resnet18_cifar10_training_step_matches_the_twin() {
     let mut twin = plain_model(&spec, p.clone()).unwrap();
     let l1 = twin.train_step(&mut PlainEngine, &x, &y, &opt).unwrap();
     let start = std::time::Instant::now();
-    let out = run_local(CpuBackend, RunConfig::default(), |party| {
-        let mine = (party.id() == OWNER).then_some(&p);
-        let mut model = share_trainable_model(party, &spec, mine)?;
-        let sx = share(party, OWNER, Some(&x), &x.shape)?;
-        let sy = share(party, OWNER, Some(&y), &y.shape)?;
-        let mut pe = PrivateEngine::new(party);
-        let l1 = model.train_step(&mut pe, &sx, &sy, &opt).unwrap();
-        let party = pe.party;
-        Ok((reveal(party, &l1).unwrap(), reveal_model(party, &model).unwrap()))
-    })
-    .unwrap();
+    let out = private_train(&spec, &p, &x, &y, &opt, 1);
     let secs = start.elapsed().as_secs_f64();
-    let (p_l1, p_params) = &out[0].value;
+    let (p_l1, p_params) = (&out.first_logits, &out.params);
     let worst =
         twin.params.iter().map(|(n, t)| (max_diff(&p_params[n].data, &t.data), n)).fold((0.0, ""), |a, (d, n)| {
             if d > a.0 {

@@ -1,14 +1,14 @@
 //! The plaintext twin's gradients against finite differences, and the private engine against the
 //! plaintext twin (forward, backward and an SGD step with momentum and weight decay).
 
-use cryptgpu_kernels_cpu::CpuBackend;
+mod common;
+
+use common::{max_diff, private_train};
 use cryptgpu_nn::engine::{Engine, Model, Sgd};
 use cryptgpu_nn::plain::{cross_entropy, PlainEngine, PlainTensor};
-use cryptgpu_nn::private::PrivateEngine;
-use cryptgpu_nn::session::{plain_model, reveal, reveal_model, share, share_model, OWNER};
+use cryptgpu_nn::session::plain_model;
 use cryptgpu_nn::spec::{LayerSpec, ModelSpec};
 use cryptgpu_nn::weights::{fold_batchnorm, init_params};
-use cryptgpu_sharing::{run_local, RunConfig};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
@@ -95,21 +95,8 @@ fn private_training_step_matches_the_plaintext_twin() {
     twin.train_step(&mut e, &x, &y, &opt).unwrap();
     let (twin_logits, _) = twin.forward(&mut e, &x, false).unwrap();
 
-    let out = run_local(CpuBackend, RunConfig::default(), |party| {
-        let mine = (party.id() == OWNER).then_some(&params);
-        let mut model = share_model(party, &spec, mine)?;
-        let sx = share(party, OWNER, Some(&x), &x.shape)?;
-        let sy = share(party, OWNER, Some(&y), &y.shape)?;
-        let mut pe = PrivateEngine::new(party);
-        let l1 = model.train_step(&mut pe, &sx, &sy, &opt).unwrap();
-        model.train_step(&mut pe, &sx, &sy, &opt).unwrap();
-        let (logits, _) = model.forward(&mut pe, &sx, false).unwrap();
-        let party = pe.party;
-        Ok((reveal(party, &l1).unwrap(), reveal(party, &logits).unwrap(), reveal_model(party, &model).unwrap()))
-    })
-    .unwrap();
-    let (p_l1, p_logits, p_params) = &out[0].value;
-    let max_diff = |a: &[f64], b: &[f64]| a.iter().zip(b).map(|(x, y)| (x - y).abs()).fold(0.0, f64::max);
+    let out = private_train(&spec, &params, &x, &y, &opt, 2);
+    let (p_l1, p_logits, p_params) = (&out.first_logits, &out.eval_logits, &out.params);
     assert!(max_diff(&p_l1.data, &l1.data) < 1e-3, "first logits differ by {}", max_diff(&p_l1.data, &l1.data));
     assert!(
         max_diff(&p_logits.data, &twin_logits.data) < 5e-3,

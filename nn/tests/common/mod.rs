@@ -1,0 +1,58 @@
+//! Helpers shared by the nn integration tests.
+
+use cryptgpu_kernels_cpu::CpuBackend;
+use cryptgpu_nn::engine::Sgd;
+use cryptgpu_nn::plain::PlainTensor;
+use cryptgpu_nn::private::PrivateEngine;
+use cryptgpu_nn::session::{reveal, reveal_model, share, share_trainable_model, OWNER};
+use cryptgpu_nn::spec::ModelSpec;
+use cryptgpu_nn::weights::Params;
+use cryptgpu_sharing::{run_local, RunConfig};
+
+/// What a private training run opens: the first step's logits, the logits of an inference pass
+/// after the last step, and the trained parameters.
+pub struct Trained {
+    /// Logits of the first training step's forward pass.
+    pub first_logits: PlainTensor,
+    /// Logits of an inference pass after the last step.
+    pub eval_logits: PlainTensor,
+    /// The parameters after the last step.
+    pub params: Params,
+}
+
+/// `steps` private training steps of three in-process parties on one batch owned by [`OWNER`],
+/// then an inference pass; everything is opened at the end.
+pub fn private_train(
+    spec: &ModelSpec,
+    p: &Params,
+    x: &PlainTensor,
+    y: &PlainTensor,
+    opt: &Sgd,
+    steps: usize,
+) -> Trained {
+    let out = run_local(CpuBackend, RunConfig::default(), |party| {
+        let mine = (party.id() == OWNER).then_some(p);
+        let mut model = share_trainable_model(party, spec, mine)?;
+        let sx = share(party, OWNER, Some(x), &x.shape)?;
+        let sy = share(party, OWNER, Some(y), &y.shape)?;
+        let mut pe = PrivateEngine::new(party);
+        let first = model.train_step(&mut pe, &sx, &sy, opt).unwrap();
+        for _ in 1..steps {
+            model.train_step(&mut pe, &sx, &sy, opt).unwrap();
+        }
+        let (eval, _) = model.forward(&mut pe, &sx, false).unwrap();
+        let party = pe.party;
+        Ok(Trained {
+            first_logits: reveal(party, &first).unwrap(),
+            eval_logits: reveal(party, &eval).unwrap(),
+            params: reveal_model(party, &model).unwrap(),
+        })
+    })
+    .unwrap();
+    out.into_iter().next().unwrap().value
+}
+
+/// Largest absolute difference of two equally long slices.
+pub fn max_diff(a: &[f64], b: &[f64]) -> f64 {
+    a.iter().zip(b).map(|(x, y)| (x - y).abs()).fold(0.0, f64::max)
+}

@@ -75,8 +75,9 @@ pub trait Engine {
     fn reshape(&mut self, x: &Self::T, shape: &[usize]) -> Result<Self::T>;
     /// `a + b`.
     fn add(&mut self, a: &Self::T, b: &Self::T) -> Result<Self::T>;
-    /// `y + alpha * x` for a public real `alpha`.
-    fn axpy(&mut self, y: &Self::T, alpha: f64, x: &Self::T) -> Result<Self::T>;
+    /// `Σ c_i·x_i` for public reals `c_i` and tensors of one shape (the private engine rounds
+    /// once for the whole sum).
+    fn lincomb(&mut self, terms: &[(f64, &Self::T)]) -> Result<Self::T>;
     /// Gradient of the mean softmax cross-entropy with respect to the logits: `(softmax(z) - y) / N`.
     fn softmax_ce_grad(&mut self, logits: &Self::T, onehot: &Self::T) -> Result<Self::T>;
     /// `a - b`.
@@ -84,7 +85,9 @@ pub trait Engine {
     /// Elementwise product of two tensors of one shape.
     fn mul(&mut self, a: &Self::T, b: &Self::T) -> Result<Self::T>;
     /// `c · x` for a public real `c`.
-    fn scale(&mut self, x: &Self::T, c: f64) -> Result<Self::T>;
+    fn scale(&mut self, x: &Self::T, c: f64) -> Result<Self::T> {
+        self.lincomb(&[(c, x)])
+    }
     /// Sum over every axis but axis 1: `[N, C, ...]` to `[C]`.
     fn channel_sum(&mut self, x: &Self::T) -> Result<Self::T>;
     /// A `[C]` vector broadcast along axis 1 of `shape` (`[N, C, ...]`).
@@ -367,10 +370,9 @@ impl<T: Clone> Model<T> {
         let dx = e.mul(&t, &k)?;
         self.grads.insert(key("weight"), dgamma);
         self.grads.insert(key("bias"), dbeta);
-        let rm = e.scale(self.param(&key("running_mean"))?, 1.0 - BN_MOMENTUM)?;
-        let rm = e.axpy(&rm, BN_MOMENTUM, &mean)?;
-        let rv = e.scale(self.param(&key("running_var"))?, 1.0 - BN_MOMENTUM)?;
-        let rv = e.axpy(&rv, BN_MOMENTUM * m / (m - 1.0), &var)?;
+        let rm = e.lincomb(&[(1.0 - BN_MOMENTUM, self.param(&key("running_mean"))?), (BN_MOMENTUM, &mean)])?;
+        let unbiased = BN_MOMENTUM * m / (m - 1.0);
+        let rv = e.lincomb(&[(1.0 - BN_MOMENTUM, self.param(&key("running_var"))?), (unbiased, &var)])?;
         self.params.insert(key("running_mean"), rm);
         self.params.insert(key("running_var"), rv);
         Ok(dx)
@@ -437,24 +439,38 @@ impl<T: Clone> Model<T> {
         })
     }
 
-    /// One SGD step with the gradients of the last backward pass:
-    /// `g += wd·w; v = momentum·v + g; w -= lr·v` (without momentum, `w -= lr·g`).
+    /// One SGD step with the gradients of the last backward pass, as PyTorch's `SGD`:
+    /// `v = momentum·v + g + wd·w` (`v = g + wd·w` at the first step), `w -= lr·v`; without
+    /// momentum `w -= lr·g + lr·wd·w`. The private engine rounds once per [`Engine::lincomb`]: one
+    /// truncation per parameter without momentum, two with it.
     pub fn sgd_step<E: Engine<T = T>>(&mut self, e: &mut E, opt: &Sgd) -> Result<()> {
         let names: Vec<String> = self.grads.keys().cloned().collect();
         for name in names {
             let w = self.params[&name].clone();
-            let mut g = self.grads[&name].clone();
-            if opt.weight_decay != 0.0 {
-                g = e.axpy(&g, opt.weight_decay, &w)?;
-            }
-            if opt.momentum != 0.0 {
-                g = match self.velocity.get(&name) {
-                    Some(v) => e.axpy(&g, opt.momentum, v)?,
-                    None => g,
+            let g = &self.grads[&name];
+            let step = if opt.momentum != 0.0 {
+                let mut terms = Vec::new();
+                if let Some(v) = self.velocity.get(&name) {
+                    terms.push((opt.momentum, v));
+                }
+                if opt.weight_decay != 0.0 {
+                    terms.push((opt.weight_decay, &w));
+                }
+                let v = if terms.is_empty() {
+                    g.clone()
+                } else {
+                    let t = e.lincomb(&terms)?;
+                    e.add(g, &t)?
                 };
-                self.velocity.insert(name.clone(), g.clone());
-            }
-            let w = e.axpy(&w, -opt.lr, &g)?;
+                let step = e.lincomb(&[(opt.lr, &v)])?;
+                self.velocity.insert(name.clone(), v);
+                step
+            } else if opt.weight_decay != 0.0 {
+                e.lincomb(&[(opt.lr, g), (opt.lr * opt.weight_decay, &w)])?
+            } else {
+                e.lincomb(&[(opt.lr, g)])?
+            };
+            let w = e.sub(&w, &step)?;
             self.params.insert(name, w);
         }
         Ok(())

@@ -265,8 +265,16 @@ impl Engine for PlainEngine {
         zip_same("add", a, b, |x, y| x + y)
     }
 
-    fn axpy(&mut self, y: &PlainTensor, alpha: f64, x: &PlainTensor) -> Result<PlainTensor> {
-        PlainTensor::new(&y.shape, y.data.iter().zip(&x.data).map(|(a, b)| a + alpha * b).collect())
+    fn lincomb(&mut self, terms: &[(f64, &PlainTensor)]) -> Result<PlainTensor> {
+        let (_, first) = terms.first().ok_or_else(|| NnError::Shape("lincomb of no terms".into()))?;
+        let mut out = PlainTensor::zeros(&first.shape);
+        for (c, x) in terms {
+            if x.shape != first.shape {
+                return Err(NnError::Shape(format!("lincomb: {:?} vs {:?}", x.shape, first.shape)));
+            }
+            out.data.iter_mut().zip(&x.data).for_each(|(o, v)| *o += c * v);
+        }
+        Ok(out)
     }
 
     fn softmax_ce_grad(&mut self, logits: &PlainTensor, onehot: &PlainTensor) -> Result<PlainTensor> {
@@ -282,10 +290,6 @@ impl Engine for PlainEngine {
 
     fn mul(&mut self, a: &PlainTensor, b: &PlainTensor) -> Result<PlainTensor> {
         zip_same("mul", a, b, |x, y| x * y)
-    }
-
-    fn scale(&mut self, x: &PlainTensor, c: f64) -> Result<PlainTensor> {
-        PlainTensor::new(&x.shape, x.data.iter().map(|v| c * v).collect())
     }
 
     fn channel_sum(&mut self, x: &PlainTensor) -> Result<PlainTensor> {

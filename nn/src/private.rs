@@ -187,11 +187,6 @@ impl<B: Backend, T: Transport> Engine for PrivateEngine<'_, B, T> {
         Ok(self.party.add(a, b)?)
     }
 
-    fn axpy(&mut self, y: &AShare<B>, alpha: f64, x: &AShare<B>) -> Result<AShare<B>> {
-        let ax = self.scale(x, alpha)?;
-        Ok(self.party.add(y, &ax)?)
-    }
-
     fn softmax_ce_grad(&mut self, logits: &AShare<B>, onehot: &AShare<B>) -> Result<AShare<B>> {
         let cfg = self.softmax;
         let p = self.party.softmax(logits, &cfg)?;
@@ -206,19 +201,37 @@ impl<B: Backend, T: Transport> Engine for PrivateEngine<'_, B, T> {
         Ok(self.party.mul_fp(a, b)?)
     }
 
-    /// `x · c`, truncated (one truncation: 2 rounds). For `|c| < 1` the constant is encoded with
-    /// `e = floor(-log2 |c|)` extra fractional bits, so it keeps `f` significant bits (the plain
-    /// `f`-bit encoding of `1/100352` would be 4% off) and the product stays below `|x|·2^f`.
-    fn scale(&mut self, x: &AShare<B>, c: f64) -> Result<AShare<B>> {
+    /// `Σ c_i·x_i`, truncated once (2 rounds). The constants are encoded with `f + e` fractional
+    /// bits, `e = floor(-log2 max|c_i|)` when every `|c_i| < 1`, so the largest keeps `f`
+    /// significant bits (the plain `f`-bit encoding of `1/100352` would be 4% off; `lr·wd` keeps
+    /// `e` more bits) while each product stays below `|x_i|·2^f`.
+    fn lincomb(&mut self, terms: &[(f64, &AShare<B>)]) -> Result<AShare<B>> {
         let f = self.party.codec().frac_bits();
-        if !c.is_finite() || c.abs() >= (1u64 << (62 - 2 * f)) as f64 {
-            return Err(NnError::Shape(format!("scale by {c}: not a finite value below 2^{}", 62 - 2 * f)));
+        let limit = (1u64 << (62 - 2 * f)) as f64;
+        let (_, first) = terms.first().ok_or_else(|| NnError::Shape("lincomb of no terms".into()))?;
+        let mut big = 0.0f64;
+        for (c, x) in terms {
+            if !c.is_finite() || c.abs() >= limit {
+                return Err(NnError::Shape(format!("lincomb: constant {c} is not a finite value below {limit}")));
+            }
+            if x.shape() != first.shape() {
+                return Err(NnError::Shape(format!("lincomb: {:?} vs {:?}", x.shape(), first.shape())));
+            }
+            big = big.max(c.abs());
         }
-        let e = if c != 0.0 && c.abs() < 1.0 { ((-c.abs().log2()).floor() as u32).min(61 - f) } else { 0 };
-        let k = (c * ((f + e) as f64).exp2()).round() as i64 as u64;
+        let e = if big > 0.0 && big < 1.0 { ((-big.log2()).floor() as u32).min(61 - f) } else { 0 };
         let be = self.party.backend().clone();
-        let y = x.map(|t| be.scalar(ScalarOp::Mul, t, k))?;
-        Ok(self.party.truncate_by(&y, f + e)?)
+        let mut acc: Option<AShare<B>> = None;
+        for (c, x) in terms {
+            let k = (c * ((f + e) as f64).exp2()).round() as i64 as u64;
+            let y = x.map(|t| be.scalar(ScalarOp::Mul, t, k))?;
+            acc = Some(match acc {
+                None => y,
+                Some(a) => self.party.add(&a, &y)?,
+            });
+        }
+        let acc = acc.ok_or_else(|| NnError::Shape("lincomb of no terms".into()))?;
+        Ok(self.party.truncate_by(&acc, f + e)?)
     }
 
     fn channel_sum(&mut self, x: &AShare<B>) -> Result<AShare<B>> {

@@ -22,21 +22,18 @@ extern "C" {
     fn mi_option_set(option: std::ffi::c_int, value: std::ffi::c_long);
 }
 
-/// `mi_option_arena_eager_commit` (the same index in mimalloc v2 and v3).
-const MI_OPTION_ARENA_EAGER_COMMIT: std::ffi::c_int = 4;
 /// `mi_option_purge_delay` (the same index in mimalloc v2 and v3).
 const MI_OPTION_PURGE_DELAY: std::ffi::c_int = 15;
 
 /// Keeps freed memory committed: by default mimalloc hands freed pages back to the OS after
 /// 10 ms, and the next tensor of the same size faults them in again, zeroed by the kernel (a
-/// private ReLU on 4 M values spent 60% of its time there: 8.0 s, 3.1 s with this). The resident
+/// private ReLU on 4 M values spent 60% of its time there: 8.0 s, about 3 s with this). The resident
 /// size stays at its peak, which a party needs again at the next batch anyway.
 fn keep_freed_memory() {
-    // SAFETY: `mi_option_set` only stores an integer in mimalloc's option table (valid for any
-    // value of any option index below `_mi_option_last`), and the indices are mimalloc's.
+    // SAFETY: `mi_option_set` only stores an integer in mimalloc's option table (any value is
+    // valid for an index below `_mi_option_last`); 15 is `purge_delay` in mimalloc's header.
     unsafe {
         mi_option_set(MI_OPTION_PURGE_DELAY, -1);
-        mi_option_set(MI_OPTION_ARENA_EAGER_COMMIT, 1);
     }
 }
 

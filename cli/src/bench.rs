@@ -1,187 +1,344 @@
-//! `cryptgpu bench`: benchmarks with JSON output.
+//! `cryptgpu bench`: the paper's measurements, one command each, with JSON results and plots.
+//!
+//! - `conv`: Fig. 1 of CryptGPU, private convolution (three sweeps: image size, batch, channels);
+//! - `relu`: Fig. 2, private ReLU from 50,000 to 32,000,000 elements;
+//! - `train`: Table V, one private training iteration per model, split into linear, pooling, ReLU,
+//!   softmax and the rest, with bytes and rounds per layer;
+//! - `infer`: private inference of every zoo model at batch 1 and 64;
+//! - `gemm`: ring GEMM paths of the GPU (or the CPU).
+//!
+//! Every point runs the full protocol between three in-process parties (threads sharing one
+//! device): warm-up runs first, then timed repetitions, each started by a one-element opening that
+//! lines the parties up and ended by a device fence. A repetition's time is the slowest party's;
+//! the median, minimum and maximum over repetitions are reported. `--out DIR` writes
+//! `DIR/<bench>.json` and SVG and PNG plots; `--json` prints the same JSON as the last line.
 
-use std::time::Instant;
+mod gemm;
+mod harness;
+mod micro;
+mod nets;
+mod paper;
+mod plot;
+mod report;
 
-use anyhow::{bail, Result};
-use clap::{Args as ClapArgs, Subcommand};
+use std::path::PathBuf;
+
+use anyhow::{bail, Context, Result};
+use clap::{Args as ClapArgs, Subcommand, ValueEnum};
 use cryptgpu_kernels_cpu::CpuBackend;
-use cryptgpu_kernels_cuda::{CudaBackend, GemmPath};
-use cryptgpu_ring::{Backend, RingTensor};
-use rand::{Rng, SeedableRng};
-use rand_chacha::ChaCha8Rng;
+use cryptgpu_kernels_cuda::CudaBackend;
 
-use crate::device::{BackendChoice, Device};
+use crate::device::Device;
+
+pub use report::Record;
 
 /// Benchmarks.
 #[derive(Subcommand, Debug)]
 pub enum Bench {
     /// Ring GEMM over Z_2^64 (n x n x n): the GPU's f64-limb, int8-limb and SIMT paths, or the CPU.
-    Gemm(GemmArgs),
+    Gemm(gemm::GemmArgs),
+    /// Fig. 1: private convolution against image size (1a), batch (1b) and channels (1c).
+    Conv(CommonArgs),
+    /// Fig. 2: private ReLU against the number of elements.
+    Relu(CommonArgs),
+    /// Table V: one private training iteration per model, time split by layer kind.
+    Train(CommonArgs),
+    /// Private inference of every zoo model at batch 1 and 64.
+    Infer(CommonArgs),
 }
 
-/// Arguments of `cryptgpu bench gemm`.
-#[derive(ClapArgs, Debug)]
-pub struct GemmArgs {
-    /// Device.
-    #[arg(long, value_enum, default_value_t = BackendChoice::Auto)]
-    backend: BackendChoice,
-    /// Matrix size n (the product is n x n by n x n).
-    #[arg(long, default_value_t = 4096)]
-    size: usize,
-    /// Timed repetitions (after one warm-up); the median is reported.
-    #[arg(long, default_value_t = 5)]
-    reps: usize,
-    /// Print a JSON object as the last line of standard output.
+/// Where `conv`, `relu`, `train` and `infer` run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum BenchBackend {
+    /// Both when a GPU is usable, else the CPU (with a note).
+    Auto,
+    /// The CPU only.
+    Cpu,
+    /// The GPU only (an error when none is usable).
+    Cuda,
+    /// The CPU and the GPU, on the same points (an error when no GPU is usable).
+    Both,
+}
+
+/// Options shared by `conv`, `relu`, `train` and `infer`.
+#[derive(ClapArgs, Debug, Clone)]
+pub struct CommonArgs {
+    /// Devices to measure.
+    #[arg(long, value_enum, default_value_t = BenchBackend::Auto)]
+    pub backend: BenchBackend,
+    /// Fewer and smaller points (minutes on a 2-core CPU); see the README for what each covers.
     #[arg(long)]
-    json: bool,
+    pub quick: bool,
+    /// Timed repetitions per point (default 5, or 3 with --quick).
+    #[arg(long)]
+    pub reps: Option<usize>,
+    /// Untimed warm-up runs per point.
+    #[arg(long, default_value_t = 1)]
+    pub warmup: usize,
+    /// Time budget per point in seconds: after the warm-up, fewer repetitions are run when they
+    /// would not fit, and the larger points of a sweep are skipped once a warm-up alone exceeds it.
+    #[arg(long, value_name = "SECONDS")]
+    pub point_budget: Option<f64>,
+    /// Only these figures or configurations (comma-separated ids, e.g. `fig1a,fig1c` for conv or
+    /// `lenet-mnist,alexnet-cifar10` for train and infer).
+    #[arg(long, value_delimiter = ',')]
+    pub only: Vec<String>,
+    /// Replace the swept sizes of `conv` and `relu` (n, k or elements; comma-separated).
+    #[arg(long, value_delimiter = ',')]
+    pub points: Option<Vec<usize>>,
+    /// Replace the batch of every `train` and `infer` configuration.
+    #[arg(long)]
+    pub batch: Option<usize>,
+    /// Write `<bench>.json` and the plots (SVG and PNG) into this folder.
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+    /// Print the JSON record as the last line of standard output.
+    #[arg(long)]
+    pub json: bool,
 }
 
-pub fn run(b: &Bench) -> Result<()> {
-    match b {
-        Bench::Gemm(args) => gemm(args),
+impl CommonArgs {
+    /// Repetitions after the defaults are applied.
+    pub fn reps(&self) -> usize {
+        self.reps.unwrap_or(if self.quick { 3 } else { 5 })
     }
-}
 
-/// Dense datasheet peaks (FP64 tensor-core TFLOP/s, INT8 tensor-core TOP/s) by GPU name.
-fn peaks(name: &str) -> Option<(f64, f64)> {
-    let n = name.to_ascii_uppercase();
-    if n.contains("H200") {
-        Some((67.0, 1979.0))
-    } else if n.contains("H100") && n.contains("PCIE") {
-        Some((51.0, 1513.0))
-    } else if n.contains("H100") {
-        Some((67.0, 1979.0))
-    } else if n.contains("A100") {
-        Some((19.5, 624.0))
-    } else {
-        None
-    }
-}
-
-/// One timed configuration.
-#[derive(serde::Serialize)]
-struct GemmResult {
-    path: String,
-    seconds_median: f64,
-    seconds_min: f64,
-    seconds_max: f64,
-    ring_macs_per_second: f64,
-    /// Limb GEMM products per ring product (10 for f64 limbs, 36 for int8 digits).
-    limb_products: Option<u32>,
-    /// Achieved limb-product FLOP/s over the FP64 tensor-core peak (f64 path).
-    fp64_tc_peak_fraction: Option<f64>,
-    /// Achieved limb-product OP/s over the INT8 tensor-core peak (int8 path).
-    int8_tc_peak_fraction: Option<f64>,
-    /// The product checked against the CPU by a random projection.
-    verified: bool,
-}
-
-fn time_gemm<B: Backend>(
-    be: &B,
-    a: &RingTensor,
-    b: &RingTensor,
-    reps: usize,
-    sync: impl Fn() -> Result<()>,
-) -> Result<(Vec<f64>, bool)> {
-    let (da, db) = (be.upload(a)?, be.upload(b)?);
-    let warm = be.matmul(&da, &db, false, false)?;
-    sync()?;
-    let mut times = Vec::with_capacity(reps);
-    for _ in 0..reps {
-        let start = Instant::now();
-        let c = be.matmul(&da, &db, false, false)?;
-        sync()?;
-        times.push(start.elapsed().as_secs_f64());
-        drop(c);
-    }
-    let c = be.download(&warm)?;
-    Ok((times, verify(a, b, &c)?))
-}
-
-/// Checks C = A·B by comparing C·v with A·(B·v) for a random vector v (exact in the ring).
-fn verify(a: &RingTensor, b: &RingTensor, c: &RingTensor) -> Result<bool> {
-    let cpu = CpuBackend;
-    let n = b.shape()[1];
-    let mut rng = ChaCha8Rng::seed_from_u64(99);
-    let v = RingTensor::from_fn(&[n, 1], |_| rng.gen());
-    let bv = cpu.matmul(b, &v, false, false)?;
-    let abv = cpu.matmul(a, &bv, false, false)?;
-    Ok(cpu.matmul(c, &v, false, false)? == abv)
-}
-
-fn gemm(args: &GemmArgs) -> Result<()> {
-    if args.size == 0 || args.reps == 0 {
-        bail!("--size and --reps must be positive");
-    }
-    let s = args.size;
-    let mut rng = ChaCha8Rng::seed_from_u64(1);
-    let a = RingTensor::from_fn(&[s, s], |_| rng.gen());
-    let b = RingTensor::from_fn(&[s, s], |_| rng.gen());
-    let macs = (s as f64).powi(3);
-    let device = args.backend.open()?;
-    let mut results = Vec::new();
-    let mut record = |path: String, times: Vec<f64>, verified: bool, limbs: Option<u32>, peak: Option<(f64, f64)>| {
-        let mut t = times.clone();
-        t.sort_by(f64::total_cmp);
-        let med = t[t.len() / 2];
-        let rate = macs / med;
-        let (fp64, int8) = match (limbs, peak) {
-            (Some(10), Some((p64, _))) => (Some(rate * 10.0 * 2.0 / (p64 * 1e12)), None),
-            (Some(36), Some((_, p8))) => (None, Some(rate * 36.0 * 2.0 / (p8 * 1e12))),
-            _ => (None, None),
-        };
-        results.push(GemmResult {
-            path,
-            seconds_median: med,
-            seconds_min: t[0],
-            seconds_max: t[t.len() - 1],
-            ring_macs_per_second: rate,
-            limb_products: limbs,
-            fp64_tc_peak_fraction: fp64,
-            int8_tc_peak_fraction: int8,
-            verified,
-        });
-    };
-    match &device {
-        Device::Cpu(be) => {
-            let (t, ok) = time_gemm(be, &a, &b, args.reps, || Ok(()))?;
-            record("cpu".into(), t, ok, None, None);
+    fn check(&self) -> Result<()> {
+        if self.reps() == 0 {
+            bail!("--reps must be positive");
         }
-        Device::Cuda(be) => {
-            let peak = peaks(&be.info().name);
-            for (path, limbs) in [(GemmPath::F64Limbs, Some(10)), (GemmPath::I8Limbs, Some(36)), (GemmPath::Simt, None)]
-            {
-                let dev: CudaBackend = be.clone().with_gemm_path(path);
-                let (t, ok) = time_gemm(&dev, &a, &b, args.reps, || Ok(dev.synchronize()?))?;
-                record(format!("{path:?}"), t, ok, limbs, peak);
+        if self.batch == Some(0) {
+            bail!("--batch must be positive");
+        }
+        if let Some(b) = self.point_budget {
+            if !(b.is_finite() && b > 0.0) {
+                bail!("--point-budget must be a positive number of seconds");
             }
         }
+        Ok(())
     }
-    println!("ring GEMM {s}x{s}x{s} on {}", device.name());
-    for r in &results {
-        println!(
-            "  {:<9} median {:.4} s  {:.3e} ring MAC/s{}{}  verified {}",
-            r.path,
-            r.seconds_median,
-            r.ring_macs_per_second,
-            r.fp64_tc_peak_fraction.map(|f| format!("  {:.1}% of FP64 TC peak", 100.0 * f)).unwrap_or_default(),
-            r.int8_tc_peak_fraction.map(|f| format!("  {:.1}% of INT8 TC peak", 100.0 * f)).unwrap_or_default(),
-            r.verified
-        );
+
+    /// Whether the id passes `--only`.
+    pub fn selected(&self, id: &str) -> bool {
+        self.only.is_empty() || self.only.iter().any(|o| o == id)
+    }
+
+    /// Fails when an `--only` id names nothing among `known`.
+    pub fn check_only(&self, known: &[String]) -> Result<()> {
+        for o in &self.only {
+            if !known.contains(o) {
+                bail!("--only {o:?}: unknown id (known: {})", known.join(", "));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Opens the devices `choice` names, CPU first. `both` and `cuda` fail with a clear error when no
+/// GPU is usable; `auto` then runs on the CPU only, with a note.
+pub fn open_devices(choice: BenchBackend) -> Result<Vec<Device>> {
+    let cuda =
+        |why: &str| CudaBackend::new().with_context(|| format!("--backend {why}: the GPU backend is unavailable"));
+    Ok(match choice {
+        BenchBackend::Cpu => vec![Device::Cpu(CpuBackend)],
+        BenchBackend::Cuda => vec![Device::Cuda(cuda("cuda")?)],
+        BenchBackend::Both => {
+            let gpu = cuda("both").context("use --backend cpu on a machine without a GPU")?;
+            vec![Device::Cpu(CpuBackend), Device::Cuda(gpu)]
+        }
+        BenchBackend::Auto => match CudaBackend::new() {
+            Ok(gpu) => vec![Device::Cpu(CpuBackend), Device::Cuda(gpu)],
+            Err(e) => {
+                eprintln!("note: no usable GPU ({e}); measuring the CPU only");
+                vec![Device::Cpu(CpuBackend)]
+            }
+        },
+    })
+}
+
+/// Runs a benchmark.
+pub fn run(b: &Bench) -> Result<()> {
+    let (args, bench): (&CommonArgs, fn(&CommonArgs) -> Result<Record>) = match b {
+        Bench::Gemm(args) => return gemm::gemm(args),
+        Bench::Conv(a) => (a, micro::conv),
+        Bench::Relu(a) => (a, micro::relu),
+        Bench::Train(a) => (a, nets::train),
+        Bench::Infer(a) => (a, nets::infer),
+    };
+    args.check()?;
+    let record = bench(args)?;
+    finish(args, &record)
+}
+
+fn finish(args: &CommonArgs, record: &Record) -> Result<()> {
+    record.print_summary();
+    if let Some(dir) = &args.out {
+        for path in record.write(dir)? {
+            println!("wrote {}", path.display());
+        }
     }
     if args.json {
-        let report = serde_json::json!({
-            "op": "bench_gemm",
-            "backend": device.name(),
-            "gpu": device.gpu_info(),
-            "size": s,
-            "reps": args.reps,
-            "results": results,
-        });
-        println!("{report}");
-    }
-    if results.iter().any(|r| !r.verified) {
-        bail!("a GEMM result did not verify against the CPU");
+        println!("{}", serde_json::to_string(record)?);
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::report::{Figure, LayerCost, NetRun, Point, Record, Series, Stats};
+    use super::*;
+
+    fn args() -> CommonArgs {
+        CommonArgs {
+            backend: BenchBackend::Cpu,
+            quick: true,
+            reps: None,
+            warmup: 1,
+            point_budget: None,
+            only: Vec::new(),
+            points: None,
+            batch: None,
+            out: None,
+            json: false,
+        }
+    }
+
+    fn point(x: f64, t: f64) -> Point {
+        Point {
+            x,
+            shape: format!("{x} elements"),
+            seconds: Some(Stats::new(vec![t, t * 1.1, t * 0.95], vec![t * 2.0])),
+            rounds: 9,
+            bytes_sent_per_party: [56, 48, 40],
+            note: None,
+        }
+    }
+
+    fn net(backend: &str, id: &str, scale: f64) -> NetRun {
+        let split: std::collections::BTreeMap<String, f64> =
+            nets::KINDS.iter().zip([1.5, 0.3, 1.6, 0.05, 0.1]).map(|(k, v)| (k.to_string(), v * scale)).collect();
+        NetRun {
+            id: id.into(),
+            model: "lenet".into(),
+            dataset: "mnist".into(),
+            batch: 128,
+            paper_batch: Some(128),
+            backend: backend.into(),
+            parameters: 431_080,
+            seconds: Some(Stats::new(vec![3.6 * scale, 3.5 * scale, 3.7 * scale], vec![4.0 * scale])),
+            party0_seconds: split.values().sum(),
+            split_party0: split,
+            input_seconds: 0.01,
+            bytes_sent_per_party: [300_000_000, 280_000_000, 260_000_000],
+            rounds: 220,
+            bytes_by_kind: Default::default(),
+            layers: vec![LayerCost {
+                label: "0:features.0".into(),
+                phase: "forward".into(),
+                kind: "linear".into(),
+                seconds_party0: 0.2 * scale,
+                bytes_sent_per_party: [1, 2, 3],
+                rounds: 3,
+            }],
+            note: None,
+        }
+    }
+
+    /// A synthetic record of each kind, with a CPU and a GPU series, goes to JSON and back and
+    /// is drawn as SVG and PNG.
+    #[test]
+    fn records_write_json_and_plots() {
+        let dir = std::env::temp_dir().join(format!("cryptgpu-bench-test-{}", std::process::id()));
+        let devices = [crate::device::Device::Cpu(CpuBackend)];
+        let mut relu = Record::new("relu", &args(), &devices);
+        relu.settings.backends = vec!["cpu".into(), "cuda".into()];
+        let xs = [5e4, 1e5, 1e6, 8e6];
+        let mut fig = Figure {
+            id: "fig2".into(),
+            title: "Fig. 2: private ReLU".into(),
+            x_label: "elements".into(),
+            series: vec![
+                Series { backend: "cpu".into(), points: xs.iter().map(|&x| point(x, x * 6e-7)).collect() },
+                Series { backend: "cuda".into(), points: xs.iter().map(|&x| point(x, 2e-3 + x * 3e-8)).collect() },
+            ],
+            speedup: Vec::new(),
+            paper: String::new(),
+        };
+        fig.compute_speedup();
+        assert_eq!(fig.speedup.len(), 4);
+        assert!(fig.speedup[3].gpu_over_cpu > 10.0);
+        relu.figures.push(fig);
+        let mut train = Record::new("train", &args(), &devices);
+        train.settings.backends = vec!["cpu".into(), "cuda".into()];
+        train.nets = vec![net("cpu", "lenet-mnist", 1.0), net("cuda", "lenet-mnist", 0.05)];
+        let mut infer = Record::new("infer", &args(), &devices);
+        infer.nets = vec![net("cpu", "lenet-mnist", 0.01), net("cpu", "alexnet-cifar10", 0.1)];
+        for (record, files) in [
+            (&relu, vec!["relu.json", "fig2-relu.svg", "fig2-relu.png"]),
+            (&train, vec!["train.json", "table5-train.svg", "table5-train.png"]),
+            (&infer, vec!["infer.json", "infer.svg", "infer.png"]),
+        ] {
+            let written = record.write(&dir).unwrap();
+            for f in files {
+                let path = dir.join(f);
+                assert!(written.contains(&path), "{f} not written");
+                assert!(std::fs::metadata(&path).unwrap().len() > 1000, "{f} is too small");
+            }
+            let back: Record =
+                serde_json::from_str(&std::fs::read_to_string(dir.join(format!("{}.json", record.bench))).unwrap())
+                    .unwrap();
+            // Floats go through text (serde_json's default parser may differ in the last bit).
+            assert_eq!(
+                (&back.bench, &back.machine, &back.settings),
+                (&record.bench, &record.machine, &record.settings)
+            );
+            assert_eq!(back.figures.len(), record.figures.len());
+            assert_eq!(
+                back.nets.iter().map(|n| &n.id).collect::<Vec<_>>(),
+                record.nets.iter().map(|n| &n.id).collect::<Vec<_>>()
+            );
+            let med = |r: &Record| {
+                r.figures
+                    .iter()
+                    .flat_map(|f| &f.series)
+                    .flat_map(|s| &s.points)
+                    .map(|p| p.seconds.as_ref().unwrap().median)
+                    .sum::<f64>()
+            };
+            assert!((med(&back) - med(record)).abs() < 1e-12);
+        }
+        assert_eq!(&std::fs::read(dir.join("fig2-relu.png")).unwrap()[1..4], b"PNG");
+        if std::env::var_os("CRYPTGPU_KEEP_TEST_PLOTS").is_none() {
+            std::fs::remove_dir_all(&dir).ok();
+        }
+    }
+
+    /// The whole path of a point (three parties, warm-up, repetitions, costs) on 1,000 elements.
+    #[test]
+    fn tiny_relu_point_measures_three_reps_and_exact_costs() {
+        let (stats, bytes, rounds) = micro::tiny_relu_point(1000, 3).unwrap();
+        assert_eq!(stats.samples.len(), 3);
+        assert_eq!(stats.warmup.len(), 1);
+        assert!(stats.min > 0.0 && stats.min <= stats.median && stats.median <= stats.max);
+        assert_eq!(rounds, 9);
+        for (i, b) in bytes.into_iter().enumerate() {
+            let formula = cryptgpu_sharing::compare::relu_cost(cryptgpu_sharing::convert::MsbVariant::Lean, i, 1000).1;
+            assert_eq!(b, formula, "party {i}");
+        }
+    }
+
+    #[test]
+    fn bad_arguments_are_errors() {
+        let mut a = args();
+        a.reps = Some(0);
+        assert!(a.check().is_err());
+        let mut a = args();
+        a.point_budget = Some(-1.0);
+        assert!(a.check().is_err());
+        let mut a = args();
+        a.only = vec!["fig9".into()];
+        let e = a.check_only(&["fig2".into()]).unwrap_err().to_string();
+        assert!(e.contains("fig9") && e.contains("fig2"), "{e}");
+    }
 }

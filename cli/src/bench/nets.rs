@@ -1,0 +1,340 @@
+//! `bench train` (the paper's Table V) and `bench infer`: whole networks, split by layer kind.
+//!
+//! Inputs are random images of the dataset's geometry with random labels: the protocols' time and
+//! traffic do not depend on the values, so no dataset is needed (and Tiny ImageNet and ImageNet
+//! are not shipped). Party 0 owns the model and the batch.
+
+use std::collections::BTreeMap;
+use std::time::Instant;
+
+use anyhow::Result;
+use cryptgpu_net::Counters;
+use cryptgpu_nn::engine::{Engine, Phase, Sgd};
+use cryptgpu_nn::plain::PlainTensor;
+use cryptgpu_nn::private::{PrivateEngine, Timing, Traffic};
+use cryptgpu_nn::session::{reveal, share, share_model, OWNER};
+use cryptgpu_nn::spec::ModelSpec;
+use cryptgpu_nn::weights::{fold_batchnorm, init_params};
+use cryptgpu_nn::zoo::{by_name, Dataset};
+use cryptgpu_ring::Backend;
+use cryptgpu_sharing::{run_local, RunConfig};
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+
+use super::harness::{cost, repeat, slowest, Fence, Plan, Runs};
+use super::report::{LayerCost, NetRun, Record, Stats};
+use super::{open_devices, paper, CommonArgs};
+use crate::device::Device;
+use crate::with_backend;
+
+/// The layer kinds of the split, in report order.
+pub const KINDS: [&str; 5] = ["linear", "pooling", "relu", "softmax", "other"];
+
+/// One network configuration.
+#[derive(Debug, Clone)]
+struct NetConfig {
+    model: &'static str,
+    dataset: Dataset,
+    dataset_name: &'static str,
+    batch: usize,
+    paper_batch: Option<usize>,
+}
+
+impl NetConfig {
+    fn id(&self) -> String {
+        format!("{}-{}", self.model, self.dataset_name)
+    }
+}
+
+fn net(model: &'static str, dataset: Dataset, batch: usize, paper_batch: Option<usize>) -> NetConfig {
+    let dataset_name = match dataset {
+        Dataset::Mnist => "mnist",
+        Dataset::Cifar10 => "cifar10",
+        Dataset::TinyImageNet => "tiny",
+        Dataset::ImageNet => "imagenet",
+    };
+    NetConfig { model, dataset, dataset_name, batch, paper_batch }
+}
+
+/// Table V's five configurations at the paper's batches; `quick`: LeNet and AlexNet (CIFAR-10) at
+/// the paper's batch 128, VGG-16 (CIFAR-10) at batch 8 instead of 32.
+fn train_configs(quick: bool) -> Vec<NetConfig> {
+    use Dataset::*;
+    if quick {
+        return vec![
+            net("lenet", Mnist, 128, Some(128)),
+            net("alexnet", Cifar10, 128, Some(128)),
+            net("vgg16", Cifar10, 8, Some(32)),
+        ];
+    }
+    vec![
+        net("lenet", Mnist, 128, Some(128)),
+        net("alexnet", Cifar10, 128, Some(128)),
+        net("vgg16", Cifar10, 32, Some(32)),
+        net("alexnet", TinyImageNet, 128, Some(128)),
+        net("vgg16", TinyImageNet, 8, Some(8)),
+    ]
+}
+
+/// Every zoo model at batch 1 and 64; `quick`: LeNet (MNIST) and AlexNet (CIFAR-10) at batch 1 and
+/// 64, VGG-16 (CIFAR-10) at batch 1 and 8.
+fn infer_configs(quick: bool) -> Vec<NetConfig> {
+    use Dataset::*;
+    let models: Vec<(&'static str, Dataset)> = if quick {
+        vec![("lenet", Mnist), ("alexnet", Cifar10), ("vgg16", Cifar10)]
+    } else {
+        vec![
+            ("lenet", Mnist),
+            ("alexnet", Cifar10),
+            ("alexnet", TinyImageNet),
+            ("alexnet", ImageNet),
+            ("vgg16", Cifar10),
+            ("vgg16", TinyImageNet),
+            ("vgg16", ImageNet),
+            ("resnet18", ImageNet),
+            ("resnet34", ImageNet),
+            ("resnet50", ImageNet),
+            ("resnet101", ImageNet),
+            ("resnet152", ImageNet),
+        ]
+    };
+    let mut out = Vec::new();
+    for (m, d) in models {
+        let batches: &[usize] = if quick && m == "vgg16" { &[1, 8] } else { &[1, 64] };
+        for &b in batches {
+            out.push(net(m, d, b, (b == 1).then_some(1)));
+        }
+    }
+    out
+}
+
+/// `cryptgpu bench train`.
+pub fn train(args: &CommonArgs) -> Result<Record> {
+    run_nets("train", args, train_configs(args.quick), paper::train(), true)
+}
+
+/// `cryptgpu bench infer`.
+pub fn infer(args: &CommonArgs) -> Result<Record> {
+    run_nets("infer", args, infer_configs(args.quick), paper::infer(), false)
+}
+
+fn run_nets(
+    bench: &str,
+    args: &CommonArgs,
+    configs: Vec<NetConfig>,
+    paper: serde_json::Value,
+    train: bool,
+) -> Result<Record> {
+    let mut configs = configs;
+    if let Some(b) = args.batch {
+        for c in &mut configs {
+            c.batch = b;
+        }
+        configs.dedup_by(|a, b| a.id() == b.id());
+    }
+    let mut ids: Vec<String> = configs.iter().map(NetConfig::id).collect();
+    ids.dedup();
+    args.check_only(&ids)?;
+    let devices = open_devices(args.backend)?;
+    let mut record = Record::new(bench, args, &devices);
+    record.paper = paper;
+    let plan = Plan { warmup: args.warmup, reps: args.reps(), budget: args.point_budget };
+    for cfg in configs.iter().filter(|c| args.selected(&c.id())) {
+        for device in &devices {
+            record.nets.push(run_config(device, cfg, &plan, train));
+        }
+    }
+    Ok(record)
+}
+
+/// Measures one configuration on one device; a failure is recorded in the result's note.
+fn run_config(device: &Device, cfg: &NetConfig, plan: &Plan, train: bool) -> NetRun {
+    let mut run = NetRun {
+        id: cfg.id(),
+        model: cfg.model.into(),
+        dataset: cfg.dataset_name.into(),
+        batch: cfg.batch,
+        paper_batch: cfg.paper_batch,
+        backend: device.name().into(),
+        parameters: 0,
+        seconds: None,
+        split_party0: BTreeMap::new(),
+        party0_seconds: 0.0,
+        input_seconds: 0.0,
+        bytes_sent_per_party: [0; 3],
+        rounds: 0,
+        bytes_by_kind: BTreeMap::new(),
+        layers: Vec::new(),
+        note: None,
+    };
+    let what = if train { "training iteration" } else { "inference" };
+    eprintln!("{} {} batch {}: private {what}...", device.name(), run.id, run.batch);
+    let started = Instant::now();
+    let result = by_name(cfg.model, cfg.dataset).map_err(anyhow::Error::from).and_then(|spec| {
+        run.parameters = spec.num_params();
+        with_backend!(device, be => measure(be, &spec, cfg.batch, train, plan, &mut run))
+    });
+    match result {
+        Ok(()) => {
+            if let Some(s) = &run.seconds {
+                eprintln!(
+                    "  median {:.3} s (min {:.3}, max {:.3}, {} reps; {:.0} s in all)",
+                    s.median,
+                    s.min,
+                    s.max,
+                    s.samples.len(),
+                    started.elapsed().as_secs_f64()
+                );
+            }
+        }
+        Err(e) => {
+            eprintln!("  failed: {e:#}");
+            run.note = Some(format!("failed: {e:#}"));
+        }
+    }
+    run
+}
+
+/// The kind of a layer label (`3:features.3`, `4:relu`, `2:avgpool`, `softmax-cross-entropy`, `sgd`).
+pub fn kind(label: &str) -> &'static str {
+    let name = label.split_once(':').map_or(label, |(_, n)| n);
+    match (label, name) {
+        ("softmax-cross-entropy", _) => "softmax",
+        ("sgd" | "reveal" | "input", _) => "other",
+        (_, "relu") => "relu",
+        (_, "avgpool" | "maxpool" | "globalavgpool") => "pooling",
+        (_, "flatten" | "residual") => "other",
+        _ => "linear",
+    }
+}
+
+/// Order of execution: forward by layer index, loss, backward by decreasing index, update.
+fn exec_order(label: &str, phase: Phase) -> (u8, i64) {
+    let idx = label.split_once(':').and_then(|(i, _)| i.parse::<i64>().ok()).unwrap_or(0);
+    match phase {
+        Phase::Forward => (0, idx),
+        Phase::Loss => (1, 0),
+        Phase::Backward => (2, -idx),
+        Phase::Update => (3, 0),
+    }
+}
+
+type StepCosts = (Timing, Traffic);
+
+/// Runs the configuration with three in-process parties and fills `run`.
+fn measure<B: Backend + Fence>(
+    be: &B,
+    spec: &ModelSpec,
+    batch: usize,
+    train: bool,
+    plan: &Plan,
+    run: &mut NetRun,
+) -> Result<()> {
+    spec.check(batch)?;
+    let params = fold_batchnorm(spec, &init_params(spec, 1))?;
+    let [c, h, w] = spec.input;
+    let shape = [batch, c, h, w];
+    let mut rng = ChaCha8Rng::seed_from_u64(7);
+    let x = PlainTensor::new(&shape, (0..batch * c * h * w).map(|_| rng.gen_range(-1.0..1.0)).collect())?;
+    let mut onehot = vec![0.0; batch * spec.classes];
+    for row in onehot.chunks_mut(spec.classes) {
+        row[rng.gen_range(0..spec.classes)] = 1.0;
+    }
+    let y = PlainTensor::new(&[batch, spec.classes], onehot)?;
+    let opt = Sgd { lr: 0.01, momentum: 0.9, weight_decay: 0.0 };
+    let out = run_local(be.clone(), RunConfig::default(), |party| {
+        let owner = party.id() == OWNER;
+        let mut model = share_model(party, spec, owner.then_some(&params))?;
+        let start = Instant::now();
+        let sx = share(party, OWNER, owner.then_some(&x), &shape)?;
+        let sy = if train { Some(share(party, OWNER, owner.then_some(&y), &[batch, spec.classes])?) } else { None };
+        party.backend().fence()?;
+        let input_seconds = start.elapsed().as_secs_f64();
+        let runs = repeat(party, plan, |party| -> cryptgpu_sharing::Result<StepCosts> {
+            let mut eng = PrivateEngine::new(party);
+            match &sy {
+                Some(sy) => {
+                    model.train_step(&mut eng, &sx, sy, &opt)?;
+                }
+                None => {
+                    let (logits, _) = model.forward(&mut eng, &sx, false)?;
+                    reveal(eng.party, &logits)?;
+                    eng.step_done("reveal", Phase::Forward);
+                }
+            }
+            Ok((std::mem::take(&mut eng.timing), std::mem::take(&mut eng.traffic)))
+        })?;
+        Ok((input_seconds, runs))
+    })?;
+    let runs: [&Runs<StepCosts>; 3] = [&out[0].value.1, &out[1].value.1, &out[2].value.1];
+    let (samples, warmup) = slowest(runs);
+    (run.bytes_sent_per_party, run.rounds) = cost(runs);
+    run.input_seconds = out[0].value.0;
+    // The repetition whose (slowest-party) time is the median gives the split.
+    let mut order: Vec<usize> = (0..samples.len()).collect();
+    order.sort_by(|&a, &b| samples[a].total_cmp(&samples[b]));
+    let Some(&mid) = order.get(order.len() / 2) else {
+        anyhow::bail!("no timed repetition");
+    };
+    let p0 = &runs[0].samples[mid];
+    run.party0_seconds = p0.seconds;
+    let (timing, _) = &p0.value;
+    let traffic = |i: usize, key: &(String, Phase)| -> Counters {
+        runs[i].samples[mid].value.1.get(key).copied().unwrap_or_default()
+    };
+    let mut keys: Vec<&(String, Phase)> = timing.keys().collect();
+    keys.sort_by_key(|(l, p)| exec_order(l, *p));
+    run.split_party0 = KINDS.iter().map(|k| (k.to_string(), 0.0)).collect();
+    for key in keys {
+        let (label, phase) = key;
+        let k = kind(label);
+        let secs = timing[key].as_secs_f64();
+        let bytes = [0, 1, 2].map(|i| traffic(i, key).bytes_sent);
+        *run.split_party0.entry(k.into()).or_default() += secs;
+        let b = run.bytes_by_kind.entry(k.into()).or_insert([0; 3]);
+        for i in 0..3 {
+            b[i] += bytes[i];
+        }
+        run.layers.push(LayerCost {
+            label: label.clone(),
+            phase: format!("{phase:?}").to_lowercase(),
+            kind: k.into(),
+            seconds_party0: secs,
+            bytes_sent_per_party: bytes,
+            rounds: traffic(0, key).rounds,
+        });
+    }
+    // What the engine did not attribute (engine setup, the final fence) goes to "other", so the
+    // kinds add up to party 0's time.
+    let attributed: f64 = run.split_party0.values().sum();
+    *run.split_party0.entry("other".into()).or_default() += (p0.seconds - attributed).max(0.0);
+    run.seconds = Some(Stats::new(samples, warmup));
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn layer_kinds() {
+        assert_eq!(kind("0:features.0"), "linear");
+        assert_eq!(kind("9:classifier.2"), "linear");
+        assert_eq!(kind("1:relu"), "relu");
+        assert_eq!(kind("2:avgpool"), "pooling");
+        assert_eq!(kind("2:maxpool"), "pooling");
+        assert_eq!(kind("6:flatten"), "other");
+        assert_eq!(kind("softmax-cross-entropy"), "softmax");
+        assert_eq!(kind("sgd"), "other");
+    }
+
+    #[test]
+    fn configs_have_unique_ids_per_batch() {
+        for quick in [false, true] {
+            let c = train_configs(quick);
+            assert!(c.iter().all(|n| by_name(n.model, n.dataset).is_ok()));
+            let i = infer_configs(quick);
+            assert!(i.iter().all(|n| by_name(n.model, n.dataset).is_ok()));
+        }
+    }
+}

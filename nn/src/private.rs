@@ -132,9 +132,10 @@ impl<B: Backend, T: Transport> Engine for PrivateEngine<'_, B, T> {
     }
 
     fn avg_pool_backward(&mut self, gy: &AShare<B>, in_shape: &[usize], p: &Pool2dParams) -> Result<AShare<B>> {
+        // Scale before spreading: the truncation then runs on the (k times smaller) output gradient.
+        let g = self.scale(gy, 1.0 / (p.kernel.0 * p.kernel.1) as f64)?;
         let be = self.party.backend().clone();
-        let g = gy.map(|t| be.sum_pool2d_backward(t, in_shape, p))?;
-        self.scale(&g, 1.0 / (p.kernel.0 * p.kernel.1) as f64)
+        Ok(g.map(|t| be.sum_pool2d_backward(t, in_shape, p))?)
     }
 
     fn max_pool(&mut self, x: &AShare<B>, p: &Pool2dParams) -> Result<(AShare<B>, AShare<B>)> {
@@ -167,15 +168,15 @@ impl<B: Backend, T: Transport> Engine for PrivateEngine<'_, B, T> {
     }
 
     fn global_avg_pool_backward(&mut self, gy: &AShare<B>, in_shape: &[usize]) -> Result<AShare<B>> {
-        let be = self.party.backend().clone();
         let hw = in_shape[2] * in_shape[3];
-        let g = gy.map(|t| {
+        let g = self.scale(gy, 1.0 / hw as f64)?;
+        let be = self.party.backend().clone();
+        Ok(g.map(|t| {
             be.reshape(
                 &be.broadcast_to(&be.reshape(t, &[in_shape[0], in_shape[1], 1])?, &[in_shape[0], in_shape[1], hw])?,
                 in_shape,
             )
-        })?;
-        self.scale(&g, 1.0 / hw as f64)
+        })?)
     }
 
     fn reshape(&mut self, x: &AShare<B>, shape: &[usize]) -> Result<AShare<B>> {

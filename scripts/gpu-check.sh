@@ -3,6 +3,15 @@
 # needed): the differential suite (every op and protocol, CUDA vs the CPU oracle, bit for bit),
 # then the benchmarks. Results (JSON + logs) go to $OUT, or ./gpu-results.
 # Build the bundle first on any machine with Rust: bash scripts/gpu-bundle.sh
+#
+# Stages (arguments; default: check bench):
+#   check   selftest, ring GEMM paths, a 4096^3 private matmul
+#   bench   relu conv train infer, below
+#   relu | conv | train | infer
+#           the paper's Fig. 2 / Fig. 1 / Table V / inference on GPU and CPU (--backend both),
+#           JSON and plots in $OUT/bench (inference: $OUT/bench/infer-batch1 on both devices at
+#           batch 1, $OUT/bench/infer-cuda on the GPU at batch 1 and 64). Each takes a few
+#           minutes; run them as separate commands where a command's time is limited.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 bin=target/gpu-bundle/cryptgpu
@@ -44,9 +53,34 @@ run() { # name, then the command; keeps the JSON line, logs everything
   rm -f "$out/$name.out"
   echo "   ($((SECONDS - t0)) s)" | tee -a "$log"
 }
-run selftest "$bin" selftest --backend cuda --json
-run bench_gemm_cuda "$bin" bench gemm --backend cuda --size 4096 --json
-run bench_gemm_cpu "$bin" bench gemm --backend cpu --size 2048 --reps 3 --json
-run matmul_cuda "$bin" matmul --m 4096 --k 4096 --n 4096 --backend cuda --json
+# A stage's own time limit (seconds), so that one stuck stage cannot eat a session.
+limit=${BENCH_TIMEOUT:-900}
+bench=(--reps 3 --json)
+stages=("$@")
+[ ${#stages[@]} -gt 0 ] || stages=(check bench)
+i=0
+while [ $i -lt ${#stages[@]} ]; do
+  stage=${stages[$i]}
+  i=$((i + 1))
+  case $stage in
+    check)
+      run selftest "$bin" selftest --backend cuda --json
+      run bench_gemm_cuda "$bin" bench gemm --backend cuda --size 4096 --json
+      run bench_gemm_cpu "$bin" bench gemm --backend cpu --size 2048 --reps 3 --json
+      run matmul_cuda "$bin" matmul --m 4096 --k 4096 --n 4096 --backend cuda --json
+      ;;
+    bench) stages+=(relu conv train infer) ;;
+    relu) run bench_relu timeout "$limit" "$bin" bench relu --backend both --point-budget 20 "${bench[@]}" --out "$out/bench" ;;
+    conv) run bench_conv timeout "$limit" "$bin" bench conv --backend both --point-budget 20 "${bench[@]}" --out "$out/bench" ;;
+    train) run bench_train timeout "$limit" "$bin" bench train --backend both --point-budget 60 "${bench[@]}" --out "$out/bench" ;;
+    infer)
+      run bench_infer_batch1 timeout "$limit" "$bin" bench infer --backend both --batch 1 --point-budget 30 "${bench[@]}" \
+        --out "$out/bench/infer-batch1"
+      run bench_infer_cuda timeout "$limit" "$bin" bench infer --backend cuda --point-budget 30 "${bench[@]}" \
+        --out "$out/bench/infer-cuda"
+      ;;
+    *) echo "unknown stage $stage (check, bench, relu, conv, train, infer)" >&2; status=2 ;;
+  esac
+done
 echo "exit status $status" | tee -a "$log"
 exit $status

@@ -3,7 +3,7 @@
 //! - `conv`: Fig. 1 of CryptGPU, private convolution (three sweeps: image size, batch, channels);
 //! - `relu`: Fig. 2, private ReLU from 50,000 to 32,000,000 elements;
 //! - `train`: Table V, one private training iteration per model, split into linear, pooling, ReLU,
-//!   softmax and the rest, with bytes and rounds per layer;
+//!   softmax, the SGD update and the rest, with bytes and rounds per layer;
 //! - `infer`: private inference of every zoo model at batch 1 and 64;
 //! - `gemm`: ring GEMM paths of the GPU (or the CPU).
 //!
@@ -217,7 +217,7 @@ mod tests {
 
     fn net(backend: &str, id: &str, scale: f64) -> NetRun {
         let split: std::collections::BTreeMap<String, f64> =
-            nets::KINDS.iter().zip([1.5, 0.3, 1.6, 0.05, 0.1]).map(|(k, v)| (k.to_string(), v * scale)).collect();
+            nets::KINDS.iter().zip([1.5, 0.3, 1.6, 0.05, 0.1, 0.01]).map(|(k, v)| (k.to_string(), v * scale)).collect();
         NetRun {
             id: id.into(),
             model: "lenet".into(),

@@ -28,7 +28,7 @@ use crate::device::Device;
 use crate::with_backend;
 
 /// The layer kinds of the split, in report order.
-pub const KINDS: [&str; 5] = ["linear", "pooling", "relu", "softmax", "other"];
+pub const KINDS: [&str; 6] = ["linear", "pooling", "relu", "softmax", "update", "other"];
 
 /// One network configuration.
 #[derive(Debug, Clone)]
@@ -76,8 +76,7 @@ fn train_configs(quick: bool) -> Vec<NetConfig> {
     ]
 }
 
-/// Every zoo model at batch 1 and 64; `quick`: LeNet (MNIST) and AlexNet (CIFAR-10) at batch 1 and
-/// 64, VGG-16 (CIFAR-10) at batch 1 and 8.
+/// Every zoo model at batch 1 and 64; `quick`: LeNet (MNIST), AlexNet and VGG-16 (CIFAR-10).
 fn infer_configs(quick: bool) -> Vec<NetConfig> {
     use Dataset::*;
     let models: Vec<(&'static str, Dataset)> = if quick {
@@ -100,8 +99,7 @@ fn infer_configs(quick: bool) -> Vec<NetConfig> {
     };
     let mut out = Vec::new();
     for (m, d) in models {
-        let batches: &[usize] = if quick && m == "vgg16" { &[1, 8] } else { &[1, 64] };
-        for &b in batches {
+        for b in [1, 64] {
             out.push(net(m, d, b, (b == 1).then_some(1)));
         }
     }
@@ -200,7 +198,8 @@ pub fn kind(label: &str) -> &'static str {
     let name = label.split_once(':').map_or(label, |(_, n)| n);
     match (label, name) {
         ("softmax-cross-entropy", _) => "softmax",
-        ("sgd" | "reveal" | "input", _) => "other",
+        ("sgd", _) => "update",
+        ("reveal" | "input", _) => "other",
         (_, "relu") => "relu",
         (_, "avgpool" | "maxpool" | "globalavgpool") => "pooling",
         (_, "flatten" | "residual") => "other",
@@ -325,7 +324,8 @@ mod tests {
         assert_eq!(kind("2:maxpool"), "pooling");
         assert_eq!(kind("6:flatten"), "other");
         assert_eq!(kind("softmax-cross-entropy"), "softmax");
-        assert_eq!(kind("sgd"), "other");
+        assert_eq!(kind("sgd"), "update");
+        assert_eq!(kind("reveal"), "other");
     }
 
     #[test]

@@ -24,12 +24,14 @@ pub const SIZE: (u32, u32) = (800, 500);
 const FONT: &[u8] = include_bytes!("../../assets/DejaVuSans-subset.ttf");
 const CPU_COLOR: RGBColor = RGBColor(31, 119, 180);
 const GPU_COLOR: RGBColor = RGBColor(214, 39, 40);
-const KIND_COLORS: [RGBColor; 5] = [
+/// Colours of [`KINDS`], in order.
+const KIND_COLORS: [RGBColor; KINDS.len()] = [
     RGBColor(31, 119, 180),
     RGBColor(44, 160, 44),
     RGBColor(255, 127, 14),
     RGBColor(148, 103, 189),
-    RGBColor(150, 150, 150),
+    RGBColor(140, 86, 75),
+    RGBColor(170, 170, 170),
 ];
 
 /// Registers the font once; `false` when none could be loaded (plots then carry no text).
@@ -199,8 +201,19 @@ fn footer(record: &Record) -> String {
         m.available_parallelism,
         gpu.unwrap_or_default(),
         &record.date_utc[..record.date_utc.len().min(10)],
-        &record.git_commit[..record.git_commit.len().min(12)]
+        short_commit(&record.git_commit)
     )
+}
+
+/// `abcdef123456-dirty` from a full commit id with an optional `-dirty`.
+fn short_commit(c: &str) -> String {
+    let (hash, dirty) = c.split_once('-').map_or((c, ""), |(h, d)| (h, d));
+    let hash = &hash[..hash.len().min(12)];
+    if dirty.is_empty() {
+        hash.to_string()
+    } else {
+        format!("{hash}-{dirty}")
+    }
 }
 
 /// Log-log chart of a sweep: one line per device, min-max bars, speedups at the GPU points.

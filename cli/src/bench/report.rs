@@ -27,6 +27,8 @@ pub struct Machine {
     /// The GPU as the CUDA backend reports it (name, compute capability, memory, CUDA versions),
     /// when one was used.
     pub gpu: Option<serde_json::Value>,
+    /// `/proc/loadavg` when the run started (the machine may be shared).
+    pub load_average: Option<String>,
     /// The NVIDIA kernel driver's version line (`/proc/driver/nvidia/version`), when present.
     pub gpu_driver: Option<String>,
 }
@@ -64,6 +66,7 @@ impl Machine {
             memory_bytes,
             os,
             gpu,
+            load_average: std::fs::read_to_string("/proc/loadavg").ok().map(|l| l.trim().to_string()),
             gpu_driver,
         }
     }
@@ -181,7 +184,7 @@ pub struct LayerCost {
     pub label: String,
     /// `forward`, `backward`, `loss` or `update`.
     pub phase: String,
-    /// `linear`, `pooling`, `relu`, `softmax` or `other`.
+    /// `linear`, `pooling`, `relu`, `softmax`, `update` or `other`.
     pub kind: String,
     /// Party 0's time in the median repetition.
     pub seconds_party0: f64,
@@ -211,9 +214,9 @@ pub struct NetRun {
     /// Time of one iteration or inference (slowest party per repetition); the data owner's input
     /// sharing is excluded (see `input_seconds`). `None` when skipped or failed.
     pub seconds: Option<Stats>,
-    /// Party 0's time per layer kind in its median repetition: linear (conv, linear, folded batch
-    /// norm), pooling, relu, softmax (the loss), other (flatten, SGD update, opening the logits);
-    /// the kinds add up to `party0_seconds`.
+    /// Party 0's time per layer kind in its median repetition: linear (conv, linear, batch norm),
+    /// pooling, relu, softmax (the loss), update (SGD with momentum), other (flatten, opening the
+    /// logits, engine setup); the kinds add up to `party0_seconds`.
     pub split_party0: BTreeMap<String, f64>,
     /// Party 0's time in that repetition.
     pub party0_seconds: f64,
@@ -310,9 +313,12 @@ impl Record {
         std::fs::write(&json, serde_json::to_string_pretty(self)? + "\n")
             .with_context(|| format!("writing {}", json.display()))?;
         let mut written = vec![json];
-        match super::plot::render(self, dir) {
-            Ok(paths) => written.extend(paths),
-            Err(e) => eprintln!("warning: plots not drawn: {e:#}"),
+        // Plots are a convenience on top of the JSON: neither an error nor a panic inside the
+        // plotting library may lose the measurements.
+        match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| super::plot::render(self, dir))) {
+            Ok(Ok(paths)) => written.extend(paths),
+            Ok(Err(e)) => eprintln!("warning: plots not drawn: {e:#}"),
+            Err(_) => eprintln!("warning: plots not drawn: the plotting library panicked (see above)"),
         }
         Ok(written)
     }

@@ -116,6 +116,10 @@ impl CommonArgs {
                 bail!("--point-budget must be a positive number of seconds");
             }
         }
+        // Fail before measuring, not after, when the results cannot be written.
+        if let Some(dir) = &self.out {
+            std::fs::create_dir_all(dir).with_context(|| format!("--out: creating {}", dir.display()))?;
+        }
         Ok(())
     }
 
@@ -144,7 +148,7 @@ pub fn open_devices(choice: BenchBackend) -> Result<Vec<Device>> {
         BenchBackend::Cpu => vec![Device::Cpu(CpuBackend)],
         BenchBackend::Cuda => vec![Device::Cuda(cuda("cuda")?)],
         BenchBackend::Both => {
-            let gpu = cuda("both").context("use --backend cpu on a machine without a GPU")?;
+            let gpu = cuda("both (use --backend cpu on a machine without a GPU)")?;
             vec![Device::Cpu(CpuBackend), Device::Cuda(gpu)]
         }
         BenchBackend::Auto => match CudaBackend::new() {

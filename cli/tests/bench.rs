@@ -85,6 +85,9 @@ fn bad_requests_fail_cleanly() {
     assert!(!ok && stderr.contains("fig9") && !stderr.contains("panicked"), "{stderr}");
     let (ok, _, stderr) = run(&["bench", "relu", "--backend", "cpu", "--points", "0"]);
     assert!(!ok && stderr.contains("--points") && !stderr.contains("panicked"), "{stderr}");
+    // An unwritable --out fails before anything is measured.
+    let (ok, _, stderr) = run(&["bench", "relu", "--backend", "cpu", "--out", "/proc/cryptgpu-no-such-dir"]);
+    assert!(!ok && stderr.contains("--out") && !stderr.contains("fig2 cpu"), "{stderr}");
     // Without a usable GPU, cuda and both are clear errors (on a GPU machine they would run).
     for b in ["cuda", "both"] {
         let (ok, _, stderr) = run(&["bench", "relu", "--backend", b, "--points", "1000", "--reps", "1"]);

@@ -45,6 +45,35 @@ pub enum Bench {
     Train(CommonArgs),
     /// Private inference of every zoo model at batch 1 and 64.
     Infer(CommonArgs),
+    /// Draws the plots of a JSON record again (e.g. after editing or merging results).
+    Plot(PlotArgs),
+}
+
+/// Arguments of `cryptgpu bench plot`.
+#[derive(ClapArgs, Debug, Clone)]
+pub struct PlotArgs {
+    /// A record written by `--out` (`relu.json`, `conv.json`, `train.json`, `infer.json`).
+    pub record: PathBuf,
+    /// Folder for the plots (default: the record's folder).
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+}
+
+/// `cryptgpu bench plot`: reads a record and draws its plots.
+fn replot(args: &PlotArgs) -> Result<()> {
+    let text = std::fs::read_to_string(&args.record).with_context(|| format!("reading {}", args.record.display()))?;
+    let record: Record =
+        serde_json::from_str(&text).with_context(|| format!("{} is not a bench record", args.record.display()))?;
+    let dir = match (&args.out, args.record.parent()) {
+        (Some(d), _) => d.clone(),
+        (None, Some(p)) if !p.as_os_str().is_empty() => p.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+    for path in plot::render(&record, &dir)? {
+        println!("wrote {}", path.display());
+    }
+    Ok(())
 }
 
 /// Where `conv`, `relu`, `train` and `infer` run.
@@ -165,6 +194,7 @@ pub fn open_devices(choice: BenchBackend) -> Result<Vec<Device>> {
 pub fn run(b: &Bench) -> Result<()> {
     let (args, bench): (&CommonArgs, fn(&CommonArgs) -> Result<Record>) = match b {
         Bench::Gemm(args) => return gemm::gemm(args),
+        Bench::Plot(args) => return replot(args),
         Bench::Conv(a) => (a, micro::conv),
         Bench::Relu(a) => (a, micro::relu),
         Bench::Train(a) => (a, nets::train),
@@ -313,6 +343,13 @@ mod tests {
             assert!((med(&back) - med(record)).abs() < 1e-12);
         }
         assert_eq!(&std::fs::read(dir.join("fig2-relu.png")).unwrap()[1..4], b"PNG");
+        let again = dir.join("again");
+        replot(&PlotArgs { record: dir.join("train.json"), out: Some(again.clone()) }).unwrap();
+        assert!(again.join("table5-train.svg").exists());
+        let junk = dir.join("junk.json");
+        std::fs::write(&junk, "{}").unwrap();
+        let e = replot(&PlotArgs { record: junk, out: None }).unwrap_err();
+        assert!(format!("{e:#}").contains("not a bench record"), "{e:#}");
         if std::env::var_os("CRYPTGPU_KEEP_TEST_PLOTS").is_none() {
             std::fs::remove_dir_all(&dir).ok();
         }

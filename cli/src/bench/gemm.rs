@@ -2,7 +2,7 @@
 
 use std::time::Instant;
 
-use anyhow::{bail, Result};
+use anyhow::{bail, Context, Result};
 use clap::Args as ClapArgs;
 use cryptgpu_kernels_cpu::CpuBackend;
 use cryptgpu_kernels_cuda::{CudaBackend, GemmPath};
@@ -27,6 +27,9 @@ pub struct GemmArgs {
     /// Print a JSON object as the last line of standard output.
     #[arg(long)]
     json: bool,
+    /// Also write the JSON object to `DIR/gemm.json`.
+    #[arg(long, value_name = "DIR")]
+    out: Option<std::path::PathBuf>,
 }
 
 /// Dense datasheet peaks (FP64 tensor-core TFLOP/s, INT8 tensor-core TOP/s) by GPU name.
@@ -106,6 +109,9 @@ pub fn gemm(args: &GemmArgs) -> Result<()> {
     let a = RingTensor::from_fn(&[s, s], |_| rng.gen());
     let b = RingTensor::from_fn(&[s, s], |_| rng.gen());
     let macs = (s as f64).powi(3);
+    if let Some(dir) = &args.out {
+        std::fs::create_dir_all(dir).with_context(|| format!("--out: creating {}", dir.display()))?;
+    }
     let device = args.backend.open()?;
     let mut results = Vec::new();
     let mut record = |path: String, times: Vec<f64>, verified: bool, limbs: Option<u32>, peak: Option<(f64, f64)>| {
@@ -157,7 +163,7 @@ pub fn gemm(args: &GemmArgs) -> Result<()> {
             r.verified
         );
     }
-    if args.json {
+    if args.json || args.out.is_some() {
         let report = serde_json::json!({
             "op": "bench_gemm",
             "date_utc": super::report::utc_now(),
@@ -169,7 +175,15 @@ pub fn gemm(args: &GemmArgs) -> Result<()> {
             "reps": args.reps,
             "results": results,
         });
-        println!("{report}");
+        if let Some(dir) = &args.out {
+            let path = dir.join("gemm.json");
+            std::fs::write(&path, serde_json::to_string_pretty(&report)? + "\n")
+                .with_context(|| format!("writing {}", path.display()))?;
+            println!("wrote {}", path.display());
+        }
+        if args.json {
+            println!("{report}");
+        }
     }
     if results.iter().any(|r| !r.verified) {
         bail!("a GEMM result did not verify against the CPU");

@@ -484,4 +484,31 @@ mod tests {
     fn the_built_in_font_loads() {
         assert!(font_ready());
     }
+
+    /// Without a font the charts are still drawn (no text), not an error.
+    #[test]
+    fn charts_without_text() {
+        use super::super::report::{Point, Series, Stats};
+        let point = |x: f64, t: f64| Point {
+            x,
+            shape: String::new(),
+            seconds: Some(Stats::new(vec![t, t * 1.2], vec![t])),
+            rounds: 9,
+            bytes_sent_per_party: [0; 3],
+            note: None,
+        };
+        let fig = Figure {
+            id: "fig2".into(),
+            title: "t".into(),
+            x_label: "x".into(),
+            series: vec![Series { backend: "cpu".into(), points: vec![point(1e3, 0.01), point(1e4, 0.1)] }],
+            speedup: Vec::new(),
+            paper: String::new(),
+        };
+        let dir = std::env::temp_dir().join(format!("cryptgpu-plot-notext-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let files = both(&dir.join("fig2"), SIZE, &Chart::Sweep(&fig), "", false).unwrap();
+        assert!(files.iter().all(|f| f.exists()));
+        std::fs::remove_dir_all(&dir).ok();
+    }
 }

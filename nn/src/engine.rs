@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use cryptgpu_ring::{Conv2dParams, Pool2dParams};
 
 use crate::error::{NnError, Result};
-use crate::spec::{LayerSpec, ModelSpec, BN_EPS};
+use crate::spec::{LayerKind, LayerSpec, ModelSpec, BN_EPS};
 
 /// Where batch-norm variances (plus epsilon) must lie: `[2^-17, 2^17)`, that is a standard
 /// deviation of the channel between about 0.003 and 362 (the private inverse square root is
@@ -123,19 +123,48 @@ fn per_channel(shape: &[usize]) -> usize {
     shape.iter().enumerate().filter(|(i, _)| *i != 1).map(|(_, d)| d).product()
 }
 
-/// A short label for a layer at position `idx` of its sequence.
-fn label(idx: usize, l: &LayerSpec) -> String {
-    match l {
+/// The label of the layer at position `idx` of the sequence at `path`: `3:features.3`, `4:relu`
+/// at the top level; inside the residual block at top-level position 5, `5.b2:relu` (body) and
+/// `5.s0:layer2.0.downsample.0` (shortcut), so every layer's label is unique.
+fn label(path: &str, idx: usize, l: &LayerSpec) -> String {
+    let what = match l {
         LayerSpec::Conv2d { name, .. } | LayerSpec::Linear { name, .. } | LayerSpec::BatchNorm2d { name, .. } => {
-            format!("{idx}:{name}")
+            name.as_str()
         }
-        LayerSpec::Relu => format!("{idx}:relu"),
-        LayerSpec::AvgPool2d { .. } => format!("{idx}:avgpool"),
-        LayerSpec::MaxPool2d { .. } => format!("{idx}:maxpool"),
-        LayerSpec::GlobalAvgPool => format!("{idx}:globalavgpool"),
-        LayerSpec::Flatten => format!("{idx}:flatten"),
-        LayerSpec::Residual { .. } => format!("{idx}:residual"),
+        LayerSpec::Relu => "relu",
+        LayerSpec::AvgPool2d { .. } => "avgpool",
+        LayerSpec::MaxPool2d { .. } => "maxpool",
+        LayerSpec::GlobalAvgPool => "globalavgpool",
+        LayerSpec::Flatten => "flatten",
+        LayerSpec::Residual { .. } => "residual",
+    };
+    format!("{path}{idx}:{what}")
+}
+
+/// The paths of a residual block's branches, for the block at position `idx` of `path`.
+fn branch_paths(path: &str, idx: usize) -> (String, String) {
+    (format!("{path}{idx}.b"), format!("{path}{idx}.s"))
+}
+
+/// Every layer's label (as [`Engine::step_done`] receives it) and kind, in the order of the
+/// forward pass (the backward pass runs in reverse).
+pub fn layer_labels(spec: &ModelSpec) -> Vec<(String, LayerKind)> {
+    fn walk(layers: &[LayerSpec], path: &str, out: &mut Vec<(String, LayerKind)>) {
+        for (i, l) in layers.iter().enumerate() {
+            match (l, l.kind()) {
+                (LayerSpec::Residual { body, shortcut }, _) => {
+                    let (b, s) = branch_paths(path, i);
+                    walk(body, &b, out);
+                    walk(shortcut, &s, out);
+                }
+                (_, Some(k)) => out.push((label(path, i, l), k)),
+                (_, None) => {}
+            }
+        }
     }
+    let mut out = Vec::new();
+    walk(&spec.layers, "", &mut out);
+    out
 }
 
 /// What a layer keeps from its forward pass for the backward pass.
@@ -241,7 +270,7 @@ impl<T: Clone> Model<T> {
     /// Forward pass; with `train`, also the tape for [`backward`](Self::backward).
     pub fn forward<E: Engine<T = T>>(&self, e: &mut E, x: &T, train: bool) -> Result<(T, Vec<Tape<E>>)> {
         let mut tape = Vec::new();
-        let y = self.run(e, &self.spec.layers, x, train, &mut tape)?;
+        let y = self.run(e, &self.spec.layers, "", x, train, &mut tape)?;
         Ok((y, tape))
     }
 
@@ -249,15 +278,16 @@ impl<T: Clone> Model<T> {
         &self,
         e: &mut E,
         layers: &[LayerSpec],
+        path: &str,
         x: &T,
         train: bool,
         tape: &mut Vec<Tape<E>>,
     ) -> Result<T> {
         let mut x = x.clone();
         for (i, l) in layers.iter().enumerate() {
-            let (y, t) = self.layer_forward(e, l, &x, train)?;
+            let (y, t) = self.layer_forward(e, l, path, i, &x, train)?;
             if !matches!(l, LayerSpec::Residual { .. }) {
-                e.step_done(&label(i, l), Phase::Forward);
+                e.step_done(&label(path, i, l), Phase::Forward);
             }
             if train {
                 tape.push(t);
@@ -267,7 +297,15 @@ impl<T: Clone> Model<T> {
         Ok(x)
     }
 
-    fn layer_forward<E: Engine<T = T>>(&self, e: &mut E, l: &LayerSpec, x: &T, train: bool) -> Result<(T, Tape<E>)> {
+    fn layer_forward<E: Engine<T = T>>(
+        &self,
+        e: &mut E,
+        l: &LayerSpec,
+        path: &str,
+        idx: usize,
+        x: &T,
+        train: bool,
+    ) -> Result<(T, Tape<E>)> {
         let keep = |t: T| if train { Tape::Input(t) } else { Tape::None };
         Ok(match l {
             LayerSpec::Conv2d { name, stride, padding, bias, .. } => {
@@ -298,8 +336,9 @@ impl<T: Clone> Model<T> {
             }
             LayerSpec::Residual { body, shortcut } => {
                 let (mut tb, mut ts) = (Vec::new(), Vec::new());
-                let a = self.run(e, body, x, train, &mut tb)?;
-                let b = self.run(e, shortcut, x, train, &mut ts)?;
+                let (pb, ps) = branch_paths(path, idx);
+                let a = self.run(e, body, &pb, x, train, &mut tb)?;
+                let b = self.run(e, shortcut, &ps, x, train, &mut ts)?;
                 (e.add(&a, &b)?, Tape::Residual(tb, ts))
             }
         })
@@ -383,24 +422,39 @@ impl<T: Clone> Model<T> {
     pub fn backward<E: Engine<T = T>>(&mut self, e: &mut E, tape: Vec<Tape<E>>, gy: &T) -> Result<T> {
         self.grads.clear();
         let layers = self.spec.layers.clone();
-        self.back_seq(e, &layers, tape, gy)
+        self.back_seq(e, &layers, "", tape, gy)
     }
 
-    fn back_seq<E: Engine<T = T>>(&mut self, e: &mut E, layers: &[LayerSpec], tape: Vec<Tape<E>>, gy: &T) -> Result<T> {
+    fn back_seq<E: Engine<T = T>>(
+        &mut self,
+        e: &mut E,
+        layers: &[LayerSpec],
+        path: &str,
+        tape: Vec<Tape<E>>,
+        gy: &T,
+    ) -> Result<T> {
         if tape.len() != layers.len() {
             return Err(NnError::Unsupported("backward needs the tape of a training forward pass".into()));
         }
         let mut g = gy.clone();
         for (i, (l, t)) in layers.iter().zip(tape).enumerate().rev() {
-            g = self.layer_backward(e, l, t, &g)?;
+            g = self.layer_backward(e, l, path, i, t, &g)?;
             if !matches!(l, LayerSpec::Residual { .. }) {
-                e.step_done(&label(i, l), Phase::Backward);
+                e.step_done(&label(path, i, l), Phase::Backward);
             }
         }
         Ok(g)
     }
 
-    fn layer_backward<E: Engine<T = T>>(&mut self, e: &mut E, l: &LayerSpec, t: Tape<E>, g: &T) -> Result<T> {
+    fn layer_backward<E: Engine<T = T>>(
+        &mut self,
+        e: &mut E,
+        l: &LayerSpec,
+        path: &str,
+        idx: usize,
+        t: Tape<E>,
+        g: &T,
+    ) -> Result<T> {
         Ok(match (l, t) {
             (LayerSpec::Conv2d { name, stride, padding, bias, .. }, Tape::Input(x)) => {
                 let w = self.param(&format!("{name}.weight"))?.clone();
@@ -431,8 +485,9 @@ impl<T: Clone> Model<T> {
             (LayerSpec::GlobalAvgPool, Tape::Shape(s)) => e.global_avg_pool_backward(g, &s)?,
             (LayerSpec::Flatten, Tape::Shape(s)) => e.reshape(g, &s)?,
             (LayerSpec::Residual { body, shortcut }, Tape::Residual(tb, ts)) => {
-                let a = self.back_seq(e, body, tb, g)?;
-                let b = self.back_seq(e, shortcut, ts, g)?;
+                let (pb, ps) = branch_paths(path, idx);
+                let a = self.back_seq(e, body, &pb, tb, g)?;
+                let b = self.back_seq(e, shortcut, &ps, ts, g)?;
                 e.add(&a, &b)?
             }
             (l, _) => return Err(NnError::Unsupported(format!("backward through {l:?} without its forward tape"))),

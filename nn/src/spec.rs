@@ -73,6 +73,34 @@ pub enum LayerSpec {
     },
 }
 
+/// What kind of computation a layer is, for cost reports.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum LayerKind {
+    /// Convolution or fully connected layer.
+    Linear,
+    /// Batch normalisation.
+    BatchNorm,
+    /// ReLU.
+    Relu,
+    /// Average, max or global average pooling.
+    Pooling,
+    /// Flatten (no computation).
+    Reshape,
+}
+
+impl LayerKind {
+    /// Lower-case name: `linear`, `batchnorm`, `relu`, `pooling`, `reshape`.
+    pub fn name(self) -> &'static str {
+        match self {
+            LayerKind::Linear => "linear",
+            LayerKind::BatchNorm => "batchnorm",
+            LayerKind::Relu => "relu",
+            LayerKind::Pooling => "pooling",
+            LayerKind::Reshape => "reshape",
+        }
+    }
+}
+
 /// A whole model: input shape (per example), classes and layers.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ModelSpec {
@@ -152,6 +180,18 @@ impl LayerSpec {
                 }
                 a
             }
+        })
+    }
+
+    /// The layer's kind; `None` for a residual block (its layers have kinds).
+    pub fn kind(&self) -> Option<LayerKind> {
+        Some(match self {
+            LayerSpec::Conv2d { .. } | LayerSpec::Linear { .. } => LayerKind::Linear,
+            LayerSpec::BatchNorm2d { .. } => LayerKind::BatchNorm,
+            LayerSpec::Relu => LayerKind::Relu,
+            LayerSpec::AvgPool2d { .. } | LayerSpec::MaxPool2d { .. } | LayerSpec::GlobalAvgPool => LayerKind::Pooling,
+            LayerSpec::Flatten => LayerKind::Reshape,
+            LayerSpec::Residual { .. } => return None,
         })
     }
 

@@ -251,3 +251,39 @@ fn resnet18_cifar10_training_step_matches_the_twin() {
     assert!(max_diff(&p_l1.data, &l1.data) < 1e-2);
     assert!(worst.0 < 1e-2, "{} differs by {}", worst.1, worst.0);
 }
+
+#[test]
+fn layer_labels_are_unique_and_are_what_the_engine_reports() {
+    use cryptgpu_kernels_cpu::CpuBackend;
+    use cryptgpu_nn::engine::{layer_labels, Phase};
+    use cryptgpu_nn::private::PrivateEngine;
+    use cryptgpu_nn::session::{share, share_trainable_model, OWNER};
+    use cryptgpu_nn::spec::LayerKind;
+    use cryptgpu_sharing::{run_local, RunConfig};
+    use std::collections::BTreeSet;
+
+    let r18 = layer_labels(&cryptgpu_nn::zoo::by_name("resnet18", cryptgpu_nn::zoo::Dataset::Cifar10).unwrap());
+    let unique: BTreeSet<&String> = r18.iter().map(|(l, _)| l).collect();
+    assert_eq!(unique.len(), r18.len(), "duplicate labels in {r18:?}");
+    assert_eq!(r18.iter().filter(|(_, k)| *k == LayerKind::BatchNorm).count(), 20);
+    assert!(r18.iter().any(|(l, k)| l == "7.s1:layer2.0.downsample.1" && *k == LayerKind::BatchNorm), "{r18:?}");
+
+    let spec = tiny_bn();
+    let want: BTreeSet<String> = layer_labels(&spec).into_iter().map(|(l, _)| l).collect();
+    let p = params(&spec, 3);
+    let (x, y) = data(4, 2, 4);
+    let opt = Sgd { lr: 0.1, momentum: 0.0, weight_decay: 0.0 };
+    let out = run_local(CpuBackend, RunConfig::default(), |party| {
+        let mut model = share_trainable_model(party, &spec, (party.id() == OWNER).then_some(&p))?;
+        let sx = share(party, OWNER, Some(&x), &x.shape)?;
+        let sy = share(party, OWNER, Some(&y), &y.shape)?;
+        let mut pe = PrivateEngine::new(party);
+        model.train_step(&mut pe, &sx, &sy, &opt).unwrap();
+        let seen = |phase: Phase| pe.timing.keys().filter(|(_, p)| *p == phase).map(|(l, _)| l.clone()).collect();
+        Ok((seen(Phase::Forward), seen(Phase::Backward)))
+    })
+    .unwrap();
+    let (fwd, bwd): &(BTreeSet<String>, BTreeSet<String>) = &out[0].value;
+    assert_eq!(fwd, &want);
+    assert_eq!(bwd, &want);
+}

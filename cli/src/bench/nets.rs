@@ -4,16 +4,16 @@
 //! traffic do not depend on the values, so no dataset is needed (and Tiny ImageNet and ImageNet
 //! are not shipped). Party 0 owns the model and the batch.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::time::Instant;
 
 use anyhow::Result;
 use cryptgpu_net::Counters;
-use cryptgpu_nn::engine::{Engine, Phase, Sgd};
+use cryptgpu_nn::engine::{layer_labels, Engine, Phase, Sgd};
 use cryptgpu_nn::plain::PlainTensor;
 use cryptgpu_nn::private::{PrivateEngine, Timing, Traffic};
-use cryptgpu_nn::session::{reveal, share, share_model, OWNER};
-use cryptgpu_nn::spec::ModelSpec;
+use cryptgpu_nn::session::{reveal, share, share_model, share_trainable_model, OWNER};
+use cryptgpu_nn::spec::{LayerKind, ModelSpec};
 use cryptgpu_nn::weights::{fold_batchnorm, init_params};
 use cryptgpu_nn::zoo::{by_name, Dataset};
 use cryptgpu_ring::Backend;
@@ -28,7 +28,7 @@ use crate::device::Device;
 use crate::with_backend;
 
 /// The layer kinds of the split, in report order.
-pub const KINDS: [&str; 6] = ["linear", "pooling", "relu", "softmax", "update", "other"];
+pub const KINDS: [&str; 7] = ["linear", "batchnorm", "pooling", "relu", "softmax", "update", "other"];
 
 /// One network configuration.
 #[derive(Debug, Clone)]
@@ -193,28 +193,39 @@ fn run_config(device: &Device, cfg: &NetConfig, plan: &Plan, train: bool) -> Net
     run
 }
 
-/// The kind of a layer label (`3:features.3`, `4:relu`, `2:avgpool`, `softmax-cross-entropy`, `sgd`).
-pub fn kind(label: &str) -> &'static str {
-    let name = label.split_once(':').map_or(label, |(_, n)| n);
-    match (label, name) {
-        ("softmax-cross-entropy", _) => "softmax",
-        ("sgd", _) => "update",
-        ("reveal" | "input", _) => "other",
-        (_, "relu") => "relu",
-        (_, "avgpool" | "maxpool" | "globalavgpool") => "pooling",
-        (_, "flatten" | "residual") => "other",
-        _ => "linear",
-    }
-}
+/// The report kind and execution position of each step label: the model's layers (from
+/// [`layer_labels`], so labels inside residual blocks are told apart) and the engine's extra
+/// steps (loss, update, input, reveal).
+struct Steps(HashMap<String, (usize, &'static str)>);
 
-/// Order of execution: forward by layer index, loss, backward by decreasing index, update.
-fn exec_order(label: &str, phase: Phase) -> (u8, i64) {
-    let idx = label.split_once(':').and_then(|(i, _)| i.parse::<i64>().ok()).unwrap_or(0);
-    match phase {
-        Phase::Forward => (0, idx),
-        Phase::Loss => (1, 0),
-        Phase::Backward => (2, -idx),
-        Phase::Update => (3, 0),
+impl Steps {
+    fn new(spec: &ModelSpec) -> Self {
+        let map = layer_labels(spec)
+            .into_iter()
+            .enumerate()
+            .map(|(i, (l, k))| (l, (i, if k == LayerKind::Reshape { "other" } else { k.name() })))
+            .collect();
+        Steps(map)
+    }
+
+    /// The kind a step's time and bytes count under.
+    fn kind(&self, label: &str) -> &'static str {
+        match label {
+            "softmax-cross-entropy" => "softmax",
+            "sgd" => "update",
+            _ => self.0.get(label).map_or("other", |&(_, k)| k),
+        }
+    }
+
+    /// Order of execution: forward by layer, loss, backward in reverse, update.
+    fn order(&self, label: &str, phase: Phase) -> (u8, i64) {
+        let idx = self.0.get(label).map_or(-1, |&(i, _)| i as i64);
+        match phase {
+            Phase::Forward => (0, idx),
+            Phase::Loss => (1, 0),
+            Phase::Backward => (2, -idx),
+            Phase::Update => (3, 0),
+        }
     }
 }
 
@@ -230,7 +241,9 @@ fn measure<B: Backend + Fence>(
     run: &mut NetRun,
 ) -> Result<()> {
     spec.check(batch)?;
-    let params = fold_batchnorm(spec, &init_params(spec, 1))?;
+    // Training keeps batch norms whole (batch statistics); inference folds them.
+    let params = if train { init_params(spec, 1) } else { fold_batchnorm(spec, &init_params(spec, 1))? };
+    let steps = Steps::new(spec);
     let [c, h, w] = spec.input;
     let shape = [batch, c, h, w];
     let mut rng = ChaCha8Rng::seed_from_u64(7);
@@ -243,7 +256,11 @@ fn measure<B: Backend + Fence>(
     let opt = Sgd { lr: 0.01, momentum: 0.9, weight_decay: 0.0 };
     let out = run_local(be.clone(), RunConfig::default(), |party| {
         let owner = party.id() == OWNER;
-        let mut model = share_model(party, spec, owner.then_some(&params))?;
+        let mut model = if train {
+            share_trainable_model(party, spec, owner.then_some(&params))?
+        } else {
+            share_model(party, spec, owner.then_some(&params))?
+        };
         let start = Instant::now();
         let sx = share(party, OWNER, owner.then_some(&x), &shape)?;
         let sy = if train { Some(share(party, OWNER, owner.then_some(&y), &[batch, spec.classes])?) } else { None };
@@ -282,11 +299,11 @@ fn measure<B: Backend + Fence>(
         runs[i].samples[mid].value.1.get(key).copied().unwrap_or_default()
     };
     let mut keys: Vec<&(String, Phase)> = timing.keys().collect();
-    keys.sort_by_key(|(l, p)| exec_order(l, *p));
+    keys.sort_by_key(|(l, p)| steps.order(l, *p));
     run.split_party0 = KINDS.iter().map(|k| (k.to_string(), 0.0)).collect();
     for key in keys {
         let (label, phase) = key;
-        let k = kind(label);
+        let k = steps.kind(label);
         let secs = timing[key].as_secs_f64();
         let bytes = [0, 1, 2].map(|i| traffic(i, key).bytes_sent);
         *run.split_party0.entry(k.into()).or_default() += secs;
@@ -316,16 +333,22 @@ mod tests {
     use super::*;
 
     #[test]
-    fn layer_kinds() {
-        assert_eq!(kind("0:features.0"), "linear");
-        assert_eq!(kind("9:classifier.2"), "linear");
-        assert_eq!(kind("1:relu"), "relu");
-        assert_eq!(kind("2:avgpool"), "pooling");
-        assert_eq!(kind("2:maxpool"), "pooling");
-        assert_eq!(kind("6:flatten"), "other");
-        assert_eq!(kind("softmax-cross-entropy"), "softmax");
-        assert_eq!(kind("sgd"), "update");
-        assert_eq!(kind("reveal"), "other");
+    fn layer_kinds_and_order() {
+        let lenet = Steps::new(&by_name("lenet", Dataset::Mnist).unwrap());
+        assert_eq!(lenet.kind("0:features.0"), "linear");
+        assert_eq!(lenet.kind("9:classifier.2"), "linear");
+        assert_eq!(lenet.kind("1:relu"), "relu");
+        assert_eq!(lenet.kind("2:avgpool"), "pooling");
+        assert_eq!(lenet.kind("6:flatten"), "other");
+        assert_eq!(lenet.kind("softmax-cross-entropy"), "softmax");
+        assert_eq!(lenet.kind("sgd"), "update");
+        assert_eq!(lenet.kind("reveal"), "other");
+        assert!(lenet.order("1:relu", Phase::Forward) < lenet.order("2:avgpool", Phase::Forward));
+        assert!(lenet.order("2:avgpool", Phase::Backward) < lenet.order("1:relu", Phase::Backward));
+        let r18 = Steps::new(&by_name("resnet18", Dataset::Cifar10).unwrap());
+        assert_eq!(r18.kind("3.b1:layer1.0.bn1"), "batchnorm");
+        assert_eq!(r18.kind("3.b2:relu"), "relu");
+        assert!(r18.order("3.b2:relu", Phase::Forward) < r18.order("5.b2:relu", Phase::Forward));
     }
 
     #[test]

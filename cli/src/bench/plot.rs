@@ -27,6 +27,7 @@ const GPU_COLOR: RGBColor = RGBColor(214, 39, 40);
 /// Colours of [`KINDS`], in order.
 const KIND_COLORS: [RGBColor; KINDS.len()] = [
     RGBColor(31, 119, 180),
+    RGBColor(23, 190, 207),
     RGBColor(44, 160, 44),
     RGBColor(255, 127, 14),
     RGBColor(148, 103, 189),
@@ -360,7 +361,8 @@ fn train_panel<DB: DrawingBackend>(
             Rectangle::new([(start, y - 0.25), (start + v, y + 0.25)], c.filled())
         });
         let s = chart.draw_series(bars).map_err(err)?;
-        if text {
+        // Only the kinds some row has get a legend entry (batch norm is rare).
+        if text && rows.iter().any(|r| r.split_party0.get(*kind).is_some_and(|v| *v > 0.0)) {
             s.label(*kind).legend(move |(x, y)| Rectangle::new([(x, y - 5), (x + 12, y + 5)], c.filled()));
         }
     }

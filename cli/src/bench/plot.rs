@@ -237,14 +237,27 @@ fn sweep_chart<DB: DrawingBackend>(root: &DrawingArea<DB, Shift>, fig: &Figure, 
     if text {
         builder.caption(&fig.title, ("sans-serif", 17)).x_label_area_size(42).y_label_area_size(62);
     }
-    let mut chart = builder.build_cartesian_2d((x0..x1).log_scale(), (y0..y1).log_scale()).map_err(err)?;
+    // Ticks at the measured sizes (as the paper labels its sweeps) and at every power of ten.
+    let mut xs: Vec<f64> = pts.iter().map(|p| p.0).collect();
+    xs.sort_by(f64::total_cmp);
+    xs.dedup();
+    if xs.len() > 12 {
+        xs = xs.iter().step_by(xs.len().div_ceil(12)).copied().collect();
+    }
+    let ys: Vec<f64> = (y0.log10().floor() as i32..=y1.log10().ceil() as i32)
+        .map(|e| 10f64.powi(e))
+        .filter(|y| (y0..=y1).contains(y))
+        .collect();
+    let mut chart = builder
+        .build_cartesian_2d((x0..x1).log_scale().with_key_points(xs), (y0..y1).log_scale().with_key_points(ys))
+        .map_err(err)?;
     let mut mesh = chart.configure_mesh();
     mesh.light_line_style(BLACK.mix(0.05)).bold_line_style(BLACK.mix(0.15));
     if text {
         mesh.x_desc(fig.x_label.as_str())
             .y_desc("seconds (median, min-max bar)")
-            .x_label_formatter(&|v| log_label(*v))
-            .y_label_formatter(&|v| log_label(*v))
+            .x_label_formatter(&|v| short_number(*v))
+            .y_label_formatter(&|v| short_number(*v))
             .label_style(("sans-serif", 13))
             .axis_desc_style(("sans-serif", 14));
     } else {

@@ -1,19 +1,8 @@
 //! `cryptgpu bench` end to end at tiny sizes (no timing is checked).
 
-use std::process::Command;
+mod common;
 
-fn run(args: &[&str]) -> (bool, String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_cryptgpu")).args(args).output().expect("binary runs");
-    (
-        out.status.success(),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}
-
-fn last_json(stdout: &str) -> serde_json::Value {
-    serde_json::from_str(stdout.lines().last().expect("output")).expect("JSON on the last line")
-}
+use common::{last_json, run};
 
 fn temp(name: &str) -> std::path::PathBuf {
     std::env::temp_dir().join(format!("cryptgpu-cli-bench-{name}-{}", std::process::id()))

@@ -1,19 +1,8 @@
 //! `cryptgpu train` then `cryptgpu infer` with the saved weights, on the shipped MNIST sample.
 
-use std::process::Command;
+mod common;
 
-fn run(args: &[&str]) -> (bool, String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_cryptgpu")).args(args).output().expect("binary runs");
-    (
-        out.status.success(),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}
-
-fn last_json(stdout: &str) -> serde_json::Value {
-    serde_json::from_str(stdout.lines().last().expect("output")).expect("JSON on the last line")
-}
+use common::{last_json, run};
 
 #[test]
 fn train_save_then_infer() {

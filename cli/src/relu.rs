@@ -35,8 +35,8 @@ pub struct Args {
     /// Fractional bits of the fixed-point encoding.
     #[arg(long, default_value_t = FixedPoint::DEFAULT_FRAC_BITS)]
     frac_bits: u32,
-    /// `lean` (7-round MSB + 2-round x*[b]: 9 rounds, fewer bytes) or `low-latency` (6-round MSB +
-    /// 1-round x*[b]: 7 rounds).
+    /// `lean` (7-round MSB + 2-round x·b: 9 rounds, fewer bytes) or `low-latency` (6-round MSB +
+    /// 1-round x·b: 7 rounds).
     #[arg(long, value_enum, default_value_t = MsbChoice::Lean)]
     msb: MsbChoice,
     /// Device for the parties' local computation.

@@ -53,8 +53,8 @@ run() { # name, then the command; keeps the JSON line, logs everything
   rm -f "$out/$name.out"
   echo "   ($((SECONDS - t0)) s)" | tee -a "$log"
 }
-# A stage's own time limit (seconds), so that one stuck stage cannot eat a session.
-limit=${BENCH_TIMEOUT:-900}
+# A stage's own time limit (seconds): one stage per device call fits its 10-minute limit.
+limit=${BENCH_TIMEOUT:-540}
 bench=(--reps 3 --json)
 stages=("$@")
 [ ${#stages[@]} -gt 0 ] || stages=(check bench)

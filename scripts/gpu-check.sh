@@ -74,9 +74,9 @@ while [ $i -lt ${#stages[@]} ]; do
     conv) run bench_conv timeout "$limit" "$bin" bench conv --backend both --point-budget 20 "${bench[@]}" --out "$out/bench" ;;
     train) run bench_train timeout "$limit" "$bin" bench train --backend both --point-budget 60 "${bench[@]}" --out "$out/bench" ;;
     infer)
-      run bench_infer_batch1 timeout "$limit" "$bin" bench infer --backend both --batch 1 --point-budget 30 "${bench[@]}" \
+      run bench_infer_batch1 timeout "$((limit / 2))" "$bin" bench infer --backend both --batch 1 --point-budget 30 "${bench[@]}" \
         --out "$out/bench/infer-batch1"
-      run bench_infer_cuda timeout "$limit" "$bin" bench infer --backend cuda --point-budget 30 "${bench[@]}" \
+      run bench_infer_cuda timeout "$((limit / 2))" "$bin" bench infer --backend cuda --point-budget 30 "${bench[@]}" \
         --out "$out/bench/infer-cuda"
       ;;
     *) echo "unknown stage $stage (check, bench, relu, conv, train, infer)" >&2; status=2 ;;

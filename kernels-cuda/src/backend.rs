@@ -109,11 +109,6 @@ impl CudaBackend {
         self.gemm_path
     }
 
-    /// Waits for all queued work.
-    pub fn synchronize(&self) -> Result<()> {
-        self.dev.stream.synchronize().map_err(dev)
-    }
-
     /// A fresh device buffer of `n` elements (at least one, so empty tensors have a valid pointer).
     pub(crate) fn alloc<T: DeviceRepr + cudarc::driver::ValidAsZeroBits>(&self, n: usize) -> Result<CudaSlice<T>> {
         self.dev.stream.alloc_zeros::<T>(n.max(1)).map_err(dev)
@@ -165,6 +160,10 @@ impl Backend for CudaBackend {
 
     fn name(&self) -> &'static str {
         "cuda"
+    }
+
+    fn synchronize(&self) -> Result<()> {
+        self.dev.stream.synchronize().map_err(dev)
     }
 
     fn upload(&self, t: &RingTensor) -> Result<CudaTensor> {

@@ -179,6 +179,12 @@ pub trait Backend: Clone + Send + Sync + 'static {
     /// A short name for reports (`"cpu"`, `"cuda"`).
     fn name(&self) -> &'static str;
 
+    /// Blocks until every operation queued so far has finished (a no-op for a synchronous
+    /// backend); timings stop after it.
+    fn synchronize(&self) -> Result<()> {
+        Ok(())
+    }
+
     // ----- transfer and creation -----
 
     /// Copies a host tensor to the device.

@@ -2,29 +2,9 @@
 
 use std::time::Instant;
 
-use cryptgpu_kernels_cpu::CpuBackend;
-use cryptgpu_kernels_cuda::CudaBackend;
 use cryptgpu_net::{Counters, Transport};
 use cryptgpu_ring::{Backend, RingTensor};
 use cryptgpu_sharing::{Party, PartyOutput, Result};
-
-/// Waits until the device has finished the work queued so far (the clock stops after it).
-pub trait Fence {
-    /// Blocks until queued device work is done.
-    fn fence(&self) -> cryptgpu_ring::Result<()>;
-}
-
-impl Fence for CpuBackend {
-    fn fence(&self) -> cryptgpu_ring::Result<()> {
-        Ok(())
-    }
-}
-
-impl Fence for CudaBackend {
-    fn fence(&self) -> cryptgpu_ring::Result<()> {
-        self.synchronize()
-    }
-}
 
 /// How often to run a protocol.
 #[derive(Debug, Clone, Copy)]
@@ -75,7 +55,7 @@ pub fn repeat<B, T, R>(
     mut once: impl FnMut(&mut Party<B, T>) -> Result<R>,
 ) -> Result<Runs<R>>
 where
-    B: Backend + Fence,
+    B: Backend,
     T: Transport,
 {
     let owner = p.id() == 0;
@@ -86,7 +66,7 @@ where
         let before = p.counters();
         let start = Instant::now();
         let value = once(p)?;
-        p.backend().fence()?;
+        p.backend().synchronize()?;
         Ok(Sample { seconds: start.elapsed().as_secs_f64(), cost: p.counters().since(&before), value })
     };
     let mut warmup = Vec::with_capacity(plan.warmup);

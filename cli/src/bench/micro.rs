@@ -6,7 +6,7 @@ use cryptgpu_sharing::{run_local, RunConfig};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
-use super::harness::{cost, repeat, runs_of, slowest, Fence, Plan};
+use super::harness::{cost, repeat, runs_of, slowest, Plan};
 use super::report::{Figure, Point, Record, Series, Stats};
 use super::{open_devices, paper, CommonArgs};
 use crate::device::Device;
@@ -204,7 +204,7 @@ fn random_fixed(shape: &[usize], range: f64, seed: u64) -> Result<RingTensor> {
 /// Conv: party 0 shares the input, party 1 the weights; the timed protocol is the fixed-point
 /// convolution with its truncation. ReLU: party 0 shares the values; the timed protocol is the
 /// exact ReLU (MSB, then `x * [x >= 0]`).
-fn measure<B: Backend + Fence>(be: &B, job: Job, plan: &Plan) -> Result<(Stats, [u64; 3], u64)> {
+fn measure<B: Backend>(be: &B, job: Job, plan: &Plan) -> Result<(Stats, [u64; 3], u64)> {
     let out = match job {
         Job::Conv(s) => {
             let x = random_fixed(&[s.k, s.c, s.n, s.n], 1.0, 1)?;

@@ -21,7 +21,7 @@ use cryptgpu_sharing::{run_local, RunConfig};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
-use super::harness::{cost, repeat, slowest, Fence, Plan, Runs};
+use super::harness::{cost, repeat, slowest, Plan, Runs};
 use super::report::{LayerCost, NetRun, Record, Stats};
 use super::{open_devices, paper, CommonArgs};
 use crate::device::Device;
@@ -234,7 +234,7 @@ impl Steps {
 type StepCosts = (Timing, Traffic);
 
 /// Runs the configuration with three in-process parties and fills `run`.
-fn measure<B: Backend + Fence>(
+fn measure<B: Backend>(
     be: &B,
     spec: &ModelSpec,
     batch: usize,
@@ -266,7 +266,7 @@ fn measure<B: Backend + Fence>(
         let start = Instant::now();
         let sx = share(party, OWNER, owner.then_some(&x), &shape)?;
         let sy = if train { Some(share(party, OWNER, owner.then_some(&y), &[batch, spec.classes])?) } else { None };
-        party.backend().fence()?;
+        party.backend().synchronize()?;
         let input_seconds = start.elapsed().as_secs_f64();
         let runs = repeat(party, plan, |party| -> cryptgpu_sharing::Result<StepCosts> {
             let mut eng = PrivateEngine::new(party);

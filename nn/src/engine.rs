@@ -151,14 +151,12 @@ fn branch_paths(path: &str, idx: usize) -> (String, String) {
 pub fn layer_labels(spec: &ModelSpec) -> Vec<(String, LayerKind)> {
     fn walk(layers: &[LayerSpec], path: &str, out: &mut Vec<(String, LayerKind)>) {
         for (i, l) in layers.iter().enumerate() {
-            match (l, l.kind()) {
-                (LayerSpec::Residual { body, shortcut }, _) => {
-                    let (b, s) = branch_paths(path, i);
-                    walk(body, &b, out);
-                    walk(shortcut, &s, out);
-                }
-                (_, Some(k)) => out.push((label(path, i, l), k)),
-                (_, None) => {}
+            if let LayerSpec::Residual { body, shortcut } = l {
+                let (b, s) = branch_paths(path, i);
+                walk(body, &b, out);
+                walk(shortcut, &s, out);
+            } else if let Some(k) = l.kind() {
+                out.push((label(path, i, l), k));
             }
         }
     }

@@ -222,16 +222,14 @@ impl<B: Backend, T: Transport> Engine for PrivateEngine<'_, B, T> {
         }
         let e = if big > 0.0 && big < 1.0 { ((-big.log2()).floor() as u32).min(61 - f) } else { 0 };
         let be = self.party.backend().clone();
-        let mut acc: Option<AShare<B>> = None;
-        for (c, x) in terms {
+        let term = |(c, x): &(f64, &AShare<B>)| {
             let k = (c * ((f + e) as f64).exp2()).round() as i64 as u64;
-            let y = x.map(|t| be.scalar(ScalarOp::Mul, t, k))?;
-            acc = Some(match acc {
-                None => y,
-                Some(a) => self.party.add(&a, &y)?,
-            });
+            x.map(|t| be.scalar(ScalarOp::Mul, t, k))
+        };
+        let mut acc = term(&terms[0])?;
+        for t in &terms[1..] {
+            acc = self.party.add(&acc, &term(t)?)?;
         }
-        let acc = acc.ok_or_else(|| NnError::Shape("lincomb of no terms".into()))?;
         Ok(self.party.truncate_by(&acc, f + e)?)
     }
 

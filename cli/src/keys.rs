@@ -42,7 +42,8 @@ pub fn run(k: &Keys) -> Result<()> {
     }
 }
 
-/// Writes `contents` to `path`, readable only by the owner when `secret`.
+/// Writes `contents` to `path`; when `secret`, the file has mode 0600 (owner only) before anything
+/// is written to it, whether it is created or overwritten (`force`).
 fn write_file(path: &Path, contents: &str, secret: bool, force: bool) -> Result<()> {
     let mut opts = fs::OpenOptions::new();
     opts.write(true);
@@ -64,6 +65,13 @@ fn write_file(path: &Path, contents: &str, secret: bool, force: bool) -> Result<
             format!("cannot write {}", path.display())
         }
     })?;
+    // An overwritten file keeps its old mode: set 0600 before the key is written.
+    #[cfg(unix)]
+    if secret {
+        use std::os::unix::fs::PermissionsExt;
+        f.set_permissions(fs::Permissions::from_mode(0o600))
+            .with_context(|| format!("cannot make {} private (mode 0600)", path.display()))?;
+    }
     f.write_all(contents.as_bytes()).with_context(|| format!("cannot write {}", path.display()))?;
     Ok(())
 }

@@ -1,8 +1,10 @@
 //! Private training and inference jobs: `cryptgpu demo`, `cryptgpu train` and `cryptgpu infer`.
 //!
 //! Party 0 owns the model and the data and secret-shares both; the three parties train or infer on
-//! shares only. The plaintext f64 twin runs the same computation in the clear with the same
-//! initialisation and data order, so its accuracy is the reference for the private one.
+//! shares only, and every result (test predictions, saved weights) is opened to party 0 alone.
+//! Parties 1 and 2 receive nothing but the public dataset sizes. The plaintext f64 twin, computed
+//! by the owner, runs the same computation in the clear with the same initialisation and data
+//! order, so its accuracy is the reference for the private one.
 
 use std::path::PathBuf;
 use std::time::Instant;
@@ -16,7 +18,9 @@ use cryptgpu_nn::data::{
 use cryptgpu_nn::engine::{Engine, Model, Phase, Sgd};
 use cryptgpu_nn::plain::{PlainEngine, PlainTensor};
 use cryptgpu_nn::private::{PrivateEngine, Traffic};
-use cryptgpu_nn::session::{private_logits, reveal, reveal_model, share, share_model, share_trainable_model, OWNER};
+use cryptgpu_nn::session::{
+    private_logits, reveal_model_to, reveal_to, share, share_model, share_trainable_model, OWNER,
+};
 use cryptgpu_nn::spec::ModelSpec;
 use cryptgpu_nn::weights::{fold_batchnorm, init_params, load_safetensors, save_safetensors, Params};
 use cryptgpu_nn::zoo::{by_name, Dataset};
@@ -25,7 +29,7 @@ use cryptgpu_sharing::{run_local, KeySource, Party, RunConfig};
 use indicatif::{ProgressBar, ProgressStyle};
 
 use crate::device::BackendChoice;
-use crate::party::{digest, key_source, PartyJob};
+use crate::party::{digest, key_label, key_source, PartyJob};
 use crate::with_backend;
 
 /// Datasets with readers.
@@ -115,10 +119,11 @@ pub struct TrainArgs {
     /// Seed of the initialisation and the shuffling.
     #[arg(long, default_value_t = 1)]
     seed: u64,
-    /// Save the trained weights (safetensors, PyTorch names), opened by the three parties.
+    /// Save the trained weights (safetensors, PyTorch names), opened to party 0 (the model owner) only.
     #[arg(long)]
     save: Option<PathBuf>,
-    /// INSECURE: derive the PRG keys from this public seed (for reproducibility tests only).
+    /// INSECURE: derive the PRG keys from this public seed (reproducibility tests only; needs
+    /// CRYPTGPU_ALLOW_INSECURE_KEYS=1 in the environment of every party).
     #[arg(long)]
     insecure_key_seed: Option<u64>,
     /// Device.
@@ -191,6 +196,8 @@ struct TrainReport {
     seconds_per_image: f64,
     bytes_sent_per_party: [u64; 3],
     rounds: u64,
+    /// Where the PRG keys came from (`os`, or `insecure-seed:S`).
+    keys: String,
     /// Training traffic per layer and phase (inputs, forward, backward, loss, update).
     per_layer: Vec<LayerTraffic>,
     /// Digest of the private test predictions (compares runs, e.g. over TCP).
@@ -213,9 +220,31 @@ struct Job<'a> {
     save: bool,
 }
 
-/// Output of the private run: test predictions, the revealed weights (when saving), timings, and
-/// this party's training traffic per layer.
-type PrivateOut = (Vec<usize>, Option<Params>, f64, usize, f64, Traffic);
+/// Output of one party's private run.
+struct PrivateOut {
+    /// The test predictions: at the owner only (they are opened to it alone).
+    preds: Option<Vec<usize>>,
+    /// The trained weights, when saving: at the owner only.
+    saved: Option<Params>,
+    train_seconds: f64,
+    steps: usize,
+    infer_seconds: f64,
+    /// This party's training traffic per layer.
+    traffic: Traffic,
+}
+
+/// What party `id` received from the private run: the owner the predictions (and the weights when
+/// saving), the others nothing beyond the public sizes (listed in party-mode reports).
+fn received(id: usize, save: bool) -> Vec<&'static str> {
+    let mut r = vec!["dataset sizes (public)"];
+    if id == OWNER {
+        r.push("test predictions");
+        if save {
+            r.push("trained weights");
+        }
+    }
+    r
+}
 
 /// Communication of one layer and phase, summed over the run.
 #[derive(serde::Serialize)]
@@ -281,17 +310,19 @@ fn train_program<B: Backend, T: Transport>(
     let train_seconds = start.elapsed().as_secs_f64();
     let pb = if owner { progress(job.n_test, "infer") } else { ProgressBar::hidden() };
     let start = Instant::now();
-    let mut preds = Vec::with_capacity(job.n_test);
+    let mut preds = owner.then(|| Vec::with_capacity(job.n_test));
     for idx in &sequential_batches(job.n_test, 100) {
         let x = if owner { job.data.map(|(_, test)| test.batch(idx).0) } else { None };
-        let logits = private_logits(party, &model, x.as_ref(), &[idx.len(), c, h, w])?;
-        preds.extend(logits.argmax_rows());
+        let logits = private_logits(party, &model, x.as_ref(), &[idx.len(), c, h, w], OWNER)?;
+        if let (Some(p), Some(l)) = (preds.as_mut(), logits) {
+            p.extend(l.argmax_rows());
+        }
         pb.inc(idx.len() as u64);
     }
     pb.finish_and_clear();
     let infer_seconds = start.elapsed().as_secs_f64();
-    let saved = if job.save { Some(reveal_model(party, &model)?) } else { None };
-    Ok((preds, saved, train_seconds, steps, infer_seconds, traffic))
+    let saved = if job.save { reveal_model_to(party, &model, OWNER)? } else { None };
+    Ok(PrivateOut { preds, saved, train_seconds, steps, infer_seconds, traffic })
 }
 
 fn private_train<B: Backend>(
@@ -386,7 +417,8 @@ fn run_training(
     let device = backend.open()?;
     let backend_name = device.name();
     let out = with_backend!(device, be => private_train(be, &job, keys)?);
-    let (preds, saved, train_seconds, steps, infer_seconds, _) = &out[0].value;
+    let PrivateOut { preds, saved, train_seconds, steps, infer_seconds, .. } = &out[0].value;
+    let preds = preds.as_ref().context("the owner received no predictions")?;
     let (accuracy, plaintext_accuracy, agreement) = score(&test, preds, &plain_preds);
     let report = TrainReport {
         op: "train",
@@ -405,10 +437,11 @@ fn run_training(
         seconds_per_image: infer_seconds / test.len().max(1) as f64,
         bytes_sent_per_party: std::array::from_fn(|i| out[i].counters.bytes_sent),
         rounds: out[0].counters.rounds,
-        per_layer: per_layer([&out[0].value.5, &out[1].value.5, &out[2].value.5]),
+        keys: key_label(keys),
+        per_layer: per_layer([&out[0].value.traffic, &out[1].value.traffic, &out[2].value.traffic]),
         predictions_digest: digest(&preds.iter().map(|&v| v as u64).collect::<Vec<_>>()),
     };
-    if let (Some(path), Some(p)) = (save, saved) {
+    if let (Some(path), Some(p)) = (save, saved.as_ref()) {
         save_safetensors(&path, p)?;
         eprintln!("saved the trained weights to {}", path.display());
     }
@@ -461,7 +494,7 @@ pub fn train(args: &TrainArgs) -> Result<()> {
         test = test.take(n);
     }
     let opt = Sgd { lr: args.lr, momentum: args.momentum, weight_decay: args.weight_decay };
-    let keys = key_source(args.insecure_key_seed);
+    let keys = key_source(args.insecure_key_seed)?;
     run_training(
         keys,
         spec,
@@ -490,6 +523,8 @@ struct InferReport {
     seconds_per_image: f64,
     bytes_sent_per_party: [u64; 3],
     rounds: u64,
+    /// Where the PRG keys came from (always `os`).
+    keys: String,
     /// Inference traffic per layer.
     per_layer: Vec<LayerTraffic>,
 }
@@ -519,14 +554,16 @@ pub fn infer(args: &InferArgs) -> Result<()> {
         let model = share_model(party, &spec, owner.then_some(&params))?;
         let pb = if owner { progress(test.len(), "infer") } else { ProgressBar::hidden() };
         let start = Instant::now();
-        let mut preds = Vec::new();
+        let mut preds = owner.then(Vec::new);
         let mut eng = PrivateEngine::new(party);
         for idx in &batches {
             let (x, _) = test.batch(idx);
             let sx = share(eng.party, OWNER, owner.then_some(&x), &[idx.len(), c, h, w])?;
             eng.step_done("input", Phase::Forward);
             let (y, _) = model.forward(&mut eng, &sx, false)?;
-            preds.extend(reveal(eng.party, &y)?.argmax_rows());
+            if let (Some(p), Some(l)) = (preds.as_mut(), reveal_to(eng.party, &y, OWNER)?) {
+                p.extend(l.argmax_rows());
+            }
             eng.step_done("reveal", Phase::Forward);
             pb.inc(idx.len() as u64);
         }
@@ -534,6 +571,7 @@ pub fn infer(args: &InferArgs) -> Result<()> {
         Ok((preds, start.elapsed().as_secs_f64(), eng.traffic))
     })?);
     let (preds, seconds, _) = &out[0].value;
+    let preds = preds.as_ref().context("the owner received no predictions")?;
     let (accuracy, plaintext_accuracy, agreement) = score(&test, preds, &plain_preds);
     let report = InferReport {
         op: "infer",
@@ -546,6 +584,7 @@ pub fn infer(args: &InferArgs) -> Result<()> {
         seconds_per_image: seconds / test.len().max(1) as f64,
         bytes_sent_per_party: std::array::from_fn(|i| out[i].counters.bytes_sent),
         rounds: out[0].counters.rounds,
+        keys: key_label(KeySource::Os),
         per_layer: per_layer([&out[0].value.2, &out[1].value.2, &out[2].value.2]),
     };
     println!("private inference of {} on {} ({} images)", report.model, report.backend, report.images);
@@ -563,9 +602,36 @@ pub fn infer(args: &InferArgs) -> Result<()> {
     Ok(())
 }
 
+/// The most images a dataset size opened by the owner may announce: parties 1 and 2 size their
+/// batch plans from it, so they check it before allocating anything.
+pub const MAX_IMAGES: u64 = 1 << 24;
+
+/// Opens the owner's public dataset sizes to every party (1 input round, 1 opening round) and
+/// checks them at every party before anything is allocated for them.
+fn open_sizes<B: Backend, T: Transport>(
+    p: &mut Party<B, T>,
+    sizes: Option<&[usize]>,
+    what: &[&str],
+) -> Result<Vec<usize>> {
+    let n = what.len();
+    let words = sizes.map(|s| RingTensor::new(&[n], s.iter().map(|&v| v as u64).collect())).transpose()?;
+    let shared = p.input(OWNER, words.as_ref(), &[n])?;
+    let opened = p.reveal(&shared)?;
+    opened
+        .data()
+        .iter()
+        .zip(what)
+        .map(|(&v, name)| match v {
+            1..=MAX_IMAGES => Ok(v as usize),
+            _ => bail!("party {OWNER} announced {v} {name}; expected 1 to {MAX_IMAGES}"),
+        })
+        .collect()
+}
+
 /// `train` as one party of three processes (`cryptgpu party ... train ...`). Party 0 owns the data
-/// and the model: it alone reads `--data`, and it shares the dataset sizes (public) with the others
-/// before training. Party 0 also trains the plaintext twin and reports the accuracies.
+/// and the model: it alone reads `--data`, and it opens the dataset sizes (public) to the others
+/// before training. The test predictions and the saved weights are opened to party 0 alone, which
+/// also trains the plaintext twin and reports the accuracies; parties 1 and 2 report costs only.
 pub struct TrainJob {
     args: TrainArgs,
     spec: ModelSpec,
@@ -580,7 +646,7 @@ impl TrainJob {
             bail!("--batch and --epochs must be positive");
         }
         spec.check(args.batch)?;
-        Ok(TrainJob { args: args.clone(), spec, keys: key_source(args.insecure_key_seed) })
+        Ok(TrainJob { args: args.clone(), spec, keys: key_source(args.insecure_key_seed)? })
     }
 }
 
@@ -628,52 +694,56 @@ impl PartyJob for TrainJob {
         } else {
             None
         };
-        // The dataset sizes are public: party 0 shares and opens them.
-        let sizes =
-            data.as_ref().map(|(tr, te)| RingTensor::new(&[2], vec![tr.len() as u64, te.len() as u64])).transpose()?;
-        let sizes = p.input(OWNER, sizes.as_ref(), &[2])?;
-        let sizes = p.reveal(&sizes)?;
+        let sizes = data.as_ref().map(|(tr, te)| [tr.len(), te.len()]);
+        let sizes = open_sizes(p, sizes.as_ref().map(|s| &s[..]), &["training images", "test images"])?;
         let params = if owner { init_params(&self.spec, a.seed) } else { Params::new() };
         let job = Job {
             spec: self.spec.clone(),
             params,
             data: data.as_ref().map(|(tr, te)| (tr, te)),
-            n_train: sizes.data()[0] as usize,
-            n_test: sizes.data()[1] as usize,
+            n_train: sizes[0],
+            n_test: sizes[1],
             epochs: a.epochs,
             batch: a.batch,
             opt: Sgd { lr: a.lr, momentum: a.momentum, weight_decay: a.weight_decay },
             seed: a.seed,
             save: a.save.is_some(),
         };
-        let (preds, saved, train_seconds, steps, infer_seconds, _) = train_program(p, &job)?;
-        let (mut accuracy, mut plaintext_accuracy, mut agreement) = (None, None, None);
-        if let Some((_, test)) = &data {
-            let (acc, plain_acc, agree) = score(test, &preds, &plain_train(&job)?);
-            (accuracy, plaintext_accuracy, agreement) = (Some(acc), Some(plain_acc), Some(agree));
-            if let (Some(path), Some(w)) = (&a.save, &saved) {
-                save_safetensors(path, w)?;
-            }
-        }
-        let words: Vec<u64> = preds.iter().map(|&v| v as u64).collect();
-        let report = serde_json::json!({
+        let out = train_program(p, &job)?;
+        let mut report = serde_json::json!({
             "op": "train",
             "party": p.id(),
             "model": self.spec.name,
             "backend": p.backend().name(),
-            "steps": steps,
-            "seconds_per_step": train_seconds / steps.max(1) as f64,
-            "seconds_per_image": infer_seconds / job.n_test.max(1) as f64,
-            "accuracy": accuracy,
-            "plaintext_accuracy": plaintext_accuracy,
-            "agreement": agreement,
+            "keys": key_label(self.keys),
+            "received": received(p.id(), job.save),
+            "train_images": job.n_train,
+            "test_images": job.n_test,
+            "steps": out.steps,
+            "seconds_per_step": out.train_seconds / out.steps.max(1) as f64,
+            "seconds_per_image": out.infer_seconds / job.n_test.max(1) as f64,
             "bytes_sent": p.counters().bytes_sent,
             "rounds": p.counters().rounds,
-            "predictions_digest": digest(&words),
         });
-        println!("party {}: private training of {} ({steps} steps)", p.id(), self.spec.name);
-        if let (Some(acc), Some(plain)) = (accuracy, plaintext_accuracy) {
-            println!("  test accuracy  private {:.2}%, plaintext twin {:.2}%", 100.0 * acc, 100.0 * plain);
+        println!("party {}: private training of {} ({} steps)", p.id(), self.spec.name, out.steps);
+        if let (Some((_, test)), Some(preds)) = (&data, &out.preds) {
+            let (acc, plain_acc, agree) = score(test, preds, &plain_train(&job)?);
+            if let (Some(path), Some(w)) = (&a.save, &out.saved) {
+                save_safetensors(path, w)?;
+                eprintln!("saved the trained weights to {}", path.display());
+            }
+            let words: Vec<u64> = preds.iter().map(|&v| v as u64).collect();
+            report["accuracy"] = acc.into();
+            report["plaintext_accuracy"] = plain_acc.into();
+            report["agreement"] = agree.into();
+            report["predictions_digest"] = digest(&words).into();
+            println!("  test accuracy  private {:.2}%, plaintext twin {:.2}%", 100.0 * acc, 100.0 * plain_acc);
+        } else {
+            println!(
+                "  received only the public dataset sizes ({} training, {} test images); predictions, accuracy \
+                 and weights went to party {OWNER} alone",
+                job.n_train, job.n_test
+            );
         }
         if a.json {
             println!("{report}");
@@ -683,7 +753,8 @@ impl PartyJob for TrainJob {
 }
 
 /// `infer` as one party of three processes (`cryptgpu party ... infer ...`): party 0 owns the
-/// weights and the images, opens the (public) image count, and reports the accuracies.
+/// weights and the images, opens the (public) image count, receives the predictions alone and
+/// reports the accuracies; parties 1 and 2 report costs only.
 pub struct InferJob {
     args: InferArgs,
     spec: ModelSpec,
@@ -737,40 +808,42 @@ impl PartyJob for InferJob {
         } else {
             None
         };
-        let count = owned.as_ref().map(|(t, _)| RingTensor::new(&[1], vec![t.len() as u64])).transpose()?;
-        let count = p.input(OWNER, count.as_ref(), &[1])?;
-        let n = p.reveal(&count)?.data()[0] as usize;
+        let count = owned.as_ref().map(|(t, _)| [t.len()]);
+        let n = open_sizes(p, count.as_ref().map(|c| &c[..]), &["images"])?[0];
         let model = share_model(p, &self.spec, owned.as_ref().map(|(_, w)| w))?;
         let [c, h, w] = self.spec.input;
         let start = Instant::now();
-        let mut preds = Vec::with_capacity(n);
+        let mut preds = owner.then(|| Vec::with_capacity(n));
         for idx in &sequential_batches(n, a.batch) {
             let x = owned.as_ref().map(|(t, _)| t.batch(idx).0);
-            preds.extend(private_logits(p, &model, x.as_ref(), &[idx.len(), c, h, w])?.argmax_rows());
+            let logits = private_logits(p, &model, x.as_ref(), &[idx.len(), c, h, w], OWNER)?;
+            if let (Some(p), Some(l)) = (preds.as_mut(), logits) {
+                p.extend(l.argmax_rows());
+            }
         }
         let seconds = start.elapsed().as_secs_f64();
-        let (mut accuracy, mut plaintext_accuracy, mut agreement) = (None, None, None);
-        if let Some((test, params)) = &owned {
-            let twin = Model::new(self.spec.clone(), params.clone(), &PlainEngine)?;
-            let plain = plain_predict(&twin, test, a.batch)?;
-            let (acc, plain_acc, agree) = score(test, &preds, &plain);
-            (accuracy, plaintext_accuracy, agreement) = (Some(acc), Some(plain_acc), Some(agree));
-        }
-        let report = serde_json::json!({
+        let mut report = serde_json::json!({
             "op": "infer",
             "party": p.id(),
             "model": self.spec.name,
+            "keys": key_label(KeySource::Os),
+            "received": if owner { vec!["image count (public)", "predictions"] } else { vec!["image count (public)"] },
             "images": n,
-            "accuracy": accuracy,
-            "plaintext_accuracy": plaintext_accuracy,
-            "agreement": agreement,
             "seconds_per_image": seconds / n.max(1) as f64,
             "bytes_sent": p.counters().bytes_sent,
             "rounds": p.counters().rounds,
         });
         println!("party {}: private inference of {} on {n} images", p.id(), self.spec.name);
-        if let (Some(acc), Some(agr)) = (accuracy, agreement) {
-            println!("  accuracy {:.2}%, agreement with the plaintext model {:.2}%", 100.0 * acc, 100.0 * agr);
+        if let (Some((test, params)), Some(preds)) = (&owned, &preds) {
+            let twin = Model::new(self.spec.clone(), params.clone(), &PlainEngine)?;
+            let plain = plain_predict(&twin, test, a.batch)?;
+            let (acc, plain_acc, agree) = score(test, preds, &plain);
+            report["accuracy"] = acc.into();
+            report["plaintext_accuracy"] = plain_acc.into();
+            report["agreement"] = agree.into();
+            println!("  accuracy {:.2}%, agreement with the plaintext model {:.2}%", 100.0 * acc, 100.0 * agree);
+        } else {
+            println!("  received only the public image count; the predictions went to party {OWNER} alone");
         }
         if a.json {
             println!("{report}");

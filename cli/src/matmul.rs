@@ -1,5 +1,8 @@
 //! `cryptgpu matmul`: a private fixed-point matrix product between three parties.
 //!
+//! Party 0 inputs the left matrix, party 1 the right one (both made from the public `--seed`, as a
+//! benchmark); the product is opened to party 0 alone, which checks it against f64.
+//!
 //! The party program ([`program`]) is generic over the transport: [`run`] drives it as three
 //! in-process parties, and `cryptgpu party ... matmul` runs it as one party of three processes
 //! (see [`crate::party`]), so both execute the same code.
@@ -16,7 +19,7 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
 use crate::device::BackendChoice;
-use crate::party::{digest, key_source, PartyJob};
+use crate::party::{digest, key_label, key_source, PartyJob};
 use crate::with_backend;
 
 /// Arguments of `cryptgpu matmul`.
@@ -67,9 +70,11 @@ struct Report {
     bytes_sent_per_party: [u64; 3],
     /// The documented cost (exact truncation): 24·m·n, 16·m·n and 16·m·n bytes.
     bytes_formula_per_party: [u64; 3],
-    /// Bytes sent over the whole run (key setup, inputs, product, reveal).
+    /// Bytes sent over the whole run (key setup, inputs, product, opening to party 0).
     total_bytes_sent_per_party: [u64; 3],
-    /// Largest |revealed - f64 product of the original inputs|.
+    /// Where the PRG keys came from (`os`, or `insecure-seed:S`).
+    keys: String,
+    /// Largest |revealed - f64 product of the original inputs| (at party 0, the receiver).
     max_abs_error: f64,
     /// FNV-1a digest of the revealed ring elements (compares runs bit for bit).
     result_digest: String,
@@ -96,10 +101,16 @@ struct PartyReport {
     bytes_formula: u64,
     /// Bytes this party sent over the whole run.
     total_bytes_sent: u64,
-    /// Largest |revealed - f64 product of the inputs|.
-    max_abs_error: f64,
-    /// FNV-1a digest of the revealed ring elements.
-    result_digest: String,
+    /// Where the PRG keys came from.
+    keys: String,
+    /// What this party received: the product at party 0, nothing at the others.
+    received: &'static [&'static str],
+    /// Largest |revealed - f64 product of the inputs| (party 0 only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    max_abs_error: Option<f64>,
+    /// FNV-1a digest of the revealed ring elements (party 0 only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    result_digest: Option<String>,
 }
 
 /// A prepared matmul job: the public parameters and the demo inputs derived from the public seed.
@@ -118,8 +129,9 @@ pub struct Job {
     bt: RingTensor,
 }
 
-/// What the party program returns: the revealed product, its time and the product's traffic.
-pub type PartyResult = (RingTensor, f64, Counters);
+/// What the party program returns: the product (at party 0, its receiver; `None` elsewhere), its
+/// time and the product's traffic.
+pub type PartyResult = (Option<RingTensor>, f64, Counters);
 
 impl Job {
     /// Checks the arguments and makes the inputs (party 0's `a`, party 1's `b`).
@@ -141,7 +153,7 @@ impl Job {
             seed: args.seed,
             backend: args.backend,
             json: args.json,
-            keys: key_source(args.insecure_key_seed),
+            keys: key_source(args.insecure_key_seed)?,
             codec,
             a,
             b,
@@ -179,7 +191,7 @@ impl Job {
 }
 
 /// The party program: party 0 inputs `a`, party 1 inputs `b`; they multiply privately (timed)
-/// and reveal. Every party runs it with the same job.
+/// and open the product to party 0 only. Every party runs it with the same job.
 pub fn program<B: Backend, T: Transport>(p: &mut Party<B, T>, job: &Job) -> cryptgpu_sharing::Result<PartyResult> {
     let (a, b) = (&job.at, &job.bt);
     let x = p.input(0, (p.id() == 0).then_some(a), a.shape())?;
@@ -189,7 +201,7 @@ pub fn program<B: Backend, T: Transport>(p: &mut Party<B, T>, job: &Job) -> cryp
     let z = p.matmul_fp(&x, &y)?;
     let seconds = start.elapsed().as_secs_f64();
     let cost = p.counters().since(&before);
-    Ok((p.reveal(&z)?, seconds, cost))
+    Ok((p.reveal_to(&z, 0)?, seconds, cost))
 }
 
 impl PartyJob for Job {
@@ -199,13 +211,12 @@ impl PartyJob for Job {
 
     fn public_params(&self) -> String {
         format!(
-            "matmul m={} k={} n={} seed={} frac_bits={} keys={:?}",
+            "matmul m={} k={} n={} seed={} frac_bits={}",
             self.args_m,
             self.args_k,
             self.args_n,
             self.seed,
-            self.codec.frac_bits(),
-            self.keys
+            self.codec.frac_bits()
         )
     }
 
@@ -238,15 +249,22 @@ impl PartyJob for Job {
             bytes_sent: cost.bytes_sent,
             bytes_formula: product_cost(p.trunc_mode(), p.id()).1 * (m * n) as u64,
             total_bytes_sent: p.counters().bytes_sent,
-            max_abs_error: self.max_abs_error(&revealed),
-            result_digest: digest(revealed.data()),
+            keys: key_label(self.keys),
+            received: if revealed.is_some() { &["product"] } else { &[] },
+            max_abs_error: revealed.as_ref().map(|r| self.max_abs_error(r)),
+            result_digest: revealed.as_ref().map(|r| digest(r.data())),
         };
         println!("party {}: private matmul {m}x{k} · {k}x{n} on {}", report.party, report.backend);
         println!("  time           {:.4} s", report.seconds);
         println!("  rounds         {}", report.rounds);
         println!("  bytes sent     {} (formula {})", report.bytes_sent, report.bytes_formula);
-        println!("  max |error|    {:.3e} against f64", report.max_abs_error);
-        println!("  result digest  {}", report.result_digest);
+        match (report.max_abs_error, &report.result_digest) {
+            (Some(e), Some(d)) => {
+                println!("  max |error|    {e:.3e} against f64");
+                println!("  result digest  {d}");
+            }
+            _ => println!("  received       nothing (the product was opened to party 0 alone)"),
+        }
         if self.json {
             println!("{}", serde_json::to_string(&report)?);
         }
@@ -263,6 +281,7 @@ pub fn run(args: &Args) -> Result<()> {
     let config = RunConfig { codec: job.codec, keys: job.keys, ..RunConfig::default() };
     let out = with_backend!(device, be => run_local(be, config, |p| program(p, &job))?);
 
+    let revealed = out[0].value.0.as_ref().context("party 0 received no product")?;
     let costs: [Counters; 3] = std::array::from_fn(|i| out[i].value.2);
     let report = Report {
         op: "matmul",
@@ -277,8 +296,9 @@ pub fn run(args: &Args) -> Result<()> {
         bytes_sent_per_party: costs.map(|c| c.bytes_sent),
         bytes_formula_per_party: std::array::from_fn(|i| product_cost(TruncMode::default(), i).1 * (m * n) as u64),
         total_bytes_sent_per_party: std::array::from_fn(|i| out[i].counters.bytes_sent),
-        max_abs_error: job.max_abs_error(&out[0].value.0),
-        result_digest: digest(out[0].value.0.data()),
+        keys: key_label(job.keys),
+        max_abs_error: job.max_abs_error(revealed),
+        result_digest: digest(revealed.data()),
     };
     println!("private matmul {m}x{k} · {k}x{n} on {backend}, {} fractional bits", report.frac_bits);
     println!("  time           {:.4} s", report.seconds);

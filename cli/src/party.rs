@@ -96,8 +96,9 @@ pub enum JobCommand {
 pub trait PartyJob {
     /// The job's name.
     fn name(&self) -> &'static str;
-    /// Every public parameter the three parties must agree on; its digest is checked when the
-    /// links come up, so parties started with different arguments refuse each other at once.
+    /// Every public parameter the three parties must agree on. Its digest, together with the key
+    /// source ([`key_label`]), is the job tag checked when the links come up, so parties started
+    /// with different arguments or key sources refuse each other at once.
     fn public_params(&self) -> String;
     /// The fixed-point codec.
     fn codec(&self) -> FixedPoint;
@@ -109,18 +110,39 @@ pub trait PartyJob {
     fn run_party<B: Backend, T: Transport>(&self, party: &mut Party<B, T>) -> Result<()>;
 }
 
-/// The PRG key source for `--insecure-key-seed`, with a warning when it is insecure.
-pub fn key_source(insecure_seed: Option<u64>) -> KeySource {
-    match insecure_seed {
-        None => KeySource::Os,
-        Some(s) => {
-            eprintln!(
-                "warning: --insecure-key-seed: the PRG keys derive from a public seed; anyone who knows it \
-                 sees every share. For reproducibility tests only."
-            );
-            KeySource::InsecureSeed(s)
-        }
+/// The environment variable that must be `1` at every party that passes `--insecure-key-seed`.
+pub const ALLOW_INSECURE_KEYS: &str = "CRYPTGPU_ALLOW_INSECURE_KEYS";
+
+/// The PRG key source for `--insecure-key-seed`. A known seed lets anyone who knows it remove
+/// every mask, so it needs an explicit opt-in ([`ALLOW_INSECURE_KEYS`]`=1`) and is announced
+/// with a warning; without the variable it is an error.
+pub fn key_source(insecure_seed: Option<u64>) -> Result<KeySource> {
+    let Some(seed) = insecure_seed else { return Ok(KeySource::Os) };
+    if std::env::var_os(ALLOW_INSECURE_KEYS).is_none_or(|v| v != "1") {
+        bail!(
+            "--insecure-key-seed derives every PRG key from a public seed: anyone who knows it sees every \
+             share. It is for reproducibility tests only; to use it anyway, set {ALLOW_INSECURE_KEYS}=1 in \
+             the environment of every party"
+        );
     }
+    eprintln!(
+        "warning: --insecure-key-seed ({ALLOW_INSECURE_KEYS}=1): the PRG keys derive from a public seed; \
+         anyone who knows it sees every share. For reproducibility tests only."
+    );
+    Ok(KeySource::InsecureSeed(seed))
+}
+
+/// How a key source is recorded in reports and job tags: `os` or `insecure-seed:S`.
+pub fn key_label(keys: KeySource) -> String {
+    match keys {
+        KeySource::Os => "os".into(),
+        KeySource::InsecureSeed(s) => format!("insecure-seed:{s}"),
+    }
+}
+
+/// The job tag: a digest of the job's public parameters and its key source.
+fn job_tag<J: PartyJob>(job: &J) -> u64 {
+    fnv1a(format!("{} keys={}", job.public_params(), key_label(job.keys())).bytes())
 }
 
 /// FNV-1a over the little-endian bytes of `words`, as 16 hex digits (compares results, not secret:
@@ -309,7 +331,7 @@ fn run_job<J: PartyJob>(args: &Args, job: &J) -> Result<()> {
     if let Some(t) = args.connect_timeout {
         options.connect_timeout = seconds(t, "--connect-timeout")?;
     }
-    options.job_tag = fnv1a(job.public_params().bytes());
+    options.job_tag = job_tag(job);
     let security = if args.insecure {
         eprintln!(
             "warning: --insecure: plain TCP without TLS; the PRG keys and every message cross the network \
@@ -322,8 +344,14 @@ fn run_job<J: PartyJob>(args: &Args, job: &J) -> Result<()> {
     let addrs = config.addrs()?;
     // Open the device first: a GPU takes a while to initialise, and the links have a deadline.
     let device = job.backend().open()?;
-    let transport = TcpTransport::connect(TcpSetup { id, addrs, listener: None, security, options })
-        .with_context(|| format!("party {id}: setting up the links"))?;
+    let transport =
+        TcpTransport::connect(TcpSetup { id, addrs, listener: None, security, options }).with_context(|| {
+            format!(
+                "party {id}: setting up the links (all parties must run the same job with the same public \
+                 arguments and the same key source, {})",
+                key_label(job.keys())
+            )
+        })?;
     eprintln!(
         "party {id}: connected to parties {} and {} ({})",
         (id + 1) % 3,
@@ -387,6 +415,8 @@ mod tests {
 
     #[test]
     fn programs_over_tcp_match_run_local_results_and_counters() {
+        // The seeded keys make both runs reproducible; they need the opt-in.
+        std::env::set_var(ALLOW_INSECURE_KEYS, "1");
         let cli = Cli::parse_from(["t", "matmul", "--m", "24", "--k", "16", "--n", "8", "--insecure-key-seed", "3"]);
         let JobCommand::Matmul(args) = cli.job else { unreachable!() };
         let job = std::sync::Arc::new(matmul::Job::prepare(&args).unwrap());

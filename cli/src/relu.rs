@@ -17,7 +17,7 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
 use crate::device::BackendChoice;
-use crate::party::{digest, key_source, PartyJob};
+use crate::party::{digest, key_label, key_source, PartyJob};
 use crate::with_backend;
 
 /// Arguments of `cryptgpu relu`.
@@ -102,7 +102,10 @@ struct Report {
     bytes_formula_per_party: [u64; 3],
     /// ReLU bytes per element, averaged over the parties.
     bytes_per_element_per_party: f64,
-    /// Outputs that differ from the plaintext ReLU of the encoded input (bit-exact comparison).
+    /// Where the PRG keys came from (`os`, or `insecure-seed:S`).
+    keys: String,
+    /// Outputs that differ from the plaintext ReLU of the encoded input (bit-exact comparison, at
+    /// party 0, the receiver).
     mismatches: usize,
     /// FNV-1a digest of the revealed ring elements (compares runs bit for bit).
     result_digest: String,
@@ -130,15 +133,21 @@ struct PartyReport {
     bytes_formula: u64,
     /// Bytes this party sent over the whole run.
     total_bytes_sent: u64,
-    /// Outputs that differ from the plaintext ReLU of the encoded input.
-    mismatches: usize,
-    /// FNV-1a digest of the revealed ring elements.
-    result_digest: String,
+    /// Where the PRG keys came from.
+    keys: String,
+    /// What this party received: the ReLU at party 0, nothing at the others.
+    received: &'static [&'static str],
+    /// Outputs that differ from the plaintext ReLU of the encoded input (party 0 only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    mismatches: Option<usize>,
+    /// FNV-1a digest of the revealed ring elements (party 0 only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    result_digest: Option<String>,
 }
 
-/// What the party program returns: the revealed ReLU, its time, the MSB's time, and the traffic
-/// of the ReLU and of its MSB part.
-pub type PartyResult = (RingTensor, f64, f64, Counters, Counters);
+/// What the party program returns: the ReLU (at party 0, its receiver; `None` elsewhere), its
+/// time, the MSB's time, and the traffic of the ReLU and of its MSB part.
+pub type PartyResult = (Option<RingTensor>, f64, f64, Counters, Counters);
 
 /// A prepared ReLU job: the public parameters and party 0's demo input from the public seed.
 pub struct Job {
@@ -174,7 +183,7 @@ impl Job {
             msb: args.msb,
             backend: args.backend,
             json: args.json,
-            keys: key_source(args.insecure_key_seed),
+            keys: key_source(args.insecure_key_seed)?,
             codec,
             xt,
         })
@@ -186,7 +195,8 @@ impl Job {
     }
 }
 
-/// The party program: party 0 inputs `x`; the parties compute ReLU privately (timed) and reveal.
+/// The party program: party 0 inputs `x`; the parties compute ReLU privately (timed) and open it
+/// to party 0 only.
 pub fn program<B: Backend, T: Transport>(p: &mut Party<B, T>, job: &Job) -> cryptgpu_sharing::Result<PartyResult> {
     let x = &job.xt;
     let variant = job.msb.variant();
@@ -202,7 +212,7 @@ pub fn program<B: Backend, T: Transport>(p: &mut Party<B, T>, job: &Job) -> cryp
     };
     let seconds = start.elapsed().as_secs_f64();
     let cost = p.counters().since(&before);
-    Ok((p.reveal(&y)?, seconds, msb_seconds, cost, msb_cost))
+    Ok((p.reveal_to(&y, 0)?, seconds, msb_seconds, cost, msb_cost))
 }
 
 impl PartyJob for Job {
@@ -212,13 +222,12 @@ impl PartyJob for Job {
 
     fn public_params(&self) -> String {
         format!(
-            "relu n={} range={} seed={} msb={} frac_bits={} keys={:?}",
+            "relu n={} range={} seed={} msb={} frac_bits={}",
             self.n,
             self.range,
             self.seed,
             self.msb.name(),
-            self.codec.frac_bits(),
-            self.keys
+            self.codec.frac_bits()
         )
     }
 
@@ -251,15 +260,22 @@ impl PartyJob for Job {
             bytes_sent: cost.bytes_sent,
             bytes_formula: relu_cost(self.msb.variant(), p.id(), n).1,
             total_bytes_sent: p.counters().bytes_sent,
-            mismatches: self.mismatches(&revealed),
-            result_digest: digest(revealed.data()),
+            keys: key_label(self.keys),
+            received: if revealed.is_some() { &["relu"] } else { &[] },
+            mismatches: revealed.as_ref().map(|r| self.mismatches(r)),
+            result_digest: revealed.as_ref().map(|r| digest(r.data())),
         };
         println!("party {}: private ReLU of {n} values on {} ({} MSB)", report.party, report.backend, report.msb);
         println!("  time           {:.4} s", report.seconds);
         println!("  rounds         {} (MSB {})", report.rounds, report.msb_rounds);
         println!("  bytes sent     {} (formula {})", report.bytes_sent, report.bytes_formula);
-        println!("  mismatches     {} against the plaintext ReLU", report.mismatches);
-        println!("  result digest  {}", report.result_digest);
+        match (report.mismatches, &report.result_digest) {
+            (Some(m), Some(d)) => {
+                println!("  mismatches     {m} against the plaintext ReLU");
+                println!("  result digest  {d}");
+            }
+            _ => println!("  received       nothing (the ReLU was opened to party 0 alone)"),
+        }
         if self.json {
             println!("{}", serde_json::to_string(&report)?);
         }
@@ -276,7 +292,7 @@ pub fn run(args: &Args) -> Result<()> {
     let config = RunConfig { codec, keys: job.keys, ..RunConfig::default() };
     let out = with_backend!(device, be => run_local(be, config, |p| program(p, &job))?);
 
-    let revealed = &out[0].value.0;
+    let revealed = out[0].value.0.as_ref().context("party 0 received no result")?;
     let mismatches = job.mismatches(revealed);
     let costs: [Counters; 3] = std::array::from_fn(|i| out[i].value.3);
     let msb_costs: [Counters; 3] = std::array::from_fn(|i| out[i].value.4);
@@ -296,6 +312,7 @@ pub fn run(args: &Args) -> Result<()> {
         msb_bytes_sent_per_party: msb_costs.map(|c| c.bytes_sent),
         bytes_formula_per_party: std::array::from_fn(|i| relu_cost(args.msb.variant(), i, n).1),
         bytes_per_element_per_party: bytes.iter().sum::<u64>() as f64 / (3 * n) as f64,
+        keys: key_label(job.keys),
         mismatches,
         result_digest: digest(revealed.data()),
     };

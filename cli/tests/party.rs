@@ -6,8 +6,12 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
+/// The binary, with the opt-in that `--insecure-key-seed` needs (the reproducibility tests below
+/// compare seeded runs); tests of the opt-in itself remove it.
 fn bin() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_cryptgpu"))
+    let mut c = Command::new(env!("CARGO_BIN_EXE_cryptgpu"));
+    c.env("CRYPTGPU_ALLOW_INSECURE_KEYS", "1");
+    c
 }
 
 /// A fresh directory with three parties' keys (`cryptgpu keys gen`).
@@ -79,8 +83,16 @@ fn three_processes_match_the_in_process_run() {
         assert!(stderr.contains("mutual TLS"), "{stderr}");
         let v = last_json(&out);
         assert_eq!(v["party"], i);
-        assert_eq!(v["result_digest"], local["result_digest"], "party {i}");
-        assert_eq!(v["max_abs_error"], local["max_abs_error"]);
+        assert_eq!(v["keys"], "insecure-seed:9");
+        if i == 0 {
+            assert_eq!(v["result_digest"], local["result_digest"], "party {i}");
+            assert_eq!(v["max_abs_error"], local["max_abs_error"]);
+            assert_eq!(v["received"], serde_json::json!(["product"]));
+        } else {
+            // The product is opened to party 0 alone.
+            assert!(v["result_digest"].is_null() && v["max_abs_error"].is_null(), "party {i}: {v}");
+            assert_eq!(v["received"], serde_json::json!([]));
+        }
         assert_eq!(v["rounds"], local["rounds"]);
         assert_eq!(v["bytes_sent"], local["bytes_sent_per_party"][i]);
         assert_eq!(v["total_bytes_sent"], local["total_bytes_sent_per_party"][i]);
@@ -104,8 +116,12 @@ fn three_processes_match_the_in_process_relu() {
         let out = c.wait_with_output().unwrap();
         assert!(out.status.success(), "party {i}: {}", String::from_utf8_lossy(&out.stderr));
         let v = last_json(&out);
-        assert_eq!(v["result_digest"], local["result_digest"], "party {i}");
-        assert_eq!(v["mismatches"], 0);
+        if i == 0 {
+            assert_eq!(v["result_digest"], local["result_digest"], "party {i}");
+            assert_eq!(v["mismatches"], 0);
+        } else {
+            assert!(v["result_digest"].is_null() && v["mismatches"].is_null(), "party {i}: {v}");
+        }
         assert_eq!(v["rounds"], local["rounds"]);
         assert_eq!(v["msb_rounds"], local["msb_rounds"]);
         assert_eq!(v["bytes_sent"], local["bytes_sent_per_party"][i]);
@@ -133,15 +149,48 @@ fn three_processes_train_like_the_in_process_run() {
         "3",
         "--json",
     ];
-    let local = bin().args(job).output().unwrap();
+    let local_save = dir.join("trained-local.safetensors");
+    let local = bin().args(job).args(["--save", local_save.to_str().unwrap()]).output().unwrap();
     assert!(local.status.success(), "{}", String::from_utf8_lossy(&local.stderr));
     let local = last_json(&local);
-    let children: Vec<Child> = (0..3).map(|i| spawn_party(&config, i, job)).collect();
+    // Every party passes --save, each with its own path: only the owner receives the weights.
+    let saves: Vec<PathBuf> = (0..3).map(|i| dir.join(format!("trained{i}.safetensors"))).collect();
+    let children: Vec<Child> = (0..3)
+        .map(|i| {
+            let mut a: Vec<&str> = job.to_vec();
+            a.extend(["--save", saves[i].to_str().unwrap()]);
+            spawn_party(&config, i, &a)
+        })
+        .collect();
     for (i, c) in children.into_iter().enumerate() {
         let out = c.wait_with_output().unwrap();
         assert!(out.status.success(), "party {i}: {}", String::from_utf8_lossy(&out.stderr));
         let v = last_json(&out);
-        assert_eq!(v["predictions_digest"], local["predictions_digest"], "party {i}");
+        assert_eq!(v["keys"], "insecure-seed:3");
+        assert_eq!((v["train_images"].as_u64(), v["test_images"].as_u64()), (Some(64), Some(20)), "party {i}");
+        assert_eq!(saves[i].exists(), i == 0, "party {i}: only the owner writes the trained weights");
+        if i == 0 {
+            // Same tensors; the values differ in the last bits only (opening the sizes first
+            // shifts party 0's input stream, hence the truncations' rounding).
+            let (a, b) = (std::fs::read(&saves[0]).unwrap(), std::fs::read(&local_save).unwrap());
+            let header = 8 + u64::from_le_bytes(a[..8].try_into().unwrap()) as usize;
+            assert_eq!((a.len(), &a[..header]), (b.len(), &b[..header]), "same names and shapes");
+            let f = |c: &[u8]| f32::from_le_bytes(c.try_into().unwrap());
+            let diff = a[header..].chunks(4).zip(b[header..].chunks(4)).map(|(x, y)| (f(x) - f(y)).abs());
+            let diff = diff.fold(0.0f32, f32::max);
+            assert!(diff < 1e-3, "the weights saved over TCP and in-process differ by {diff}");
+        }
+        if i == 0 {
+            assert_eq!(v["predictions_digest"], local["predictions_digest"], "party {i}");
+            assert_eq!(
+                v["received"],
+                serde_json::json!(["dataset sizes (public)", "test predictions", "trained weights"])
+            );
+        } else {
+            let stdout = String::from_utf8_lossy(&out.stdout);
+            assert_no_results(i, &v, &stdout);
+            assert_eq!(v["received"], serde_json::json!(["dataset sizes (public)"]));
+        }
         // Party 0 first opens the two dataset sizes: one input (16 B from party 0) and one reveal
         // (16 B each), 2 rounds.
         let extra = if i == 0 { 32 } else { 16 };
@@ -154,8 +203,6 @@ fn three_processes_train_like_the_in_process_run() {
         if i == 0 {
             assert_eq!(v["accuracy"], local["accuracy"]);
             assert_eq!(v["plaintext_accuracy"], local["plaintext_accuracy"]);
-        } else {
-            assert!(v["accuracy"].is_null(), "only the data owner knows the labels");
         }
     }
     let _ = std::fs::remove_dir_all(&dir);
@@ -180,12 +227,56 @@ fn three_processes_infer_with_the_owners_weights() {
         assert!(out.status.success(), "party {i}: {}", String::from_utf8_lossy(&out.stderr));
         let v = last_json(&out);
         assert_eq!(v["images"], 30, "party {i}");
+        assert_eq!(v["keys"], "os");
         if i == 0 {
             assert!(v["agreement"].as_f64().unwrap() >= 0.95, "{v}");
+            assert_eq!(v["received"], serde_json::json!(["image count (public)", "predictions"]));
         } else {
-            assert!(v["accuracy"].is_null());
+            assert_no_results(i, &v, &String::from_utf8_lossy(&out.stdout));
+            assert_eq!(v["received"], serde_json::json!(["image count (public)"]));
         }
     }
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Parties 1 and 2 of a train or infer job: no prediction, accuracy or digest in their JSON, no
+/// percentage in their human output.
+fn assert_no_results(i: usize, v: &serde_json::Value, stdout: &str) {
+    for key in ["accuracy", "plaintext_accuracy", "agreement", "predictions_digest", "predictions"] {
+        assert!(v.get(key).is_none(), "party {i} reports {key}: {v}");
+    }
+    let human: Vec<&str> = stdout.lines().filter(|l| !l.starts_with('{')).collect();
+    assert!(!human.iter().any(|l| l.contains('%')), "party {i} prints a result: {human:?}");
+}
+
+#[test]
+fn insecure_keys_need_an_opt_in_and_a_matching_key_source() {
+    // Without the opt-in, a known seed is refused before anything runs, naming the variable.
+    let out = Command::new(env!("CARGO_BIN_EXE_cryptgpu"))
+        .env_remove("CRYPTGPU_ALLOW_INSECURE_KEYS")
+        .args(MATMUL)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("CRYPTGPU_ALLOW_INSECURE_KEYS=1"));
+    // One party with a known seed against two with OS keys: the job tags differ, all three stop.
+    let dir = keys_dir("keysource");
+    let config = dir.join("test.toml");
+    write_config(&config, &dir, free_ports(), 10.0, 5.0);
+    let os_keys: Vec<&str> = MATMUL[..MATMUL.len() - 2].to_vec();
+    let start = Instant::now();
+    let children: Vec<Child> =
+        (0..3).map(|i| spawn_party(&config, i, if i == 0 { MATMUL } else { &os_keys })).collect();
+    for (i, c) in children.into_iter().enumerate() {
+        let out = c.wait_with_output().unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "party {i} should refuse: {stderr}");
+        if i == 0 {
+            assert!(stderr.contains("different job"), "party 0: {stderr}");
+            assert!(stderr.contains("insecure-seed:9"), "party 0 names its key source: {stderr}");
+        }
+    }
+    assert!(start.elapsed() < Duration::from_secs(20), "took {:?}", start.elapsed());
     let _ = std::fs::remove_dir_all(&dir);
 }
 
@@ -229,6 +320,34 @@ fn killed_or_silent_party_is_named_by_the_others() {
         let mut p2 = children.pop().unwrap();
         let _ = p2.kill();
         let _ = p2.wait();
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn killing_party_0_or_1_is_named_by_the_two_others() {
+    let dir = keys_dir("kill01");
+    // Many rounds, so the survivors soon step into one after the kill; a crash is noticed at
+    // once, long before the 5 s timeout.
+    let job: &[&str] = &["relu", "--n", "200000", "--backend", "cpu"];
+    let timeout = Duration::from_secs(5);
+    for victim in [0, 1] {
+        let config = dir.join("test.toml");
+        write_config(&config, &dir, free_ports(), timeout.as_secs_f64(), 30.0);
+        let mut children: Vec<Child> = (0..3).map(|i| spawn_party(&config, i, job)).collect();
+        let _ = wait_connected(&mut children[victim]);
+        let start = Instant::now();
+        children[victim].kill().unwrap();
+        let _ = children[victim].wait();
+        for (i, c) in children.into_iter().enumerate().filter(|(i, _)| *i != victim) {
+            let out = c.wait_with_output().unwrap();
+            let took = start.elapsed();
+            let stderr = String::from_utf8_lossy(&out.stderr);
+            assert!(!out.status.success(), "party {i} should fail: {stderr}");
+            let named = [format!("party {victim} is gone"), format!("because party {victim} failed")];
+            assert!(named.iter().any(|n| stderr.contains(n)), "party {i} does not blame party {victim}: {stderr}");
+            assert!(took < timeout, "party {i} took {took:?} after party {victim} was killed: {stderr}");
+        }
     }
     let _ = std::fs::remove_dir_all(&dir);
 }

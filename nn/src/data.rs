@@ -102,17 +102,55 @@ fn read(path: &Path) -> Result<Vec<u8>> {
     std::fs::read(path).map_err(|source| NnError::Io { path: path.display().to_string(), source })
 }
 
-/// Decompresses gzip data; other data is returned as it is.
-fn gunzip(raw: &[u8], name: &str) -> Result<Vec<u8>> {
-    if raw.starts_with(&[0x1f, 0x8b]) {
-        let mut out = Vec::new();
-        flate2::read::GzDecoder::new(raw)
-            .read_to_end(&mut out)
-            .map_err(|e| NnError::Format { path: name.to_string(), detail: format!("bad gzip data: {e}") })?;
-        Ok(out)
-    } else {
-        Ok(raw.to_vec())
+/// The largest dataset file accepted, and the most a gzip file is ever decompressed to (bytes):
+/// above any real image dataset file (EMNIST's largest is 0.55 GB).
+pub const MAX_FILE_BYTES: usize = 1 << 31;
+
+fn is_gzip(raw: &[u8]) -> bool {
+    raw.starts_with(&[0x1f, 0x8b])
+}
+
+/// Appends what `r` yields to `buf` while `buf` holds at most `limit` bytes; more is an error
+/// (a gzip bomb is stopped one byte past `limit`).
+fn read_capped(r: impl Read, buf: &mut Vec<u8>, limit: usize, name: &str, what: &str) -> Result<()> {
+    let room = (limit + 1).saturating_sub(buf.len()) as u64;
+    r.take(room).read_to_end(buf).map_err(|e| gzip_error(name, e))?;
+    if buf.len() > limit {
+        return Err(NnError::Format { path: name.to_string(), detail: format!("gzip data inflates beyond {what}") });
     }
+    Ok(())
+}
+
+fn gzip_error(name: &str, e: std::io::Error) -> NnError {
+    NnError::Format { path: name.to_string(), detail: format!("bad gzip data: {e}") }
+}
+
+/// Decompresses gzip data up to [`MAX_FILE_BYTES`]; other data is returned as it is.
+fn gunzip(raw: &[u8], name: &str) -> Result<Vec<u8>> {
+    if !is_gzip(raw) {
+        return Ok(raw.to_vec());
+    }
+    let mut out = Vec::new();
+    read_capped(flate2::read::GzDecoder::new(raw), &mut out, MAX_FILE_BYTES, name, "the file size limit")?;
+    Ok(out)
+}
+
+/// Reads an IDX file (gzip or not): its dimensions and `u8` payload. A gzip stream is decompressed
+/// only as far as its IDX header says (and at most [`MAX_FILE_BYTES`]): a stream that inflates
+/// beyond that (a gzip bomb) is an error after at most one byte more than the header announced.
+fn read_idx(raw: &[u8], name: &str) -> Result<(Vec<usize>, Vec<u8>)> {
+    if !is_gzip(raw) {
+        return parse_idx(raw, name);
+    }
+    let gz = |e| gzip_error(name, e);
+    let mut dec = flate2::read::GzDecoder::new(raw);
+    let mut bytes = vec![0u8; 4];
+    dec.read_exact(&mut bytes).map_err(gz)?;
+    bytes.resize(4 + 4 * bytes[3] as usize, 0);
+    dec.read_exact(&mut bytes[4..]).map_err(gz)?;
+    let (_, header, n) = idx_header(&bytes, name)?;
+    read_capped(dec, &mut bytes, header + n, name, &format!("the {n} payload bytes its IDX header announces"))?;
+    parse_idx(&bytes, name)
 }
 
 /// `dir/name` or `dir/name.gz`, whichever exists.
@@ -130,6 +168,17 @@ fn find(dir: &Path, name: &str) -> Result<PathBuf> {
 
 /// Parses an IDX file: returns the dimensions and the `u8` payload.
 pub fn parse_idx(bytes: &[u8], path: &str) -> Result<(Vec<usize>, Vec<u8>)> {
+    let (dims, header, n) = idx_header(bytes, path)?;
+    if bytes.len() != header + n {
+        let bad = |detail: String| NnError::Format { path: path.to_string(), detail };
+        return Err(bad(format!("{} payload bytes for dimensions {dims:?} (expected {n})", bytes.len() - header)));
+    }
+    Ok((dims, bytes[header..].to_vec()))
+}
+
+/// An IDX header at the start of `bytes`: the dimensions, the header's length and the payload's
+/// length (at most [`MAX_FILE_BYTES`]).
+fn idx_header(bytes: &[u8], path: &str) -> Result<(Vec<usize>, usize, usize)> {
     let bad = |detail: String| NnError::Format { path: path.to_string(), detail };
     if bytes.len() < 4 || bytes[0] != 0 || bytes[1] != 0 {
         return Err(bad("not an IDX file (bad magic)".into()));
@@ -146,10 +195,10 @@ pub fn parse_idx(bytes: &[u8], path: &str) -> Result<(Vec<usize>, Vec<u8>)> {
         .map(|i| u32::from_be_bytes(bytes[4 + 4 * i..8 + 4 * i].try_into().expect("4 bytes")) as usize)
         .collect();
     let n = dims.iter().try_fold(1usize, |a, &d| a.checked_mul(d)).ok_or_else(|| bad("dimensions overflow".into()))?;
-    if bytes.len() != header + n {
-        return Err(bad(format!("{} payload bytes for dimensions {dims:?} (expected {n})", bytes.len() - header)));
+    if n > MAX_FILE_BYTES {
+        return Err(bad(format!("dimensions {dims:?} announce {n} bytes, above the limit of {MAX_FILE_BYTES}")));
     }
-    Ok((dims, bytes[header..].to_vec()))
+    Ok((dims, header, n))
 }
 
 /// MNIST from `dir` (the four original files, gzip or not).
@@ -164,9 +213,8 @@ pub fn load_mnist(dir: &Path, split: Split) -> Result<Images> {
 
 /// MNIST from the contents of an image and a label IDX file (gzip or not); `name` labels errors.
 pub fn mnist_from_bytes(images: &[u8], labels: &[u8], name: &str) -> Result<Images> {
-    let (ib, lb) = (gunzip(images, name)?, gunzip(labels, name)?);
-    let (idims, pixels) = parse_idx(&ib, name)?;
-    let (ldims, labels) = parse_idx(&lb, name)?;
+    let (idims, pixels) = read_idx(images, name)?;
+    let (ldims, labels) = read_idx(labels, name)?;
     let fmt = |detail: String| NnError::Format { path: name.to_string(), detail };
     if idims.len() != 3 || ldims.len() != 1 || idims[0] != ldims[0] {
         return Err(fmt(format!("image dims {idims:?} and label dims {ldims:?} do not match")));
@@ -230,4 +278,41 @@ pub fn load_cifar10(dir: &Path, split: Split) -> Result<Images> {
         mean: vec![0.4914, 0.4822, 0.4465],
         std: vec![0.2470, 0.2435, 0.2616],
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+
+    fn gzip(bytes: &[u8]) -> Vec<u8> {
+        let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
+        e.write_all(bytes).unwrap();
+        e.finish().unwrap()
+    }
+
+    /// An IDX header of unsigned bytes with the given dimensions.
+    fn header(dims: &[u32]) -> Vec<u8> {
+        let mut h = vec![0, 0, 8, dims.len() as u8];
+        dims.iter().for_each(|d| h.extend(d.to_be_bytes()));
+        h
+    }
+
+    #[test]
+    fn gzip_is_inflated_only_as_far_as_the_idx_header_says() {
+        let mut ok = header(&[3, 2]);
+        ok.extend([1, 2, 3, 4, 5, 6]);
+        assert_eq!(read_idx(&gzip(&ok), "ok").unwrap(), (vec![3, 2], vec![1, 2, 3, 4, 5, 6]));
+        // A bomb: 6 payload bytes announced, 64 MiB of zeros behind them (64 KiB compressed).
+        let mut bomb = ok.clone();
+        bomb.resize(bomb.len() + (64 << 20), 0);
+        let err = read_idx(&gzip(&bomb), "bomb").unwrap_err().to_string();
+        assert!(err.contains("inflates beyond the 6 payload bytes"), "{err}");
+        // Too short, a header announcing more than the limit, and a truncated header.
+        let err = read_idx(&gzip(&ok[..ok.len() - 1]), "short").unwrap_err().to_string();
+        assert!(err.contains("5 payload bytes") && err.contains("expected 6"), "{err}");
+        let err = read_idx(&gzip(&header(&[1 << 16, 1 << 16])), "huge").unwrap_err().to_string();
+        assert!(err.contains("above the limit"), "{err}");
+        assert!(read_idx(&gzip(&[0, 0, 8, 3, 0, 0]), "cut").is_err());
+    }
 }

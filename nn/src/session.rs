@@ -1,5 +1,8 @@
 //! Private sessions: the model owner (party 0) secret-shares a model and the data, the three parties
-//! train or infer, and results are opened only where the caller asks.
+//! train or infer, and every result is opened to the party the caller names, and to no other.
+//!
+//! Each entry point that opens a value takes its receiver (`to`): that party gets `Some(value)`,
+//! the two others `None`, and they learn nothing beyond the public shape (see `SECURITY.md`).
 
 use cryptgpu_net::Transport;
 use cryptgpu_ring::{Backend, FixedPoint, RingTensor};
@@ -30,10 +33,15 @@ pub fn share<B: Backend, T: Transport>(
     Ok(party.input(owner, enc.as_ref(), shape)?)
 }
 
-/// Opens a sharing to every party and decodes it.
-pub fn reveal<B: Backend, T: Transport>(party: &mut Party<B, T>, x: &AShare<B>) -> Result<PlainTensor> {
-    let r: RingTensor = party.reveal(x)?;
-    PlainTensor::new(r.shape(), party.codec().decode_tensor(&r))
+/// Opens a sharing to party `to` only and decodes it there: `Some` at `to`, `None` at the others
+/// (1 round; party `to - 1` sends 8 B per element).
+pub fn reveal_to<B: Backend, T: Transport>(
+    party: &mut Party<B, T>,
+    x: &AShare<B>,
+    to: usize,
+) -> Result<Option<PlainTensor>> {
+    let codec = party.codec();
+    party.reveal_to(x, to)?.map(|r: RingTensor| PlainTensor::new(r.shape(), codec.decode_tensor(&r))).transpose()
 }
 
 /// Secret-shares the model `params` (folded, see [`crate::weights::fold_batchnorm`]) held by
@@ -86,13 +94,20 @@ fn share_named<B: Backend, T: Transport>(
     Model::new(spec.clone(), shared, &engine)
 }
 
-/// Opens a shared model's parameters to every party (e.g. to save the trained weights).
-pub fn reveal_model<B: Backend, T: Transport>(party: &mut Party<B, T>, model: &Model<AShare<B>>) -> Result<Params> {
+/// Opens a shared model's parameters to party `to` only (e.g. for the model owner to save the
+/// trained weights): `Some` at `to`, `None` at the others.
+pub fn reveal_model_to<B: Backend, T: Transport>(
+    party: &mut Party<B, T>,
+    model: &Model<AShare<B>>,
+    to: usize,
+) -> Result<Option<Params>> {
     let mut out = Params::new();
     for (name, s) in &model.params {
-        out.insert(name.clone(), reveal(party, s)?);
+        if let Some(v) = reveal_to(party, s, to)? {
+            out.insert(name.clone(), v);
+        }
     }
-    Ok(out)
+    Ok((party.id() == to).then_some(out))
 }
 
 /// The plaintext twin of a model with the given parameters (folded or trainable, see [`Model::new`]).
@@ -105,17 +120,19 @@ pub fn plain_logits(model: &Model<PlainTensor>, x: &PlainTensor) -> Result<Plain
     Ok(model.forward(&mut PlainEngine, x, false)?.0)
 }
 
-/// Private logits of a batch owned by [`OWNER`], opened to all parties.
+/// Private logits of a batch owned by [`OWNER`] (the others pass `None` and the public shape),
+/// opened to party `to` only: `Some` there, `None` at the others.
 pub fn private_logits<B: Backend, T: Transport>(
     party: &mut Party<B, T>,
     model: &Model<AShare<B>>,
     x: Option<&PlainTensor>,
     shape: &[usize],
-) -> Result<PlainTensor> {
+    to: usize,
+) -> Result<Option<PlainTensor>> {
     let sx = share(party, OWNER, x, shape)?;
     let mut e = PrivateEngine::new(party);
     let (y, _) = model.forward(&mut e, &sx, false)?;
-    reveal(e.party, &y)
+    reveal_to(e.party, &y, to)
 }
 
 /// Number of rows whose argmax equals the label.

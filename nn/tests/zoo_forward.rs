@@ -35,11 +35,12 @@ fn forward_matches(spec: ModelSpec) {
     let out = run_local(CpuBackend, RunConfig::default(), |party| {
         let owner = party.id() == OWNER;
         let model = share_model(party, &spec, owner.then_some(&params))?;
-        Ok(private_logits(party, &model, owner.then_some(&x), &x.shape)?)
+        Ok(private_logits(party, &model, owner.then_some(&x), &x.shape, OWNER)?)
     })
     .unwrap();
     let secs = start.elapsed().as_secs_f64();
-    let got = &out[0].value;
+    assert!(out[1].value.is_none() && out[2].value.is_none(), "only the owner receives the logits");
+    let got = out[0].value.as_ref().expect("the owner receives the logits");
     let scale = twin.data.iter().map(|v| v.abs()).fold(1e-3, f64::max);
     let diff = got.data.iter().zip(&twin.data).map(|(a, b)| (a - b).abs()).fold(0.0, f64::max);
     println!("{}: private forward at batch 1 in {secs:.2} s on the CPU; max |logit - twin| = {diff:.2e} (max |logit| {scale:.3})", spec.name);

@@ -76,7 +76,17 @@ where
     let slowest = warmup.iter().copied().reduce(f64::max);
     let reps = RingTensor::new(&[1], vec![plan.reps_after(slowest) as u64])?;
     let reps = p.input(0, owner.then_some(&reps), &[1])?;
-    let reps = p.reveal(&reps)?.data()[0] as usize;
+    let reps = p.reveal(&reps)?.data()[0];
+    // Party 0 chose the count; the others check it before allocating for it.
+    let reps = match usize::try_from(reps) {
+        Ok(r) if (1..=plan.reps.max(1)).contains(&r) => r,
+        _ => {
+            return Err(cryptgpu_sharing::SharingError::Invalid(format!(
+                "party 0 opened {reps} repetitions; the plan allows 1 to {}",
+                plan.reps.max(1)
+            )))
+        }
+    };
     let mut samples = Vec::with_capacity(reps);
     for _ in 0..reps {
         samples.push(timed(p)?);

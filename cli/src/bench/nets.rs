@@ -12,7 +12,7 @@ use cryptgpu_net::Counters;
 use cryptgpu_nn::engine::{layer_labels, Engine, Phase, Sgd};
 use cryptgpu_nn::plain::PlainTensor;
 use cryptgpu_nn::private::{PrivateEngine, Timing, Traffic};
-use cryptgpu_nn::session::{reveal, share, share_model, share_trainable_model, OWNER};
+use cryptgpu_nn::session::{reveal_to, share, share_model, share_trainable_model, OWNER};
 use cryptgpu_nn::spec::{LayerKind, ModelSpec};
 use cryptgpu_nn::weights::{fold_batchnorm, init_params};
 use cryptgpu_nn::zoo::{by_name, Dataset};
@@ -276,7 +276,7 @@ fn measure<B: Backend>(
                 }
                 None => {
                     let (logits, _) = model.forward(&mut eng, &sx, false)?;
-                    reveal(eng.party, &logits)?;
+                    reveal_to(eng.party, &logits, OWNER)?;
                     eng.step_done("reveal", Phase::Forward);
                 }
             }

@@ -4,7 +4,7 @@ use cryptgpu_kernels_cpu::CpuBackend;
 use cryptgpu_nn::engine::Sgd;
 use cryptgpu_nn::plain::PlainTensor;
 use cryptgpu_nn::private::PrivateEngine;
-use cryptgpu_nn::session::{reveal, reveal_model, share, share_trainable_model, OWNER};
+use cryptgpu_nn::session::{reveal_model_to, reveal_to, share, share_trainable_model, OWNER};
 use cryptgpu_nn::spec::ModelSpec;
 use cryptgpu_nn::weights::Params;
 use cryptgpu_sharing::{run_local, RunConfig};
@@ -21,7 +21,7 @@ pub struct Trained {
 }
 
 /// `steps` private training steps of three in-process parties on one batch owned by [`OWNER`],
-/// then an inference pass; everything is opened at the end.
+/// then an inference pass; everything is opened to the owner at the end.
 pub fn private_train(
     spec: &ModelSpec,
     p: &Params,
@@ -42,14 +42,17 @@ pub fn private_train(
         }
         let (eval, _) = model.forward(&mut pe, &sx, false).unwrap();
         let party = pe.party;
-        Ok(Trained {
-            first_logits: reveal(party, &first).unwrap(),
-            eval_logits: reveal(party, &eval).unwrap(),
-            params: reveal_model(party, &model).unwrap(),
-        })
+        let first_logits = reveal_to(party, &first, OWNER).unwrap();
+        let eval_logits = reveal_to(party, &eval, OWNER).unwrap();
+        let params = reveal_model_to(party, &model, OWNER).unwrap();
+        Ok(first_logits.map(|first_logits| Trained {
+            first_logits,
+            eval_logits: eval_logits.expect("the owner receives every output"),
+            params: params.expect("the owner receives the model"),
+        }))
     })
     .unwrap();
-    out.into_iter().next().unwrap().value
+    out.into_iter().next().unwrap().value.expect("party 0 is the owner")
 }
 
 /// Largest absolute difference of two equally long slices.

@@ -1,10 +1,12 @@
 //! `TcpTransport` on 127.0.0.1: three parties on threads, with and without TLS.
 
+use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use cryptgpu_net::tcp::bind;
+use cryptgpu_net::frame::{Frame, FrameHeader, FrameKind, HEADER_LEN};
+use cryptgpu_net::tcp::{bind, HELLO_TIMEOUT, KEEPALIVE_FACTOR};
 use cryptgpu_net::{
     Counters, LocalTransport, NetError, Peer, Round, Security, TcpOptions, TcpSetup, TcpTransport, TlsIdentity,
     Transport,
@@ -319,11 +321,219 @@ fn strangers_are_refused_and_setup_goes_on() {
             })
         })
         .collect();
-    // The silent stranger holds party 0 until its hello read times out; closing it frees it now.
-    thread::sleep(Duration::from_millis(300));
-    drop(silent);
+    // The silent stranger stays connected: its greeting runs on the side and holds nobody up.
     let got: Vec<Vec<u64>> = hs.into_iter().map(|h| h.join().unwrap().unwrap()).collect();
     assert_eq!(got, vec![vec![2], vec![0], vec![1]]);
+    drop(silent);
+}
+
+/// A party's view of `pki`: party `i`'s certificate is the one made for party `certs[i]`, and the
+/// key is the one made for party `key_of`.
+fn view_with(pki: &[(String, String)], certs: [usize; 3], key_of: usize) -> Vec<(String, String)> {
+    (0..3).map(|i| (pki[certs[i]].0.clone(), pki[key_of].1.clone())).collect()
+}
+
+/// Runs `TcpTransport::connect` for each `(id, listener, addrs, security)` on its own thread;
+/// returns each result (`Ok(())` or the error) and how long it took.
+fn connect_all(
+    parties: Vec<(usize, Option<TcpListener>, [SocketAddr; 3], Security)>,
+    options: &TcpOptions,
+) -> Vec<(Result<(), NetError>, Duration)> {
+    let start = Instant::now();
+    let hs: Vec<_> = parties
+        .into_iter()
+        .map(|(id, listener, addrs, security)| {
+            let setup = TcpSetup { id, addrs, listener, security, options: options.clone() };
+            thread::spawn(move || {
+                let r = TcpTransport::connect(setup).map(|_| ());
+                (r, start.elapsed())
+            })
+        })
+        .collect();
+    hs.into_iter().map(|h| h.join().unwrap()).collect()
+}
+
+#[test]
+fn dialer_refuses_a_listener_with_another_certificate() {
+    let pki = make_pki();
+    let options = TcpOptions { connect_timeout: Duration::from_secs(3), ..TcpOptions::default() };
+    let (mut ls, addrs) = listeners(&options);
+    // Party 0 listens with a key and certificate of its own making, not the configured one.
+    let mut rogue_view = pki.clone();
+    rogue_view[0] = make_pki().remove(0);
+    let out = connect_all(
+        (0..3).map(|id| (id, ls[id].take(), addrs, identity(id, if id == 0 { &rogue_view } else { &pki }))).collect(),
+        &options,
+    );
+    for (id, (r, took)) in out.iter().enumerate().skip(1) {
+        let err = r.as_ref().unwrap_err();
+        assert!(matches!(err, NetError::Tls { peer: 0, .. }), "party {id}: {err}");
+        assert!(err.to_string().contains("not the one configured for party 0"), "party {id}: {err}");
+        // Refused at the handshake, not at the connect deadline.
+        assert!(*took < Duration::from_secs(2), "party {id} took {took:?}");
+    }
+    let err = out[0].0.as_ref().unwrap_err();
+    assert!(matches!(err, NetError::Connect { peer: 1, .. }), "{err}");
+    assert!(err.to_string().contains("refused this party's certificate"), "{err}");
+}
+
+#[test]
+fn genuine_certificate_under_another_party_id_is_refused_by_the_listener() {
+    let pki = make_pki();
+    let options = TcpOptions { connect_timeout: Duration::from_secs(3), ..TcpOptions::default() };
+    let (mut ls, addrs) = listeners(&options);
+    // "Party 1" holds party 2's real certificate and key (it lists them as party 1's).
+    let impostor = view_with(&pki, [0, 2, 1], 2);
+    let out = connect_all(
+        (0..3).map(|id| (id, ls[id].take(), addrs, identity(id, if id == 1 { &impostor } else { &pki }))).collect(),
+        &options,
+    );
+    let err = out[0].0.as_ref().unwrap_err();
+    assert!(matches!(err, NetError::Connect { peer: 1, .. }), "{err}");
+    assert!(err.to_string().contains("claims to be party 1 but presented the certificate of party 2"), "{err}");
+    // The impostor was turned away at once; party 2 never reached a party 1.
+    assert!(out[1].0.is_err());
+    assert!(out[1].1 < Duration::from_secs(2), "the impostor took {:?}", out[1].1);
+    assert!(matches!(out[2].0, Err(NetError::Connect { peer: 1, .. } | NetError::Tls { peer: 1, .. })), "{:?}", out[2]);
+}
+
+#[test]
+fn genuine_certificate_under_another_party_id_is_refused_by_the_dialer() {
+    let pki = make_pki();
+    let options = TcpOptions { connect_timeout: Duration::from_secs(3), ..TcpOptions::default() };
+    let (mut ls, addrs) = listeners(&options);
+    // An impostor listens as party 1 with party 2's real certificate and key. To get that far it
+    // needs an accomplice party 0 that takes party 2's certificate for party 1's.
+    let impostor = view_with(&pki, [0, 2, 1], 2);
+    let accomplice = view_with(&pki, [0, 2, 1], 0);
+    let accomplice_listener = bind("127.0.0.1:0".parse().unwrap(), &options).unwrap();
+    let mut crooked = addrs;
+    crooked[0] = accomplice_listener.local_addr().unwrap();
+    let out = connect_all(
+        vec![
+            (0, ls[0].take(), addrs, identity(0, &pki)),
+            (0, Some(accomplice_listener), crooked, identity(0, &accomplice)),
+            (1, ls[1].take(), crooked, identity(1, &impostor)),
+            (2, None, addrs, identity(2, &pki)),
+        ],
+        &options,
+    );
+    // Genuine party 2 gets past party 0, then refuses the impostor's certificate for party 1.
+    let (r, took) = &out[3];
+    let err = r.as_ref().unwrap_err();
+    assert!(matches!(err, NetError::Tls { peer: 1, .. }), "{err}");
+    assert!(err.to_string().contains("not the one configured for party 1"), "{err}");
+    assert!(*took < Duration::from_secs(2), "party 2 took {took:?}");
+    // The impostor hears of the refusal; party 0 waited for party 1 in vain.
+    let err = out[2].0.as_ref().unwrap_err();
+    assert!(matches!(err, NetError::Connect { peer: 2, .. }), "{err}");
+    assert!(err.to_string().contains("refused this party's certificate"), "{err}");
+    assert!(matches!(out[0].0, Err(NetError::Connect { peer: 1, .. })), "{:?}", out[0]);
+}
+
+/// A hand-made party `id` on a plain connection to `addr`: sends its hello, reads the answer.
+/// Returns the socket and the session.
+fn raw_party(addr: SocketAddr, id: u64) -> (std::net::TcpStream, u64) {
+    let mut s = std::net::TcpStream::connect(addr).unwrap();
+    let session = 0xfeed_0000 + id;
+    let hello =
+        Frame { header: FrameHeader { kind: FrameKind::Hello, session, seq: 0, words: 2 }, payload: vec![id, 0] };
+    s.write_all(&hello.encode()).unwrap();
+    let mut answer = [0u8; HEADER_LEN + 16];
+    s.read_exact(&mut answer).unwrap();
+    assert_eq!(FrameHeader::decode(&answer).unwrap().session, session);
+    (s, session)
+}
+
+#[test]
+fn waiting_frames_cannot_keep_a_link_alive_past_the_bound() {
+    let timeout = Duration::from_millis(500);
+    let options = TcpOptions { timeout, connect_timeout: Duration::from_secs(5), ..TcpOptions::default() };
+    let listener = bind("127.0.0.1:0".parse().unwrap(), &options).unwrap();
+    let addr = listener.local_addr().unwrap();
+    let addrs = [addr, addr, addr];
+    let (done_tx, done) = std::sync::mpsc::channel();
+    let party0 = thread::spawn(move || {
+        let setup = TcpSetup { id: 0, addrs, listener: Some(listener), security: Security::InsecurePlaintext, options };
+        let mut t = TcpTransport::connect(setup).unwrap();
+        let start = Instant::now();
+        let err = t.round(Round::new().recv(Peer::Next, 1)).unwrap_err();
+        done_tx.send((err, start.elapsed())).unwrap();
+    });
+    let (mut one, session) = raw_party(addr, 1);
+    // Party 2 is connected and quiet (what party 0 sends it waits in the socket buffers).
+    let (two, _) = raw_party(addr, 2);
+    // Party 1 says, every twentieth of the timeout, that it waits on party 2, and never sends data.
+    let mut seq = 1;
+    let (err, took) = loop {
+        if let Ok(r) = done.try_recv() {
+            break r;
+        }
+        let waiting =
+            Frame { header: FrameHeader { kind: FrameKind::Waiting, session, seq, words: 1 }, payload: vec![2] };
+        one.write_all(&waiting.encode()).unwrap();
+        seq += 1;
+        thread::sleep(timeout / 20);
+    };
+    // The waiting frames kept the link past one timeout (without them: a timeout after 0.5 s,
+    // blaming party 2), but not past the bound.
+    let cap = timeout * KEEPALIVE_FACTOR;
+    assert_eq!(err, NetError::Timeout { peer: 1, after: cap });
+    assert!(took >= cap, "gave up after {took:?}");
+    assert!(took < cap + Duration::from_secs(1), "gave up after {took:?}");
+    // Party 0 closes at once when its peers hang up.
+    drop((one, two));
+    party0.join().unwrap();
+}
+
+#[test]
+fn strangers_cannot_delay_setup_or_take_a_partys_place() {
+    let pki = make_pki();
+    let options = TcpOptions { connect_timeout: Duration::from_secs(20), ..TcpOptions::default() };
+    let (mut ls, addrs) = listeners(&options);
+    let start = |id: usize, listener: Option<TcpListener>, security: Security| {
+        let setup = TcpSetup { id, addrs, listener, security, options: options.clone() };
+        thread::spawn(move || -> Result<(Vec<u64>, Instant), NetError> {
+            let mut t = TcpTransport::connect(setup)?;
+            let up = Instant::now();
+            let mut got = t.round(Round::new().send(Peer::Next, vec![t.id() as u64]).recv(Peer::Prev, 1))?;
+            Ok((got.take(Peer::Prev)?, up))
+        })
+    };
+    let p0 = start(0, ls[0].take(), identity(0, &pki));
+    // Silent connections to both listeners, garbage, and a TLS record header that never goes on.
+    let mut strangers: Vec<std::net::TcpStream> = Vec::new();
+    for to in [0, 0, 0, 0, 0, 0, 1, 1, 1] {
+        strangers.push(std::net::TcpStream::connect(addrs[to]).unwrap());
+    }
+    let mut garbage = std::net::TcpStream::connect(addrs[0]).unwrap();
+    garbage.write_all(&[0xAB; 300]).unwrap();
+    let mut stalled_tls = std::net::TcpStream::connect(addrs[0]).unwrap();
+    stalled_tls.write_all(&[0x16, 0x03, 0x01, 0x01, 0x00]).unwrap();
+    strangers.extend([garbage, stalled_tls]);
+    // Impostors reach party 0 first: a party 2 with a certificate of its own making, and party 1's
+    // genuine certificate and key claiming to be party 2. Both are turned away.
+    let mut rogue = pki.clone();
+    rogue[2] = make_pki().remove(2);
+    let impostors = [identity(2, &rogue), identity(2, &view_with(&pki, [0, 2, 1], 1))];
+    for security in impostors {
+        let err = start(2, None, security).join().unwrap().unwrap_err();
+        assert!(matches!(err, NetError::Tls { peer: 0, .. } | NetError::Connect { peer: 0, .. }), "{err}");
+    }
+    // Then the genuine parties 1 and 2.
+    let began = Instant::now();
+    let p1 = start(1, ls[1].take(), identity(1, &pki));
+    let p2 = start(2, None, identity(2, &pki));
+    let mut got = Vec::new();
+    for h in [p0, p1, p2] {
+        let (m, up) = h.join().unwrap().unwrap();
+        // Greeted one after another, the first silent stranger alone would hold party 0 for
+        // HELLO_TIMEOUT (and the eight at party 0 for 8 × HELLO_TIMEOUT).
+        assert!(up.duration_since(began) < HELLO_TIMEOUT, "setup took {:?}", up.duration_since(began));
+        got.push(m);
+    }
+    assert_eq!(got, vec![vec![2], vec![0], vec![1]]);
+    drop(strangers);
 }
 
 /// Multi-gigabyte messages in both directions on both links at once (run with `--ignored`, in

@@ -18,6 +18,7 @@ use cryptgpu_nn::data::{
 use cryptgpu_nn::engine::{Engine, Model, Phase, Sgd};
 use cryptgpu_nn::plain::{PlainEngine, PlainTensor};
 use cryptgpu_nn::private::{PrivateEngine, Traffic};
+use cryptgpu_nn::ranges::{RangeRecorder, RangeReport};
 use cryptgpu_nn::session::{
     private_logits, reveal_model_to, reveal_to, share, share_model, share_trainable_model, OWNER,
 };
@@ -202,6 +203,8 @@ struct TrainReport {
     per_layer: Vec<LayerTraffic>,
     /// Digest of the private test predictions (compares runs, e.g. over TCP).
     predictions_digest: String,
+    /// The plaintext twin's largest values per layer against the fixed-point bounds.
+    ranges: RangeReport,
 }
 
 /// A training run: public parameters, plus the data and initial model at their owner.
@@ -333,26 +336,41 @@ fn private_train<B: Backend>(
     Ok(run_local(be, RunConfig { keys, ..RunConfig::default() }, |party| train_program(party, job))?)
 }
 
-/// Trains the plaintext twin with the same initialisation and data order; returns test predictions.
-fn plain_train(job: &Job<'_>) -> Result<Vec<usize>> {
+/// Trains the plaintext twin with the same initialisation and data order; returns test predictions
+/// and the twin's value ranges (training and test inference).
+fn plain_train(job: &Job<'_>) -> Result<(Vec<usize>, RangeReport)> {
     let Some((train, test)) = job.data else { bail!("only the data owner can train the plaintext twin") };
     let mut model = Model::new(job.spec.clone(), job.params.clone(), &PlainEngine)?;
+    let mut rec = RangeRecorder::new(FixedPoint::default());
     for e in 0..job.epochs {
         for idx in shuffled_batches(train.len(), job.batch, job.seed + e as u64) {
             let (x, y) = train.batch(&idx);
-            model.train_step(&mut PlainEngine, &x, &y, &job.opt)?;
+            model.train_step(&mut rec, &x, &y, &job.opt)?;
         }
     }
-    plain_predict(&model, test, 100)
+    let preds = plain_predict(&model, test, 100, &mut rec)?;
+    Ok((preds, rec.report().clone()))
 }
 
-fn plain_predict(model: &Model<PlainTensor>, test: &Images, batch: usize) -> Result<Vec<usize>> {
+fn plain_predict(
+    model: &Model<PlainTensor>,
+    test: &Images,
+    batch: usize,
+    rec: &mut RangeRecorder,
+) -> Result<Vec<usize>> {
     let mut preds = Vec::with_capacity(test.len());
     for idx in sequential_batches(test.len(), batch) {
         let (x, _) = test.batch(&idx);
-        preds.extend(model.forward(&mut PlainEngine, &x, false)?.0.argmax_rows());
+        preds.extend(model.forward(rec, &x, false)?.0.argmax_rows());
     }
     Ok(preds)
+}
+
+/// Prints a warning to standard error for every twin value within 4x of its fixed-point bound.
+fn warn_ranges(ranges: &RangeReport) {
+    for w in ranges.warnings() {
+        eprintln!("warning: {w}");
+    }
 }
 
 /// Private accuracy, plaintext accuracy and their agreement on `test`.
@@ -413,7 +431,8 @@ fn run_training(
         batch,
         test.len()
     );
-    let plain_preds = plain_train(&job)?;
+    let (plain_preds, ranges) = plain_train(&job)?;
+    warn_ranges(&ranges);
     let device = backend.open()?;
     let backend_name = device.name();
     let out = with_backend!(device, be => private_train(be, &job, keys)?);
@@ -440,6 +459,7 @@ fn run_training(
         keys: key_label(keys),
         per_layer: per_layer([&out[0].value.traffic, &out[1].value.traffic, &out[2].value.traffic]),
         predictions_digest: digest(&preds.iter().map(|&v| v as u64).collect::<Vec<_>>()),
+        ranges,
     };
     if let (Some(path), Some(p)) = (save, saved.as_ref()) {
         save_safetensors(&path, p)?;
@@ -527,6 +547,8 @@ struct InferReport {
     keys: String,
     /// Inference traffic per layer.
     per_layer: Vec<LayerTraffic>,
+    /// The plaintext twin's largest values per layer against the fixed-point bounds.
+    ranges: RangeReport,
 }
 
 /// `cryptgpu infer`: private inference with given weights, compared with the plaintext twin.
@@ -544,7 +566,9 @@ pub fn infer(args: &InferArgs) -> Result<()> {
     }
     let params = fold_batchnorm(&spec, &load_safetensors(&args.weights, &spec)?)?;
     let twin = Model::new(spec.clone(), params.clone(), &PlainEngine)?;
-    let plain_preds = plain_predict(&twin, &test, args.batch)?;
+    let mut rec = RangeRecorder::new(FixedPoint::default());
+    let plain_preds = plain_predict(&twin, &test, args.batch, &mut rec)?;
+    warn_ranges(rec.report());
     let device = args.backend.open()?;
     let backend_name = device.name();
     let [c, h, w] = spec.input;
@@ -586,6 +610,7 @@ pub fn infer(args: &InferArgs) -> Result<()> {
         rounds: out[0].counters.rounds,
         keys: key_label(KeySource::Os),
         per_layer: per_layer([&out[0].value.2, &out[1].value.2, &out[2].value.2]),
+        ranges: rec.report().clone(),
     };
     println!("private inference of {} on {} ({} images)", report.model, report.backend, report.images);
     println!(
@@ -727,7 +752,10 @@ impl PartyJob for TrainJob {
         });
         println!("party {}: private training of {} ({} steps)", p.id(), self.spec.name, out.steps);
         if let (Some((_, test)), Some(preds)) = (&data, &out.preds) {
-            let (acc, plain_acc, agree) = score(test, preds, &plain_train(&job)?);
+            let (plain, ranges) = plain_train(&job)?;
+            warn_ranges(&ranges);
+            report["ranges"] = serde_json::to_value(&ranges)?;
+            let (acc, plain_acc, agree) = score(test, preds, &plain);
             if let (Some(path), Some(w)) = (&a.save, &out.saved) {
                 save_safetensors(path, w)?;
                 eprintln!("saved the trained weights to {}", path.display());
@@ -836,7 +864,10 @@ impl PartyJob for InferJob {
         println!("party {}: private inference of {} on {n} images", p.id(), self.spec.name);
         if let (Some((test, params)), Some(preds)) = (&owned, &preds) {
             let twin = Model::new(self.spec.clone(), params.clone(), &PlainEngine)?;
-            let plain = plain_predict(&twin, test, a.batch)?;
+            let mut rec = RangeRecorder::new(FixedPoint::default());
+            let plain = plain_predict(&twin, test, a.batch, &mut rec)?;
+            warn_ranges(rec.report());
+            report["ranges"] = serde_json::to_value(rec.report())?;
             let (acc, plain_acc, agree) = score(test, preds, &plain);
             report["accuracy"] = acc.into();
             report["plaintext_accuracy"] = plain_acc.into();

@@ -29,13 +29,17 @@ fn train_save_then_infer() {
     for key in ["accuracy", "plaintext_accuracy", "agreement", "seconds_per_step", "bytes_sent_per_party", "rounds"] {
         assert!(v.get(key).is_some(), "missing {key}: {v}");
     }
+    // The twin's ranges per layer: LeNet on MNIST stays far inside every bound.
+    let ranges = v["ranges"].as_array().expect("ranges");
+    let inside = |r: &serde_json::Value| r["ratio"].as_f64().is_some_and(|x| x < 0.25);
+    assert!(ranges.iter().any(|r| r["layer"] == "sgd") && ranges.iter().all(inside), "{v}");
     assert_eq!(v["steps"], 2);
     assert!(v["agreement"].as_f64().unwrap() >= 0.9, "{v}");
     let (ok, stdout, stderr) =
         run(&["infer", "--backend", "cpu", "--model", "lenet", "--weights", w, "--limit", "20", "--json"]);
     assert!(ok, "{stderr}");
     let v = last_json(&stdout);
-    for key in ["accuracy", "plaintext_accuracy", "agreement", "seconds_per_image"] {
+    for key in ["accuracy", "plaintext_accuracy", "agreement", "seconds_per_image", "ranges"] {
         assert!(v.get(key).is_some(), "missing {key}: {v}");
     }
     assert_eq!(v["images"], 20);

@@ -6,7 +6,9 @@
 //! * [`engine`]: one [`Model`](engine::Model) walker (forward, backward, SGD with momentum and weight
 //!   decay) over an [`Engine`](engine::Engine): [`private::PrivateEngine`] computes on secret shares,
 //!   [`plain::PlainEngine`] is its f64 twin, so accuracy can be checked layer for layer.
-//! * [`data`]: MNIST and CIFAR-10 readers; [`weights`]: initialisation, safetensors, batch-norm folding.
+//! * [`ranges`]: the twin's values against the fixed-point bounds of the private engine.
+//! * [`data`]: MNIST and CIFAR-10 readers; [`weights`]: initialisation, safetensors (with range
+//!   checks), batch-norm folding.
 //! * [`session`]: secret-sharing a model and batches from their owner, private training and inference.
 #![deny(missing_docs)]
 
@@ -15,6 +17,7 @@ pub mod engine;
 pub mod error;
 pub mod plain;
 pub mod private;
+pub mod ranges;
 pub mod session;
 pub mod spec;
 pub mod weights;

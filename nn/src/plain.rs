@@ -97,6 +97,39 @@ fn window(op: &'static str, x: &[usize], w: &[usize], p: &Conv2dParams) -> Resul
     Ok(cryptgpu_ring::shape::conv2d_window(op, x, w, p)?.0)
 }
 
+impl PlainEngine {
+    /// The convolution without its bias: what the private engine truncates.
+    pub(crate) fn conv2d_product(&self, x: &PlainTensor, w: &PlainTensor, p: &Conv2dParams) -> Result<PlainTensor> {
+        let win = window("conv2d", &x.shape, &w.shape, p)?;
+        let o = w.shape[0];
+        let cols = im2col(&x.data, &win);
+        let (rows, ncols) = (win.col_rows(), win.col_cols());
+        let y = gemm(o, rows, ncols, &w.data, (rows, 1), &cols, (ncols, 1));
+        PlainTensor::new(&[win.n, o, win.oh, win.ow], swap01(&y, o, win.n, win.oh * win.ow))
+    }
+
+    /// `x W^T` without the bias: what the private engine truncates.
+    pub(crate) fn linear_product(&self, x: &PlainTensor, w: &PlainTensor) -> Result<PlainTensor> {
+        let (n, fin, fout) = (x.shape[0], w.shape[1], w.shape[0]);
+        if x.shape[1] != fin {
+            return Err(NnError::Shape(format!("linear: input {:?} vs weight {:?}", x.shape, w.shape)));
+        }
+        PlainTensor::new(&[n, fout], gemm(n, fin, fout, &x.data, (fin, 1), &w.data, (1, fin)))
+    }
+}
+
+/// Adds a bias `[C]` along axis 1 of `y` (`[N, C, ...]`).
+pub(crate) fn add_bias(mut y: PlainTensor, b: &PlainTensor) -> Result<PlainTensor> {
+    let (c, inner) = channel_dims("bias", &y.shape)?;
+    if b.shape != [c] {
+        return Err(NnError::Shape(format!("bias {:?} for output {:?}", b.shape, y.shape)));
+    }
+    for (i, v) in y.data.iter_mut().enumerate() {
+        *v += b.data[(i / inner) % c];
+    }
+    Ok(y)
+}
+
 impl Engine for PlainEngine {
     type T = PlainTensor;
     type ReluSaved = Vec<bool>;
@@ -113,19 +146,11 @@ impl Engine for PlainEngine {
         b: Option<&PlainTensor>,
         p: &Conv2dParams,
     ) -> Result<PlainTensor> {
-        let win = window("conv2d", &x.shape, &w.shape, p)?;
-        let o = w.shape[0];
-        let cols = im2col(&x.data, &win);
-        let (rows, ncols) = (win.col_rows(), win.col_cols());
-        let y = gemm(o, rows, ncols, &w.data, (rows, 1), &cols, (ncols, 1));
-        let hw = win.oh * win.ow;
-        let mut y = swap01(&y, o, win.n, hw);
-        if let Some(b) = b {
-            for (i, v) in y.iter_mut().enumerate() {
-                *v += b.data[(i / hw) % o];
-            }
+        let y = self.conv2d_product(x, w, p)?;
+        match b {
+            Some(b) => add_bias(y, b),
+            None => Ok(y),
         }
-        PlainTensor::new(&[win.n, o, win.oh, win.ow], y)
     }
 
     fn conv2d_grads(
@@ -149,15 +174,7 @@ impl Engine for PlainEngine {
     }
 
     fn linear(&mut self, x: &PlainTensor, w: &PlainTensor, b: &PlainTensor) -> Result<PlainTensor> {
-        let (n, fin, fout) = (x.shape[0], w.shape[1], w.shape[0]);
-        if x.shape[1] != fin {
-            return Err(NnError::Shape(format!("linear: input {:?} vs weight {:?}", x.shape, w.shape)));
-        }
-        let mut y = gemm(n, fin, fout, &x.data, (fin, 1), &w.data, (1, fin));
-        for (i, v) in y.iter_mut().enumerate() {
-            *v += b.data[i % fout];
-        }
-        PlainTensor::new(&[n, fout], y)
+        add_bias(self.linear_product(x, w)?, b)
     }
 
     fn linear_grads(

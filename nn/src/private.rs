@@ -22,6 +22,17 @@ pub type Traffic = BTreeMap<(String, Phase), Counters>;
 /// Wall-clock time per (layer label, phase), summed over every pass through it.
 pub type Timing = BTreeMap<(String, Phase), Duration>;
 
+/// The extra fractional bits `e` with which [`PrivateEngine`]'s `lincomb` encodes its constants
+/// when the largest magnitude among them is `big` (see there): the value it truncates is then
+/// `Σ c_i·x_i` at scale `2^(2f+e)`.
+pub(crate) fn lincomb_extra_bits(big: f64, f: u32) -> u32 {
+    if big > 0.0 && big < 1.0 {
+        ((-big.log2()).floor() as u32).min(61 - f)
+    } else {
+        0
+    }
+}
+
 /// The private engine of one party.
 pub struct PrivateEngine<'p, B: Backend, T: Transport> {
     /// The party running the protocols.
@@ -220,7 +231,7 @@ impl<B: Backend, T: Transport> Engine for PrivateEngine<'_, B, T> {
             }
             big = big.max(c.abs());
         }
-        let e = if big > 0.0 && big < 1.0 { ((-big.log2()).floor() as u32).min(61 - f) } else { 0 };
+        let e = lincomb_extra_bits(big, f);
         let be = self.party.backend().clone();
         let term = |(c, x): &(f64, &AShare<B>)| {
             let k = (c * ((f + e) as f64).exp2()).round() as i64 as u64;

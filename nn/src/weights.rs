@@ -1,5 +1,12 @@
 //! Parameters: PyTorch-style initialisation, safetensors load/save with PyTorch `state_dict` names,
 //! and batch-norm folding.
+//!
+//! **Ranges.** The private engine multiplies parameters with activations and truncates the
+//! products, which is exact only below [`FixedPoint::max_product`] (`2^(62-2f)`). Loading and
+//! folding therefore accept parameters up to [`param_limit`] (`2^(31-f)`, 2048 at f = 20) in
+//! magnitude, so that a parameter times an activation no larger is safe, and batch-norm running
+//! variances in `[0, 2^17 - eps)`, the private inverse square root's domain
+//! ([`BN_INV_SQRT_RANGE`]). The default codec (f = 20, every job's) sets the limits.
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
@@ -9,6 +16,9 @@ use rand_chacha::ChaCha8Rng;
 use safetensors::tensor::{Dtype, TensorView};
 use safetensors::SafeTensors;
 
+use cryptgpu_ring::FixedPoint;
+
+use crate::engine::BN_INV_SQRT_RANGE;
 use crate::error::{NnError, Result};
 use crate::plain::PlainTensor;
 use crate::spec::{LayerSpec, ModelSpec, BN_EPS};
@@ -53,8 +63,44 @@ fn is_bn_param(spec: &ModelSpec, name: &str) -> bool {
     name.rsplit_once('.').is_some_and(|(prefix, _)| find(&spec.layers, prefix))
 }
 
+/// The largest parameter magnitude [`load_safetensors`] and [`fold_batchnorm`] accept with
+/// `codec`: `2^(31-f)`, the square root of [`FixedPoint::max_product`], so that a parameter times
+/// an activation of at most the same magnitude is truncated exactly. A layer's sum of such
+/// products can still exceed the bound: [`crate::ranges`] measures those on the plaintext twin.
+pub fn param_limit(codec: &FixedPoint) -> f64 {
+    codec.max_product().sqrt()
+}
+
+/// `i, j, ...` of the element at flat index `i` of `shape` (row-major).
+fn unravel(mut i: usize, shape: &[usize]) -> String {
+    let mut idx = vec![0; shape.len()];
+    for (k, &d) in shape.iter().enumerate().rev() {
+        idx[k] = i % d.max(1);
+        i /= d.max(1);
+    }
+    idx.iter().map(|v| v.to_string()).collect::<Vec<_>>().join(", ")
+}
+
+/// The first element of `name` outside its range (see the module documentation), as a message.
+fn out_of_range(name: &str, t: &PlainTensor) -> Option<String> {
+    let limit = param_limit(&FixedPoint::default());
+    let top = (BN_INV_SQRT_RANGE.1 as f64 + 1.0).exp2() - BN_EPS;
+    let var = name.ends_with(".running_var");
+    let ok = |v: f64| if var { (0.0..top).contains(&v) } else { v.abs() <= limit };
+    let i = t.data.iter().position(|&v| !ok(v))?;
+    let why = if !t.data[i].is_finite() {
+        "not finite".to_string()
+    } else if var {
+        format!("outside [0, {top}), the running variances the private inverse square root accepts")
+    } else {
+        format!("beyond ±{limit}, the largest parameter magnitude (2^(31-f): its products with activations no larger stay below the truncation bound 2^(62-2f))")
+    };
+    Some(format!("{name}[{}] = {} is {why}", unravel(i, &t.shape), t.data[i]))
+}
+
 /// Folds every batch norm into `{name}.scale = weight / sqrt(var + eps)` and
-/// `{name}.shift = bias - mean * scale`, giving the parameters a model computes with.
+/// `{name}.shift = bias - mean * scale`, giving the parameters a model computes with. Every
+/// folded parameter must lie within [`param_limit`]; the error names the first that does not.
 pub fn fold_batchnorm(spec: &ModelSpec, params: &Params) -> Result<Params> {
     let mut out = Params::new();
     for (name, shape) in spec.engine_params() {
@@ -70,6 +116,9 @@ pub fn fold_batchnorm(spec: &ModelSpec, params: &Params) -> Result<Params> {
         } else {
             get(params, &name)?.clone()
         };
+        if let Some(bad) = out_of_range(&name, &t) {
+            return Err(NnError::Weights(format!("folding the batch norms: {bad}")));
+        }
         out.insert(name, t);
     }
     Ok(out)
@@ -81,7 +130,10 @@ fn get<'a>(p: &'a Params, name: &str) -> Result<&'a PlainTensor> {
 
 /// Loads a safetensors file (as `safetensors.torch.save_file(model.state_dict(), path)` writes it:
 /// F32, F64, F16 or BF16 tensors) and checks it against the model: every missing, unexpected or
-/// mis-shaped tensor is named in the error. Batch norms' `num_batches_tracked` is ignored.
+/// mis-shaped tensor, and every tensor with a value out of range (non-finite, beyond
+/// [`param_limit`], or a running variance outside `[0, 2^17 - eps)`, see the module
+/// documentation), is named in the error, with the first offending element and its index.
+/// Batch norms' `num_batches_tracked` is ignored.
 pub fn load_safetensors(path: &Path, spec: &ModelSpec) -> Result<Params> {
     let pstr = path.display().to_string();
     let bytes = std::fs::read(path).map_err(|source| NnError::Io { path: pstr.clone(), source })?;
@@ -116,8 +168,9 @@ pub fn load_safetensors(path: &Path, spec: &ModelSpec) -> Result<Params> {
     if !problems.is_empty() {
         return Err(NnError::Weights(format!("{pstr} for {}: {}", spec.name, problems.join("; "))));
     }
-    if let Some((name, _)) = out.iter().find(|(_, t)| t.data.iter().any(|v| !v.is_finite())) {
-        return Err(NnError::Weights(format!("{pstr}: {name} holds NaN or infinite values")));
+    let bad: Vec<String> = out.iter().filter_map(|(name, t)| out_of_range(name, t)).collect();
+    if !bad.is_empty() {
+        return Err(NnError::Weights(format!("{pstr}: {}", bad.join("; "))));
     }
     Ok(out)
 }

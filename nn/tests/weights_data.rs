@@ -6,8 +6,9 @@ use cryptgpu_nn::data::{load_cifar10, load_mnist, parse_idx, shuffled_batches, S
 use cryptgpu_nn::engine::Engine;
 use cryptgpu_nn::plain::{PlainEngine, PlainTensor};
 use cryptgpu_nn::spec::{LayerSpec, ModelSpec, BN_EPS};
-use cryptgpu_nn::weights::{fold_batchnorm, init_params, load_safetensors, save_safetensors};
+use cryptgpu_nn::weights::{fold_batchnorm, init_params, load_safetensors, param_limit, save_safetensors};
 use cryptgpu_nn::zoo::{lenet, Pool};
+use cryptgpu_ring::FixedPoint;
 use safetensors::tensor::{Dtype, TensorView};
 
 fn tmp(name: &str) -> PathBuf {
@@ -124,6 +125,56 @@ fn bad_weight_files_name_the_problem() {
     assert!(load_safetensors(&junk, &spec).unwrap_err().to_string().contains("not a safetensors file"));
     assert!(load_safetensors(&tmp("absent.safetensors"), &spec).is_err());
     assert_eq!(owned.len(), 7);
+}
+
+#[test]
+fn out_of_range_weights_name_the_tensor_and_element() {
+    let spec = bn_net();
+    let limit = param_limit(&FixedPoint::default());
+    assert_eq!(limit, 2048.0);
+    let owned: Vec<(String, Vec<usize>, Vec<f32>)> = spec
+        .params()
+        .into_iter()
+        .map(|(n, s)| {
+            let len = s.iter().product();
+            (n, s, vec![0.5; len])
+        })
+        .collect();
+    let at = |name: &str| owned.iter().position(|t| t.0 == name).unwrap();
+    let load = |file: &str, tensors: &[(String, Vec<usize>, Vec<f32>)]| {
+        let path = tmp(file);
+        write_torch_like(&path, tensors, &[]);
+        load_safetensors(&path, &spec)
+    };
+    // At the limit: accepted; just past it (both signs), or a running variance outside
+    // [0, 2^17 - eps): rejected, naming the element.
+    let mut edge = owned.clone();
+    edge[at("conv.weight")].2[0] = limit as f32;
+    edge[at("fc.bias")].2[2] = -limit as f32;
+    edge[at("bn.running_var")].2[0] = 0.0;
+    edge[at("bn.running_var")].2[1] = 1e5;
+    assert!(load("edge.safetensors", &edge).is_ok());
+    let mut big = owned.clone();
+    big[at("conv.weight")].2[26] = 5000.0; // [1, 0, 2, 2] of [3, 2, 3, 3]
+    big[at("fc.weight")].2[4] = -2049.0;
+    big[at("bn.running_var")].2[2] = -0.25;
+    let err = load("big.safetensors", &big).unwrap_err().to_string();
+    for needle in
+        ["conv.weight[1, 0, 2, 2] = 5000 is beyond ±2048", "fc.weight[1, 1] = -2049", "bn.running_var[2] = -0.25"]
+    {
+        assert!(err.contains(needle), "{needle}: {err}");
+    }
+    let mut var = owned.clone();
+    var[at("bn.running_var")].2[0] = 131072.0;
+    let err = load("var.safetensors", &var).unwrap_err().to_string();
+    assert!(err.contains("bn.running_var[0] = 131072 is outside [0, 131071.99999"), "{err}");
+    // Folding: gamma 100 over sqrt(0 + eps) is a scale of 31623, past the limit.
+    let mut fold = owned.clone();
+    fold[at("bn.weight")].2[1] = 100.0;
+    fold[at("bn.running_var")].2[1] = 0.0;
+    let params = load("fold.safetensors", &fold).unwrap();
+    let err = fold_batchnorm(&spec, &params).unwrap_err().to_string();
+    assert!(err.contains("bn.scale[1] = 31622.7"), "{err}");
 }
 
 fn shared(sub: &str) -> Option<PathBuf> {

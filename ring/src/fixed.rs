@@ -1,4 +1,27 @@
 //! The fixed-point codec: reals as ring elements scaled by 2^f.
+//!
+//! # Ranges
+//!
+//! One bound per operation, each exactly what the code guarantees (`z` is the ring value read as a
+//! signed `i64`; the last column is for the default f = 20):
+//!
+//! | operation | ring value | real values | f = 20 |
+//! |---|---|---|---|
+//! | [`encode`](FixedPoint::encode) | `round(v·2^f)` in `[-2^63, 2^63)`, else an error | `\|v\| < 2^(63-f)` ([`max_abs`](FixedPoint::max_abs)) | 8.8e12 |
+//! | [`decode`](FixedPoint::decode), exact | `\|z\| <= 2^53` | `\|v\| <= 2^(53-f)` | 8.6e9 |
+//! | exact truncation of a product, or of a sum of products (matmul, convolution), by `2^f` | `-2^62 <= z < 2^62` at scale `2^(2f)` | `\|x·y\| < 2^(62-2f)` ([`max_product`](FixedPoint::max_product)) | 4.2e6 |
+//! | exact truncation of a sharing at scale `2^f` | `-2^62 <= z < 2^62` | `\|x\| < 2^(62-f)` | 4.4e12 |
+//! | probabilistic truncation by `2^d` (CryptGPU's) | wrong with probability below `(\|z\| + 2^d)/2^64`, for `\|z\| < 2^63` | about `\|x·y\|·2^(2f-64)` per product | 6e-8·`\|x·y\|` |
+//! | comparisons, ReLU | `\|a - b\| < 2^63` | `\|a - b\| < 2^(63-f)` | 8.8e12 |
+//! | max, max pooling | inputs in `(-2^62, 2^62)` | `\|x\| < 2^(62-f)` | 4.4e12 |
+//!
+//! The binding one is the product bound: a convolution or matrix product is truncated once, after
+//! the sum, so the bound applies to the sum `Σ x_i·y_i` (the layer's output before the bias), not
+//! to each term. Past it the exact truncation is silently wrong, by `2^(64-2f)` in real units
+//! (1.7e7 at f = 20) against the sign of the product (a sign flip), with probability about
+//! `(|z| - 2^62)/2^63` per element: 0 just past the bound, 1/2 at `|x·y| = 2^(63-2f)`, where the
+//! product itself starts to wrap the ring. Nothing detects it, and encodable operands reach it:
+//! `x = y = 2^(31-f)` (2048 at f = 20).
 
 use crate::error::{Result, RingError};
 use crate::tensor::RingTensor;
@@ -6,12 +29,11 @@ use crate::tensor::RingTensor;
 /// Fixed-point encoding with `frac_bits` fractional bits (default 20, as CryptGPU).
 ///
 /// * `encode(v) = round_half_even(v * 2^f)` as a two's-complement `u64`; non-finite values and
-///   values whose scaled magnitude does not fit in `i64` are rejected.
-/// * `decode(u) = (u as i64) as f64 / 2^f`, exact while `|u as i64| < 2^53`.
+///   values whose rounded scaled value lies outside `[-2^63, 2^63)` are rejected.
+/// * `decode(u) = (u as i64) as f64 / 2^f`, exact while `|u as i64| <= 2^53`.
 ///
-/// The representable range is `[-2^(63-f), 2^(63-f))`, but a product of two encoded values
-/// carries `2f` fractional bits before truncation, so operands of secure products should stay
-/// far below it: `|x * y| < 2^(63-2f)` (about 8.4e6 for f = 20).
+/// Encodable is not the same as safe to multiply: see the [module documentation](crate::fixed) for the
+/// bound of every operation, in particular [`max_product`](Self::max_product).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct FixedPoint {
     frac_bits: u32,
@@ -53,9 +75,17 @@ impl FixedPoint {
         1u64 << self.frac_bits
     }
 
-    /// Largest magnitude accepted by [`encode`](Self::encode): 2^(63-f).
+    /// The bound of [`encode`](Self::encode), `2^(63-f)`: `encode` accepts `v` when `v·2^f` rounds
+    /// into `[-2^63, 2^63)`, so `-2^(63-f)` is accepted and `2^(63-f)` is not.
     pub fn max_abs(&self) -> f64 {
         ((63 - self.frac_bits) as f64).exp2()
+    }
+
+    /// The bound of the exact truncation in real units: a product (or a sum of products) `p` of
+    /// fixed-point values is truncated correctly when `-2^(62-2f) <= p < 2^(62-2f)`, that is
+    /// `|p| < 2^(62-2f)` (4194304 for f = 20); see the [module documentation](crate::fixed).
+    pub fn max_product(&self) -> f64 {
+        (62.0 - 2.0 * self.frac_bits as f64).exp2()
     }
 
     /// Encodes one real.
@@ -118,7 +148,22 @@ mod tests {
         assert!(c.encode(c.max_abs()).is_err());
         assert!(c.encode(-c.max_abs()).is_ok());
         assert!(c.encode(1e300).is_err());
+        // The largest accepted value: 2^63 - 1024 is the last f64 below 2^63.
+        let top = c.max_abs() - 1024.0 / c.scale();
+        assert_eq!(c.encode(top).unwrap(), (i64::MAX - 1023) as u64);
+        assert!(c.encode(-c.max_abs() - 2048.0 / c.scale()).is_err());
         assert!(FixedPoint::new(62).is_err());
         assert_eq!(FixedPoint::new(16).unwrap().one(), 65536);
+    }
+
+    #[test]
+    fn product_bound() {
+        let c = FixedPoint::default();
+        assert_eq!(c.max_product(), 4194304.0);
+        assert_eq!(c.max_product() * c.scale() * c.scale(), 62f64.exp2());
+        assert_eq!(FixedPoint::new(40).unwrap().max_product(), 2f64.powi(-18));
+        // 2^(31-f) squared is exactly the bound: encodable operands far below max_abs reach it.
+        let x = c.encode(2048.0).unwrap() as i64 as i128;
+        assert_eq!(x * x, 1i128 << 62);
     }
 }

@@ -36,8 +36,29 @@ pub struct ExpConfig {
     /// Number of squarings `n` (1..=f). Default 8.
     pub iters: u32,
     /// Clamp `t = x/2^n` at -1 with a ReLU (9 more rounds), so inputs below `-2^n` give at most
-    /// `2^{-2^n}` instead of a huge power. Default on.
+    /// `2^{-2^n}` instead of a huge power ([`exp_domain`]). Default on.
     pub guard: bool,
+}
+
+/// The domain `[lo, hi)` of [`Party::exp`] with `frac_bits` fractional bits: inputs where the
+/// documented accuracy holds and every truncation is inside its bound (`cryptgpu_ring::fixed`).
+///
+/// * `hi = (62 - 2f)·ln 2` (15.25 at f = 20): the last squaring's product is about `e^x`, which
+///   must stay below the product bound `2^(62-2f)`. Past it the result is wrong, by `-2^(64-2f)`,
+///   with a probability that rises from 0 to about 1/2 at `hi + ln 2`.
+/// * Without the guard, `lo = -2^n`: below it `t < -1` and the base `1 + t + t²/2` grows again,
+///   back to 1 at `x = -2^{n+1}` (the result then is about 1) and beyond 1 below that.
+/// * With the guard, `lo = -2^(63-f)` (every encodable `x`) for `n >= 2`; for `n = 1`,
+///   `-2^(62-f)`, the first truncation's bound (below it its error could wrap `t` positive).
+pub fn exp_domain(frac_bits: u32, cfg: &ExpConfig) -> (f64, f64) {
+    let f = frac_bits as f64;
+    let hi = (62.0 - 2.0 * f) * std::f64::consts::LN_2;
+    let lo = match (cfg.guard, cfg.iters) {
+        (false, n) => -(n as f64).exp2(),
+        (true, 1) => -(62.0 - f).exp2(),
+        (true, _) => -(63.0 - f).exp2(),
+    };
+    (lo, hi)
 }
 
 impl Default for ExpConfig {
@@ -130,13 +151,13 @@ impl<B: Backend, T: Transport> Party<B, T> {
     /// `exp(x)` for fixed-point `x` as `(1 + t + t²/2)^(2^n)` with `t = x/2^n` (`n = cfg.iters`):
     /// a truncation by `2^n`, one product for `t²/2`, then `n` fixed-point squarings. The base is
     /// the second-order Taylor polynomial of `e^t`, so the approximation's relative error is about
-    /// `|x|³/(6·4^n)` (1.2e-4 at x = -5 for n = 8) instead of the first-order limit's `x²/2^{n+1}`,
-    /// whose bias (always negative) would add up in softmax sums.
+    /// `|x|³/(6·4^n)` (3.2e-4 at `|x| = 5`, 8.6e-3 at 15.25, for n = 8) instead of the first-order
+    /// limit's `x²/2^{n+1}`, whose bias (always negative) would add up in softmax sums.
     ///
-    /// Domain: `-2^n <= x <= 5` (larger values overflow the squares; below `-2^n` the base grows
-    /// again) unless `cfg.guard`, which clamps `t` at -1 with a ReLU (9 rounds) so every `x <= 0`
-    /// gives a value in `[0, 1]` (at most `2^{-2^n}` below `-2^n`). Rounding adds about
-    /// `2^{n-f}·e^x` (each squaring doubles the relative error of its input).
+    /// Domain: [`exp_domain`], `-2^n <= x < (62 - 2f)·ln 2` (15.25 at f = 20) without the guard;
+    /// `cfg.guard` clamps `t` at -1 with a ReLU (9 rounds) so that every encodable `x` below the top
+    /// works (at most `2^{-2^n}` below `-2^n`). Rounding adds about `2^{n-f}·e^x` (each squaring
+    /// doubles the relative error of its input).
     /// **Cost `T + (1 + n)·P` per element** (+ 9 rounds and the ReLU's bytes with the guard). See
     /// [`exp_cost`].
     pub fn exp(&mut self, x: &AShare<B>, cfg: &ExpConfig) -> Result<AShare<B>> {
@@ -216,15 +237,20 @@ impl<B: Backend, T: Transport> Party<B, T> {
         y.map(|t| be.reshape(t, &shape))
     }
 
-    /// `1/sqrt(a)` for fixed-point `a` in `[2^lo, 2^{hi+1})` with `hi <= f` (batch norm: for
-    /// example `lo = -8`, `hi = 16`). With `k = floor(log2 a)` from the thermometer code and
+    /// `1/sqrt(a)` for fixed-point `a` in `[2^lo, 2^{hi+1})` with `-f <= lo < hi <= f` (batch
+    /// norm: `lo = -17`, `hi = 16`). With `k = floor(log2 a)` from the thermometer code and
     /// `h = floor(k/2)`, the input is normalised to `m = a·2^{-2h}` in `[1, 4)` (one product with
     /// the exact power of two), `1/sqrt(m)` is found from the guess `sqrt(2/3)·2^{-(k-2h)/2}` by
     /// `iters` Newton steps `y <- y·(3 - m·y²)/2` (the halving folded into the truncation; the
-    /// relative error `e` maps to `(3e² + e³)/4` from `|e_0| <= 1/3`, 4 steps reach 1e-9), and the
-    /// result is `y·2^{-h}`. Every intermediate product stays below 4, so the truncations' wrap
-    /// probability stays near `2^{2f-62}`, except the last one's (`|result|·2^{2f-64}`).
-    /// Relative error below 1e-3 over the whole range at f = 20 (a few LSBs of rounding).
+    /// relative error `e` maps to `-(3e² + e³)/2` from `e_0` in `[-0.184, 0.155]`: 3 steps reach
+    /// 2e-5, 4 steps 5e-10), and the result is `y·2^{-h}`. Every intermediate product stays below
+    /// 4, far inside the truncation bound. Relative error below 1e-3 over the whole range at f = 20
+    /// with 3 or more steps (the rounding of the last product, below one LSB, dominates at the top).
+    ///
+    /// Domain `[2^lo, 2^{hi+1})`; outside it `k` is clamped to `[lo, hi]` and the guess is off by
+    /// the factor `c^{1/2}` for `a = c·2^{hi+1}` (or `a = c·2^lo`), so with 3 steps the relative
+    /// error is about 1e-3 at `c = 1.25`, 2e-2 at 1.5 and 0.4 at 2 (Newton diverges from about
+    /// `c = 2.25`), and 8e-3 at `c = 1/2`, 7e-2 at `c = 1/4` below. Inputs `a <= 0` give garbage.
     /// **[`guess_cost`] + `(2 + 3·iters)` products `P` per element.**
     pub fn inv_sqrt(&mut self, a: &AShare<B>, lo: i32, hi: i32, iters: u32) -> Result<AShare<B>> {
         let f = self.codec().frac_bits();
@@ -255,7 +281,8 @@ impl<B: Backend, T: Transport> Party<B, T> {
     /// Softmax along the last axis of fixed-point logits: `m = max` (tree, [`Party::max_axis`]),
     /// `e = exp(x - m)`, `p = e · 1/Σe` with the reciprocal over `[2^-1, 2^{ceil(log2 C)+1})`.
     /// Logits must satisfy `max - min <= 2^n` (n = exp squarings; 256 by default) unless the exp
-    /// guard is on (the default), and `|x| < 2^{62-f}`. Absolute error below 1e-3 (tested for
+    /// guard is on (the default), and `|x| < 2^{62-f}` (the max protocols' bound). The exp's
+    /// inputs `x - max` are at most 0, so its top edge is never reached. Absolute error below 1e-3 (tested for
     /// logits in [-30, 30] and C up to 1000).
     /// **Rounds: `L·ceil(log2 C)` (`L` = 9, or 7 with `max_variant` `LowLatency`) + the exp's +
     /// the reciprocal's + one product's**; rounds and bytes per party: [`softmax_cost`].

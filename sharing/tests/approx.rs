@@ -4,7 +4,7 @@
 use cryptgpu_kernels_cpu::CpuBackend;
 use cryptgpu_net::{Counters, LocalTransport};
 use cryptgpu_ring::FixedPoint;
-use cryptgpu_sharing::approx::{exp_cost, exp_rounds, guess_cost, softmax_cost, ExpConfig, SoftmaxConfig};
+use cryptgpu_sharing::approx::{exp_cost, exp_domain, exp_rounds, guess_cost, softmax_cost, ExpConfig, SoftmaxConfig};
 use cryptgpu_sharing::trunc::{product_cost, truncation_cost, TruncMode};
 
 const MODE: TruncMode = TruncMode::Exact;
@@ -287,5 +287,114 @@ fn natural_log_and_cross_entropy_loss() {
             + tc(i).1;
         let rounds = pc(i).0 + 9 + guess_cost(i, rows, -16, 0).0 + 4 * pc(i).0 + tc(i).0 + tc(i).0;
         assert_eq!((cost.rounds, cost.bytes_sent), (rounds, bytes), "loss cost, party {i}");
+    }
+}
+
+/// Shares `xs` and `ys` from parties 0 and 1 and reveals their fixed-point product.
+fn product(seed: u64, xs: &[f64], ys: &[f64]) -> Vec<f64> {
+    let n = xs.len();
+    let (tx, ty) = (codec().encode_tensor(&[n], xs).unwrap(), codec().encode_tensor(&[n], ys).unwrap());
+    let out = run3(seed, |p| {
+        let x = p.input(0, (p.id() == 0).then_some(&tx), &[n])?;
+        let y = p.input(1, (p.id() == 1).then_some(&ty), &[n])?;
+        let z = p.mul_fp(&x, &y)?;
+        p.reveal(&z)
+    });
+    codec().decode_tensor(&out[0].0)
+}
+
+/// The exact truncation's bound `-2^(62-2f) <= x·y < 2^(62-2f)` (`FixedPoint::max_product`): exact
+/// up to it; past it wrong by `2^(64-2f)` against the product's sign with probability about
+/// `(|z| - 2^62)/2^63`, as `cryptgpu_ring::fixed` states.
+#[test]
+fn exact_truncation_holds_up_to_the_product_bound() {
+    let seed = 27;
+    let c = codec();
+    let lsb = 1.0 / c.scale();
+    let edge = c.max_product().sqrt(); // 2048
+    let miss = 2f64.powi(64 - 2 * c.frac_bits() as i32);
+    let k = 128;
+    // (x, y) cases, k copies each: just below +bound, exactly -bound, just past -bound (wrong with
+    // probability 2^-32), then 1.96 times the bound (0.48) of both signs.
+    let cases =
+        [(edge, edge - lsb), (-edge, edge), (-edge, edge + lsb), (1.4 * edge, 1.4 * edge), (-1.4 * edge, 1.4 * edge)];
+    let xs: Vec<f64> = cases.iter().flat_map(|&(x, _)| std::iter::repeat_n(x, k)).collect();
+    let ys: Vec<f64> = cases.iter().flat_map(|&(_, y)| std::iter::repeat_n(y, k)).collect();
+    let got = product(seed, &xs, &ys);
+    let mut wrong = [0usize; 5];
+    for (i, g) in got.iter().enumerate() {
+        let want = c.decode(c.encode(xs[i]).unwrap()) * c.decode(c.encode(ys[i]).unwrap());
+        if (g - want).abs() <= lsb {
+            continue;
+        }
+        let flipped = want - miss * want.signum();
+        assert!((g - flipped).abs() <= lsb, "seed {seed}: {} * {} = {g}, want {want}", xs[i], ys[i]);
+        wrong[i / k] += 1;
+    }
+    assert_eq!(&wrong[..3], &[0, 0, 0], "seed {seed}");
+    for w in &wrong[3..] {
+        assert!((k / 4..3 * k / 4).contains(w), "seed {seed}: {wrong:?} of {k} wrong at 1.96x the bound");
+    }
+}
+
+/// Tolerance of `exp(x)` inside its domain: the approximation's `e^x·|x|³/(6·4^n)` and about
+/// `2^(n-f)·e^x` of rounding, plus a few LSBs.
+fn exp_tolerance(x: f64, cfg: &ExpConfig) -> f64 {
+    let n = 2f64.powi(cfg.iters as i32);
+    let lsb = 1.0 / codec().scale();
+    x.exp() * (x.abs().powi(3) / (6.0 * n * n) + 2.0 * n * lsb) + 4.0 * lsb
+}
+
+#[test]
+fn exp_domain_edges() {
+    let seed = 28;
+    let f = codec().frac_bits();
+    let guarded = ExpConfig::default();
+    let bare = ExpConfig { guard: false, ..guarded };
+    let (lo_g, hi) = exp_domain(f, &guarded);
+    let (lo, hi_b) = exp_domain(f, &bare);
+    assert_eq!((lo_g, lo, hi, hi_b), (-codec().max_abs(), -256.0, 22.0 * std::f64::consts::LN_2, hi));
+    // At and just inside the edges: accurate (the bottom edge with the guard is every encodable x).
+    for (cfg, xs) in [(guarded, vec![hi - 0.01, 15.0, 5.0, -1e12, lo_g]), (bare, vec![hi - 0.01, -255.0, lo])] {
+        let (got, _) = apply(seed, &[xs.len()], &xs, |p, x| p.exp(x, &cfg));
+        for (x, g) in xs.iter().zip(&got) {
+            assert!((g - x.exp()).abs() <= exp_tolerance(*x, &cfg), "seed {seed}: exp({x}) = {g} ({cfg:?})");
+        }
+    }
+    // Past the top: the last squaring's truncation fails (by -2^(64-2f)) for some elements.
+    let k = 64;
+    let x = hi + 0.6;
+    let (got, _) = apply(seed, &[k], &vec![x; k], |p, x| p.exp(x, &guarded));
+    let miss = 2f64.powi(64 - 2 * f as i32);
+    let tol = exp_tolerance(x, &guarded);
+    let wrong = got.iter().filter(|g| (*g - x.exp()).abs() > tol).count();
+    assert!(got.iter().all(|g| (g - x.exp()).abs() <= tol || (g - x.exp() + miss).abs() <= tol), "seed {seed}");
+    assert!((k / 8..7 * k / 8).contains(&wrong), "seed {seed}: {wrong} of {k} wrong at x = {x}");
+    // Past the bottom without the guard the base grows again: 1 at -2^(n+1); the guard clamps.
+    let xs = [2.0 * lo, 1.5 * lo];
+    let (got, _) = apply(seed, &[2], &xs, |p, x| p.exp(x, &bare));
+    assert!((got[0] - 1.0).abs() < 1e-4 && got[1].abs() < 1e-4, "seed {seed}: {got:?}");
+    let (got, _) = apply(seed, &[2], &xs, |p, x| p.exp(x, &guarded));
+    assert!(got.iter().all(|g| g.abs() < 1e-4), "seed {seed}: {got:?}");
+}
+
+/// Batch norm's inverse square root (`[2^-17, 2^17)`, 3 Newton steps) at and past its edges.
+#[test]
+fn inverse_sqrt_domain_edges() {
+    let seed = 29;
+    let (lo, hi, iters) = (-17, 16, 3);
+    let lsb = 1.0 / codec().scale();
+    let bottom = 2f64.powi(lo);
+    let top = 2f64.powi(hi + 1);
+    // Inside: both edges, then past the top (c = 1.25, 1.5, 2) and below the bottom (c = 1/2, 1/4).
+    let xs =
+        [bottom, bottom + lsb, 1.0, top / 2.0, top - lsb, 1.25 * top, 1.5 * top, 2.0 * top, bottom / 2.0, bottom / 4.0];
+    let (got, _) = apply(seed, &[xs.len()], &xs, |p, x| p.inv_sqrt(x, lo, hi, iters));
+    let rel: Vec<f64> = xs.iter().zip(&got).map(|(x, g)| (g * x.sqrt() - 1.0).abs()).collect();
+    // Inside: below 4e-4 (one LSB of the last product, relative to a result of at least 2^-8.5).
+    assert!(rel[..5].iter().all(|&e| e < 4e-4), "seed {seed}: inside {rel:?}");
+    let documented = [1e-3, 2e-2, 0.4, 8e-3, 7e-2];
+    for (e, d) in rel[5..].iter().zip(documented) {
+        assert!(*e > d / 3.0 && *e < d * 3.0, "seed {seed}: outside {rel:?}, documented {documented:?}");
     }
 }

@@ -13,16 +13,19 @@
 //! Two transports implement the trait: [`LocalTransport`] (three parties in one process, over
 //! channels) and [`TcpTransport`] (one party per process or machine, over TCP with mutual TLS;
 //! see [`tcp`] for connection setup and failure handling, [`frame`] for the wire format and
-//! [`tls`] for the trust model). Both count traffic identically.
+//! [`tls`] for the trust model). Both count traffic identically. [`Recording`] wraps either and
+//! logs every message sent and received (for tests and masking audits).
 
 #![deny(missing_docs)]
 
 pub mod frame;
 mod local;
+mod record;
 pub mod tcp;
 pub mod tls;
 
 pub use local::LocalTransport;
+pub use record::{Direction, RecordLog, RecordedMessage, Recording};
 pub use tcp::{Security, TcpOptions, TcpSetup, TcpTransport};
 pub use tls::TlsIdentity;
 
@@ -55,7 +58,7 @@ impl Peer {
 #[derive(Debug, Error, Clone, PartialEq, Eq)]
 pub enum NetError {
     /// No message arrived from the peer within the timeout.
-    #[error("party {peer} sent nothing for {after:?} (timeout)")]
+    #[error("party {peer} sent no data for {after:?} (timeout)")]
     Timeout {
         /// The silent neighbour.
         peer: usize,

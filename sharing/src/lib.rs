@@ -8,6 +8,7 @@
 //! * [`compare`]: DReLU, ReLU, comparisons, sign, abs, max / argmax, max pooling.
 //! * [`approx`]: exp, reciprocal, inverse square root, softmax, cross-entropy gradient.
 //! * [`runner`]: runs a closure as three in-process parties and collects outputs and counters.
+//! * [`audit`]: statistical checks that every message a party receives looks uniformly random.
 //!
 //! Protocols are generic over [`cryptgpu_ring::Backend`] and [`cryptgpu_net::Transport`]; they
 //! never name a device or a network. Semi-honest security with an honest majority: every value
@@ -17,6 +18,7 @@
 pub mod approx;
 pub mod arith;
 pub mod ashare;
+pub mod audit;
 pub mod binary;
 pub mod compare;
 pub mod convert;
@@ -30,5 +32,5 @@ pub use ashare::AShare;
 pub use binary::BShare;
 pub use error::{Result, SharingError};
 pub use party::{KeySource, Party};
-pub use runner::{run_local, PartyOutput, RunConfig};
+pub use runner::{run_local, run_local_keyed, run_local_with, PartyOutput, RunConfig};
 pub use trunc::TruncMode;

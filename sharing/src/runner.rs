@@ -1,8 +1,9 @@
-//! Runs a computation as three in-process parties (one thread each, [`LocalTransport`]).
+//! Runs a computation as three in-process parties (one thread each, [`LocalTransport`] or any
+//! other in-process [`Transport`]).
 
 use std::time::Duration;
 
-use cryptgpu_net::{Counters, LocalTransport, DEFAULT_TIMEOUT};
+use cryptgpu_net::{Counters, LocalTransport, Transport, DEFAULT_TIMEOUT};
 use cryptgpu_ring::{Backend, FixedPoint};
 
 use crate::error::{Result, SharingError};
@@ -53,15 +54,57 @@ where
     R: Send,
     F: Fn(&mut Party<B, LocalTransport>) -> Result<R> + Sync,
 {
-    let transports = LocalTransport::triple_with_timeout(config.timeout);
+    run_local_with(LocalTransport::triple_with_timeout(config.timeout), backend, config, f)
+}
+
+/// [`run_local`] over given transports, `transports[i]` being party `i`'s (for example
+/// [`LocalTransport`]s wrapped in [`cryptgpu_net::Recording`]). `config.timeout` is not used: the
+/// transports have their own.
+pub fn run_local_with<B, T, R, F>(
+    transports: [T; 3],
+    backend: B,
+    config: RunConfig,
+    f: F,
+) -> Result<[PartyOutput<R>; 3]>
+where
+    B: Backend,
+    T: Transport,
+    R: Send,
+    F: Fn(&mut Party<B, T>) -> Result<R> + Sync,
+{
+    run_local_keyed(transports, [config.keys; 3], backend, config, f)
+}
+
+/// [`run_local_with`] with party `i`'s keys from `keys[i]` (`config.keys` is not used). With
+/// [`KeySource::InsecureSeed`]`(s_j)` at every party `j`, `K_j` and party `j`'s local key derive
+/// from `s_j`, so party `i` holds exactly the keys of `s_i` and `s_{i+1}`: varying `s_{i+2}` alone
+/// varies everything party `i` does not know (local keys are used by no protocol), as the
+/// key-difference test of [`crate::audit`] needs.
+pub fn run_local_keyed<B, T, R, F>(
+    transports: [T; 3],
+    keys: [KeySource; 3],
+    backend: B,
+    config: RunConfig,
+    f: F,
+) -> Result<[PartyOutput<R>; 3]>
+where
+    B: Backend,
+    T: Transport,
+    R: Send,
+    F: Fn(&mut Party<B, T>) -> Result<R> + Sync,
+{
+    if let Some((i, t)) = transports.iter().enumerate().find(|(i, t)| t.id() != *i) {
+        return Err(SharingError::Invalid(format!("transport {i} belongs to party {}", t.id())));
+    }
     let results: Vec<Result<PartyOutput<R>>> = std::thread::scope(|scope| {
         let handles: Vec<_> = transports
             .into_iter()
-            .map(|t| {
+            .zip(keys)
+            .map(|(t, keys)| {
                 let backend = backend.clone();
                 let f = &f;
                 scope.spawn(move || -> Result<PartyOutput<R>> {
-                    let mut party = Party::setup(backend, t, config.codec, config.keys)?;
+                    let mut party = Party::setup(backend, t, config.codec, keys)?;
                     party.set_trunc_mode(config.trunc);
                     let value = f(&mut party)?;
                     Ok(PartyOutput { value, counters: party.counters() })

@@ -184,9 +184,11 @@ impl<B: Backend, T: Transport> Party<B, T> {
 
     /// ABY3's share truncation of 3-out-of-3 terms, fused with the resharing (2 rounds).
     ///
-    /// Round 1: `P1` sends `z_1` to `P0`; `P2` sends `t_2 = floor(z_2 / 2^d)` to `P1`.
-    /// `P0` computes `t_0 = ceil((z_0 + z_1) / 2^d) - t_1` where `t_1 = G(K_1)` is known to `P0` and `P1`.
-    /// Round 2: `P0` sends `t_0` to `P2`. Wrong by `±2^(64-d)` with probability about `|z| / 2^64`.
+    /// Round 1: `P1` sends `z_1` to `P0`; `P2` sends `t_2 = floor(z_2 / 2^d) + r` to `P1`.
+    /// `P0` computes `t_0 = ceil((z_0 + z_1) / 2^d) - t_1 - r` where `t_1 = G(K_1)` is known to `P0`
+    /// and `P1` and `r = G(K_0)` to `P0` and `P2`. Round 2: `P0` sends `t_0` to `P2`. Without `r`,
+    /// `t_2` would carry `d` copies of its sign bit, so neither the message nor the output share
+    /// would be uniform. Wrong by `±2^(64-d)` with probability about `|z| / 2^64`.
     fn probabilistic_terms(&mut self, z: B::Tensor, bits: u32) -> Result<AShare<B>> {
         let be = self.backend().clone();
         let shape = z.shape().to_vec();
@@ -199,7 +201,8 @@ impl<B: Backend, T: Transport> Party<B, T> {
                 let s = be.scalar(ScalarOp::Add, &s, (1u64 << bits) - 1)?;
                 let u = be.shift(ShiftOp::RightArith, &s, bits)?;
                 let t1 = self.draw(KeyRole::Next, Purpose::Truncation, &shape)?;
-                let t0 = be.binary(BinaryOp::Sub, &u, &t1)?;
+                let r = self.draw(KeyRole::Own, Purpose::Truncation, &shape)?;
+                let t0 = be.binary(BinaryOp::Sub, &be.binary(BinaryOp::Sub, &u, &t1)?, &r)?;
                 self.round(Round::new().send(Peer::Prev, to_words(&be, &t0)?))?;
                 AShare::from_parts(t0, t1)
             }
@@ -211,7 +214,8 @@ impl<B: Backend, T: Transport> Party<B, T> {
                 AShare::from_parts(t1, t2)
             }
             _ => {
-                let t2 = be.shift(ShiftOp::RightArith, &z, bits)?;
+                let r = self.draw(KeyRole::Next, Purpose::Truncation, &shape)?;
+                let t2 = be.binary(BinaryOp::Add, &be.shift(ShiftOp::RightArith, &z, bits)?, &r)?;
                 self.round(Round::new().send(Peer::Prev, to_words(&be, &t2)?))?;
                 let mut got = self.round(Round::new().recv(Peer::Next, n))?;
                 let t0 = from_words(&be, &shape, got.take(Peer::Next)?)?;

@@ -854,6 +854,7 @@ impl PartyJob for InferJob {
             "op": "infer",
             "party": p.id(),
             "model": self.spec.name,
+            "backend": p.backend().name(),
             "keys": key_label(KeySource::Os),
             "received": if owner { vec!["image count (public)", "predictions"] } else { vec!["image count (public)"] },
             "images": n,

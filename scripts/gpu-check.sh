@@ -5,6 +5,11 @@
 # Build the bundle first on any machine with Rust: bash scripts/gpu-bundle.sh
 #
 # Stages (arguments; default: check bench):
+#   first   the first contact, 6 minutes in all (FIRST_BUDGET seconds; each step's own budget is
+#           below, cut to what is left): quick selftest, ring GEMM paths at 4096^3 with the
+#           fraction of peak, GPU-only points (ReLU, one training iteration, batch-1 inference),
+#           then LeNet and ReLU on this machine's CPU for the speedup. Each step writes its JSON
+#           line to $OUT/first/<step>.json as soon as it ends; progress goes to $OUT/run.log.
 #   check   selftest, ring GEMM paths, a 4096^3 private matmul
 #   bench   relu conv train infer, below
 #   relu | conv | train | infer
@@ -14,7 +19,10 @@
 #           minutes; run them as separate commands where a command's time is limited.
 set -uo pipefail
 cd "$(dirname "$0")/.."
-bin=target/gpu-bundle/cryptgpu
+# Overrides, to test this script without a GPU: GPU_CHECK_BIN (the binary), GPU_CHECK_BACKEND
+# (the backend of the GPU steps, e.g. cpu).
+bin=${GPU_CHECK_BIN:-target/gpu-bundle/cryptgpu}
+gpu_backend=${GPU_CHECK_BACKEND:-cuda}
 out=${OUT:-gpu-results}
 mkdir -p "$out"
 [ -x "$bin" ] || { echo "missing $bin: run scripts/gpu-bundle.sh first" >&2; exit 2; }
@@ -35,7 +43,7 @@ export LD_LIBRARY_PATH="${dirs#:}${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
 log="$out/run.log"
 echo "LD_LIBRARY_PATH=$LD_LIBRARY_PATH" | tee "$log"
 
-gpu=$(nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader 2>&1 | head -1)
+gpu=$(nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader 2>/dev/null | head -1)
 cuda=$(nvidia-smi 2>/dev/null | grep -o 'CUDA Version: [0-9.]*' | head -1)
 nvidia-smi -q > "$out/nvidia-smi-q.txt" 2>&1
 printf '{"date_utc":"%s","gpu":"%s","cuda":"%s","bundle":%s}\n' "$(date -u +%Y-%m-%dT%H:%M:%SZ)" "$gpu" "$cuda" \
@@ -47,11 +55,25 @@ run() { # name, then the command; keeps the JSON line, logs everything
   local name=$1; shift
   echo "== $name: $*" | tee -a "$log"
   local t0=$SECONDS
-  if "$@" > "$out/$name.out" 2>> "$log"; then :; else status=1; echo "!! $name failed" | tee -a "$log"; fi
+  if "$@" > "$out/$name.out" 2>> "$log"; then :; else
+    local rc=$?; status=1
+    echo "!! $name failed (exit $rc$([ $rc -eq 124 ] || [ $rc -eq 137 ] && echo ', timed out'))" | tee -a "$log"
+  fi
   tail -n 40 "$out/$name.out" >> "$log"
-  tail -n 1 "$out/$name.out" > "$out/$name.json"
+  tail -n 1 "$out/$name.out" | grep '^{' > "$out/$name.json" || rm -f "$out/$name.json"
   rm -f "$out/$name.out"
   echo "   ($((SECONDS - t0)) s)" | tee -a "$log"
+}
+# step NAME BUDGET ARGS...: `run` under `timeout`, the budget cut to what is left before the stage's
+# deadline (skipped, and counted as failed, with under 5 s left).
+step() {
+  local name=$1 budget=$2; shift 2
+  local left=$((deadline - SECONDS))
+  [ "$budget" -le "$left" ] || budget=$left
+  if [ "$budget" -lt 5 ]; then
+    status=1; echo "!! $name skipped: the stage's time is spent" | tee -a "$log"; return
+  fi
+  run "$name" timeout -k 5 "$budget" "$@"
 }
 # A stage's own time limit (seconds): one stage per device call fits its 10-minute limit.
 limit=${BENCH_TIMEOUT:-540}
@@ -63,6 +85,36 @@ while [ $i -lt ${#stages[@]} ]; do
   stage=${stages[$i]}
   i=$((i + 1))
   case $stage in
+    first)
+      # Budgets in seconds, 350 of the 360 (FIRST_BUDGET); one point per command, so that a cut-off
+      # step loses only its own point. Peaks behind the GEMM fractions: NVIDIA's H200 datasheet,
+      # FP64 tensor core 67 TFLOP/s, INT8 tensor core 1,979 TOP/s dense (3,958 with sparsity).
+      deadline=$((SECONDS + ${FIRST_BUDGET:-360}))
+      mkdir -p "$out/first"
+      pts=(--reps 3 --warmup 1 --json)
+      on_gpu=(--backend "$gpu_backend")
+      step first/selftest_quick 40 "$bin" selftest "${on_gpu[@]}" --quick --json
+      step first/gemm_4096 40 "$bin" bench gemm "${on_gpu[@]}" --size 4096 --reps 3 --json
+      for p in 1000000:12 8000000:13 32000000:20; do
+        step "first/relu_${p%%:*}_gpu" "${p#*:}" "$bin" bench relu "${on_gpu[@]}" --points "${p%%:*}" \
+          --point-budget 8 "${pts[@]}"
+      done
+      # The paper's batches: LeNet (MNIST) 128, AlexNet and VGG-16 (CIFAR-10) 128 and 32.
+      for m in lenet-mnist:25 alexnet-cifar10:40 vgg16-cifar10:70; do
+        step "first/train_${m%%:*}_gpu" "${m#*:}" "$bin" bench train "${on_gpu[@]}" --only "${m%%:*}" \
+          --point-budget 15 "${pts[@]}"
+      done
+      for m in lenet-mnist:10 alexnet-cifar10:12 vgg16-cifar10:18; do
+        step "first/infer_b1_${m%%:*}_gpu" "${m#*:}" "$bin" bench infer "${on_gpu[@]}" --batch 1 --only "${m%%:*}" \
+          --point-budget 5 "${pts[@]}"
+      done
+      on_cpu=(--backend cpu)
+      step first/train_lenet-mnist_cpu 30 "$bin" bench train "${on_cpu[@]}" --only lenet-mnist \
+        --point-budget 15 "${pts[@]}"
+      step first/infer_b1_lenet-mnist_cpu 8 "$bin" bench infer "${on_cpu[@]}" --batch 1 --only lenet-mnist \
+        --point-budget 5 "${pts[@]}"
+      step first/relu_1000000_cpu 12 "$bin" bench relu "${on_cpu[@]}" --points 1000000 --point-budget 8 "${pts[@]}"
+      ;;
     check)
       run selftest "$bin" selftest --backend cuda --json
       run bench_gemm_cuda "$bin" bench gemm --backend cuda --size 4096 --json
@@ -79,7 +131,7 @@ while [ $i -lt ${#stages[@]} ]; do
       run bench_infer_cuda timeout "$((limit / 2))" "$bin" bench infer --backend cuda --point-budget 30 "${bench[@]}" \
         --out "$out/bench/infer-cuda"
       ;;
-    *) echo "unknown stage $stage (check, bench, relu, conv, train, infer)" >&2; status=2 ;;
+    *) echo "unknown stage $stage (first, check, bench, relu, conv, train, infer)" >&2; status=2 ;;
   esac
 done
 echo "exit status $status" | tee -a "$log"

@@ -1,4 +1,5 @@
-//! Compiles the CUDA kernels of `kernels-cuda` for the host through a small shim, so that their
+//! Compiles the CUDA kernels of `kernels-cuda` for the host through a small shim (fibers for the
+//! threads of a block, so `__shared__`, `__syncthreads` and `__ballot_sync` work), so that their
 //! logic is tested against the CPU backend on machines without a GPU.
 
 fn main() {
@@ -8,6 +9,7 @@ fn main() {
     cc::Build::new()
         .cpp(true)
         .std("c++17")
+        .file("host/cuda_host_shim.cpp")
         .file("host/kernels.cpp")
         .include("host")
         .include(kernels)
@@ -16,5 +18,7 @@ fn main() {
         .extra_warnings(true)
         .warnings_into_errors(true)
         .flag("-Wno-unused-parameter")
+        // `#pragma unroll` is for NVCC/NVRTC.
+        .flag("-Wno-unknown-pragmas")
         .compile("cryptgpu_host_kernels");
 }

@@ -28,6 +28,8 @@ pub struct Args {
 pub fn run(args: &Args) -> Result<()> {
     let device = args.backend.open()?;
     let mut results: Vec<(String, Check)> = Vec::new();
+    // Shapes on which `Auto` fell back from the int8 to the f64 limb path (CUDA only).
+    let mut fallbacks = Vec::new();
     match &device {
         Device::Cpu(be) => {
             results.extend(run_suite(be, args.seed, !args.quick).into_iter().map(|c| ("cpu".to_string(), c)))
@@ -37,6 +39,7 @@ pub fn run(args: &Args) -> Result<()> {
                 let dev = be.clone().with_gemm_path(path);
                 results.extend(run_suite(&dev, args.seed, !args.quick).into_iter().map(|c| (format!("{path:?}"), c)));
             }
+            fallbacks = be.gemm_fallbacks();
         }
     }
     let failed: Vec<&(String, Check)> = results.iter().filter(|(_, c)| !c.passed).collect();
@@ -48,6 +51,9 @@ pub fn run(args: &Args) -> Result<()> {
             c.seconds,
             if c.passed { String::new() } else { format!(": {}", c.detail) }
         );
+    }
+    for note in &fallbacks {
+        println!("note: {note}");
     }
     println!("{} checks, {} failed, seed {}, backend {}", results.len(), failed.len(), args.seed, device.name());
     if args.json {
@@ -63,6 +69,7 @@ pub fn run(args: &Args) -> Result<()> {
             "checks": results.len(),
             "failed": failed.len(),
             "results": checks,
+            "gemm_fallbacks": fallbacks,
         });
         println!("{report}");
     }

@@ -1,16 +1,19 @@
 //! The exact ring GEMM by limbs ([`cryptgpu_ring::limbs`]) executed on the CPU.
 //!
-//! This runs the same plan as a GPU backend would: pack A and B into limb matrices
-//! ([`pack_a_f64`], [`pack_b_f64`], [`pack_a_i8`], [`pack_b_i8`]), run one GEMM per (chunk, group)
-//! on zero-copy sub-views of the packed buffers (`f64` with `matrixmultiply::dgemm`, `i8 x i8 ->
-//! i32` with [`gemm_i8_i32`], which wraps like the hardware), and add the recombined ring terms
-//! into C. It is not a fast path on the CPU ([`crate::gemm::gemm`] is); it is the executable
-//! specification that device implementations and their tests compare against, and it is tested
-//! bit for bit against [`crate::gemm::gemm`].
+//! This runs the very plan a GPU backend runs: a [`DevicePlan`] through
+//! [`cryptgpu_ring::limbs::execute`], with the split and combine kernels written out in Rust
+//! (index for index the CUDA kernels of `kernels-cuda/src/kernels/limbs.cu`), `f64` GEMMs on
+//! `matrixmultiply::dgemm` with the cuBLAS (NN, column-major) geometry and `i8 x i8 -> i32` GEMMs
+//! with the cuBLASLt IMMA (TN) geometry ([`gemm_i8_i32_tn`], which wraps like the hardware). It is
+//! not a fast path on the CPU ([`crate::gemm::gemm`] is); it is the executable specification of
+//! the device plan, tested bit for bit against [`crate::gemm::gemm`].
 
 use crate::gemm::MatRef;
 use cryptgpu_ring::error::{invalid, shape_err, Result};
-use cryptgpu_ring::limbs::{f64_term, i32_term, i8_digit, u16_limb, LimbPlan, LimbScheme, I8_DIGITS, U16_LIMBS};
+use cryptgpu_ring::limbs::{
+    self, f64_term, i32_term, i8_digit, u16_limb, ChunkBuffers, CombineStep, DevicePlan, GemmGeometry, LimbExecutor,
+    LimbPlan, LimbScheme, Side, SplitStep, Strides, UnpadStep,
+};
 use rayon::prelude::*;
 
 /// Elements per parallel task when recombining.
@@ -46,8 +49,9 @@ pub fn ring_gemm_i8_limbs(
     ring_gemm_limbs(&LimbPlan::new(LimbScheme::I8x8, m, k, n, chunk_k)?, a, b, c)
 }
 
-/// `c[m x n] = a[m x k] · b[k x n]` over Z_2^64 following `plan` (either scheme). `c` is dense
-/// row-major and overwritten. Errors when `c` is not `m·n` long or a view reaches past its data.
+/// `c[m x n] = a[m x k] · b[k x n]` over Z_2^64 following `plan` (either scheme) as a
+/// [`DevicePlan`] for the views' strides. `c` is dense row-major and overwritten. Errors when `c`
+/// is not `m·n` long or a view reaches past its data.
 pub fn ring_gemm_limbs(plan: &LimbPlan, a: MatRef<'_>, b: MatRef<'_>, c: &mut [u64]) -> Result<()> {
     const OP: &str = "ring_gemm_limbs";
     let (m, k, n) = (plan.m(), plan.k(), plan.n());
@@ -56,74 +60,196 @@ pub fn ring_gemm_limbs(plan: &LimbPlan, a: MatRef<'_>, b: MatRef<'_>, c: &mut [u
     if c.len() != m * n {
         return Err(shape_err(OP, format!("output has {} elements, {m} x {n} needs {}", c.len(), m * n)));
     }
-    c.fill(0);
     if c.is_empty() || k == 0 {
+        c.fill(0);
         return Ok(());
     }
-    match plan.scheme() {
-        LimbScheme::F64x16 => run_f64(plan, a, b, c),
-        LimbScheme::I8x8 => run_i8(plan, a, b, c),
+    let dp = DevicePlan::new(*plan, Strides { rs: a.rs, cs: a.cs }, Strides { rs: b.rs, cs: b.cs })?;
+    let mut exec = CpuLimbs { a: a.data, b: b.data, out: c, f: Bufs::default(), i: Bufs::default(), acc: Vec::new() };
+    limbs::execute(&dp, &mut exec)
+}
+
+/// One chunk's digit buffers (A, B) and group buffer.
+#[derive(Default)]
+struct Bufs<T, G> {
+    a: Vec<T>,
+    b: Vec<T>,
+    g: Vec<G>,
+}
+
+impl<T: Copy + Default, G: Copy + Default> Bufs<T, G> {
+    fn reset(&mut self, c: &ChunkBuffers) {
+        for (v, len) in [(&mut self.a, c.a_len), (&mut self.b, c.b_len)] {
+            v.clear();
+            v.resize(len, T::default());
+        }
+        self.g.clear();
+        self.g.resize(c.groups_len, G::default());
+    }
+
+    fn side(&mut self, side: Side) -> &mut [T] {
+        match side {
+            Side::A => &mut self.a,
+            Side::B => &mut self.b,
+        }
     }
 }
 
-fn run_f64(plan: &LimbPlan, a: MatRef<'_>, b: MatRef<'_>, c: &mut [u64]) -> Result<()> {
-    let (m, n, pk) = (plan.m(), plan.n(), plan.packed_k());
-    let pa = pack_a(plan, a, |x, i| u16_limb(x, i) as f64);
-    let pb = pack_b(plan, b, |x, j| u16_limb(x, j) as f64);
-    let mut g = vec![0f64; U16_LIMBS * m * n];
-    for chunk in 0..plan.num_chunks() {
-        for (s, out) in g.chunks_mut(m * n).enumerate() {
-            let t = plan.group_gemm(chunk, s);
-            // SAFETY: the plan puts the A view (rows 0..m, columns a_col..a_col + inner, row stride
-            // pk) inside `pa` (m·pk elements) and the B view (rows b_row..b_row + inner, n
-            // columns) inside `pb` (pk·n elements); `out` holds m·n elements with strides (n, 1),
-            // which do not alias; beta = 0 means `out` is only written. m, n, inner >= 1 here.
-            unsafe {
-                matrixmultiply::dgemm(
-                    m,
-                    t.inner,
-                    n,
-                    1.0,
-                    pa.as_ptr().add(t.a_col),
-                    pk as isize,
-                    1,
-                    pb.as_ptr().add(t.b_row * n),
-                    n as isize,
-                    1,
-                    0.0,
-                    out.as_mut_ptr(),
-                    n as isize,
-                    1,
-                );
+/// The CPU [`LimbExecutor`].
+struct CpuLimbs<'a, 'o> {
+    a: &'a [u64],
+    b: &'a [u64],
+    out: &'o mut [u64],
+    f: Bufs<f64, f64>,
+    i: Bufs<i8, i32>,
+    /// The padded accumulator (`m x ldc`) of an `i8` plan whose `n` is not a multiple of 4.
+    acc: Vec<u64>,
+}
+
+impl LimbExecutor for CpuLimbs<'_, '_> {
+    fn begin_chunk(&mut self, scheme: LimbScheme, c: &ChunkBuffers) -> Result<()> {
+        match scheme {
+            LimbScheme::F64x16 => self.f.reset(c),
+            LimbScheme::I8x8 => self.i.reset(c),
+        }
+        Ok(())
+    }
+
+    fn split(&mut self, scheme: LimbScheme, st: &SplitStep) -> Result<()> {
+        let src = match st.side {
+            Side::A => self.a,
+            Side::B => self.b,
+        };
+        if st.outer > 0 && st.inner > 0 {
+            let last = st.src_offset + (st.outer - 1) * st.so + (st.inner - 1) * st.st;
+            if last >= src.len() {
+                return Err(invalid("limb_split", format!("{st:?} reaches past {} elements", src.len())));
             }
         }
-        let g = &g;
-        accumulate(c, |e| (0..U16_LIMBS).fold(0u64, |x, s| x.wrapping_add(f64_term(g[s * m * n + e], s))));
+        let at = |o: usize, t: usize| src[st.src_offset + o * st.so + t * st.st];
+        match scheme {
+            // split_u16_f64: side 0 writes [outer][4][inner], side 1 [4 (limb 3 first)][outer][inner].
+            LimbScheme::F64x16 => {
+                let dst = &mut self.f.side(st.side)[..4 * st.outer * st.inner];
+                dst.par_chunks_mut(st.inner).enumerate().for_each(|(r, row)| {
+                    let (o, l) = if st.side_code == 0 { (r / 4, r % 4) } else { (r % st.outer, 3 - r / st.outer) };
+                    for (t, d) in row.iter_mut().enumerate() {
+                        *d = u16_limb(at(o, t), l) as f64;
+                    }
+                });
+            }
+            // split_s8: [outer][8][kp], digit planes in order (side 0) or digit 7 first (side 1),
+            // zeros for kc <= t < kp.
+            LimbScheme::I8x8 => {
+                let dst = &mut self.i.side(st.side)[..8 * st.outer * st.inner_pad];
+                dst.par_chunks_mut(st.inner_pad).enumerate().for_each(|(r, row)| {
+                    let (o, plane) = (r / 8, r % 8);
+                    let l = if st.side_code == 0 { plane } else { 7 - plane };
+                    for (t, d) in row.iter_mut().enumerate() {
+                        *d = if t < st.inner { i8_digit(at(o, t), l) } else { 0 };
+                    }
+                });
+            }
+        }
+        Ok(())
     }
-    Ok(())
+
+    fn gemm(&mut self, g: &GemmGeometry) -> Result<()> {
+        match g.scheme {
+            LimbScheme::F64x16 => {
+                let (x, y, d) = (&self.f.b, &self.f.a, &mut self.f.g);
+                check_gemm(g, g.rows, g.inner, x.len(), y.len(), d.len())?;
+                // SAFETY: check_gemm put X (rows x inner, strides (1, ldx)) inside `x`, Y (inner x
+                // cols, strides (1, ldy)) inside `y` and D (rows x cols, strides (1, ldd)) inside
+                // `d`, which does not alias them; beta = 0 means D is only written; sizes >= 1.
+                unsafe {
+                    matrixmultiply::dgemm(
+                        g.rows,
+                        g.inner,
+                        g.cols,
+                        1.0,
+                        x.as_ptr().add(g.x_offset),
+                        1,
+                        g.ldx as isize,
+                        y.as_ptr().add(g.y_offset),
+                        1,
+                        g.ldy as isize,
+                        0.0,
+                        d.as_mut_ptr().add(g.d_offset),
+                        1,
+                        g.ldd as isize,
+                    );
+                }
+                Ok(())
+            }
+            LimbScheme::I8x8 => {
+                let (x, y, d) = (&self.i.b, &self.i.a, &mut self.i.g);
+                check_gemm(g, g.inner, g.rows, x.len(), y.len(), d.len())?;
+                let d = &mut d[g.d_offset..g.d_offset + g.ldd * g.cols];
+                gemm_i8_i32_tn(g.rows, g.cols, g.inner, &x[g.x_offset..], g.ldx, &y[g.y_offset..], g.ldy, d, g.ldd)
+            }
+        }
+    }
+
+    fn combine(&mut self, scheme: LimbScheme, st: &CombineStep) -> Result<()> {
+        if st.padded && self.acc.len() != st.plane {
+            self.acc = vec![0; st.plane];
+        }
+        let dst: &mut [u64] = if st.padded { &mut self.acc } else { self.out };
+        if dst.len() != st.plane {
+            return Err(invalid("limb_combine", format!("{st:?} for {} outputs", dst.len())));
+        }
+        let (plane, acc) = (st.plane, st.accumulate);
+        match scheme {
+            LimbScheme::F64x16 => {
+                let g = &self.f.g;
+                accumulate(dst, acc, |e| {
+                    (0..st.groups).fold(0u64, |x, s| x.wrapping_add(f64_term(g[s * plane + e], s)))
+                })
+            }
+            LimbScheme::I8x8 => {
+                let g = &self.i.g;
+                accumulate(dst, acc, |e| {
+                    (0..st.groups).fold(0u64, |x, s| x.wrapping_add(i32_term(g[s * plane + e], s)))
+                })
+            }
+        }
+        Ok(())
+    }
+
+    fn unpad(&mut self, u: &UnpadStep) -> Result<()> {
+        for (dst, src) in self.out.chunks_exact_mut(u.width).zip(self.acc.chunks_exact(u.src_ld)).take(u.rows) {
+            dst.copy_from_slice(&src[..u.width]);
+        }
+        Ok(())
+    }
 }
 
-fn run_i8(plan: &LimbPlan, a: MatRef<'_>, b: MatRef<'_>, c: &mut [u64]) -> Result<()> {
-    let (m, n, pk) = (plan.m(), plan.n(), plan.packed_k());
-    let pa = pack_a(plan, a, i8_digit);
-    let pb = pack_b(plan, b, i8_digit);
-    let mut g = vec![0i32; I8_DIGITS * m * n];
-    for chunk in 0..plan.num_chunks() {
-        g.par_chunks_mut(m * n).enumerate().try_for_each(|(s, out)| {
-            let t = plan.group_gemm(chunk, s);
-            gemm_i8_i32(m, t.inner, n, &pa[t.a_col..], pk, &pb[t.b_row * n..], n, out)
-        })?;
-        let g = &g;
-        accumulate(c, |e| (0..I8_DIGITS).fold(0u64, |x, s| x.wrapping_add(i32_term(g[s * m * n + e], s))));
+/// Checks that a GEMM's X (`x_rows x x_cols` column-major at `ldx`), Y and D lie in their buffers.
+fn check_gemm(g: &GemmGeometry, x_rows: usize, x_cols: usize, x: usize, y: usize, d: usize) -> Result<()> {
+    let end = |off: usize, rows: usize, cols: usize, ld: usize| off + (cols - 1) * ld + rows;
+    let ok = g.rows > 0
+        && g.cols > 0
+        && g.inner > 0
+        && g.ldx >= x_rows
+        && g.ldy >= g.inner
+        && g.ldd >= g.rows
+        && end(g.x_offset, x_rows, x_cols, g.ldx) <= x
+        && end(g.y_offset, g.inner, g.cols, g.ldy) <= y
+        && end(g.d_offset, g.rows, g.cols, g.ldd) <= d;
+    if ok {
+        Ok(())
+    } else {
+        Err(invalid("limb_gemm", format!("{g:?} reaches past its buffers ({x}, {y}, {d} elements)")))
     }
-    Ok(())
 }
 
-/// `c[e] += term(e)` (wrapping), in parallel.
-fn accumulate(c: &mut [u64], term: impl Fn(usize) -> u64 + Sync) {
+/// `c[e] (+)= term(e)` (wrapping), in parallel.
+fn accumulate(c: &mut [u64], add: bool, term: impl Fn(usize) -> u64 + Sync) {
     c.par_chunks_mut(CHUNK).enumerate().for_each(|(blk, cs)| {
         for (off, cv) in cs.iter_mut().enumerate() {
-            *cv = cv.wrapping_add(term(blk * CHUNK + off));
+            let t = term(blk * CHUNK + off);
+            *cv = if add { cv.wrapping_add(t) } else { t };
         }
     });
 }
@@ -148,131 +274,44 @@ fn check_view(op: &'static str, name: &str, v: &MatRef<'_>, rows: usize, cols: u
     }
 }
 
-/// Packs A (`m x k`, checked) into `m x L·k` row-major limbs, limb `i` of `A[r, p]` at column
-/// `plan.a_col(i, p)`.
-fn pack_a<T: Copy + Default + Send>(plan: &LimbPlan, a: MatRef<'_>, limb: impl Fn(u64, usize) -> T + Sync) -> Vec<T> {
-    let pk = plan.packed_k();
-    let mut out = vec![T::default(); plan.m() * pk];
-    if pk == 0 {
-        return out;
-    }
-    out.par_chunks_mut(pk).enumerate().for_each(|(r, row)| {
-        for chunk in 0..plan.num_chunks() {
-            let (start, len) = plan.chunk(chunk);
-            let seg = &mut row[plan.limbs() * start..][..plan.limbs() * len];
-            for (i, dst) in seg.chunks_exact_mut(len).enumerate() {
-                for (q, d) in dst.iter_mut().enumerate() {
-                    *d = limb(a.data[r * a.rs + (start + q) * a.cs], i);
-                }
-            }
-        }
-    });
-    out
-}
-
-/// Packs B (`k x n`, checked) into `L·k x n` row-major limbs, limb `j` of `B[p, col]` in row
-/// `plan.b_row(j, p)`.
-fn pack_b<T: Copy + Default + Send>(plan: &LimbPlan, b: MatRef<'_>, limb: impl Fn(u64, usize) -> T + Sync) -> Vec<T> {
-    let n = plan.n();
-    let mut out = vec![T::default(); plan.packed_k() * n];
-    if n == 0 {
-        return out;
-    }
-    out.par_chunks_mut(n).enumerate().for_each(|(row, dst)| {
-        let (j, p) = plan.b_row_source(row);
-        for (col, d) in dst.iter_mut().enumerate() {
-            *d = limb(b.data[p * b.rs + col * b.cs], j);
-        }
-    });
-    out
-}
-
-fn check_pack(
-    op: &'static str,
-    plan: &LimbPlan,
-    want: LimbScheme,
-    v: &MatRef<'_>,
+/// The cuBLASLt IMMA (TN) product with wrapping `i32` sums (two's complement mod 2^32, as int8
+/// tensor cores without saturation): `d[i + j·ldd] = sum_p x[p + i·ldx] · y[p + j·ldy]` for
+/// `i < rows`, `j < cols`, `p < inner` (X stored `inner x rows`, Y `inner x cols`, D `rows x cols`,
+/// all column-major). Columns of D run in parallel.
+#[allow(clippy::too_many_arguments)]
+pub fn gemm_i8_i32_tn(
     rows: usize,
     cols: usize,
+    inner: usize,
+    x: &[i8],
+    ldx: usize,
+    y: &[i8],
+    ldy: usize,
+    d: &mut [i32],
+    ldd: usize,
 ) -> Result<()> {
-    if plan.scheme() != want {
-        return Err(invalid(op, format!("the plan is for {:?}, not {want:?}", plan.scheme())));
+    const OP: &str = "gemm_i8_i32_tn";
+    if rows == 0 || cols == 0 {
+        return Ok(());
     }
-    check_view(op, "input", v, rows, cols)
-}
-
-/// The packed A of an [`LimbScheme::F64x16`] plan: `m x L·k` row-major 16-bit limbs as `f64`
-/// (what a device's split kernel must produce bit for bit).
-pub fn pack_a_f64(plan: &LimbPlan, a: MatRef<'_>) -> Result<Vec<f64>> {
-    check_pack("pack_a_f64", plan, LimbScheme::F64x16, &a, plan.m(), plan.k())?;
-    Ok(pack_a(plan, a, |x, i| u16_limb(x, i) as f64))
-}
-
-/// The packed B of an [`LimbScheme::F64x16`] plan: `L·k x n` row-major 16-bit limbs as `f64`.
-pub fn pack_b_f64(plan: &LimbPlan, b: MatRef<'_>) -> Result<Vec<f64>> {
-    check_pack("pack_b_f64", plan, LimbScheme::F64x16, &b, plan.k(), plan.n())?;
-    Ok(pack_b(plan, b, |x, j| u16_limb(x, j) as f64))
-}
-
-/// The packed A of an [`LimbScheme::I8x8`] plan: `m x L·k` row-major signed digits.
-pub fn pack_a_i8(plan: &LimbPlan, a: MatRef<'_>) -> Result<Vec<i8>> {
-    check_pack("pack_a_i8", plan, LimbScheme::I8x8, &a, plan.m(), plan.k())?;
-    Ok(pack_a(plan, a, i8_digit))
-}
-
-/// The packed B of an [`LimbScheme::I8x8`] plan: `L·k x n` row-major signed digits.
-pub fn pack_b_i8(plan: &LimbPlan, b: MatRef<'_>) -> Result<Vec<i8>> {
-    check_pack("pack_b_i8", plan, LimbScheme::I8x8, &b, plan.k(), plan.n())?;
-    Ok(pack_b(plan, b, i8_digit))
-}
-
-/// `c[m x n] = a[m x l] · b[l x n]` with `i8` inputs and wrapping `i32` accumulation (two's
-/// complement mod 2^32, as int8 tensor cores without saturation). `a` and `b` are row-major with
-/// row strides `lda >= l` and `ldb >= n` (so sub-views of the packed buffers are slices starting at
-/// their first element); `c` is dense row-major and overwritten. Rows of C run in parallel.
-#[allow(clippy::too_many_arguments)]
-pub fn gemm_i8_i32(
-    m: usize,
-    l: usize,
-    n: usize,
-    a: &[i8],
-    lda: usize,
-    b: &[i8],
-    ldb: usize,
-    c: &mut [i32],
-) -> Result<()> {
-    const OP: &str = "gemm_i8_i32";
-    if c.len() != m * n {
-        return Err(shape_err(OP, format!("output has {} elements, {m} x {n} needs {}", c.len(), m * n)));
-    }
-    let fits = |rows: usize, cols: usize, ld: usize, len: usize| {
-        rows == 0
-            || cols == 0
-            || (ld >= cols && (rows - 1).checked_mul(ld).and_then(|x| x.checked_add(cols)).is_some_and(|e| e <= len))
-    };
-    if !fits(m, l, lda, a.len()) || !fits(l, n, ldb, b.len()) {
+    let fits = |ld: usize, len: usize, r: usize, c: usize| ld >= r && (c - 1) * ld + r <= len;
+    if !fits(ldx, x.len(), inner, rows) || !fits(ldy, y.len(), inner, cols) || !fits(ldd, d.len(), rows, cols) {
         return Err(shape_err(
             OP,
             format!(
-                "A {m} x {l} (ld {lda}, {} elements) or B {l} x {n} (ld {ldb}, {} elements) out of bounds",
-                a.len(),
-                b.len()
+                "X {inner} x {rows} (ld {ldx}, {} elements), Y {inner} x {cols} (ld {ldy}, {}) or D {rows} x {cols} \
+                 (ld {ldd}, {}) out of bounds",
+                x.len(),
+                y.len(),
+                d.len()
             ),
         ));
     }
-    if n == 0 {
-        return Ok(());
-    }
-    c.par_chunks_mut(n).enumerate().for_each(|(r, crow)| {
-        crow.fill(0);
-        if l == 0 {
-            return;
-        }
-        for (p, &av) in a[r * lda..][..l].iter().enumerate() {
-            let av = av as i32;
-            for (cv, &bv) in crow.iter_mut().zip(&b[p * ldb..][..n]) {
-                *cv = cv.wrapping_add(av * bv as i32);
-            }
+    d.par_chunks_mut(ldd).take(cols).enumerate().for_each(|(j, dcol)| {
+        let ycol = &y[j * ldy..][..inner];
+        for (i, dv) in dcol[..rows].iter_mut().enumerate() {
+            let xcol = &x[i * ldx..][..inner];
+            *dv = xcol.iter().zip(ycol).fold(0i32, |acc, (&a, &b)| acc.wrapping_add(a as i32 * b as i32));
         }
     });
     Ok(())

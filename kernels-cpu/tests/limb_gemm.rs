@@ -1,12 +1,8 @@
 //! The limb-split ring GEMMs (f64 16-bit limbs, i8 signed digits) against the ring GEMM oracle.
 
 use cryptgpu_kernels_cpu::gemm::{gemm, MatRef};
-use cryptgpu_kernels_cpu::limb_gemm::{
-    gemm_i8_i32, pack_a_f64, pack_a_i8, pack_b_f64, pack_b_i8, ring_gemm_f64_limbs, ring_gemm_i8_limbs, ring_gemm_limbs,
-};
-use cryptgpu_ring::limbs::{
-    i8_digit, u16_limb, LimbPlan, LimbScheme, F64_MAX_CHUNK_K, F64_MAX_INNER, I32_MAX_INNER, I8_MAX_CHUNK_K,
-};
+use cryptgpu_kernels_cpu::limb_gemm::{gemm_i8_i32_tn, ring_gemm_f64_limbs, ring_gemm_i8_limbs, ring_gemm_limbs};
+use cryptgpu_ring::limbs::{LimbPlan, F64_MAX_CHUNK_K, F64_MAX_INNER, I32_MAX_INNER, I8_MAX_CHUNK_K};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
@@ -122,8 +118,8 @@ fn f64_scheme_is_exact_past_its_largest_gemm() {
 
 #[test]
 fn i8_scheme_is_exact_past_its_largest_gemm() {
-    // K > I32_MAX_INNER: several chunks; all-(-128) digits push groups 0..3 to their largest
-    // sums (at the largest chunk 4·32,767·2^14 = 2^31 - 2^16) and make groups 4..7 wrap many times.
+    // K > I32_MAX_INNER: several chunks; all-(-128) digits push every group to its largest sum
+    // (at the largest chunk, group 7: 8·16,383·2^14 = 2^31 - 2^17), still without an i32 overflow.
     let seed = 4;
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
     let (m, k, n) = (2, I32_MAX_INNER + 1001, 2);
@@ -131,7 +127,7 @@ fn i8_scheme_is_exact_past_its_largest_gemm() {
     let b: Vec<u64> = (0..k * n).map(|i| if i % 2 == 0 { ALL_MINUS_128 } else { rng.gen() }).collect();
     let mut want = vec![0u64; m * n];
     gemm(m, k, n, view(&a, m, k, false), view(&b, k, n, false), &mut want, false);
-    // The default chunk (32,752, aligned) and the largest one (32,767).
+    // The default chunk (16,368, aligned) and the largest one (16,383).
     for chunk in [None, Some(I8_MAX_CHUNK_K)] {
         let mut got = vec![0u64; m * n];
         ring_gemm_i8_limbs(m, k, n, view(&a, m, k, false), view(&b, k, n, false), &mut got, chunk).unwrap();
@@ -146,52 +142,20 @@ fn i8_gemm_wraps_like_the_hardware() {
     let a = vec![-128i8; l];
     let b = vec![-128i8; l];
     let mut c = [0i32; 1];
-    gemm_i8_i32(1, l, 1, &a, l, &b, 1, &mut c).unwrap();
+    gemm_i8_i32_tn(1, 1, l, &a, l, &b, l, &mut c, 1).unwrap();
     assert_eq!(c[0], i32::MIN, "2^31 wraps to -2^31");
-    gemm_i8_i32(1, l - 1, 1, &a, l, &b, 1, &mut c).unwrap();
+    gemm_i8_i32_tn(1, 1, l - 1, &a, l, &b, l, &mut c, 1).unwrap();
     assert_eq!(c[0], i32::MAX - (1 << 14) + 1);
-    // Strided sub-views: a 2 x 3 block of a 2 x 5 buffer times a 3 x 2 block of a 4 x 2 buffer.
-    let a: Vec<i8> = (0..10).map(|x| x as i8 - 5).collect();
-    let b: Vec<i8> = (0..8).map(|x: i32| (100 - 30 * x) as i8).collect();
-    let mut c = [0i32; 4];
-    gemm_i8_i32(2, 3, 2, &a[1..], 5, &b[2..], 2, &mut c).unwrap();
-    let want: Vec<i32> =
-        (0..4).map(|e| (0..3).map(|p| a[1 + (e / 2) * 5 + p] as i32 * b[2 + p * 2 + e % 2] as i32).sum()).collect();
-    assert_eq!(c.to_vec(), want);
-}
-
-#[test]
-fn packed_buffers_follow_the_plan() {
-    let seed = 9;
-    let mut rng = ChaCha8Rng::seed_from_u64(seed);
-    let (m, k, n) = (3, 11, 4);
-    let a: Vec<u64> = (0..m * k).map(|_| rng.gen()).collect();
-    let b: Vec<u64> = (0..k * n).map(|_| rng.gen()).collect();
-    let (av, bv) = (view(&a, m, k, true), view(&b, k, n, false));
-    let p = LimbPlan::new(LimbScheme::F64x16, m, k, n, Some(4)).unwrap();
-    let (pa, pb) = (pack_a_f64(&p, av).unwrap(), pack_b_f64(&p, bv).unwrap());
-    let q = LimbPlan::new(LimbScheme::I8x8, m, k, n, Some(4)).unwrap();
-    let (qa, qb) = (pack_a_i8(&q, av).unwrap(), pack_b_i8(&q, bv).unwrap());
-    for pos in 0..k {
-        for i in 0..8 {
-            for r in 0..m {
-                let x = a[pos * m + r];
-                assert_eq!(qa[r * q.packed_k() + q.a_col(i, pos)], i8_digit(x, i), "seed {seed}");
-                if i < 4 {
-                    assert_eq!(pa[r * p.packed_k() + p.a_col(i, pos)], u16_limb(x, i) as f64, "seed {seed}");
-                }
-            }
-            for c in 0..n {
-                let x = b[pos * n + c];
-                assert_eq!(qb[q.b_row(i, pos) * n + c], i8_digit(x, i), "seed {seed}");
-                if i < 4 {
-                    assert_eq!(pb[p.b_row(i, pos) * n + c], u16_limb(x, i) as f64, "seed {seed}");
-                }
-            }
-        }
+    // Strided views: X 3 x 2 (ld 5) from offset 1, Y 3 x 2 (ld 4) from offset 2, D 2 x 2 (ld 3).
+    let x: Vec<i8> = (0..11).map(|v| v as i8 - 5).collect();
+    let y: Vec<i8> = (0..10).map(|v: i32| (100 - 30 * v) as i8).collect();
+    let mut d = [7i32; 5];
+    gemm_i8_i32_tn(2, 2, 3, &x[1..], 5, &y[2..], 4, &mut d, 3).unwrap();
+    for (i, j) in [(0, 0), (1, 0), (0, 1), (1, 1)] {
+        let want: i32 = (0..3).map(|p| x[1 + p + i * 5] as i32 * y[2 + p + j * 4] as i32).sum();
+        assert_eq!(d[i + j * 3], want, "({i}, {j})");
     }
-    assert!(pack_a_i8(&p, av).is_err(), "wrong scheme");
-    assert!(pack_b_f64(&q, bv).is_err(), "wrong scheme");
+    assert_eq!(d[2], 7, "the gap between columns is not written");
 }
 
 #[test]
@@ -211,7 +175,8 @@ fn bad_arguments_are_errors() {
     ring_gemm_limbs(&plan, av, bv, &mut c).unwrap();
     assert_eq!(c, vec![6; 4]);
     let mut ci = [0i32; 4];
-    assert!(gemm_i8_i32(2, 3, 2, &[0; 5], 3, &[0; 6], 2, &mut ci).is_err(), "A too short");
-    assert!(gemm_i8_i32(2, 3, 2, &[0; 6], 2, &[0; 6], 2, &mut ci).is_err(), "lda < l");
-    assert!(gemm_i8_i32(2, 3, 2, &[0; 6], 3, &[0; 6], 2, &mut ci[..3]).is_err(), "short output");
+    assert!(gemm_i8_i32_tn(2, 2, 3, &[0; 5], 3, &[0; 6], 3, &mut ci, 2).is_err(), "X too short");
+    assert!(gemm_i8_i32_tn(2, 2, 3, &[0; 6], 2, &[0; 6], 3, &mut ci, 2).is_err(), "ldx < inner");
+    assert!(gemm_i8_i32_tn(2, 2, 3, &[0; 6], 3, &[0; 6], 3, &mut ci[..3], 2).is_err(), "short output");
+    assert!(gemm_i8_i32_tn(2, 2, 3, &[0; 6], 3, &[0; 6], 3, &mut ci, 1).is_err(), "ldd < rows");
 }

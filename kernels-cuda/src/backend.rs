@@ -12,12 +12,8 @@ use crate::abi::{binary_code, scalar_code, shift_code, unary_code, AesKey, Dims,
 
 use crate::device::{Device, DeviceInfo};
 use crate::error::{dev, CudaError};
-use crate::gemm::{self, GemmPath, Operand};
-
-/// Threads per block of the elementwise kernels.
-const BLOCK: u32 = 256;
-/// Upper bound on blocks per launch (kernels use grid-stride loops).
-const MAX_BLOCKS: usize = 16 * 1024;
+use crate::gemm::{self, GemmPath, Int8Fallback, Operand};
+use crate::geometry;
 
 /// A tensor in GPU memory. Clones share the (immutable) buffer.
 #[derive(Clone)]
@@ -60,10 +56,9 @@ macro_rules! launch {
 }
 pub(crate) use launch;
 
-/// Launch geometry of a grid-stride kernel over `n` items.
+/// Launch geometry of a grid-stride kernel over `n` items ([`geometry::grid_stride`]).
 pub(crate) fn grid(n: usize) -> LaunchConfig {
-    let blocks = n.div_ceil(BLOCK as usize).clamp(1, MAX_BLOCKS) as u32;
-    LaunchConfig { grid_dim: (blocks, 1, 1), block_dim: (BLOCK, 1, 1), shared_mem_bytes: 0 }
+    geometry::grid_stride(n).into()
 }
 
 /// The CUDA backend. Cheap to clone (clones share the device, its stream and its kernels).
@@ -71,6 +66,8 @@ pub(crate) fn grid(n: usize) -> LaunchConfig {
 pub struct CudaBackend {
     pub(crate) dev: Arc<Device>,
     pub(crate) gemm_path: GemmPath,
+    /// Shapes on which `Auto` fell back from int8 to f64 limbs (shared by clones).
+    pub(crate) fallback: Arc<Int8Fallback>,
 }
 
 impl std::fmt::Debug for CudaBackend {
@@ -90,7 +87,7 @@ impl CudaBackend {
     /// The backend on GPU `ordinal`.
     pub fn on_device(ordinal: usize) -> Result<Self, CudaError> {
         let gemm_path = GemmPath::from_env()?;
-        Ok(CudaBackend { dev: Device::get(ordinal)?, gemm_path })
+        Ok(CudaBackend { dev: Device::get(ordinal)?, gemm_path, fallback: Arc::default() })
     }
 
     /// Facts about the GPU.
@@ -109,9 +106,33 @@ impl CudaBackend {
         self.gemm_path
     }
 
+    /// One note per product shape on which `Auto` fell back from the int8 to the f64 limb path.
+    pub fn gemm_fallbacks(&self) -> Vec<String> {
+        self.fallback.notes()
+    }
+
     /// A fresh device buffer of `n` elements (at least one, so empty tensors have a valid pointer).
     pub(crate) fn alloc<T: DeviceRepr + cudarc::driver::ValidAsZeroBits>(&self, n: usize) -> Result<CudaSlice<T>> {
         self.dev.stream.alloc_zeros::<T>(n.max(1)).map_err(dev)
+    }
+
+    /// A device buffer of `n` elements (at least one) with unspecified contents, without the
+    /// memset of [`alloc`](Self::alloc).
+    ///
+    /// # Safety
+    /// The caller must have every element that is ever read written first (on the same stream):
+    /// in practice, a kernel that writes all `n` elements is launched before any read.
+    pub(crate) unsafe fn alloc_uninit<T: DeviceRepr>(&self, n: usize) -> Result<CudaSlice<T>> {
+        // SAFETY: forwarded to the caller (the memory is merely unset).
+        unsafe { self.dev.stream.alloc::<T>(n.max(1)) }.map_err(dev)
+    }
+
+    /// An output buffer for `shape` and its element count, for an operation whose kernel writes
+    /// every element (grid-stride over all `n`); for an empty shape, one unread element.
+    fn output_written(&self, op: &'static str, shape: &[usize]) -> Result<(usize, CudaSlice<u64>)> {
+        let n = shape::checked_numel(op, shape)?;
+        // SAFETY: callers launch a kernel writing all n elements before the buffer is read.
+        Ok((n, unsafe { self.alloc_uninit::<u64>(n)? }))
     }
 
     fn wrap(&self, shape: &[usize], buf: CudaSlice<u64>) -> CudaTensor {
@@ -126,7 +147,7 @@ impl CudaBackend {
 
     fn gather(&self, src: &CudaTensor, out_shape: &[usize], strides: &[usize]) -> Result<CudaTensor> {
         let dims = Dims::new(out_shape, strides)?;
-        let (n, mut out) = self.output("gather", out_shape)?;
+        let (n, mut out) = self.output_written("gather", out_shape)?;
         if n > 0 {
             let (view, n64) = (src.view(), n as u64);
             launch!(self, "gather_strided", grid(n), &view, &mut out, &n64, &dims)?;
@@ -178,7 +199,7 @@ impl Backend for CudaBackend {
     }
 
     fn full(&self, shape: &[usize], value: u64) -> Result<CudaTensor> {
-        let (n, mut out) = self.output("full", shape)?;
+        let (n, mut out) = self.output_written("full", shape)?;
         if n > 0 {
             let n64 = n as u64;
             launch!(self, "ew_fill", grid(n), &value, &mut out, &n64)?;
@@ -188,7 +209,7 @@ impl Backend for CudaBackend {
 
     fn binary(&self, op: BinaryOp, a: &CudaTensor, b: &CudaTensor) -> Result<CudaTensor> {
         check_same("binary", a.shape(), b.shape())?;
-        let (n, mut out) = self.output("binary", a.shape())?;
+        let (n, mut out) = self.output_written("binary", a.shape())?;
         if n > 0 {
             let (code, av, bv) = (binary_code(op), a.view(), b.view());
             let n64 = n as u64;
@@ -199,7 +220,7 @@ impl Backend for CudaBackend {
 
     fn unary(&self, op: UnaryOp, a: &CudaTensor) -> Result<CudaTensor> {
         let code = unary_code(op);
-        let (n, mut out) = self.output("unary", a.shape())?;
+        let (n, mut out) = self.output_written("unary", a.shape())?;
         if n > 0 {
             let (av, n64) = (a.view(), n as u64);
             launch!(self, "ew_unary", grid(n), &code, &av, &mut out, &n64)?;
@@ -208,7 +229,7 @@ impl Backend for CudaBackend {
     }
 
     fn scalar(&self, op: ScalarOp, a: &CudaTensor, s: u64) -> Result<CudaTensor> {
-        let (n, mut out) = self.output("scalar", a.shape())?;
+        let (n, mut out) = self.output_written("scalar", a.shape())?;
         if n > 0 {
             let (code, av, n64) = (scalar_code(op), a.view(), n as u64);
             launch!(self, "ew_scalar", grid(n), &code, &av, &s, &mut out, &n64)?;
@@ -219,7 +240,7 @@ impl Backend for CudaBackend {
     fn shift(&self, op: ShiftOp, a: &CudaTensor, bits: u32) -> Result<CudaTensor> {
         shape::check_shift(bits)?;
         let code = shift_code(op);
-        let (n, mut out) = self.output("shift", a.shape())?;
+        let (n, mut out) = self.output_written("shift", a.shape())?;
         if n > 0 {
             let (av, n64) = (a.view(), n as u64);
             launch!(self, "ew_shift", grid(n), &code, &av, &bits, &mut out, &n64)?;
@@ -242,7 +263,7 @@ impl Backend for CudaBackend {
         let (_, mut out) = self.output("pack_bits", &[words])?;
         if words > 0 {
             let (av, n64) = (a.view(), a.len() as u64);
-            launch!(self, "pack_bits", grid(words), &av, &mut out, &n64)?;
+            launch!(self, "pack_bits", geometry::pack_bits(a.len()).into(), &av, &mut out, &n64)?;
         }
         Ok(self.wrap(&[words], out))
     }
@@ -266,7 +287,9 @@ impl Backend for CudaBackend {
     fn matmul(&self, a: &CudaTensor, b: &CudaTensor, ta: bool, tb: bool) -> Result<CudaTensor> {
         let d = matmul_dims(a.shape(), b.shape(), ta, tb)?;
         let out_shape = d.out_shape(a.shape().len());
-        let mut out = self.alloc::<u64>(d.batch * d.m * d.n)?;
+        // SAFETY: ring_gemm writes every element of each batch's m x n output (a fill when k = 0,
+        // the SIMT kernel, or the first chunk's combine / the final unpad of a limb plan).
+        let mut out = unsafe { self.alloc_uninit::<u64>(d.batch * d.m * d.n)? };
         let (a_mat, b_mat, c_mat) = (d.m * d.k, d.k * d.n, d.m * d.n);
         for bi in 0..d.batch {
             let av = a.buf.slice(bi * a_mat..(bi + 1) * a_mat);
@@ -276,9 +299,7 @@ impl Backend for CudaBackend {
             let mut cv = out.slice_mut(bi * c_mat..(bi + 1) * c_mat);
             gemm::ring_gemm(
                 self,
-                d.m,
-                d.k,
-                d.n,
+                (d.m, d.k, d.n),
                 Operand { view: &av, rs: ars, cs: acs },
                 Operand { view: &bv, rs: brs, cs: bcs },
                 &mut cv,
@@ -297,7 +318,7 @@ impl Backend for CudaBackend {
         let win = Window::new("im2col", x.shape(), kernel, stride, padding)?;
         let g = WindowArgs::from(&win);
         let shape = [win.col_rows(), win.col_cols()];
-        let (n, mut out) = self.output("im2col", &shape)?;
+        let (n, mut out) = self.output_written("im2col", &shape)?;
         if n > 0 {
             let xv = x.view();
             launch!(self, "im2col", grid(n), &xv, &mut out, &g)?;
@@ -380,7 +401,7 @@ impl Backend for CudaBackend {
         let n64 = n as u64;
         let mut out = self.alloc::<u64>(n)?;
         if n > 0 {
-            launch!(self, "aes_ctr_fill", grid(n.div_ceil(2)), &k, &stream, &counter, &mut out, &n64)?;
+            launch!(self, "aes_ctr_fill", geometry::aes_ctr_fill(n).into(), &k, &stream, &counter, &mut out, &n64)?;
         }
         Ok(self.wrap(shape, out))
     }

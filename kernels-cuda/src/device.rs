@@ -3,6 +3,7 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, OnceLock};
 
+use cryptgpu_ring::limbs::{GemmGeometry, IMMA_POINTER_ALIGN};
 use cudarc::cublas::CudaBlas;
 use cudarc::cublaslt::{result as lt, sys as ltsys};
 use cudarc::driver::{CudaContext, CudaFunction, CudaModule, CudaSlice, CudaStream, DevicePtrMut};
@@ -92,13 +93,24 @@ impl Device {
             nvrtc_version: nvrtc::nvrtc_version()?,
             multiprocessors,
         };
-        // NVRTC takes a static architecture string; the device's own compute capability.
-        let arch: &'static str = Box::leak(format!("sm_{}{}", cc.0, cc.1).into_boxed_str());
+        // Machine code for the device's own compute capability: no PTX JIT (see `nvrtc`).
+        let arch = format!("sm_{}{}", cc.0, cc.1);
+        let ((nv_major, nv_minor), (drv_major, drv_minor)) = (info.nvrtc_version, info.driver_cuda_version);
+        let hint = if nv_major > drv_major {
+            "; NVRTC is newer than the driver: put the driver's CUDA version of NVRTC first on LD_LIBRARY_PATH"
+        } else {
+            ""
+        };
         let mut functions = HashMap::new();
         let mut modules = Vec::new();
         for src in SOURCES {
-            let compiled = nvrtc::compile(src, arch)?;
-            let module = ctx.load_module(compiled.ptx)?;
+            let compiled = nvrtc::compile(src, &arch)?;
+            let module = ctx.load_module(cudarc::nvrtc::Ptx::from_binary(compiled.cubin)).map_err(|e| {
+                CudaError::Driver(format!(
+                    "loading the {} CUBIN for {arch} (NVRTC {nv_major}.{nv_minor}, driver CUDA {drv_major}.{drv_minor}): {e}{hint}",
+                    src.name
+                ))
+            })?;
             for &f in src.functions {
                 functions.insert(f, module.load_function(f)?);
             }
@@ -123,46 +135,47 @@ impl Device {
     }
 }
 
-/// Geometry of one int8 GEMM `D[rows x cols] = X^T · Y` (column-major, int32 output, ld = rows),
-/// where X is stored `inner x rows` and Y `inner x cols`, both with leading dimension `ld`.
-pub(crate) struct Imma {
-    pub rows: usize,
-    pub cols: usize,
-    pub inner: usize,
-    pub ld: usize,
-}
-
 /// Workspace handed to cuBLASLt.
 const LT_WORKSPACE: usize = 32 << 20;
 
-/// A cuBLASLt handle with its workspace; calls are serialised by a mutex.
+/// A cuBLASLt handle with its workspace and a cache of matmul plans per GEMM geometry; calls are
+/// serialised by one mutex.
 pub(crate) struct LtHandle {
-    handle: Mutex<ltsys::cublasLtHandle_t>,
-    workspace: Mutex<CudaSlice<u8>>,
+    inner: Mutex<LtInner>,
 }
 
-// SAFETY: the raw handle is only used under the mutex, one call at a time.
+struct LtInner {
+    handle: ltsys::cublasLtHandle_t,
+    workspace: CudaSlice<u8>,
+    /// Descriptors, layouts and the heuristic's algorithm per [`GemmGeometry::shape_key`]. They
+    /// depend only on the sizes and leading dimensions (the operand pointers are passed per call;
+    /// the preference tells the heuristic they are only [`IMMA_POINTER_ALIGN`]-byte aligned).
+    plans: HashMap<[usize; 6], LtPlan>,
+}
+
+// SAFETY: the raw handle and the descriptors are only used under the mutex, one call at a time.
 unsafe impl Send for LtHandle {}
 // SAFETY: as above.
 unsafe impl Sync for LtHandle {}
 
-impl Drop for LtHandle {
+impl Drop for LtInner {
     fn drop(&mut self) {
-        if let Ok(h) = self.handle.lock() {
-            // SAFETY: the handle was created by cublasLtCreate and is destroyed once.
-            let _ = unsafe { lt::destroy_handle(*h) };
-        }
+        // The plans go before the handle they were made for.
+        self.plans.clear();
+        // SAFETY: the handle was created by cublasLtCreate and is destroyed once.
+        let _ = unsafe { lt::destroy_handle(self.handle) };
     }
 }
 
-/// Destroys cuBLASLt descriptors when a call returns, on every path.
-struct LtDescs {
+/// The cuBLASLt objects of one GEMM geometry; destroyed on drop (also when building one fails).
+struct LtPlan {
     desc: Option<ltsys::cublasLtMatmulDesc_t>,
     layouts: Vec<ltsys::cublasLtMatrixLayout_t>,
     pref: Option<ltsys::cublasLtMatmulPreference_t>,
+    algo: Option<ltsys::cublasLtMatmulAlgo_t>,
 }
 
-impl Drop for LtDescs {
+impl Drop for LtPlan {
     fn drop(&mut self) {
         // SAFETY: each descriptor was created by the matching cuBLASLt call and is destroyed once.
         unsafe {
@@ -179,24 +192,17 @@ impl Drop for LtDescs {
     }
 }
 
-impl LtHandle {
-    fn new(stream: &Arc<CudaStream>) -> Result<Self, CudaError> {
-        let handle = lt::create_handle()?;
-        let workspace = stream.alloc_zeros::<u8>(LT_WORKSPACE)?;
-        Ok(LtHandle { handle: Mutex::new(handle), workspace: Mutex::new(workspace) })
-    }
-
-    /// Runs one int8 x int8 -> int32 GEMM (`TN` layout, as IMMA requires) on `stream`.
-    pub(crate) fn imma(&self, stream: &Arc<CudaStream>, g: Imma, x: u64, y: u64, d: u64) -> Result<(), CudaError> {
-        let handle = *self.handle.lock().map_err(|_| CudaError::Blas("cuBLASLt handle poisoned".into()))?;
-        let mut ws = self.workspace.lock().map_err(|_| CudaError::Blas("cuBLASLt workspace poisoned".into()))?;
-        let (ws_ptr, _guard) = ws.device_ptr_mut(stream);
-        let mut descs = LtDescs { desc: None, layouts: Vec::new(), pref: None };
+impl LtPlan {
+    /// Descriptors for `D[rows x cols] = X^T · Y` (TN, int8 in, int32 out) and the heuristic's
+    /// first algorithm; a cuBLASLt error (NOT_SUPPORTED when no algorithm fits) is returned.
+    fn build(handle: ltsys::cublasLtHandle_t, g: &GemmGeometry) -> Result<LtPlan, CudaError> {
+        let mut p = LtPlan { desc: None, layouts: Vec::new(), pref: None, algo: None };
         let desc =
             lt::create_matmul_desc(ltsys::cublasComputeType_t::CUBLAS_COMPUTE_32I, ltsys::cudaDataType::CUDA_R_32I)?;
-        descs.desc = Some(desc);
-        let op_t: i32 = 1; // CUBLAS_OP_T
-                           // SAFETY: the attribute buffer is a live i32 of the size passed.
+        p.desc = Some(desc);
+        // CUBLAS_OP_T on A: the TN format IMMA requires.
+        let op_t: i32 = 1;
+        // SAFETY: the attribute buffer is a live i32 of the size passed.
         unsafe {
             lt::set_matmul_desc_attribute(
                 desc,
@@ -205,46 +211,104 @@ impl LtHandle {
                 std::mem::size_of::<i32>(),
             )?;
         }
-        let (rows, cols, inner, ld) = (g.rows as u64, g.cols as u64, g.inner as u64, g.ld as i64);
-        let a_layout = lt::create_matrix_layout(ltsys::cudaDataType::CUDA_R_8I, inner, rows, ld)?;
-        descs.layouts.push(a_layout);
-        let b_layout = lt::create_matrix_layout(ltsys::cudaDataType::CUDA_R_8I, inner, cols, ld)?;
-        descs.layouts.push(b_layout);
-        let c_layout = lt::create_matrix_layout(ltsys::cudaDataType::CUDA_R_32I, rows, cols, rows as i64)?;
-        descs.layouts.push(c_layout);
+        let (rows, cols, inner) = (g.rows as u64, g.cols as u64, g.inner as u64);
+        for (ty, r, c, ld) in [
+            (ltsys::cudaDataType::CUDA_R_8I, inner, rows, g.ldx),
+            (ltsys::cudaDataType::CUDA_R_8I, inner, cols, g.ldy),
+            (ltsys::cudaDataType::CUDA_R_32I, rows, cols, g.ldd),
+        ] {
+            p.layouts.push(lt::create_matrix_layout(ty, r, c, ld as i64)?);
+        }
         let pref = lt::create_matmul_pref()?;
-        descs.pref = Some(pref);
+        p.pref = Some(pref);
         let ws_bytes = LT_WORKSPACE as u64;
-        // SAFETY: the attribute buffer is a live u64 of the size passed.
+        let align = IMMA_POINTER_ALIGN as u32;
+        use ltsys::cublasLtMatmulPreferenceAttributes_t as A;
+        // SAFETY: each attribute buffer is a live value of the size passed (u64 workspace bytes,
+        // u32 alignments, as cuBLASLt documents them).
         unsafe {
             lt::set_matmul_pref_attribute(
                 pref,
-                ltsys::cublasLtMatmulPreferenceAttributes_t::CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES,
+                A::CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES,
                 (&ws_bytes as *const u64).cast(),
                 std::mem::size_of::<u64>(),
             )?;
+            for attr in [
+                A::CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_A_BYTES,
+                A::CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_B_BYTES,
+                A::CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_C_BYTES,
+                A::CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_D_BYTES,
+            ] {
+                lt::set_matmul_pref_attribute(pref, attr, (&align as *const u32).cast(), std::mem::size_of::<u32>())?;
+            }
         }
+        let (a, b, c) = (p.layouts[0], p.layouts[1], p.layouts[2]);
+        // SAFETY: the handle and every descriptor are live.
+        let heuristic = unsafe { lt::get_matmul_algo_heuristic(handle, desc, a, b, c, c, pref)? };
+        p.algo = Some(heuristic.algo);
+        Ok(p)
+    }
+}
+
+impl LtHandle {
+    pub(crate) fn new(stream: &Arc<CudaStream>) -> Result<Self, CudaError> {
+        let handle = lt::create_handle()?;
+        let workspace = match stream.alloc_zeros::<u8>(LT_WORKSPACE) {
+            Ok(w) => w,
+            Err(e) => {
+                // SAFETY: the handle was just created and is destroyed once.
+                let _ = unsafe { lt::destroy_handle(handle) };
+                return Err(e.into());
+            }
+        };
+        Ok(LtHandle { inner: Mutex::new(LtInner { handle, workspace, plans: HashMap::new() }) })
+    }
+
+    /// Runs one int8 x int8 -> int32 GEMM of geometry `g` (TN, as IMMA requires) on `stream`, with
+    /// X, Y and D at device addresses `x`, `y`, `d`. The caller has checked
+    /// [`check_imma_conditions`](cryptgpu_ring::limbs::check_imma_conditions) on these addresses and
+    /// that the buffers hold every element the geometry reaches.
+    pub(crate) fn imma(
+        &self,
+        stream: &Arc<CudaStream>,
+        g: &GemmGeometry,
+        x: u64,
+        y: u64,
+        d: u64,
+    ) -> Result<(), CudaError> {
+        let mut guard = self.inner.lock().map_err(|_| CudaError::Blas("cuBLASLt handle poisoned".into()))?;
+        let inner = &mut *guard;
+        let key = g.shape_key();
+        if !inner.plans.contains_key(&key) {
+            let plan = LtPlan::build(inner.handle, g)?;
+            inner.plans.insert(key, plan);
+        }
+        let plan = &inner.plans[&key];
+        let (Some(desc), Some(algo)) = (plan.desc, plan.algo.as_ref()) else {
+            return Err(CudaError::Blas("incomplete cuBLASLt plan".into()));
+        };
+        let (a, b, c) = (plan.layouts[0], plan.layouts[1], plan.layouts[2]);
+        let (ws_ptr, _ws_guard) = inner.workspace.device_ptr_mut(stream);
         let (alpha, beta) = (1i32, 0i32);
-        // SAFETY: descriptors are live; x, y and d point to device buffers of at least
-        // ld*rows, ld*cols and rows*cols elements (checked by the caller's allocation sizes), and the
-        // workspace buffer holds LT_WORKSPACE bytes. The stream pointer is the driver stream the
-        // buffers belong to.
+        // SAFETY: descriptors are live (owned by the cache, under the mutex); x, y and d point to
+        // device buffers covering the geometry (caller's contract), 16-byte aligned as the
+        // preference promised the heuristic; the workspace holds LT_WORKSPACE bytes; the stream
+        // is the one the buffers belong to.
         unsafe {
-            let heuristic = lt::get_matmul_algo_heuristic(handle, desc, a_layout, b_layout, c_layout, c_layout, pref)?;
             lt::matmul(
-                handle,
+                inner.handle,
                 desc,
                 (&alpha as *const i32).cast(),
                 (&beta as *const i32).cast(),
                 x as *const std::ffi::c_void,
-                a_layout,
+                a,
                 y as *const std::ffi::c_void,
-                b_layout,
+                b,
                 d as *const std::ffi::c_void,
-                c_layout,
+                c,
                 d as *mut std::ffi::c_void,
-                c_layout,
-                &heuristic.algo,
+                c,
+                algo,
                 ws_ptr as *mut std::ffi::c_void,
                 LT_WORKSPACE,
                 stream.cu_stream() as ltsys::cudaStream_t,

@@ -3,8 +3,10 @@
 //! * Built on cudarc with run-time loading: the crate builds and links on machines without CUDA,
 //!   and [`CudaBackend::new`] returns a [`CudaError`] (never panics) when the driver, NVRTC, cuBLAS
 //!   or a GPU is missing ([`cuda_available`] checks without creating a context).
-//! * Kernels are CUDA C in `src/kernels/*.cu` ([`sources`]), compiled once per process by NVRTC for
-//!   the GPU's own compute capability, so the PTX always matches the installed driver.
+//! * Kernels are CUDA C in `src/kernels/*.cu` ([`sources`]), compiled once per process by NVRTC to
+//!   CUBIN for the GPU's own `sm_XY` ([`nvrtc`]): machine code the driver loads without a PTX JIT,
+//!   so an NVRTC newer than the driver within its CUDA major version still works; a module that
+//!   does not load is an error naming both versions.
 //! * Ring GEMM is exact: limb embeddings on cuBLAS DGEMM (16-bit limbs) or cuBLASLt int8 tensor
 //!   cores (signed 8-bit digits), or a tiled 64-bit integer kernel ([`gemm`]). Convolutions use the
 //!   trait's im2col + GEMM composition.
@@ -16,6 +18,7 @@ mod backend;
 mod device;
 pub mod error;
 pub mod gemm;
+pub mod geometry;
 pub mod nvrtc;
 pub mod sources;
 

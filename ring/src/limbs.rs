@@ -15,28 +15,20 @@
 //! *group* `G_s = sum_{i+j=s} A_i · B_j`, computed as ONE GEMM of inner dimension `(s+1)·K` over
 //! `[A_0 | A_1 | ... | A_s] · [B_s ; B_(s-1) ; ... ; B_0]`.
 //!
-//! # Chunks and packed layout
+//! # Chunks
 //!
 //! `K` is cut into chunks of [`LimbPlan::chunk_k`] columns (the last one shorter), the same chunk
-//! boundaries for every group. The chunk bound makes the largest *bounded* group exact: see
-//! [`LimbScheme::max_chunk_k`]. The limb matrices are packed so that every (chunk, group) GEMM
-//! reads zero-copy sub-views:
+//! boundaries for every group. The chunk bound makes every group's GEMM exact: see
+//! [`LimbScheme::max_chunk_k`]. Each GEMM output (`f64` or `i32`) turns into ring terms with
+//! [`f64_term`] / [`i32_term`]; the terms of all groups and all chunks are added with wrapping
+//! `u64` adds ([`recombine_f64`], [`recombine_i32`] do one chunk of one element).
 //!
-//! * packed A: `m x (L·k)` row-major; chunk `c` (K range `[c0, c0 + len)`) occupies columns
-//!   `[L·c0, L·(c0 + len))`, laid out `[A_0 | A_1 | ... | A_(L-1)]`, each block `len` wide
-//!   ([`LimbPlan::a_col`]).
-//! * packed B: `(L·k) x n` row-major; chunk `c` occupies rows `[L·c0, L·(c0 + len))`, laid out
-//!   `[B_(L-1) ; ... ; B_1 ; B_0]` (limb `j` at block `L-1-j`, [`LimbPlan::b_row`]).
+//! # Device execution
 //!
-//! Group `s` of chunk `c` is then A columns `[L·c0, L·c0 + (s+1)·len)` times B rows
-//! `[L·c0 + (L-1-s)·len, L·(c0 + len))`: block `t` of the A view is `A_t`, block `t` of the B view
-//! is `B_(s-t)` ([`LimbPlan::group_gemm`]). A single pair `(i, j)` is also a sub-view
-//! ([`LimbPlan::pair_gemm`]), so an ungrouped execution uses the same packing (and is exact a
-//! fortiori, its inner dimension being `len <= (s+1)·len`).
-//!
-//! Each GEMM output (`m x n`, `f64` or `i32`) turns into ring terms with [`f64_term`] /
-//! [`i32_term`]; the terms of all groups and all chunks are added with wrapping `u64` adds
-//! ([`recombine_f64`], [`recombine_i32`] do one chunk of one element).
+//! [`DevicePlan`] turns a [`LimbPlan`] into the launches a GPU backend runs (per-chunk digit
+//! buffers, split kernels, GEMM geometries padded for cuBLASLt, recombination), and [`execute`]
+//! drives any [`LimbExecutor`] through them: the CUDA backend and the host replay of its kernels
+//! run the same plan objects through the same driver.
 //!
 //! Everything here is plain integer arithmetic on scalars, meant to be mirrored bit for bit by
 //! device kernels (the CPU execution is `cryptgpu_kernels_cpu::limb_gemm`).
@@ -75,9 +67,11 @@ pub const I32_MAX_INNER: usize = 131_071;
 /// inner dimension `4·chunk`; `4·524,304 = 2,097,216` exactly).
 pub const F64_MAX_CHUNK_K: usize = F64_MAX_INNER / U16_LIMBS;
 
-/// Largest K chunk of [`LimbScheme::I8x8`]: `I32_MAX_INNER / 4 = 32,767` (group `s = 3`, the
-/// largest group that must not wrap, has inner dimension `4·chunk = 131,068`).
-pub const I8_MAX_CHUNK_K: usize = I32_MAX_INNER / 4;
+/// Largest K chunk of [`LimbScheme::I8x8`]: `I32_MAX_INNER / 8 = 16,383`. The widest group
+/// (`s = 7`, inner dimension `8·chunk = 131,064`) then cannot overflow `i32` either, so exactness
+/// never depends on how the hardware treats an `i32` overflow (wrap or saturate: cuBLASLt does not
+/// document it). Zero padding of the inner dimension (see [`DevicePlan`]) adds only zero products.
+pub const I8_MAX_CHUNK_K: usize = I32_MAX_INNER / I8_DIGITS;
 
 // The bounds, checked at compile time: each is the largest safe value.
 const _: () = {
@@ -86,7 +80,7 @@ const _: () = {
     let (p, i32max) = (I8_MAX_PRODUCT as i128, i32::MAX as i128);
     assert!(I32_MAX_INNER as i128 * p <= i32max && (I32_MAX_INNER as i128 + 1) * p > i32max);
     assert!(4 * F64_MAX_CHUNK_K <= F64_MAX_INNER && 4 * (F64_MAX_CHUNK_K + 1) > F64_MAX_INNER);
-    assert!(4 * I8_MAX_CHUNK_K <= I32_MAX_INNER && 4 * (I8_MAX_CHUNK_K + 1) > I32_MAX_INNER);
+    assert!(8 * I8_MAX_CHUNK_K <= I32_MAX_INNER && 8 * (I8_MAX_CHUNK_K + 1) > I32_MAX_INNER);
 };
 
 /// Alignment (in elements) of the default K chunk when `k` needs more than one chunk.
@@ -171,11 +165,11 @@ pub fn f64_term(g: f64, s: usize) -> u64 {
 /// The ring term of one entry `g` of the `i32` GEMM of group (or pair) shift `s`:
 /// `(g as i64 as u64) << 8 s` (sign-extended, wrapping).
 ///
-/// For `s <= 3` the plan keeps `g` exact (no `i32` overflow), so the sign extension is the exact
-/// value mod 2^64. For `s >= 4`, `g` may have wrapped: let `G` be the true sum and `x` any 64-bit
+/// The plan keeps `g` exact (no `i32` overflow, see [`I8_MAX_CHUNK_K`]), so the sign extension is
+/// the exact value mod 2^64. (For `s >= 4` the term would even survive a wrapped `g`: let `G` be the true sum and `x` any 64-bit
 /// extension (sign or zero) of `g`'s 32-bit pattern; then `x ≡ g ≡ G (mod 2^32)`, and since
 /// `8 s >= 32`, `x·2^(8 s) ≡ G·2^(8 s) (mod 2^(32 + 8 s))`, a multiple of 2^64: the term is right
-/// whichever extension is used, and whatever the wrap-around.
+/// whichever extension is used, and whatever the wrap-around.)
 #[inline(always)]
 pub const fn i32_term(g: i32, s: usize) -> u64 {
     if s < I8_DIGITS {
@@ -253,16 +247,6 @@ impl LimbScheme {
         s as u32 * self.limb_bits()
     }
 
-    /// Whether group `s`'s GEMM must be exact (bounded inner dimension). All `f64` groups; the
-    /// `i8` groups with `s <= 3`, the ones whose term needs more than the 32 accumulator bits
-    /// (`64 - 8 s > 32`). `i8` groups `s >= 4` may wrap (see [`i32_term`]).
-    pub const fn group_is_bounded(self, s: usize) -> bool {
-        match self {
-            LimbScheme::F64x16 => true,
-            LimbScheme::I8x8 => s < 4,
-        }
-    }
-
     /// Largest exact inner dimension of one GEMM: [`F64_MAX_INNER`] or [`I32_MAX_INNER`].
     pub const fn max_exact_inner(self) -> usize {
         match self {
@@ -271,7 +255,7 @@ impl LimbScheme {
         }
     }
 
-    /// Largest K chunk: the largest bounded group (`s = 3`, inner `4·chunk`) stays within
+    /// Largest K chunk: every group's GEMM (inner dimension up to `L·chunk`) stays within
     /// [`max_exact_inner`](Self::max_exact_inner). [`F64_MAX_CHUNK_K`] or [`I8_MAX_CHUNK_K`].
     pub const fn max_chunk_k(self) -> usize {
         match self {
@@ -281,7 +265,7 @@ impl LimbScheme {
     }
 
     /// The chunk a plan uses when none is forced: `max(k, 1)` when `k <= max_chunk_k()`, else the
-    /// largest multiple of [`CHUNK_ALIGN`] not above `max_chunk_k()` (524,304 or 32,752), so that
+    /// largest multiple of [`CHUNK_ALIGN`] not above `max_chunk_k()` (524,304 or 16,368), so that
     /// every chunk offset in the packed buffers stays 16-element aligned for tensor-core GEMMs.
     pub const fn default_chunk_k(self, k: usize) -> usize {
         let max = self.max_chunk_k();
@@ -305,24 +289,6 @@ impl LimbScheme {
     pub fn pairs(self) -> Vec<(usize, usize)> {
         (0..self.limbs()).flat_map(|s| self.group_pairs(s)).collect()
     }
-}
-
-/// One limb GEMM: `out[m x n] = packedA[:, a_col .. a_col + inner] · packedB[b_row .. b_row + inner, :]`,
-/// whose entries become ring terms shifted left by `shift` bits.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub struct LimbGemm {
-    /// The K chunk.
-    pub chunk: usize,
-    /// The group's shift index `s = i + j` (the term is shifted by `s·limb_bits`).
-    pub s: usize,
-    /// First column of the A operand in the packed A (row stride [`LimbPlan::packed_k`]).
-    pub a_col: usize,
-    /// First row of the B operand in the packed B (row stride `n`).
-    pub b_row: usize,
-    /// Inner dimension of this GEMM.
-    pub inner: usize,
-    /// Left shift of the terms in bits (`s·limb_bits`).
-    pub shift: u32,
 }
 
 /// The execution plan of one exact ring GEMM `m x k x n` by limbs (see the module docs).
@@ -352,7 +318,7 @@ impl LimbPlan {
             Some(c) => c,
             None => scheme.default_chunk_k(k),
         };
-        // Every buffer (packed A and B, one GEMM output, C) must fit in isize::MAX bytes at 8 bytes
+        // Every buffer (the limbs of A and B, one GEMM output, C) must fit in isize::MAX bytes at 8 bytes
         // per element.
         let bytes = |x: usize, y: usize| x.checked_mul(y)?.checked_mul(8).filter(|&b| b <= isize::MAX as usize);
         let lk = scheme.limbs().checked_mul(k);
@@ -399,11 +365,6 @@ impl LimbPlan {
         self.scheme.limbs()
     }
 
-    /// Width of the packed A and height of the packed B: `L·k`.
-    pub const fn packed_k(&self) -> usize {
-        self.limbs() * self.k
-    }
-
     /// Number of K chunks (0 when `k = 0`).
     pub const fn num_chunks(&self) -> usize {
         self.k.div_ceil(self.chunk_k)
@@ -418,72 +379,412 @@ impl LimbPlan {
         let rest = self.k - start;
         (start, if rest < self.chunk_k { rest } else { self.chunk_k })
     }
+}
 
-    /// Column of the packed A holding limb `i` of `A[:, p]` (`i < L`, `p < k`).
-    pub const fn a_col(&self, i: usize, p: usize) -> usize {
-        let (start, len) = self.chunk(p / self.chunk_k);
-        self.limbs() * start + i * len + (p - start)
+// ------------------------------------------------------------------------------------------------
+// The device plan: the exact kernel and GEMM launches a backend runs.
+
+/// Zero padding of each chunk's K per digit plane in the `i8` scheme: 16 digits, so that every
+/// digit plane (and so every GEMM operand pointer) starts 16-byte aligned.
+pub const I8_K_PAD: usize = 16;
+
+/// What cuBLASLt documents for IMMA kernels (`CUBLAS_COMPUTE_32I`, `CUDA_R_8I` inputs) with the
+/// regular (column-major) data ordering, the first and preferred set of requirements in the
+/// `cublasLtMatmul()` section of the cuBLAS documentation (CUDA 13.0):
+///
+/// * all matrix pointers 4-byte aligned, "for even better performance, this condition should hold
+///   with 16 instead of 4": we require [`IMMA_POINTER_ALIGN`] = 16;
+/// * leading dimensions of A, B and C multiples of 4;
+/// * only the "TN" format: A transposed, B not;
+/// * dimensions `m` and `k` multiples of 4 (`n` is free).
+///
+/// (The second set, `CUBLASLT_ORDER_COL32` layouts, is not used; it does not exist on Hopper.)
+pub const IMMA_DIM_MULTIPLE: usize = 4;
+/// Byte alignment required of every IMMA operand pointer (see [`IMMA_DIM_MULTIPLE`]).
+pub const IMMA_POINTER_ALIGN: usize = 16;
+
+/// Which ring operand a split reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Side {
+    /// The left operand `A` (`m x k`).
+    A,
+    /// The right operand `B` (`k x n`).
+    B,
+}
+
+/// Element strides of a matrix operand: element `(i, j)` is at `i·rs + j·cs`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Strides {
+    /// Row stride.
+    pub rs: usize,
+    /// Column stride.
+    pub cs: usize,
+}
+
+/// The buffers of one chunk: digit buffers of A and B and the `L` group outputs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct ChunkBuffers {
+    /// Elements (`f64` or `i8`) of the A digit buffer; the split writes all of them.
+    pub a_len: usize,
+    /// Elements of the B digit buffer.
+    pub b_len: usize,
+    /// The split of B writes `[0, b_written)`; `[b_written, b_len)` is row padding that must be zero.
+    pub b_written: usize,
+    /// Elements (`f64` or `i32`) of the group buffer: `L` planes, each written in full by its GEMM.
+    pub groups_len: usize,
+}
+
+/// One launch of the split kernel of the scheme (`split_u16_f64` or `split_s8`), with its arguments:
+/// it reads `src(o, t) = src[src_offset + o·so + t·st]` for `o < outer`, `t < inner`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct SplitStep {
+    /// The operand read.
+    pub side: Side,
+    /// The kernel's `side` argument (0 for A, 1 for B).
+    pub side_code: i32,
+    /// First source element: the chunk's first K index times the operand's K stride.
+    pub src_offset: usize,
+    /// Source stride of the outer index.
+    pub so: usize,
+    /// Source stride of the inner index.
+    pub st: usize,
+    /// Outer extent (`f64`: `m` for A, the chunk's K for B; `i8`: `m` for A, `n` for B).
+    pub outer: usize,
+    /// Inner extent (`f64`: the chunk's K for A, `n` for B; `i8`: the chunk's K).
+    pub inner: usize,
+    /// `i8`: the chunk's K padded to [`I8_K_PAD`] (digits `inner..inner_pad` are written as 0);
+    /// `f64`: equal to `inner`.
+    pub inner_pad: usize,
+}
+
+/// One limb GEMM in column-major BLAS terms: `D[rows x cols] = op(X)[rows x inner] · Y[inner x cols]`
+/// (the row-major `G_s[m x n] = A_s · B_s` computed as `G_s^T = B_s^T · A_s^T`), where X lives in the
+/// B digit buffer, Y in the A digit buffer and D in the group buffer (offsets in elements).
+///
+/// `f64` (cuBLAS DGEMM, NN): `X[i + p·ldx]`. `i8` (cuBLASLt IMMA, TN): X transposed, stored
+/// `inner x rows`, `X[p + i·ldx]`. Both: `Y[p + j·ldy]`, `D[i + j·ldd]`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct GemmGeometry {
+    /// The scheme (which GEMM library call).
+    pub scheme: LimbScheme,
+    /// The group's shift index.
+    pub s: usize,
+    /// Rows of D (BLAS `m`).
+    pub rows: usize,
+    /// Columns of D (BLAS `n`).
+    pub cols: usize,
+    /// Inner dimension (BLAS `k`).
+    pub inner: usize,
+    /// Offset of X in the B digit buffer.
+    pub x_offset: usize,
+    /// Leading dimension of X.
+    pub ldx: usize,
+    /// Offset of Y in the A digit buffer.
+    pub y_offset: usize,
+    /// Leading dimension of Y.
+    pub ldy: usize,
+    /// Offset of D in the group buffer.
+    pub d_offset: usize,
+    /// Leading dimension of D.
+    pub ldd: usize,
+}
+
+impl GemmGeometry {
+    /// Whether X is transposed (`i8`: TN, the only IMMA format).
+    pub const fn transpose_x(&self) -> bool {
+        matches!(self.scheme, LimbScheme::I8x8)
     }
 
-    /// Row of the packed B holding limb `j` of `B[p, :]` (`j < L`, `p < k`).
-    pub const fn b_row(&self, j: usize, p: usize) -> usize {
-        let (start, len) = self.chunk(p / self.chunk_k);
-        self.limbs() * start + (self.limbs() - 1 - j) * len + (p - start)
+    /// The cache key of a GEMM library plan: every field but the offsets and the shift.
+    pub const fn shape_key(&self) -> [usize; 6] {
+        [self.rows, self.cols, self.inner, self.ldx, self.ldy, self.ldd]
+    }
+}
+
+/// Checks a GEMM against the cuBLASLt IMMA requirements ([`IMMA_DIM_MULTIPLE`]) and against plain
+/// BLAS validity (leading dimensions cover their matrices, sizes fit `i32`), given the byte
+/// addresses of the X, Y and D pointers (the buffer base plus the offset; a replay passes 0 for
+/// the bases, allocations being at least 256-byte aligned). The message names the broken condition.
+pub fn check_imma_conditions(g: &GemmGeometry, x_addr: u64, y_addr: u64, d_addr: u64) -> Result<(), String> {
+    let q = IMMA_DIM_MULTIPLE;
+    let fail = |what: String| Err(format!("IMMA condition broken for {g:?}: {what}"));
+    if g.scheme != LimbScheme::I8x8 || !g.transpose_x() {
+        return fail("only the TN format of the i8 scheme is supported".into());
+    }
+    if g.rows % q != 0 || g.inner % q != 0 {
+        return fail(format!("m = {} and k = {} must be multiples of {q}", g.rows, g.inner));
+    }
+    if g.ldx % q != 0 || g.ldy % q != 0 || g.ldd % q != 0 {
+        return fail(format!("leading dimensions {} / {} / {} must be multiples of {q}", g.ldx, g.ldy, g.ldd));
+    }
+    if g.ldx < g.inner || g.ldy < g.inner || g.ldd < g.rows {
+        return fail("a leading dimension is shorter than its column".into());
+    }
+    let align = IMMA_POINTER_ALIGN as u64;
+    if x_addr % align != 0 || y_addr % align != 0 || d_addr % align != 0 {
+        return fail(format!("pointers {x_addr:#x} / {y_addr:#x} / {d_addr:#x} must be {align}-byte aligned"));
+    }
+    if [g.rows, g.cols, g.inner, g.ldx, g.ldy, g.ldd].iter().any(|&v| v > i32::MAX as usize) {
+        return fail("a size exceeds i32".into());
+    }
+    Ok(())
+}
+
+/// Recombination of one chunk's group buffer into the accumulator (kernel `combine_f64` or
+/// `combine_i32`): `acc[i] (+)= sum_s term(groups[s·plane + i], s)` for `i < plane`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct CombineStep {
+    /// Elements per group plane and of the accumulator (`m·ldc`).
+    pub plane: usize,
+    /// Number of groups `L`.
+    pub groups: usize,
+    /// Add to the accumulator (every chunk but the first) rather than overwrite it.
+    pub accumulate: bool,
+    /// The accumulator is a padded `m x ldc` buffer (then [`UnpadStep`] follows), not the output.
+    pub padded: bool,
+}
+
+/// The final copy of a padded accumulator (`m x src_ld`) into the dense `m x n` output (kernel
+/// `copy_rows`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct UnpadStep {
+    /// Rows `m`.
+    pub rows: usize,
+    /// Row stride of the accumulator (`ldc`).
+    pub src_ld: usize,
+    /// Columns `n` (the output's row stride).
+    pub width: usize,
+}
+
+/// A [`LimbPlan`] made executable: for given operand strides, every buffer size, kernel launch and
+/// GEMM geometry a backend runs, padded for cuBLASLt in the `i8` scheme. The CUDA backend and the
+/// host replay of its kernels both run it through [`execute`].
+///
+/// Per chunk `c` (K range `[k0, k0 + kc)`; `kp` = `kc` padded to [`I8_K_PAD`] for `i8`, `kc` for
+/// `f64`):
+///
+/// * `f64`: A limbs `[m][4][kc]`, B limbs `[4 (limb 3 first)][kc][n]`; group `s` is DGEMM NN with
+///   `rows = n`, `cols = m`, `inner = (s+1)·kc`, X at `(3-s)·kc·n` (ld `n`), Y at 0 (ld `4·kc`),
+///   D plane `s` (ld `n`).
+/// * `i8`: A digits `[m][8][kp]`, B digits `[ldc][8 (digit 7 first)][kp]` (rows `n..ldc` zero),
+///   `ldc = n` rounded up to [`IMMA_DIM_MULTIPLE`]; group `s` is IMMA TN with `rows = ldc`,
+///   `cols = m`, `inner = (s+1)·kp`, X at `(7-s)·kp` (ld `8·kp`), Y at 0 (ld `8·kp`), D plane `s`
+///   (ld `ldc`). Each plane holds `m·ldc` `i32`, a multiple of 4: planes stay 16-byte aligned.
+///
+/// Exactness: group `s` sums at most `(s+1)·kc <= L·chunk_k` products (padding adds zeros), each
+/// at most `(2^16-1)^2` (`f64`) or `2^14` in magnitude (`i8`); [`LimbScheme::max_chunk_k`] keeps
+/// `L·chunk_k` within [`F64_MAX_INNER`] (every partial sum an integer `<= 2^53`, exact in any order)
+/// or [`I32_MAX_INNER`] (no partial sum overflows `i32`, whatever the summation order).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct DevicePlan {
+    plan: LimbPlan,
+    a: Strides,
+    b: Strides,
+    ldc: usize,
+}
+
+impl DevicePlan {
+    /// The device plan of `plan` for operands with strides `a` and `b`. Errors when a dimension is
+    /// 0 (the caller handles empty products) or a buffer or GEMM size overflows.
+    pub fn new(plan: LimbPlan, a: Strides, b: Strides) -> Result<Self> {
+        const OP: &str = "limb_device_plan";
+        let (m, k, n) = (plan.m(), plan.k(), plan.n());
+        if m == 0 || k == 0 || n == 0 {
+            return Err(invalid(OP, format!("{m} x {k} x {n} is empty")));
+        }
+        let ldc = match plan.scheme() {
+            LimbScheme::F64x16 => n,
+            LimbScheme::I8x8 => n.next_multiple_of(IMMA_DIM_MULTIPLE),
+        };
+        let p = DevicePlan { plan, a, b, ldc };
+        let kp = p.chunk_pad(0);
+        let l = plan.limbs();
+        let sizes = [m.checked_mul(l * kp), ldc.checked_mul(l * kp), m.checked_mul(ldc).and_then(|x| x.checked_mul(l))];
+        let fits = sizes.iter().all(|s| s.is_some_and(|v| v.checked_mul(8).is_some_and(|b| b <= isize::MAX as usize)));
+        if !fits || [ldc, m, l * kp].iter().any(|&v| v > i32::MAX as usize) {
+            return Err(invalid(OP, format!("{m} x {k} x {n} is too large for the GEMM libraries")));
+        }
+        Ok(p)
     }
 
-    /// The inverse of [`a_col`](Self::a_col): `(limb i, p)` of packed-A column `col` (for a kernel
-    /// that writes the packed buffer one element per thread). Requires `col < L·k`.
-    pub const fn a_col_source(&self, col: usize) -> (usize, usize) {
-        let (start, off, len) = self.packed_position(col);
-        (off / len, start + off % len)
+    /// The chunking plan.
+    pub const fn plan(&self) -> &LimbPlan {
+        &self.plan
     }
 
-    /// The inverse of [`b_row`](Self::b_row): `(limb j, p)` of packed-B row `row`. Requires
-    /// `row < L·k`.
-    pub const fn b_row_source(&self, row: usize) -> (usize, usize) {
-        let (start, off, len) = self.packed_position(row);
-        (self.limbs() - 1 - off / len, start + off % len)
+    /// The scheme.
+    pub const fn scheme(&self) -> LimbScheme {
+        self.plan.scheme()
     }
 
-    /// `(chunk start, offset inside the chunk's packed segment, chunk length)` of a packed index.
-    const fn packed_position(&self, idx: usize) -> (usize, usize, usize) {
-        let c = idx / (self.limbs() * self.chunk_k);
-        let (start, len) = self.chunk(c);
-        (start, idx - self.limbs() * start, len)
+    /// Row stride of the group planes and of the accumulator: `n`, rounded up to
+    /// [`IMMA_DIM_MULTIPLE`] for `i8`.
+    pub const fn ldc(&self) -> usize {
+        self.ldc
     }
 
-    /// The GEMM of group `s < L` in chunk `c < num_chunks()`: inner dimension `(s+1)·len`.
-    pub const fn group_gemm(&self, c: usize, s: usize) -> LimbGemm {
-        let (start, len) = self.chunk(c);
-        let base = self.limbs() * start;
-        LimbGemm {
-            chunk: c,
+    /// Number of chunks.
+    pub const fn num_chunks(&self) -> usize {
+        self.plan.num_chunks()
+    }
+
+    /// K of chunk `c` per digit plane: padded to [`I8_K_PAD`] for `i8`.
+    pub const fn chunk_pad(&self, c: usize) -> usize {
+        let (_, len) = self.plan.chunk(c);
+        match self.plan.scheme() {
+            LimbScheme::F64x16 => len,
+            LimbScheme::I8x8 => len.next_multiple_of(I8_K_PAD),
+        }
+    }
+
+    /// Whether the result goes through a padded accumulator and an [`UnpadStep`].
+    pub const fn is_padded(&self) -> bool {
+        self.ldc != self.plan.n()
+    }
+
+    /// The buffers of chunk `c`.
+    pub const fn buffers(&self, c: usize) -> ChunkBuffers {
+        let (m, n, l, kp) = (self.plan.m(), self.plan.n(), self.plan.limbs(), self.chunk_pad(c));
+        let b_rows = match self.plan.scheme() {
+            LimbScheme::F64x16 => n,
+            LimbScheme::I8x8 => self.ldc,
+        };
+        ChunkBuffers { a_len: m * l * kp, b_len: b_rows * l * kp, b_written: n * l * kp, groups_len: l * m * self.ldc }
+    }
+
+    /// The split launch of `side` in chunk `c`.
+    pub const fn split(&self, c: usize, side: Side) -> SplitStep {
+        let (k0, kc) = self.plan.chunk(c);
+        let kp = self.chunk_pad(c);
+        let (m, n) = (self.plan.m(), self.plan.n());
+        let (a, b) = (self.a, self.b);
+        match (self.plan.scheme(), side) {
+            (LimbScheme::F64x16, Side::A) => SplitStep {
+                side,
+                side_code: 0,
+                src_offset: k0 * a.cs,
+                so: a.rs,
+                st: a.cs,
+                outer: m,
+                inner: kc,
+                inner_pad: kc,
+            },
+            (LimbScheme::F64x16, Side::B) => SplitStep {
+                side,
+                side_code: 1,
+                src_offset: k0 * b.rs,
+                so: b.rs,
+                st: b.cs,
+                outer: kc,
+                inner: n,
+                inner_pad: n,
+            },
+            (LimbScheme::I8x8, Side::A) => SplitStep {
+                side,
+                side_code: 0,
+                src_offset: k0 * a.cs,
+                so: a.rs,
+                st: a.cs,
+                outer: m,
+                inner: kc,
+                inner_pad: kp,
+            },
+            (LimbScheme::I8x8, Side::B) => SplitStep {
+                side,
+                side_code: 1,
+                src_offset: k0 * b.rs,
+                so: b.cs,
+                st: b.rs,
+                outer: n,
+                inner: kc,
+                inner_pad: kp,
+            },
+        }
+    }
+
+    /// The GEMM of group `s` in chunk `c`.
+    pub const fn gemm(&self, c: usize, s: usize) -> GemmGeometry {
+        let (m, n, l, kp) = (self.plan.m(), self.plan.n(), self.plan.limbs(), self.chunk_pad(c));
+        let scheme = self.plan.scheme();
+        let plane = m * self.ldc;
+        let (x_offset, ldx) = match scheme {
+            LimbScheme::F64x16 => ((l - 1 - s) * kp * n, n),
+            LimbScheme::I8x8 => ((l - 1 - s) * kp, l * kp),
+        };
+        GemmGeometry {
+            scheme,
             s,
-            a_col: base,
-            b_row: base + (self.limbs() - 1 - s) * len,
-            inner: (s + 1) * len,
-            shift: self.scheme.shift(s),
+            rows: self.ldc,
+            cols: m,
+            inner: (s + 1) * kp,
+            x_offset,
+            ldx,
+            y_offset: 0,
+            ldy: l * kp,
+            d_offset: s * plane,
+            ldd: self.ldc,
         }
     }
 
-    /// The GEMM of the single pair `(i, j)` (`i + j < L`) in chunk `c`: inner dimension `len`.
-    pub const fn pair_gemm(&self, c: usize, i: usize, j: usize) -> LimbGemm {
-        let (start, len) = self.chunk(c);
-        let base = self.limbs() * start;
-        LimbGemm {
-            chunk: c,
-            s: i + j,
-            a_col: base + i * len,
-            b_row: base + (self.limbs() - 1 - j) * len,
-            inner: len,
-            shift: self.scheme.shift(i + j),
+    /// The recombination of chunk `c`.
+    pub const fn combine(&self, c: usize) -> CombineStep {
+        CombineStep {
+            plane: self.plan.m() * self.ldc,
+            groups: self.plan.limbs(),
+            accumulate: c > 0,
+            padded: self.is_padded(),
         }
     }
 
-    /// All grouped GEMMs, chunk-major then by `s` (`num_chunks()·L` of them).
-    pub fn group_gemms(&self) -> impl Iterator<Item = LimbGemm> + '_ {
-        (0..self.num_chunks()).flat_map(move |c| (0..self.limbs()).map(move |s| self.group_gemm(c, s)))
+    /// The final copy out of the padded accumulator, if any.
+    pub const fn unpad(&self) -> Option<UnpadStep> {
+        if self.is_padded() {
+            Some(UnpadStep { rows: self.plan.m(), src_ld: self.ldc, width: self.plan.n() })
+        } else {
+            None
+        }
     }
+}
+
+/// A backend that runs [`DevicePlan`] steps: the CUDA device, and the host replay of its kernels.
+/// [`execute`] calls, per chunk, `begin_chunk`, `split` (A then B), `gemm` for `s = 0..L` and
+/// `combine`, then `unpad` once when the plan is padded.
+pub trait LimbExecutor {
+    /// Provides the chunk's buffers (the B padding `[b_written, b_len)` zeroed).
+    fn begin_chunk(&mut self, scheme: LimbScheme, buffers: &ChunkBuffers) -> Result<()>;
+    /// Runs the scheme's split kernel into the digit buffer of `step.side`.
+    fn split(&mut self, scheme: LimbScheme, step: &SplitStep) -> Result<()>;
+    /// Runs one limb GEMM (for `i8`, after [`check_imma_conditions`] on its real pointers).
+    fn gemm(&mut self, g: &GemmGeometry) -> Result<()>;
+    /// Runs the scheme's combine kernel into the output or the padded accumulator.
+    fn combine(&mut self, scheme: LimbScheme, step: &CombineStep) -> Result<()>;
+    /// Copies the padded accumulator into the output.
+    fn unpad(&mut self, step: &UnpadStep) -> Result<()>;
+}
+
+/// Runs `plan` on `exec`: the single driver of every limb GEMM execution. Each `i8` GEMM's
+/// geometry is checked with [`check_imma_conditions`] at buffer offsets (bases 0) before the
+/// executor sees it.
+pub fn execute<E: LimbExecutor + ?Sized>(plan: &DevicePlan, exec: &mut E) -> Result<()> {
+    let scheme = plan.scheme();
+    for c in 0..plan.num_chunks() {
+        exec.begin_chunk(scheme, &plan.buffers(c))?;
+        exec.split(scheme, &plan.split(c, Side::A))?;
+        exec.split(scheme, &plan.split(c, Side::B))?;
+        for s in 0..plan.plan().limbs() {
+            let g = plan.gemm(c, s);
+            if scheme == LimbScheme::I8x8 {
+                check_imma_conditions(&g, g.x_offset as u64, g.y_offset as u64, 4 * g.d_offset as u64)
+                    .map_err(|e| invalid("limb_gemm", e))?;
+            }
+            exec.gemm(&g)?;
+        }
+        exec.combine(scheme, &plan.combine(c))?;
+    }
+    if let Some(u) = plan.unpad() {
+        exec.unpad(&u)?;
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -608,9 +909,6 @@ mod tests {
         assert!(LimbScheme::I8x8.pairs().iter().all(|&(i, j)| i + j < 8));
         assert_eq!(LimbScheme::I8x8.group_pairs(3).collect::<Vec<_>>(), [(0, 3), (1, 2), (2, 1), (3, 0)]);
         assert_eq!(LimbScheme::F64x16.group_pairs(4).count(), 0);
-        let bounded: Vec<usize> = (0..8).filter(|&s| LimbScheme::I8x8.group_is_bounded(s)).collect();
-        assert_eq!(bounded, [0, 1, 2, 3]);
-        assert!((0..4).all(|s| LimbScheme::F64x16.group_is_bounded(s)));
         assert_eq!(LimbScheme::select(512, 512, 512), LimbScheme::I8x8);
     }
 
@@ -622,110 +920,189 @@ mod tests {
         assert!(LimbPlan::new(LimbScheme::F64x16, 2, 3, 4, Some(F64_MAX_CHUNK_K)).is_ok());
         assert!(LimbPlan::new(LimbScheme::F64x16, usize::MAX / 2, 3, 4, None).is_err());
         let p = LimbPlan::select(5, 100_000, 7, None).unwrap();
-        assert_eq!((p.scheme(), p.chunk_k(), p.num_chunks()), (LimbScheme::I8x8, 32_752, 4));
-        assert_eq!(p.chunk(3), (3 * 32_752, 100_000 - 3 * 32_752));
+        assert_eq!((p.scheme(), p.chunk_k(), p.num_chunks()), (LimbScheme::I8x8, 16_368, 7));
+        assert_eq!(p.chunk(6), (6 * 16_368, 100_000 - 6 * 16_368));
         assert_eq!(LimbPlan::select(5, 1000, 7, None).unwrap().chunk_k(), 1000);
         assert_eq!(LimbScheme::F64x16.default_chunk_k(F64_MAX_CHUNK_K + 1), F64_MAX_CHUNK_K);
         assert_eq!(LimbScheme::F64x16.default_chunk_k(F64_MAX_CHUNK_K), F64_MAX_CHUNK_K);
         let p = LimbPlan::select(5, 0, 7, Some(LimbScheme::F64x16)).unwrap();
-        assert_eq!((p.num_chunks(), p.group_gemms().count()), (0, 0));
+        assert_eq!(p.num_chunks(), 0);
     }
 
-    #[test]
-    fn packed_layout_is_a_bijection_and_group_views_pair_the_right_limbs() {
-        for scheme in [LimbScheme::F64x16, LimbScheme::I8x8] {
-            let p = LimbPlan::new(scheme, 1, 11, 1, Some(4)).unwrap();
-            let l = p.limbs();
-            let mut a_seen = vec![None; p.packed_k()];
-            let mut b_seen = vec![None; p.packed_k()];
-            for q in 0..p.k() {
-                for i in 0..l {
-                    assert!(a_seen[p.a_col(i, q)].replace((i, q)).is_none());
-                    assert!(b_seen[p.b_row(i, q)].replace((i, q)).is_none());
-                    assert_eq!(p.a_col_source(p.a_col(i, q)), (i, q));
-                    assert_eq!(p.b_row_source(p.b_row(i, q)), (i, q));
+    /// A naive executor of device plans (f64 and wrapping i32 GEMMs, as the hardware), digit by
+    /// digit from the ring functions: with [`execute`] it must equal the naive ring product.
+    struct Naive<'a> {
+        a: &'a [u64],
+        b: &'a [u64],
+        out: Vec<u64>,
+        acc: Vec<u64>,
+        bufs: (Vec<i64>, Vec<i64>, Vec<i64>),
+    }
+
+    impl LimbExecutor for Naive<'_> {
+        fn begin_chunk(&mut self, _: LimbScheme, c: &ChunkBuffers) -> Result<()> {
+            self.bufs = (vec![1 << 40; c.a_len], vec![1 << 40; c.b_len], vec![1 << 40; c.groups_len]);
+            self.bufs.1[c.b_written..].fill(0);
+            Ok(())
+        }
+        fn split(&mut self, scheme: LimbScheme, st: &SplitStep) -> Result<()> {
+            let (src, dst) = match st.side {
+                Side::A => (self.a, &mut self.bufs.0),
+                Side::B => (self.b, &mut self.bufs.1),
+            };
+            let l = scheme.limbs();
+            for o in 0..st.outer {
+                for t in 0..st.inner_pad {
+                    let x = if t < st.inner { src[st.src_offset + o * st.so + t * st.st] } else { 0 };
+                    for i in 0..l {
+                        let v = match scheme {
+                            LimbScheme::F64x16 => u16_limb(x, i) as i64,
+                            LimbScheme::I8x8 => i8_digit(x, i) as i64,
+                        };
+                        let idx = match (scheme, st.side_code) {
+                            (LimbScheme::F64x16, 0) => (o * l + i) * st.inner + t,
+                            (LimbScheme::F64x16, _) => ((l - 1 - i) * st.outer + o) * st.inner + t,
+                            (LimbScheme::I8x8, 0) => (o * l + i) * st.inner_pad + t,
+                            (LimbScheme::I8x8, _) => (o * l + l - 1 - i) * st.inner_pad + t,
+                        };
+                        dst[idx] = v;
+                    }
                 }
             }
-            for g in p.group_gemms() {
-                let (start, len) = p.chunk(g.chunk);
-                for t in 0..g.inner {
-                    let (i, qa) = a_seen[g.a_col + t].unwrap();
-                    let (j, qb) = b_seen[g.b_row + t].unwrap();
-                    assert_eq!((i + j, qa), (g.s, qb));
-                    assert!(qa >= start && qa < start + len);
+            Ok(())
+        }
+        fn gemm(&mut self, g: &GemmGeometry) -> Result<()> {
+            let (y, x, d) = (&self.bufs.0, &self.bufs.1, &mut self.bufs.2);
+            for j in 0..g.cols {
+                for i in 0..g.rows {
+                    let xi = |p: usize| {
+                        if g.transpose_x() {
+                            x[g.x_offset + p + i * g.ldx]
+                        } else {
+                            x[g.x_offset + i + p * g.ldx]
+                        }
+                    };
+                    let sum: i64 = (0..g.inner).map(|p| xi(p) * y[g.y_offset + p + j * g.ldy]).sum();
+                    // The plan keeps every sum exact: within 2^53 (f64) and i32 (i8).
+                    match g.scheme {
+                        LimbScheme::F64x16 => assert!(sum <= 1 << 53),
+                        LimbScheme::I8x8 => assert!(i32::try_from(sum).is_ok()),
+                    }
+                    d[g.d_offset + i + j * g.ldd] = sum;
                 }
-                let pairs =
-                    (0..g.inner).step_by(len).map(|t| (a_seen[g.a_col + t].unwrap().0, b_seen[g.b_row + t].unwrap().0));
-                assert_eq!(pairs.collect::<Vec<_>>(), scheme.group_pairs(g.s).collect::<Vec<_>>());
             }
-            let g = p.pair_gemm(1, 2, 1);
-            assert_eq!((g.inner, a_seen[g.a_col].unwrap(), b_seen[g.b_row].unwrap()), (4, (2, 4), (1, 4)));
+            Ok(())
+        }
+        fn combine(&mut self, scheme: LimbScheme, st: &CombineStep) -> Result<()> {
+            let g = &self.bufs.2;
+            let dst = if st.padded { &mut self.acc } else { &mut self.out };
+            dst.resize(st.plane, 0);
+            for (e, v) in dst.iter_mut().enumerate() {
+                let t = match scheme {
+                    LimbScheme::F64x16 => recombine_f64(&std::array::from_fn(|s| g[s * st.plane + e] as f64)),
+                    LimbScheme::I8x8 => recombine_i32(&std::array::from_fn(|s| g[s * st.plane + e] as i32)),
+                };
+                *v = if st.accumulate { v.wrapping_add(t) } else { t };
+            }
+            Ok(())
+        }
+        fn unpad(&mut self, u: &UnpadStep) -> Result<()> {
+            self.out = (0..u.rows * u.width).map(|e| self.acc[e / u.width * u.src_ld + e % u.width]).collect();
+            Ok(())
         }
     }
 
-    /// Runs a plan with naive exact GEMMs (f64 and wrapping i32, as the hardware) and compares
-    /// with the naive ring product.
     #[test]
-    fn plan_with_naive_limb_gemms_equals_ring_product() {
+    fn device_plans_with_naive_limb_gemms_equal_the_ring_product() {
         let mut st = 99;
-        let (m, k, n) = (3, 10, 4);
-        for round in 0..4 {
-            let a: Vec<u64> = (0..m * k).map(|i| if round == 0 { EDGES[i % 10] } else { splitmix(&mut st) }).collect();
-            let b: Vec<u64> = (0..k * n).map(|i| if round == 0 { EDGES[i % 7] } else { splitmix(&mut st) }).collect();
-            let want: Vec<u64> = (0..m * n)
-                .map(|e| (0..k).fold(0u64, |s, p| s.wrapping_add(a[e / n * k + p].wrapping_mul(b[p * n + e % n]))))
-                .collect();
-            for chunk in [1, 3, 10] {
-                let p = LimbPlan::new(LimbScheme::F64x16, m, k, n, Some(chunk)).unwrap();
-                let mut pa = vec![0f64; m * p.packed_k()];
-                let mut pb = vec![0f64; p.packed_k() * n];
-                for q in 0..k {
-                    for i in 0..4 {
-                        (0..m).for_each(|r| pa[r * p.packed_k() + p.a_col(i, q)] = u16_limb(a[r * k + q], i) as f64);
-                        (0..n).for_each(|c| pb[p.b_row(i, q) * n + c] = u16_limb(b[q * n + c], i) as f64);
-                    }
-                }
-                let mut got = vec![0u64; m * n];
-                for c in 0..p.num_chunks() {
-                    for (e, out) in got.iter_mut().enumerate() {
-                        let mut g = [0f64; 4];
-                        for (s, gs) in g.iter_mut().enumerate() {
-                            let t = p.group_gemm(c, s);
-                            *gs = (0..t.inner)
-                                .map(|x| pa[e / n * p.packed_k() + t.a_col + x] * pb[(t.b_row + x) * n + e % n])
-                                .sum();
+        for (m, k, n) in [(3, 10, 4), (2, 9, 5), (1, 40, 3)] {
+            for round in 0..3 {
+                let mut val = |i: usize| if round == 0 { EDGES[i % 10] } else { splitmix(&mut st) };
+                let a: Vec<u64> = (0..m * k).map(&mut val).collect();
+                let b: Vec<u64> = (0..k * n).map(&mut val).collect();
+                // Row-major, and both operands transposed (column-major views of the same data).
+                for ((ars, acs), (brs, bcs)) in [((k, 1), (n, 1)), ((1, m), (1, k))] {
+                    let want: Vec<u64> = (0..m * n)
+                        .map(|e| {
+                            let (r, c) = (e / n, e % n);
+                            (0..k).fold(0u64, |s, p| {
+                                s.wrapping_add(a[r * ars + p * acs].wrapping_mul(b[p * brs + c * bcs]))
+                            })
+                        })
+                        .collect();
+                    let (ast, bst) = ((ars, acs), (brs, bcs));
+                    for scheme in [LimbScheme::F64x16, LimbScheme::I8x8] {
+                        for chunk in [1, 3, k] {
+                            let plan = LimbPlan::new(scheme, m, k, n, Some(chunk)).unwrap();
+                            let strides = |(rs, cs)| Strides { rs, cs };
+                            let p = DevicePlan::new(plan, strides(ast), strides(bst)).unwrap();
+                            let mut ex = Naive { a: &a, b: &b, out: vec![], acc: vec![], bufs: Default::default() };
+                            execute(&p, &mut ex).unwrap();
+                            assert_eq!(ex.out, want, "{scheme:?} {m}x{k}x{n} round {round} chunk {chunk}");
                         }
-                        *out = out.wrapping_add(recombine_f64(&g));
                     }
                 }
-                assert_eq!(got, want, "f64 round {round} chunk {chunk}");
-
-                let p = LimbPlan::new(LimbScheme::I8x8, m, k, n, Some(chunk)).unwrap();
-                let mut pa = vec![0i8; m * p.packed_k()];
-                let mut pb = vec![0i8; p.packed_k() * n];
-                for q in 0..k {
-                    for i in 0..8 {
-                        (0..m).for_each(|r| pa[r * p.packed_k() + p.a_col(i, q)] = i8_digit(a[r * k + q], i));
-                        (0..n).for_each(|c| pb[p.b_row(i, q) * n + c] = i8_digit(b[q * n + c], i));
-                    }
-                }
-                let mut got = vec![0u64; m * n];
-                for c in 0..p.num_chunks() {
-                    for (e, out) in got.iter_mut().enumerate() {
-                        let mut g = [0i32; 8];
-                        for (s, gs) in g.iter_mut().enumerate() {
-                            let t = p.group_gemm(c, s);
-                            *gs = (0..t.inner).fold(0i32, |acc, x| {
-                                let av = pa[e / n * p.packed_k() + t.a_col + x] as i32;
-                                acc.wrapping_add(av * pb[(t.b_row + x) * n + e % n] as i32)
-                            });
-                        }
-                        *out = out.wrapping_add(recombine_i32(&g));
-                    }
-                }
-                assert_eq!(got, want, "i8 round {round} chunk {chunk}");
             }
         }
+    }
+
+    #[test]
+    fn device_plans_stay_inside_their_buffers_and_meet_the_imma_conditions() {
+        let st = |rs, cs| Strides { rs, cs };
+        for scheme in [LimbScheme::F64x16, LimbScheme::I8x8] {
+            for (m, k, n) in [(1, 1, 1), (3, 37, 5), (7, 100, 13), (16, 64, 16), (2, 33, 363)] {
+                for chunk in [None, Some(7), Some(16)] {
+                    let p =
+                        DevicePlan::new(LimbPlan::new(scheme, m, k, n, chunk).unwrap(), st(k, 1), st(1, k)).unwrap();
+                    assert_eq!(p.is_padded(), scheme == LimbScheme::I8x8 && n % 4 != 0);
+                    for c in 0..p.num_chunks() {
+                        let (buf, (_, kc)) = (p.buffers(c), p.plan().chunk(c));
+                        let sa = p.split(c, Side::A);
+                        assert_eq!(sa.outer * p.plan().limbs() * sa.inner_pad, buf.a_len);
+                        let sb = p.split(c, Side::B);
+                        assert_eq!(sb.outer * p.plan().limbs() * sb.inner_pad, buf.b_written);
+                        assert!(sa.inner == kc || sb.inner == kc);
+                        for s in 0..p.plan().limbs() {
+                            let g = p.gemm(c, s);
+                            let x_rows = if g.transpose_x() { g.inner } else { g.rows };
+                            let x_cols = if g.transpose_x() { g.rows } else { g.inner };
+                            assert!(g.x_offset + (x_cols - 1) * g.ldx + x_rows <= buf.b_len);
+                            assert!(g.ldx >= x_rows && g.ldy >= g.inner && g.ldd >= g.rows);
+                            assert!(g.y_offset + (g.cols - 1) * g.ldy + g.inner <= buf.a_len);
+                            assert!(g.d_offset + (g.cols - 1) * g.ldd + g.rows <= buf.groups_len);
+                            assert!(g.inner <= scheme.limbs() * p.plan().chunk_k().next_multiple_of(16));
+                            if scheme == LimbScheme::I8x8 {
+                                let d = 4 * g.d_offset as u64;
+                                check_imma_conditions(&g, g.x_offset as u64, g.y_offset as u64, d).unwrap();
+                            }
+                        }
+                        assert_eq!(p.combine(c).accumulate, c > 0);
+                    }
+                }
+            }
+        }
+        assert!(DevicePlan::new(LimbPlan::new(LimbScheme::I8x8, 0, 3, 4, None).unwrap(), st(3, 1), st(4, 1)).is_err());
+    }
+
+    #[test]
+    fn imma_check_names_each_broken_condition() {
+        let p = DevicePlan::new(
+            LimbPlan::new(LimbScheme::I8x8, 5, 40, 9, None).unwrap(),
+            Strides { rs: 40, cs: 1 },
+            Strides { rs: 9, cs: 1 },
+        )
+        .unwrap();
+        let g = p.gemm(0, 1);
+        assert_eq!((g.rows, g.cols, g.inner, g.ldx, g.ldd), (12, 5, 96, 384, 12));
+        assert!(check_imma_conditions(&g, 0, 0, 0).is_ok());
+        let err = |h: GemmGeometry, x: u64| check_imma_conditions(&h, x, 0, 0).unwrap_err();
+        assert!(err(GemmGeometry { rows: 9, ..g }, 0).contains("m = 9"));
+        assert!(err(GemmGeometry { inner: 90, ..g }, 0).contains("k = 90"));
+        assert!(err(GemmGeometry { ldx: 390, ..g }, 0).contains("leading dimensions"));
+        assert!(err(GemmGeometry { ldd: 13, rows: 12, ..g }, 0).contains("leading dimensions"));
+        assert!(err(GemmGeometry { ldy: 92, ..g }, 0).contains("shorter"));
+        assert!(err(g, 4).contains("16-byte aligned"));
+        assert!(err(GemmGeometry { scheme: LimbScheme::F64x16, ..g }, 0).contains("TN"));
     }
 
     #[test]

@@ -1,11 +1,18 @@
 //! The CUDA kernels, compiled for the host through the shim, against the CPU backend: bit for bit.
-//! The GEMM orchestration of the limb paths (chunking, group views, cuBLAS/cuBLASLt geometry) is
-//! replayed here with naive column-major GEMMs that take exactly the arguments `kernels-cuda`
-//! passes to cuBLAS and cuBLASLt.
+//! The limb GEMM plans (`cryptgpu_ring::limbs::DevicePlan`) that the CUDA backend executes are
+//! replayed here through the same driver (`limbs::execute`), with naive column-major GEMMs in
+//! place of cuBLAS and cuBLASLt, and their int8 GEMMs checked against the cuBLASLt IMMA conditions.
 
 use cryptgpu_kernels_cpu::gemm::{gemm_naive, MatRef};
 use cryptgpu_kernels_cpu::CpuBackend;
 use cryptgpu_kernels_cuda::abi::{binary_code, scalar_code, shift_code, unary_code, Dims};
+use cryptgpu_nn::spec::LayerSpec;
+use cryptgpu_nn::zoo::{self, Dataset};
+use cryptgpu_ring::error::Result;
+use cryptgpu_ring::limbs::{
+    self, ChunkBuffers, CombineStep, DevicePlan, GemmGeometry, LimbExecutor, LimbPlan, LimbScheme, Side, SplitStep,
+    Strides, UnpadStep,
+};
 use cryptgpu_ring::shape::{strides, Window};
 use cryptgpu_ring::{Backend, BinaryOp, RingTensor, ScalarOp, ShiftOp, UnaryOp};
 use cryptgpu_tests::host;
@@ -140,107 +147,266 @@ fn aes_kernel_matches_the_cpu_prg() {
     assert_eq!(host::aes_ctr_fill(&other_key, 1, 2, 64), be.prg_fill(&other_key, 1, 2, &[64]).unwrap().into_data());
 }
 
-/// cuBLAS DGEMM semantics (column-major, no transposes): `c[i + j*ldc] = Σ_p a[i + p*lda] · b[p + j*ldb]`.
-#[allow(clippy::too_many_arguments)]
-fn dgemm_nn(m: usize, n: usize, k: usize, a: &[f64], lda: usize, b: &[f64], ldb: usize, c: &mut [f64], ldc: usize) {
-    for j in 0..n {
-        for i in 0..m {
-            c[i + j * ldc] = (0..k).map(|p| a[i + p * lda] * b[p + j * ldb]).sum();
-        }
+/// The host replay of the CUDA limb executor (`kernels-cuda/src/gemm.rs`): the same
+/// [`DevicePlan`] through the same [`limbs::execute`], the split/combine/copy kernels through the
+/// shim, and naive column-major GEMMs with exactly the cuBLAS DGEMM (NN) and cuBLASLt IMMA (TN)
+/// semantics of the geometry. Buffers the backend allocates without zero-fill start as garbage,
+/// so a step that reads an element no earlier step wrote shows up as a wrong product.
+struct HostLimbs<'a> {
+    a: &'a [u64],
+    b: &'a [u64],
+    out: Vec<u64>,
+    acc: Option<Vec<u64>>,
+    f: (Vec<f64>, Vec<f64>, Vec<f64>),
+    i: (Vec<i8>, Vec<i8>, Vec<i32>),
+    /// Every GEMM geometry run, in order.
+    gemms: Vec<GemmGeometry>,
+}
+
+const GARBAGE: u64 = 0x5a5a_5a5a_5a5a_5a5a;
+
+impl<'a> HostLimbs<'a> {
+    fn new(a: &'a [u64], b: &'a [u64], mn: usize) -> Self {
+        let (f, i) = ((vec![], vec![], vec![]), (vec![], vec![], vec![]));
+        HostLimbs { a, b, out: vec![GARBAGE; mn], acc: None, f, i, gemms: vec![] }
     }
 }
 
-/// cuBLASLt IMMA semantics as `kernels-cuda` calls it: `D[rows x cols] = X^T · Y` column-major, X
-/// stored `inner x rows` and Y `inner x cols` with leading dimension `ld`, wrapping int32 sums.
-fn imma_tn(rows: usize, cols: usize, inner: usize, ld: usize, x: &[i8], y: &[i8], d: &mut [i32]) {
-    for j in 0..cols {
-        for i in 0..rows {
-            let mut acc = 0i32;
-            for p in 0..inner {
-                acc = acc.wrapping_add(x[p + i * ld] as i32 * y[p + j * ld] as i32);
+impl LimbExecutor for HostLimbs<'_> {
+    fn begin_chunk(&mut self, scheme: LimbScheme, c: &ChunkBuffers) -> Result<()> {
+        match scheme {
+            LimbScheme::F64x16 => {
+                self.f = (vec![f64::NAN; c.a_len], vec![f64::NAN; c.b_len], vec![f64::NAN; c.groups_len])
             }
-            d[i + j * rows] = acc;
+            LimbScheme::I8x8 => {
+                let mut b = vec![0x5a; c.b_len];
+                b[c.b_written..].fill(0);
+                self.i = (vec![0x5a; c.a_len], b, vec![0x5a5a_5a5a; c.groups_len]);
+            }
         }
+        Ok(())
+    }
+
+    fn split(&mut self, scheme: LimbScheme, st: &SplitStep) -> Result<()> {
+        let src = &(if st.side == Side::A { self.a } else { self.b })[st.src_offset..];
+        let (so, stt, side) = (st.so, st.st, st.side_code);
+        match scheme {
+            LimbScheme::F64x16 => {
+                let v = host::split_u16_f64(src, so, stt, st.outer, st.inner, side);
+                let dst = if st.side == Side::A { &mut self.f.0 } else { &mut self.f.1 };
+                dst[..v.len()].copy_from_slice(&v);
+            }
+            LimbScheme::I8x8 => {
+                let v = host::split_s8(src, so, stt, st.outer, st.inner, st.inner_pad, side);
+                let dst = if st.side == Side::A { &mut self.i.0 } else { &mut self.i.1 };
+                dst[..v.len()].copy_from_slice(&v);
+            }
+        }
+        Ok(())
+    }
+
+    fn gemm(&mut self, g: &GemmGeometry) -> Result<()> {
+        self.gemms.push(*g);
+        let (rows, cols, inner) = (g.rows, g.cols, g.inner);
+        match g.scheme {
+            LimbScheme::F64x16 => {
+                let (y, x, d) = (&self.f.0[g.y_offset..], &self.f.1[g.x_offset..], &mut self.f.2[g.d_offset..]);
+                for j in 0..cols {
+                    for i in 0..rows {
+                        d[i + j * g.ldd] = (0..inner).map(|p| x[i + p * g.ldx] * y[p + j * g.ldy]).sum();
+                    }
+                }
+            }
+            LimbScheme::I8x8 => {
+                let (y, x, d) = (&self.i.0[g.y_offset..], &self.i.1[g.x_offset..], &mut self.i.2[g.d_offset..]);
+                for j in 0..cols {
+                    for i in 0..rows {
+                        d[i + j * g.ldd] = (0..inner)
+                            .fold(0i32, |acc, p| acc.wrapping_add(x[p + i * g.ldx] as i32 * y[p + j * g.ldy] as i32));
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn combine(&mut self, scheme: LimbScheme, st: &CombineStep) -> Result<()> {
+        if st.padded && self.acc.is_none() {
+            self.acc = Some(vec![GARBAGE; st.plane]);
+        }
+        let dst = match &mut self.acc {
+            Some(acc) if st.padded => acc,
+            _ => &mut self.out,
+        };
+        match scheme {
+            LimbScheme::F64x16 => host::combine_f64(&self.f.2, st.groups, st.accumulate, dst),
+            LimbScheme::I8x8 => host::combine_i32(&self.i.2, st.groups, st.accumulate, dst),
+        }
+        Ok(())
+    }
+
+    fn unpad(&mut self, u: &UnpadStep) -> Result<()> {
+        let acc = self.acc.as_ref().expect("a padded plan combines into the accumulator first");
+        host::copy_rows(acc, u.src_ld, 0, &mut self.out, u.width, 0, u.rows, u.width);
+        Ok(())
     }
 }
 
-#[allow(clippy::too_many_arguments)]
-/// The f64-limb path of `kernels-cuda::gemm::f64_limbs`, step for step, with chunk `kc_max`.
-fn f64_path(
-    m: usize,
-    k: usize,
-    n: usize,
-    a: &[u64],
-    (ars, acs): (usize, usize),
-    b: &[u64],
-    (brs, bcs): (usize, usize),
-    kc_max: usize,
-) -> Vec<u64> {
-    let mn = m * n;
-    let mut out = vec![0u64; mn];
-    for (chunk, k0) in (0..k).step_by(kc_max).enumerate() {
-        let kc = kc_max.min(k - k0);
-        let al = host::split_u16_f64(&a[k0 * acs..], ars, acs, m, kc, 0);
-        let bl = host::split_u16_f64(&b[k0 * brs..], brs, bcs, kc, n, 1);
-        let mut c = vec![0.0; 4 * mn];
-        for s in 0..4 {
-            dgemm_nn(n, m, (s + 1) * kc, &bl[(3 - s) * kc * n..], n, &al, 4 * kc, &mut c[s * mn..(s + 1) * mn], n);
-        }
-        host::combine_f64(&c, 4, chunk > 0, &mut out);
-    }
-    out
+/// Runs the device plan of `scheme` (chunk forced to `chunk`) on the host; returns C and the GEMMs.
+fn replay(
+    scheme: LimbScheme,
+    (m, k, n): (usize, usize, usize),
+    chunk: Option<usize>,
+    (a, ast): (&[u64], Strides),
+    (b, bst): (&[u64], Strides),
+) -> (Vec<u64>, Vec<GemmGeometry>) {
+    let plan = DevicePlan::new(LimbPlan::new(scheme, m, k, n, chunk).unwrap(), ast, bst).unwrap();
+    let mut exec = HostLimbs::new(a, b, m * n);
+    limbs::execute(&plan, &mut exec).unwrap();
+    (exec.out, exec.gemms)
 }
 
-#[allow(clippy::too_many_arguments)]
-/// The int8-digit path of `kernels-cuda::gemm::i8_limbs`, step for step, with chunk `kc_max`.
-fn i8_path(
-    m: usize,
-    k: usize,
-    n: usize,
-    a: &[u64],
-    (ars, acs): (usize, usize),
-    b: &[u64],
-    (brs, bcs): (usize, usize),
-    kc_max: usize,
-) -> Vec<u64> {
-    let mn = m * n;
-    let mut out = vec![0u64; mn];
-    for (chunk, k0) in (0..k).step_by(kc_max).enumerate() {
-        let kc = kc_max.min(k - k0);
-        let kp = kc.next_multiple_of(16);
-        let a8 = host::split_s8(&a[k0 * acs..], ars, acs, m, kc, kp, 0);
-        let b8 = host::split_s8(&b[k0 * brs..], bcs, brs, n, kc, kp, 1);
-        let mut c = vec![0i32; 8 * mn];
-        for s in 0..8 {
-            imma_tn(n, m, (s + 1) * kp, 8 * kp, &b8[(7 - s) * kp..], &a8, &mut c[s * mn..(s + 1) * mn]);
-        }
-        host::combine_i32(&c, 8, chunk > 0, &mut out);
-    }
-    out
-}
-
+/// The limb plans the CUDA backend executes, replayed on the host kernels, equal the ring product
+/// for both schemes, several chunk sizes (padded `kp`), odd `n` (IMMA row padding and the final
+/// copy), transposed operands and the digit-recoding extremes; every int8 GEMM run was padded.
 #[test]
-fn limb_gemm_paths_are_exact() {
+fn limb_plans_replay_exactly() {
     let seed = 4;
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
-    for &(m, k, n, kc) in &[(1, 1, 1, 7), (5, 37, 3, 16), (9, 100, 13, 33), (4, 64, 4, 64)] {
+    for &(m, k, n, kc) in &[(1, 1, 1, 7), (5, 37, 3, 16), (9, 100, 13, 33), (4, 64, 4, 64), (3, 20, 6, 20)] {
         for special in [None, Some(u64::MAX), Some(0x8080_8080_8080_8080), Some(0x7f7f_7f7f_7f7f_7f7f)] {
             let a: Vec<u64> = (0..m * k).map(|_| special.unwrap_or_else(|| rng.gen())).collect();
             let b: Vec<u64> = (0..k * n).map(|_| special.unwrap_or_else(|| rng.gen())).collect();
             for (ta, tb) in [(false, false), (true, true), (true, false)] {
-                let ast = if ta { (1, m) } else { (k, 1) };
-                let bst = if tb { (1, k) } else { (n, 1) };
+                let ast = if ta { Strides { rs: 1, cs: m } } else { Strides { rs: k, cs: 1 } };
+                let bst = if tb { Strides { rs: 1, cs: k } } else { Strides { rs: n, cs: 1 } };
                 let want = gemm_naive(
                     m,
                     k,
                     n,
-                    MatRef { data: &a, rs: ast.0, cs: ast.1 },
-                    MatRef { data: &b, rs: bst.0, cs: bst.1 },
+                    MatRef { data: &a, rs: ast.rs, cs: ast.cs },
+                    MatRef { data: &b, rs: bst.rs, cs: bst.cs },
                 );
                 let ctx = format!("seed {seed} {m}x{k}x{n} chunk {kc} special {special:?} ta={ta} tb={tb}");
-                assert_eq!(f64_path(m, k, n, &a, ast, &b, bst, kc), want, "f64 {ctx}");
-                assert_eq!(i8_path(m, k, n, &a, ast, &b, bst, kc), want, "i8 {ctx}");
+                for chunk in [Some(kc), None] {
+                    for scheme in [LimbScheme::F64x16, LimbScheme::I8x8] {
+                        let (got, gemms) = replay(scheme, (m, k, n), chunk, (&a, ast), (&b, bst));
+                        assert_eq!(got, want, "{scheme:?} {ctx} plan chunk {chunk:?}");
+                        let chunks = k.div_ceil(chunk.unwrap_or(k));
+                        assert_eq!(gemms.len(), chunks * scheme.limbs(), "{ctx}");
+                        if scheme == LimbScheme::I8x8 {
+                            assert!(gemms.iter().all(|g| g.rows % 4 == 0 && g.inner % 16 == 0), "{ctx}");
+                        }
+                    }
+                }
             }
         }
     }
+}
+
+/// The plan's default chunk is what runs: a K above one chunk splits at
+/// `LimbScheme::default_chunk_k` (16,368 digits for int8), not at a backend constant.
+#[test]
+fn default_chunking_is_the_plans() {
+    let (m, k, n) = (1, limbs::I8_MAX_CHUNK_K + 5, 5);
+    let mut rng = ChaCha8Rng::seed_from_u64(5);
+    let (a, b) = (rand_vec(&mut rng, m * k), rand_vec(&mut rng, k * n));
+    let want = gemm_naive(m, k, n, MatRef { data: &a, rs: k, cs: 1 }, MatRef { data: &b, rs: n, cs: 1 });
+    let (got, gemms) =
+        replay(LimbScheme::I8x8, (m, k, n), None, (&a, Strides { rs: k, cs: 1 }), (&b, Strides { rs: n, cs: 1 }));
+    assert_eq!(got, want);
+    let chunk = LimbScheme::I8x8.default_chunk_k(k);
+    assert_eq!(chunk, 16_368);
+    assert_eq!(gemms.iter().map(|g| g.inner).max(), Some(8 * chunk));
+    assert_eq!(gemms.len(), 2 * 8);
+}
+
+/// Every GEMM (forward and both backward products, both operand orders) of the convolution and
+/// linear layers of every zoo model at batch 1 and 64, and the selftest's forced-int8 shapes.
+fn zoo_and_selftest_shapes() -> Vec<(usize, usize, usize)> {
+    fn walk(layers: &[LayerSpec], mut shape: Vec<usize>, out: &mut Vec<(usize, usize, usize)>) -> Vec<usize> {
+        for l in layers {
+            match l {
+                LayerSpec::Conv2d { cin, cout, kernel, .. } => {
+                    let next = l.out_shape(&shape).unwrap();
+                    let (kk, cols) = (cin * kernel.0 * kernel.1, next[0] * next[2] * next[3]);
+                    out.extend([(*cout, kk, cols), (*cout, cols, kk), (kk, *cout, cols)]);
+                }
+                LayerSpec::Linear { fin, fout, .. } => {
+                    out.extend([(shape[0], *fin, *fout), (shape[0], *fout, *fin), (*fout, shape[0], *fin)]);
+                }
+                LayerSpec::Residual { body, shortcut } => {
+                    walk(shortcut, shape.clone(), out);
+                    shape = walk(body, shape, out);
+                    continue;
+                }
+                _ => {}
+            }
+            shape = l.out_shape(&shape).unwrap();
+        }
+        shape
+    }
+    let mut shapes = Vec::new();
+    for d in [Dataset::Mnist, Dataset::Cifar10, Dataset::TinyImageNet, Dataset::ImageNet] {
+        for name in ["lenet", "alexnet", "vgg16", "resnet18", "resnet34", "resnet50", "resnet101", "resnet152"] {
+            let Ok(spec) = zoo::by_name(name, d) else { continue };
+            for batch in [1, 64] {
+                let input = [batch, spec.input[0], spec.input[1], spec.input[2]].to_vec();
+                walk(&spec.layers, input, &mut shapes);
+            }
+        }
+    }
+    assert!(shapes.len() > 100, "the zoo yields {} GEMMs", shapes.len());
+    // Both operand orders, and the selftest's product shapes.
+    let swapped: Vec<_> = shapes.iter().map(|&(m, k, n)| (n, k, m)).collect();
+    shapes.extend(swapped);
+    // `cryptgpu selftest` (tests/src/diff.rs): its matmuls, the batched one, and its convolutions.
+    shapes.extend([(1, 1, 1), (7, 13, 5), (64, 64, 64), (100, 300, 70), (513, 1000, 257), (16, 40_000, 16)]);
+    shapes.extend([(2, (1 << 21) + 5, 3), (17, 33, 9), (4, 27, 126), (64, 363, 49), (8, 400, 144)]);
+    shapes.sort_unstable();
+    shapes.dedup();
+    shapes
+}
+
+/// The cuBLASLt IMMA conditions hold for every int8 GEMM of every zoo and selftest shape (at
+/// 256-byte aligned buffer bases, as cudaMalloc returns), and an unpadded geometry is rejected.
+#[test]
+fn imma_conditions_hold_on_zoo_and_selftest_shapes() {
+    let shapes = zoo_and_selftest_shapes();
+    let mut odd = 0;
+    for &(m, k, n) in &shapes {
+        let dense = |rs, cs| Strides { rs, cs };
+        let plan =
+            DevicePlan::new(LimbPlan::new(LimbScheme::I8x8, m, k, n, None).unwrap(), dense(k, 1), dense(n, 1)).unwrap();
+        odd += (n % 4 != 0) as usize;
+        for c in 0..plan.num_chunks() {
+            let buf = plan.buffers(c);
+            for s in 0..8 {
+                let g = plan.gemm(c, s);
+                let (x, y, d) = (1 << 20, 2 << 20, 3 << 20);
+                let at = |base: u64, off: usize| base + off as u64;
+                limbs::check_imma_conditions(&g, at(x, g.x_offset), at(y, g.y_offset), at(d, 4 * g.d_offset))
+                    .unwrap_or_else(|e| panic!("{m}x{k}x{n}: {e}"));
+                // The buffers hold every element the GEMM reaches.
+                assert!(g.x_offset + (g.rows - 1) * g.ldx + g.inner <= buf.b_len, "{m}x{k}x{n} X");
+                assert!(g.y_offset + (g.cols - 1) * g.ldy + g.inner <= buf.a_len, "{m}x{k}x{n} Y");
+                assert!(g.d_offset + (g.cols - 1) * g.ldd + g.rows <= buf.groups_len, "{m}x{k}x{n} D");
+            }
+        }
+    }
+    assert!(odd > 10, "the shapes include n not a multiple of 4 ({odd})");
+    // The geometry the backend ran before padding (n = 363, k not padded) breaks the conditions.
+    let plan = DevicePlan::new(
+        LimbPlan::new(LimbScheme::I8x8, 20, 50, 363, None).unwrap(),
+        Strides { rs: 50, cs: 1 },
+        Strides { rs: 363, cs: 1 },
+    )
+    .unwrap();
+    let good = plan.gemm(0, 2);
+    assert_eq!((good.rows, good.ldd, good.inner), (364, 364, 3 * 64));
+    let unpadded = GemmGeometry { rows: 363, ldd: 363, ..good };
+    assert!(limbs::check_imma_conditions(&unpadded, 0, 0, 0).unwrap_err().contains("multiples of 4"));
+    let short_k = GemmGeometry { inner: 3 * 50, ..good };
+    assert!(limbs::check_imma_conditions(&short_k, 0, 0, 0).unwrap_err().contains("multiples of 4"));
+    assert!(limbs::check_imma_conditions(&good, 8, 0, 0).unwrap_err().contains("aligned"));
 }

@@ -114,6 +114,8 @@ pub fn gemm(args: &GemmArgs) -> Result<()> {
     }
     let device = args.backend.open()?;
     let mut results = Vec::new();
+    // Shapes on which `Auto` fell back from the int8 to the f64 limb path (none while paths are forced).
+    let mut fallbacks = Vec::new();
     let mut record = |path: String, times: Vec<f64>, verified: bool, limbs: Option<u32>, peak: Option<(f64, f64)>| {
         let mut t = times.clone();
         t.sort_by(f64::total_cmp);
@@ -149,6 +151,7 @@ pub fn gemm(args: &GemmArgs) -> Result<()> {
                 let (t, ok) = time_gemm(&dev, &a, &b, args.reps, || Ok(dev.synchronize()?))?;
                 record(format!("{path:?}"), t, ok, limbs, peak);
             }
+            fallbacks = be.gemm_fallbacks();
         }
     }
     println!("ring GEMM {s}x{s}x{s} on {}", device.name());
@@ -174,6 +177,7 @@ pub fn gemm(args: &GemmArgs) -> Result<()> {
             "size": s,
             "reps": args.reps,
             "results": results,
+            "gemm_fallbacks": fallbacks,
         });
         if let Some(dir) = &args.out {
             let path = dir.join("gemm.json");

@@ -1,8 +1,7 @@
 // AES-128 in counter mode, in the stream layout of cryptgpu_ring::prg: the counter block of block b
 // is the 128-bit big-endian integer (stream * 2^64 + counter + b), and element j of the output is
 // the little-endian u64 of keystream bytes 8j..8j+8. One thread encrypts one block (two elements).
-// On the GPU the round keys and the T-table live in shared memory; the host-side test build
-// (CRYPTGPU_HOST) computes them per thread instead.
+// The round keys, the T-table and the S-box live in shared memory, set up by the block's threads.
 
 struct AesKey {
     u32 w[4];  // the key as four big-endian words
@@ -58,26 +57,18 @@ __device__ void aes_expand_key(const AesKey& key, u32* rk) {
     }
 }
 
-#ifdef CRYPTGPU_HOST
-#define AES_TE(x) aes_te0(x)
-#define AES_S(x) ((u32)AES_SBOX[x])
-#define AES_SETUP()            \
-    u32 rk[44];                \
-    aes_expand_key(key, rk);
-#else
 #define AES_TE(x) s_te[x]
 #define AES_S(x) s_sbox[x]
-#define AES_SETUP()                                                \
-    __shared__ u32 s_te[256];                                      \
-    __shared__ u32 s_sbox[256];                                    \
-    __shared__ u32 rk[44];                                         \
-    for (u32 t = threadIdx.x; t < 256; t += blockDim.x) {          \
-        s_te[t] = aes_te0(t);                                      \
-        s_sbox[t] = AES_SBOX[t];                                   \
-    }                                                              \
-    if (threadIdx.x == 0) aes_expand_key(key, rk);                 \
+#define AES_SETUP()                                       \
+    __shared__ u32 s_te[256];                             \
+    __shared__ u32 s_sbox[256];                           \
+    __shared__ u32 rk[44];                                \
+    for (u32 t = threadIdx.x; t < 256; t += blockDim.x) { \
+        s_te[t] = aes_te0(t);                             \
+        s_sbox[t] = AES_SBOX[t];                          \
+    }                                                     \
+    if (threadIdx.x == 0) aes_expand_key(key, rk);        \
     __syncthreads();
-#endif
 
 #define AES_ROUND(o0, o1, o2, o3, i0, i1, i2, i3, k)                                                         \
     o0 = AES_TE(i0 >> 24) ^ ror32(AES_TE((i1 >> 16) & 0xff), 8) ^ ror32(AES_TE((i2 >> 8) & 0xff), 16) ^       \

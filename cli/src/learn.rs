@@ -20,12 +20,12 @@ use cryptgpu_nn::plain::{PlainEngine, PlainTensor};
 use cryptgpu_nn::private::{PrivateEngine, Traffic};
 use cryptgpu_nn::ranges::{RangeRecorder, RangeReport};
 use cryptgpu_nn::session::{
-    private_logits, reveal_model_to, reveal_to, share, share_model, share_trainable_model, OWNER,
+    open_counts, private_logits, reveal_model_to, reveal_to, share, share_model, share_trainable_model, OWNER,
 };
 use cryptgpu_nn::spec::ModelSpec;
 use cryptgpu_nn::weights::{fold_batchnorm, init_params, load_safetensors, save_safetensors, Params};
 use cryptgpu_nn::zoo::{by_name, Dataset};
-use cryptgpu_ring::{Backend, FixedPoint, RingTensor};
+use cryptgpu_ring::{Backend, FixedPoint};
 use cryptgpu_sharing::{run_local, KeySource, Party, RunConfig};
 use indicatif::{ProgressBar, ProgressStyle};
 
@@ -627,32 +627,6 @@ pub fn infer(args: &InferArgs) -> Result<()> {
     Ok(())
 }
 
-/// The most images a dataset size opened by the owner may announce: parties 1 and 2 size their
-/// batch plans from it, so they check it before allocating anything.
-pub const MAX_IMAGES: u64 = 1 << 24;
-
-/// Opens the owner's public dataset sizes to every party (1 input round, 1 opening round) and
-/// checks them at every party before anything is allocated for them.
-fn open_sizes<B: Backend, T: Transport>(
-    p: &mut Party<B, T>,
-    sizes: Option<&[usize]>,
-    what: &[&str],
-) -> Result<Vec<usize>> {
-    let n = what.len();
-    let words = sizes.map(|s| RingTensor::new(&[n], s.iter().map(|&v| v as u64).collect())).transpose()?;
-    let shared = p.input(OWNER, words.as_ref(), &[n])?;
-    let opened = p.reveal(&shared)?;
-    opened
-        .data()
-        .iter()
-        .zip(what)
-        .map(|(&v, name)| match v {
-            1..=MAX_IMAGES => Ok(v as usize),
-            _ => bail!("party {OWNER} announced {v} {name}; expected 1 to {MAX_IMAGES}"),
-        })
-        .collect()
-}
-
 /// `train` as one party of three processes (`cryptgpu party ... train ...`). Party 0 owns the data
 /// and the model: it alone reads `--data`, and it opens the dataset sizes (public) to the others
 /// before training. The test predictions and the saved weights are opened to party 0 alone, which
@@ -720,7 +694,7 @@ impl PartyJob for TrainJob {
             None
         };
         let sizes = data.as_ref().map(|(tr, te)| [tr.len(), te.len()]);
-        let sizes = open_sizes(p, sizes.as_ref().map(|s| &s[..]), &["training images", "test images"])?;
+        let sizes = open_counts(p, sizes.as_ref().map(|s| &s[..]), &["training images", "test images"])?;
         let params = if owner { init_params(&self.spec, a.seed) } else { Params::new() };
         let job = Job {
             spec: self.spec.clone(),
@@ -837,7 +811,7 @@ impl PartyJob for InferJob {
             None
         };
         let count = owned.as_ref().map(|(t, _)| [t.len()]);
-        let n = open_sizes(p, count.as_ref().map(|c| &c[..]), &["images"])?[0];
+        let n = open_counts(p, count.as_ref().map(|c| &c[..]), &["images"])?[0];
         let model = share_model(p, &self.spec, owned.as_ref().map(|(_, w)| w))?;
         let [c, h, w] = self.spec.input;
         let start = Instant::now();

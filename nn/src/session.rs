@@ -44,6 +44,35 @@ pub fn reveal_to<B: Backend, T: Transport>(
     party.reveal_to(x, to)?.map(|r: RingTensor| PlainTensor::new(r.shape(), codec.decode_tensor(&r))).transpose()
 }
 
+/// The largest count [`open_counts`] accepts: the receivers size batch plans from it, so they
+/// check it before allocating anything.
+pub const MAX_COUNT: u64 = 1 << 24;
+
+/// Opens public counts held by [`OWNER`] (dataset sizes, image counts; the others pass `None`) to
+/// every party, one per name in `what`, and checks at every party that each lies in
+/// `1..=`[`MAX_COUNT`] before anything is allocated for it. Cost: 1 input round and 1 opening.
+pub fn open_counts<B: Backend, T: Transport>(
+    party: &mut Party<B, T>,
+    counts: Option<&[usize]>,
+    what: &[&str],
+) -> Result<Vec<usize>> {
+    let n = what.len();
+    let words = counts.map(|c| RingTensor::new(&[n], c.iter().map(|&v| v as u64).collect())).transpose()?;
+    let shared = party.input(OWNER, words.as_ref(), &[n])?;
+    let opened = party.reveal(&shared)?;
+    opened
+        .data()
+        .iter()
+        .zip(what)
+        .map(|(&v, name)| match v {
+            1..=MAX_COUNT => Ok(v as usize),
+            _ => Err(NnError::Sharing(cryptgpu_sharing::SharingError::Invalid(format!(
+                "party {OWNER} announced {v} {name}; expected 1 to {MAX_COUNT}"
+            )))),
+        })
+        .collect()
+}
+
 /// Secret-shares the model `params` (folded, see [`crate::weights::fold_batchnorm`]) held by
 /// [`OWNER`] for inference; the other parties pass `None`.
 pub fn share_model<B: Backend, T: Transport>(

@@ -34,6 +34,9 @@ pub enum NnError {
     /// Something the model cannot do (e.g. batch-norm training).
     #[error("unsupported: {0}")]
     Unsupported(String),
+    /// Roles that name no valid party, or a party acting outside its role.
+    #[error("roles: {0}")]
+    Roles(String),
 }
 
 impl From<cryptgpu_ring::RingError> for NnError {

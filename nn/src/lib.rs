@@ -9,7 +9,9 @@
 //! * [`ranges`]: the twin's values against the fixed-point bounds of the private engine.
 //! * [`data`]: MNIST and CIFAR-10 readers; [`weights`]: initialisation, safetensors (with range
 //!   checks), batch-norm folding.
-//! * [`session`]: secret-sharing a model and batches from their owner, private training and inference.
+//! * [`session`]: roles (who holds the model, the data, who receives each output), secret-sharing
+//!   models and batches from their owners, openings to named receivers.
+//! * [`train`]: the private training and evaluation loops, their plaintext twins and scores.
 #![deny(missing_docs)]
 
 pub mod data;
@@ -20,6 +22,7 @@ pub mod private;
 pub mod ranges;
 pub mod session;
 pub mod spec;
+pub mod train;
 pub mod weights;
 pub mod zoo;
 

@@ -257,7 +257,7 @@ fn layer_labels_are_unique_and_are_what_the_engine_reports() {
     use cryptgpu_kernels_cpu::CpuBackend;
     use cryptgpu_nn::engine::{layer_labels, Phase};
     use cryptgpu_nn::private::PrivateEngine;
-    use cryptgpu_nn::session::{share, share_trainable_model, OWNER};
+    use cryptgpu_nn::session::{share, share_trainable_model};
     use cryptgpu_nn::spec::LayerKind;
     use cryptgpu_sharing::{run_local, RunConfig};
     use std::collections::BTreeSet;
@@ -274,9 +274,10 @@ fn layer_labels_are_unique_and_are_what_the_engine_reports() {
     let (x, y) = data(4, 2, 4);
     let opt = Sgd { lr: 0.1, momentum: 0.0, weight_decay: 0.0 };
     let out = run_local(CpuBackend, RunConfig::default(), |party| {
-        let mut model = share_trainable_model(party, &spec, (party.id() == OWNER).then_some(&p))?;
-        let sx = share(party, OWNER, Some(&x), &x.shape)?;
-        let sy = share(party, OWNER, Some(&y), &y.shape)?;
+        let owner = party.id() == 0;
+        let mut model = share_trainable_model(party, &spec, 0, owner.then_some(&p))?;
+        let sx = share(party, 0, owner.then_some(&x), &x.shape)?;
+        let sy = share(party, 0, owner.then_some(&y), &y.shape)?;
         let mut pe = PrivateEngine::new(party);
         model.train_step(&mut pe, &sx, &sy, &opt).unwrap();
         let seen = |phase: Phase| pe.timing.keys().filter(|(_, p)| *p == phase).map(|(l, _)| l.clone()).collect();

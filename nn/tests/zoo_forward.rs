@@ -7,7 +7,7 @@ use std::time::Instant;
 
 use cryptgpu_kernels_cpu::CpuBackend;
 use cryptgpu_nn::plain::PlainTensor;
-use cryptgpu_nn::session::{plain_logits, plain_model, private_logits, share_model, OWNER};
+use cryptgpu_nn::session::{plain_logits, plain_model, private_logits, share_model, Roles};
 use cryptgpu_nn::spec::ModelSpec;
 use cryptgpu_nn::weights::{fold_batchnorm, init_params};
 use cryptgpu_nn::zoo::{by_name, Dataset};
@@ -33,9 +33,9 @@ fn forward_matches(spec: ModelSpec) {
     let twin = plain_logits(&plain_model(&spec, params.clone()).unwrap(), &x).unwrap();
     let start = Instant::now();
     let out = run_local(CpuBackend, RunConfig::default(), |party| {
-        let owner = party.id() == OWNER;
-        let model = share_model(party, &spec, owner.then_some(&params))?;
-        Ok(private_logits(party, &model, owner.then_some(&x), &x.shape, OWNER)?)
+        let owner = party.id() == 0;
+        let model = share_model(party, &spec, 0, owner.then_some(&params))?;
+        Ok(private_logits(party, &model, &Roles::default(), owner.then_some(&x), &x.shape)?)
     })
     .unwrap();
     let secs = start.elapsed().as_secs_f64();

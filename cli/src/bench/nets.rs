@@ -12,7 +12,7 @@ use cryptgpu_net::Counters;
 use cryptgpu_nn::engine::{layer_labels, Engine, Phase, Sgd};
 use cryptgpu_nn::plain::PlainTensor;
 use cryptgpu_nn::private::{PrivateEngine, Timing, Traffic};
-use cryptgpu_nn::session::{reveal_to, share, share_model, share_trainable_model, OWNER};
+use cryptgpu_nn::session::{reveal_to, share, share_model, share_trainable_model};
 use cryptgpu_nn::spec::{LayerKind, ModelSpec};
 use cryptgpu_nn::weights::{fold_batchnorm, init_params};
 use cryptgpu_nn::zoo::{by_name, Dataset};
@@ -257,15 +257,15 @@ fn measure<B: Backend>(
     let y = PlainTensor::new(&[batch, spec.classes], onehot)?;
     let opt = Sgd { lr: 0.01, momentum: 0.9, weight_decay: 0.0 };
     let out = run_local(be.clone(), RunConfig::default(), |party| {
-        let owner = party.id() == OWNER;
+        let owner = party.id() == 0;
         let mut model = if train {
-            share_trainable_model(party, spec, owner.then_some(&params))?
+            share_trainable_model(party, spec, 0, owner.then_some(&params))?
         } else {
-            share_model(party, spec, owner.then_some(&params))?
+            share_model(party, spec, 0, owner.then_some(&params))?
         };
         let start = Instant::now();
-        let sx = share(party, OWNER, owner.then_some(&x), &shape)?;
-        let sy = if train { Some(share(party, OWNER, owner.then_some(&y), &[batch, spec.classes])?) } else { None };
+        let sx = share(party, 0, owner.then_some(&x), &shape)?;
+        let sy = if train { Some(share(party, 0, owner.then_some(&y), &[batch, spec.classes])?) } else { None };
         party.backend().synchronize()?;
         let input_seconds = start.elapsed().as_secs_f64();
         let runs = repeat(party, plan, |party| -> cryptgpu_sharing::Result<StepCosts> {
@@ -276,7 +276,7 @@ fn measure<B: Backend>(
                 }
                 None => {
                     let (logits, _) = model.forward(&mut eng, &sx, false)?;
-                    reveal_to(eng.party, &logits, OWNER)?;
+                    reveal_to(eng.party, &logits, 0)?;
                     eng.step_done("reveal", Phase::Forward);
                 }
             }

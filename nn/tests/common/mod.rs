@@ -4,7 +4,7 @@ use cryptgpu_kernels_cpu::CpuBackend;
 use cryptgpu_nn::engine::Sgd;
 use cryptgpu_nn::plain::PlainTensor;
 use cryptgpu_nn::private::PrivateEngine;
-use cryptgpu_nn::session::{reveal_model_to, reveal_to, share, share_trainable_model, OWNER};
+use cryptgpu_nn::session::{reveal_model_to, reveal_to, share, share_trainable_model};
 use cryptgpu_nn::spec::ModelSpec;
 use cryptgpu_nn::weights::Params;
 use cryptgpu_sharing::{run_local, RunConfig};
@@ -20,7 +20,7 @@ pub struct Trained {
     pub params: Params,
 }
 
-/// `steps` private training steps of three in-process parties on one batch owned by [`OWNER`],
+/// `steps` private training steps of three in-process parties on one batch owned by party 0,
 /// then an inference pass; everything is opened to the owner at the end.
 pub fn private_train(
     spec: &ModelSpec,
@@ -31,10 +31,10 @@ pub fn private_train(
     steps: usize,
 ) -> Trained {
     let out = run_local(CpuBackend, RunConfig::default(), |party| {
-        let mine = (party.id() == OWNER).then_some(p);
-        let mut model = share_trainable_model(party, spec, mine)?;
-        let sx = share(party, OWNER, Some(x), &x.shape)?;
-        let sy = share(party, OWNER, Some(y), &y.shape)?;
+        let owner = party.id() == 0;
+        let mut model = share_trainable_model(party, spec, 0, owner.then_some(p))?;
+        let sx = share(party, 0, owner.then_some(x), &x.shape)?;
+        let sy = share(party, 0, owner.then_some(y), &y.shape)?;
         let mut pe = PrivateEngine::new(party);
         let first = model.train_step(&mut pe, &sx, &sy, opt).unwrap();
         for _ in 1..steps {
@@ -42,9 +42,9 @@ pub fn private_train(
         }
         let (eval, _) = model.forward(&mut pe, &sx, false).unwrap();
         let party = pe.party;
-        let first_logits = reveal_to(party, &first, OWNER).unwrap();
-        let eval_logits = reveal_to(party, &eval, OWNER).unwrap();
-        let params = reveal_model_to(party, &model, OWNER).unwrap();
+        let first_logits = reveal_to(party, &first, 0).unwrap();
+        let eval_logits = reveal_to(party, &eval, 0).unwrap();
+        let params = reveal_model_to(party, &model, 0).unwrap();
         Ok(first_logits.map(|first_logits| Trained {
             first_logits,
             eval_logits: eval_logits.expect("the owner receives every output"),

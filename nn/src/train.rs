@@ -1,0 +1,349 @@
+//! Private training and evaluation loops, their plaintext twins, and how they are scored.
+//!
+//! [`train_private`] is one party's program: the model owner secret-shares the initial
+//! parameters, the data owner secret-shares every batch, the three parties run SGD on shares,
+//! then [`infer_private`] classifies the test set and the predictions are opened to the
+//! receivers named by the [`Roles`] (trained weights to `weights_to` when asked). The same
+//! program runs in-process (`cryptgpu_sharing::run_local`) and over TCP, so with the same keys the
+//! results are bit-identical. [`train_plain`] trains the f64 twin with the same initialisation and
+//! data order, and [`score`] compares them.
+
+use std::time::Instant;
+
+use cryptgpu_net::Transport;
+use cryptgpu_ring::{Backend, FixedPoint};
+use cryptgpu_sharing::{AShare, Party};
+
+use crate::data::{sequential_batches, shuffled_batches, Images};
+use crate::engine::{Engine, Model, Phase, Sgd};
+use crate::error::{NnError, Result};
+use crate::plain::{PlainEngine, PlainTensor};
+use crate::private::{PrivateEngine, Traffic};
+use crate::ranges::{RangeRecorder, RangeReport};
+use crate::session::{reveal_model_to, reveal_to, share, share_trainable_model, Roles};
+use crate::spec::ModelSpec;
+use crate::weights::Params;
+
+/// The public settings of a training run (all parties use the same).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct TrainSettings {
+    /// Passes over the training set.
+    pub epochs: usize,
+    /// Images per SGD step.
+    pub batch: usize,
+    /// The optimiser.
+    pub opt: Sgd,
+    /// Seed of the data order (epoch `e` shuffles with `seed + e`).
+    pub seed: u64,
+    /// Images per private forward pass when classifying the test set.
+    pub eval_batch: usize,
+}
+
+impl Default for TrainSettings {
+    /// One epoch of batch 128, SGD with learning rate 0.05 and momentum 0.9, seed 1, test batches of 100.
+    fn default() -> Self {
+        TrainSettings {
+            epochs: 1,
+            batch: 128,
+            opt: Sgd { lr: 0.05, momentum: 0.9, weight_decay: 0.0 },
+            seed: 1,
+            eval_batch: 100,
+        }
+    }
+}
+
+impl TrainSettings {
+    /// Checks the settings against the model: positive counts, finite optimiser values, and a
+    /// batch the model accepts.
+    pub fn check(&self, spec: &ModelSpec) -> Result<()> {
+        if self.epochs == 0 || self.batch == 0 || self.eval_batch == 0 {
+            return Err(NnError::Shape("epochs, batch and evaluation batch must be positive".into()));
+        }
+        let o = &self.opt;
+        if !(o.lr.is_finite() && o.momentum.is_finite() && o.weight_decay.is_finite()) {
+            return Err(NnError::Unsupported(format!("optimiser values must be finite, not {o:?}")));
+        }
+        spec.check(self.batch)?;
+        Ok(())
+    }
+}
+
+/// Where a loop is: for progress reports.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stage {
+    /// SGD steps (counted in steps).
+    Train,
+    /// Classifying the test set (counted in images).
+    Test,
+}
+
+/// Receives progress from the loops (e.g. to draw a progress bar). `()` ignores it.
+pub trait Progress {
+    /// `done` of `total` units of `stage` are finished.
+    fn advance(&mut self, stage: Stage, done: usize, total: usize);
+}
+
+impl Progress for () {
+    fn advance(&mut self, _: Stage, _: usize, _: usize) {}
+}
+
+/// One party's view of a private training run.
+#[derive(Debug, Clone, Copy)]
+pub struct PrivateTraining<'a> {
+    /// The model.
+    pub spec: &'a ModelSpec,
+    /// Who holds and receives what.
+    pub roles: Roles,
+    /// The public settings.
+    pub settings: TrainSettings,
+    /// The public number of training images.
+    pub n_train: usize,
+    /// The public number of test images.
+    pub n_test: usize,
+    /// The initial trainable parameters (PyTorch names): `Some` at the model owner only.
+    pub params: Option<&'a Params>,
+    /// The training and test images: `Some` at the data owner only.
+    pub data: Option<(&'a Images, &'a Images)>,
+    /// Whether to open the trained weights to `roles.weights_to`.
+    pub open_weights: bool,
+}
+
+/// What one party got from [`train_private`].
+#[derive(Debug)]
+pub struct TrainOutcome {
+    /// The test predictions: at the receivers (`roles.output_to`) only.
+    pub predictions: Option<Vec<usize>>,
+    /// The trained weights: at `roles.weights_to` only, when they were asked for.
+    pub weights: Option<Params>,
+    /// SGD steps run.
+    pub steps: usize,
+    /// Wall time of the training steps at this party.
+    pub train_seconds: f64,
+    /// Wall time of the test-set inference at this party.
+    pub infer_seconds: f64,
+    /// This party's training traffic per layer and phase.
+    pub traffic: Traffic,
+}
+
+/// One party's private training and test-set inference (see the module docs). All three parties
+/// call it with the same public values; the owners pass their model and data.
+pub fn train_private<B: Backend, T: Transport>(
+    party: &mut Party<B, T>,
+    job: &PrivateTraining<'_>,
+    progress: &mut dyn Progress,
+) -> Result<TrainOutcome> {
+    let (spec, roles, s) = (job.spec, job.roles, job.settings);
+    roles.check()?;
+    s.check(spec)?;
+    let me = party.id();
+    if (me == roles.data_owner) != job.data.is_some() {
+        return Err(NnError::Roles(format!(
+            "party {me}: only the data owner (party {}) passes data",
+            roles.data_owner
+        )));
+    }
+    let [c, h, w] = spec.input;
+    let batches: Vec<Vec<Vec<usize>>> =
+        (0..s.epochs).map(|e| shuffled_batches(job.n_train, s.batch, s.seed + e as u64)).collect();
+    let steps: usize = batches.iter().map(Vec::len).sum();
+    let mut model = share_trainable_model(party, spec, roles.model_owner, job.params)?;
+    let start = Instant::now();
+    let mut eng = PrivateEngine::new(party);
+    let mut done = 0;
+    for epoch in &batches {
+        for idx in epoch {
+            let xy = job.data.map(|(train, _)| train.batch(idx));
+            let sx = share(eng.party, roles.data_owner, xy.as_ref().map(|b| &b.0), &[idx.len(), c, h, w])?;
+            let sy = share(eng.party, roles.data_owner, xy.as_ref().map(|b| &b.1), &[idx.len(), spec.classes])?;
+            eng.step_done("input", Phase::Forward);
+            model.train_step(&mut eng, &sx, &sy, &s.opt)?;
+            done += 1;
+            progress.advance(Stage::Train, done, steps);
+        }
+    }
+    let traffic = std::mem::take(&mut eng.traffic);
+    drop(eng);
+    let train_seconds = start.elapsed().as_secs_f64();
+    let test = infer_private(party, &model, &roles, job.data.map(|(_, t)| t), job.n_test, s.eval_batch, progress)?;
+    let weights = if job.open_weights { reveal_model_to(party, &model, roles.weights_to)? } else { None };
+    Ok(TrainOutcome {
+        predictions: test.predictions,
+        weights,
+        steps,
+        train_seconds,
+        infer_seconds: test.seconds,
+        traffic,
+    })
+}
+
+/// What one party got from [`infer_private`].
+#[derive(Debug)]
+pub struct InferOutcome {
+    /// The predicted classes: at the receivers (`roles.output_to`) only.
+    pub predictions: Option<Vec<usize>>,
+    /// Wall time at this party.
+    pub seconds: f64,
+    /// This party's traffic per layer (plus `input` and `reveal`).
+    pub traffic: Traffic,
+}
+
+/// Classifies `n` images held by `roles.data_owner` (`Some` there, `None` elsewhere) with a shared
+/// model, `batch` images per private forward pass; the predicted classes are opened to
+/// `roles.output_to` only.
+pub fn infer_private<B: Backend, T: Transport>(
+    party: &mut Party<B, T>,
+    model: &Model<AShare<B>>,
+    roles: &Roles,
+    images: Option<&Images>,
+    n: usize,
+    batch: usize,
+    progress: &mut dyn Progress,
+) -> Result<InferOutcome> {
+    roles.check()?;
+    let me = party.id();
+    if (me == roles.data_owner) != images.is_some() {
+        return Err(NnError::Roles(format!(
+            "party {me}: only the data owner (party {}) passes images",
+            roles.data_owner
+        )));
+    }
+    if let Some(im) = images {
+        if im.len() != n || im.shape != model.spec.input {
+            return Err(NnError::Shape(format!(
+                "{} images of shape {:?}, expected {n} of shape {:?}",
+                im.len(),
+                im.shape,
+                model.spec.input
+            )));
+        }
+    }
+    if batch == 0 {
+        return Err(NnError::Shape("the inference batch must be positive".into()));
+    }
+    let [c, h, w] = model.spec.input;
+    let start = Instant::now();
+    let receiver = roles.output_to.contains(me);
+    let mut preds = receiver.then(|| Vec::with_capacity(n));
+    let mut eng = PrivateEngine::new(party);
+    let mut done = 0;
+    for idx in &sequential_batches(n, batch) {
+        let x = images.map(|im| im.batch(idx).0);
+        let sx = share(eng.party, roles.data_owner, x.as_ref(), &[idx.len(), c, h, w])?;
+        eng.step_done("input", Phase::Forward);
+        let (y, _) = model.forward(&mut eng, &sx, false)?;
+        if let (Some(p), Some(l)) = (preds.as_mut(), reveal_to(eng.party, &y, roles.output_to)?) {
+            p.extend(l.argmax_rows());
+        }
+        eng.step_done("reveal", Phase::Forward);
+        done += idx.len();
+        progress.advance(Stage::Test, done, n);
+    }
+    Ok(InferOutcome { predictions: preds, seconds: start.elapsed().as_secs_f64(), traffic: eng.traffic })
+}
+
+/// Trains the plaintext twin from `params` with the same data order as [`train_private`] and
+/// classifies `test`: the predictions and the twin's value ranges (training and test inference)
+/// against the fixed-point bounds of `codec`.
+pub fn train_plain(
+    spec: &ModelSpec,
+    params: &Params,
+    train: &Images,
+    test: &Images,
+    settings: &TrainSettings,
+    codec: FixedPoint,
+) -> Result<(Vec<usize>, RangeReport)> {
+    settings.check(spec)?;
+    let mut model = Model::new(spec.clone(), params.clone(), &PlainEngine)?;
+    let mut rec = RangeRecorder::new(codec);
+    for e in 0..settings.epochs {
+        for idx in shuffled_batches(train.len(), settings.batch, settings.seed + e as u64) {
+            let (x, y) = train.batch(&idx);
+            model.train_step(&mut rec, &x, &y, &settings.opt)?;
+        }
+    }
+    let preds = predict_plain(&model, test, settings.eval_batch, &mut rec)?;
+    Ok((preds, rec.report().clone()))
+}
+
+/// The twin's predicted classes for `images`, `batch` at a time, recording value ranges in `rec`.
+pub fn predict_plain(
+    model: &Model<PlainTensor>,
+    images: &Images,
+    batch: usize,
+    rec: &mut RangeRecorder,
+) -> Result<Vec<usize>> {
+    if batch == 0 {
+        return Err(NnError::Shape("the inference batch must be positive".into()));
+    }
+    let mut preds = Vec::with_capacity(images.len());
+    for idx in sequential_batches(images.len(), batch) {
+        let (x, _) = images.batch(&idx);
+        preds.extend(model.forward(rec, &x, false)?.0.argmax_rows());
+    }
+    Ok(preds)
+}
+
+/// Accuracies of a private run and its twin on the same images.
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize)]
+pub struct Scores {
+    /// Fraction of private predictions equal to the label.
+    pub accuracy: f64,
+    /// Fraction of plaintext predictions equal to the label.
+    pub plaintext_accuracy: f64,
+    /// Fraction of images where the private and plaintext predictions agree.
+    pub agreement: f64,
+}
+
+/// Scores private and plaintext predictions against `labels` (all of the same length).
+pub fn score(labels: &[usize], private: &[usize], plain: &[usize]) -> Result<Scores> {
+    if private.len() != labels.len() || plain.len() != labels.len() {
+        return Err(NnError::Shape(format!(
+            "{} private and {} plaintext predictions for {} labels",
+            private.len(),
+            plain.len(),
+            labels.len()
+        )));
+    }
+    Ok(Scores {
+        accuracy: accuracy(private, labels),
+        plaintext_accuracy: accuracy(plain, labels),
+        agreement: accuracy(private, plain),
+    })
+}
+
+/// Fraction of positions where `a` and `b` agree (0 for empty slices).
+pub fn accuracy(a: &[usize], b: &[usize]) -> f64 {
+    let n = a.len().min(b.len());
+    if n == 0 {
+        return 0.0;
+    }
+    a.iter().zip(b).filter(|(x, y)| x == y).count() as f64 / n as f64
+}
+
+/// Communication of one layer and phase over a run, at the three parties.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct LayerTraffic {
+    /// The layer's label (or `input`, `reveal`, `loss`, `sgd`).
+    pub layer: String,
+    /// `forward`, `backward`, ...
+    pub phase: String,
+    /// Bytes sent by parties 0, 1 and 2.
+    pub bytes_sent_per_party: [u64; 3],
+    /// Rounds (the same at every party).
+    pub rounds: u64,
+}
+
+/// Per-layer traffic of the three parties, in the layer order of party 0's map.
+pub fn per_layer(maps: [&Traffic; 3]) -> Vec<LayerTraffic> {
+    maps[0]
+        .iter()
+        .map(|((layer, phase), c)| LayerTraffic {
+            layer: layer.clone(),
+            phase: format!("{phase:?}").to_lowercase(),
+            bytes_sent_per_party: std::array::from_fn(|i| {
+                maps[i].get(&(layer.clone(), *phase)).map_or(0, |c| c.bytes_sent)
+            }),
+            rounds: c.rounds,
+        })
+        .collect()
+}

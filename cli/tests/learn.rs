@@ -44,6 +44,18 @@ fn train_save_then_infer() {
     }
     assert_eq!(v["images"], 20);
     assert!(v["agreement"].as_f64().unwrap() >= 0.95, "{v}");
+    // The same in-process run in the client-server setting: the images at party 1, which alone
+    // receives the predictions.
+    let roles = ["--model-owner", "0", "--data-owner", "1", "--output-to", "1"];
+    let mut args = vec!["infer", "--backend", "cpu", "--model", "lenet", "--weights", w, "--limit", "20", "--json"];
+    args.extend(roles);
+    let (ok, stdout, stderr) = run(&args);
+    assert!(ok, "{stderr}");
+    let v = last_json(&stdout);
+    assert_eq!(v["roles"], "model=0 data=1 output=1 weights=0");
+    assert!(v["agreement"].as_f64().unwrap() >= 0.95, "{v}");
+    let (ok, _, stderr) = run(&["infer", "--model", "lenet", "--weights", w, "--output-to", "3"]);
+    assert!(!ok && stderr.contains("3"), "{stderr}");
 }
 
 #[test]

@@ -222,6 +222,7 @@ fn three_processes_infer_with_the_owners_weights() {
     assert!(trained.status.success(), "{}", String::from_utf8_lossy(&trained.stderr));
     let job: &[&str] = &["infer", "--model", "lenet", "--weights", w, "--limit", "30", "--backend", "cpu", "--json"];
     let children: Vec<Child> = (0..3).map(|i| spawn_party(&config, i, job)).collect();
+    let mut server_side_accuracy = 0.0;
     for (i, c) in children.into_iter().enumerate() {
         let out = c.wait_with_output().unwrap();
         assert!(out.status.success(), "party {i}: {}", String::from_utf8_lossy(&out.stderr));
@@ -229,6 +230,7 @@ fn three_processes_infer_with_the_owners_weights() {
         assert_eq!(v["images"], 30, "party {i}");
         assert_eq!(v["keys"], "os");
         if i == 0 {
+            server_side_accuracy = v["accuracy"].as_f64().unwrap();
             assert!(v["agreement"].as_f64().unwrap() >= 0.95, "{v}");
             assert_eq!(v["received"], serde_json::json!(["image count (public)", "predictions"]));
         } else {
@@ -236,6 +238,42 @@ fn three_processes_infer_with_the_owners_weights() {
             assert_eq!(v["received"], serde_json::json!(["image count (public)"]));
         }
     }
+    // Client-server: party 0 (the server) alone has the weights, party 1 (the client) alone reads
+    // the images and receives the predictions; party 2 helps and learns nothing.
+    let roles = ["--model-owner", "0", "--data-owner", "1", "--output-to", "1"];
+    let job = |i: usize| -> Vec<&str> {
+        let mut j = vec!["infer", "--model", "lenet", "--limit", "30", "--backend", "cpu", "--json"];
+        j.extend(roles);
+        if i == 0 {
+            j.extend(["--weights", w]);
+        }
+        j
+    };
+    let children: Vec<Child> = (0..3).map(|i| spawn_party(&config, i, &job(i))).collect();
+    for (i, c) in children.into_iter().enumerate() {
+        let out = c.wait_with_output().unwrap();
+        assert!(out.status.success(), "party {i}: {}", String::from_utf8_lossy(&out.stderr));
+        let v = last_json(&out);
+        assert_eq!(v["images"], 30, "party {i}");
+        assert_eq!(v["roles"], "model=0 data=1 output=1 weights=0");
+        if i == 1 {
+            // The same model on the same images as above (private rounding may flip a close call).
+            let acc = v["accuracy"].as_f64().unwrap();
+            assert!(
+                (acc - server_side_accuracy).abs() <= 2.0 / 30.0 + 1e-9,
+                "{acc} against {server_side_accuracy}: {v}"
+            );
+            assert!(v["predictions_digest"].is_string(), "{v}");
+            assert!(v.get("agreement").is_none(), "the client has no plaintext model: {v}");
+            assert_eq!(v["received"], serde_json::json!(["image count (public)", "predictions"]));
+        } else {
+            assert_no_results(i, &v, &String::from_utf8_lossy(&out.stdout));
+            assert_eq!(v["received"], serde_json::json!(["image count (public)"]));
+        }
+    }
+    // The server without its weights is a clear error.
+    let out = bin().args(["infer", "--model", "lenet", "--limit", "4", "--backend", "cpu"]).output().unwrap();
+    assert!(!out.status.success() && String::from_utf8_lossy(&out.stderr).contains("--weights"));
     let _ = std::fs::remove_dir_all(&dir);
 }
 

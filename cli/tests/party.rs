@@ -462,3 +462,24 @@ fn bin_party_insecure(config: &Path, id: usize) -> Child {
         .spawn()
         .unwrap()
 }
+
+#[test]
+fn parties_that_disagree_on_the_roles_refuse_each_other() {
+    let dir = keys_dir("roles");
+    let config = dir.join("test.toml");
+    write_config(&config, &dir, free_ports(), 10.0, 5.0);
+    let client_server: &[&str] =
+        &["infer", "--model", "lenet", "--backend", "cpu", "--data-owner", "1", "--output-to", "1"];
+    let default_roles: &[&str] = &["infer", "--model", "lenet", "--backend", "cpu"];
+    let start = Instant::now();
+    let children: Vec<Child> =
+        (0..3).map(|i| spawn_party(&config, i, if i == 2 { default_roles } else { client_server })).collect();
+    for (i, c) in children.into_iter().enumerate() {
+        let out = c.wait_with_output().unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "party {i} should refuse: {stderr}");
+        assert!(!stderr.contains("--weights"), "party {i} refused before reading anything: {stderr}");
+    }
+    assert!(start.elapsed() < Duration::from_secs(20), "took {:?}", start.elapsed());
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -4,10 +4,10 @@
 //!
 //! # For backend authors
 //!
-//! A new backend conforms when [`check_backend`] passes on it. Put
-//! `cryptgpu-testkit` in your `[dev-dependencies]` and call [`assert_conforms`] (or
-//! [`check_backend_with`] and [`Report::assert_passed`] for another seed or size) from a
-//! `#[test]`; a failure panics with the seed and, for every failed check, the operation, the
+//! A new backend conforms when [`check_backend`] passes on it ([`Sizes::Standard`], seed
+//! [`Config::DEFAULT_SEED`]). Put `cryptgpu-testkit` in your `[dev-dependencies]` and call
+//! [`assert_conforms`]`(&your_backend)` from a `#[test]` (or [`check_backend_with`] and
+//! [`Report::assert_passed`] for another seed or size, e.g. [`Sizes::Full`] on a GPU); a failure panics with the seed and, for every failed check, the operation, the
 //! shapes and the first mismatching element. The [`Report`] itself can be printed (one line per
 //! check) or serialised with serde, e.g. for a self-test of a release binary (`cryptgpu selftest`
 //! does this for the CUDA backend). An error returned by the candidate where the CPU succeeds, or
@@ -17,9 +17,13 @@
 //! use cryptgpu_kernels_cpu::CpuBackend;
 //! use cryptgpu_testkit::{check_backend_with, Config, Sizes};
 //!
-//! let report = check_backend_with(&CpuBackend, &Config { sizes: Sizes::Quick, ..Config::default() });
+//! // In a backend's own tests: `CpuBackend` stands for the candidate.
+//! cryptgpu_testkit::assert_conforms(&CpuBackend);
+//!
+//! // Another seed and size, and the report itself.
+//! let report = check_backend_with(&CpuBackend, &Config { seed: 42, sizes: Sizes::Quick });
 //! assert!(report.passed(), "{report}");
-//! report.assert_passed(); // the same, with only the failures in the panic message
+//! println!("{}", report.summary());
 //! ```
 #![deny(missing_docs)]
 
@@ -39,13 +43,15 @@ use serde::{Deserialize, Serialize};
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Sizes {
-    /// Small shapes only (still of odd sizes that are multiples of no block size): about a second
-    /// on a CPU, for `#[test]`s and examples.
+    /// Small shapes only (still of odd sizes that are multiples of no block size): a fraction of
+    /// a second on a CPU, for examples and quick `#[test]`s.
     Quick,
-    /// Adds tensors of 65,537 elements, a 513×1000×257 GEMM and one with K = 40,000.
+    /// Adds tensors of 65,537 elements, a 513×1000×257 GEMM, one with K = 40,000 and a PRG fill
+    /// of 100,001 elements: about a second on a CPU.
     #[default]
     Standard,
-    /// Adds the large cases as well: a GEMM with K > 2^21, tensors of more than 4M elements.
+    /// Adds the large cases as well: a GEMM with K > 2^21, tensors of more than 4M elements (a few
+    /// seconds on a CPU).
     Full,
 }
 

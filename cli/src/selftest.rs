@@ -1,10 +1,11 @@
-//! `cryptgpu selftest`: the differential suite (every backend operation and protocol against the
-//! CPU oracle, bit for bit) from the release binary, for machines without a Rust toolchain.
+//! `cryptgpu selftest`: the conformance suite of `cryptgpu-testkit` (every backend operation and
+//! protocol against the CPU oracle, bit for bit) from the release binary, for machines without a
+//! Rust toolchain.
 
 use anyhow::{bail, Result};
 use clap::Args as ClapArgs;
 use cryptgpu_kernels_cuda::GemmPath;
-use cryptgpu_tests::diff::{run_suite, Check};
+use cryptgpu_testkit::{check_backend_with, Check, Config, Sizes};
 
 use crate::device::{BackendChoice, Device};
 
@@ -17,7 +18,8 @@ pub struct Args {
     /// Seed of the random inputs.
     #[arg(long, default_value_t = 7)]
     seed: u64,
-    /// Skip the large cases (K > 2^21 GEMM, 4M-element tensors).
+    /// Skip the large cases (K > 2^21 GEMM, 4M-element tensors): the testkit's standard sizes
+    /// instead of its full ones.
     #[arg(long)]
     quick: bool,
     /// Print a JSON object as the last line of standard output.
@@ -27,30 +29,25 @@ pub struct Args {
 
 pub fn run(args: &Args) -> Result<()> {
     let device = args.backend.open()?;
+    let config = Config { seed: args.seed, sizes: if args.quick { Sizes::Standard } else { Sizes::Full } };
     let mut results: Vec<(String, Check)> = Vec::new();
     // Shapes on which `Auto` fell back from the int8 to the f64 limb path (CUDA only).
     let mut fallbacks = Vec::new();
     match &device {
         Device::Cpu(be) => {
-            results.extend(run_suite(be, args.seed, !args.quick).into_iter().map(|c| ("cpu".to_string(), c)))
+            results.extend(check_backend_with(be, &config).checks.into_iter().map(|c| ("cpu".to_string(), c)))
         }
         Device::Cuda(be) => {
             for path in [GemmPath::Auto, GemmPath::F64Limbs, GemmPath::I8Limbs, GemmPath::Simt] {
                 let dev = be.clone().with_gemm_path(path);
-                results.extend(run_suite(&dev, args.seed, !args.quick).into_iter().map(|c| (format!("{path:?}"), c)));
+                results.extend(check_backend_with(&dev, &config).checks.into_iter().map(|c| (format!("{path:?}"), c)));
             }
             fallbacks = be.gemm_fallbacks();
         }
     }
     let failed: Vec<&(String, Check)> = results.iter().filter(|(_, c)| !c.passed).collect();
     for (path, c) in &results {
-        let mark = if c.passed { "ok  " } else { "FAIL" };
-        println!(
-            "{mark} [{path}] {} ({:.3} s){}",
-            c.name,
-            c.seconds,
-            if c.passed { String::new() } else { format!(": {}", c.detail) }
-        );
+        println!("[{path}] {c}");
     }
     for note in &fallbacks {
         println!("note: {note}");
@@ -66,6 +63,7 @@ pub fn run(args: &Args) -> Result<()> {
             "backend": device.name(),
             "gpu": device.gpu_info(),
             "seed": args.seed,
+            "sizes": config.sizes,
             "checks": results.len(),
             "failed": failed.len(),
             "results": checks,

@@ -4,7 +4,7 @@
 use cryptgpu_kernels_cpu::CpuBackend;
 use cryptgpu_ring::{Conv2dParams, FixedPoint};
 use cryptgpu_sharing::{run_local, KeySource, RunConfig};
-use cryptgpu_tests::random_fixed;
+use cryptgpu_testkit::random_fixed;
 
 fn conv_f64(x: &[f64], xs: [usize; 4], w: &[f64], ws: [usize; 4], p: &Conv2dParams) -> (Vec<f64>, [usize; 4]) {
     let [n, c, h, wd] = xs;
@@ -41,9 +41,9 @@ fn conv_f64(x: &[f64], xs: [usize; 4], w: &[f64], ws: [usize; 4], p: &Conv2dPara
 fn conv_then_dense_matches_f64() {
     let codec = FixedPoint::default();
     let p = Conv2dParams { stride: (1, 1), padding: (1, 1) };
-    let (xv, x) = random_fixed(1, &[2, 1, 8, 8], 1.0, codec);
-    let (wv, w) = random_fixed(2, &[4, 1, 3, 3], 0.5, codec);
-    let (dv, d) = random_fixed(3, &[256, 10], 0.1, codec);
+    let (xv, x) = random_fixed(1, &[2, 1, 8, 8], 1.0, codec).expect("in range");
+    let (wv, w) = random_fixed(2, &[4, 1, 3, 3], 0.5, codec).expect("in range");
+    let (dv, d) = random_fixed(3, &[256, 10], 0.1, codec).expect("in range");
     let out = run_local(CpuBackend, RunConfig { codec, ..RunConfig::default() }, |party| {
         let sx = party.input(0, (party.id() == 0).then_some(&x), x.shape())?;
         let sw = party.input(1, (party.id() == 1).then_some(&w), w.shape())?;
@@ -70,8 +70,8 @@ fn conv_then_dense_matches_f64() {
 #[test]
 fn seeded_runs_are_bit_identical() {
     let codec = FixedPoint::default();
-    let (_, a) = random_fixed(4, &[16, 32], 1.0, codec);
-    let (_, b) = random_fixed(5, &[32, 8], 1.0, codec);
+    let (_, a) = random_fixed(4, &[16, 32], 1.0, codec).expect("in range");
+    let (_, b) = random_fixed(5, &[32, 8], 1.0, codec).expect("in range");
     let cfg = RunConfig { codec, keys: KeySource::InsecureSeed(9), ..RunConfig::default() };
     let go = || {
         run_local(CpuBackend, cfg, |party| {

@@ -284,10 +284,7 @@ fn print_layers(rows: &[LayerTraffic]) {
 }
 
 /// One party's private training and test-set inference (the same program in-process and over TCP).
-fn train_program<B: Backend, T: Transport>(
-    party: &mut Party<B, T>,
-    job: &Job<'_>,
-) -> cryptgpu_sharing::Result<PrivateOut> {
+fn train_program<B: Backend, T: Transport>(party: &mut Party<B, T>, job: &Job<'_>) -> cryptgpu_nn::Result<PrivateOut> {
     let [c, h, w] = job.spec.input;
     let batches: Vec<Vec<Vec<usize>>> =
         (0..job.epochs).map(|e| shuffled_batches(job.n_train, job.batch, job.seed + e as u64)).collect();
@@ -592,7 +589,7 @@ pub fn infer(args: &InferArgs) -> Result<()> {
             pb.inc(idx.len() as u64);
         }
         pb.finish_and_clear();
-        Ok((preds, start.elapsed().as_secs_f64(), eng.traffic))
+        Ok::<_, cryptgpu_nn::NnError>((preds, start.elapsed().as_secs_f64(), eng.traffic))
     })?);
     let (preds, seconds, _) = &out[0].value;
     let preds = preds.as_ref().context("the owner received no predictions")?;

@@ -363,7 +363,7 @@ fn protocol_program<B: Backend, T: Transport>(
     let sx = party.input(2, vx.as_ref(), i.x.shape())?;
     let sw = party.input(0, vw.as_ref(), i.w.shape())?;
     let mm = party.matmul_fp(&sa, &sb)?;
-    let prod = party.mul(&sa, &sa)?;
+    let prod = party.mul_int(&sa, &sa)?;
     let cv = party.conv2d_fp(&sx, &sw, &i.p)?;
     let tr = party.truncate(&prod)?;
     let mut out = Vec::new();

@@ -402,7 +402,7 @@ impl InProcess {
                 open_weights: self.save.is_some(),
             };
             let mut bars = Bars::new(id == receiver);
-            Ok(train_private(party, &job, &mut bars)?)
+            train_private(party, &job, &mut bars)
         })?);
         let TrainOutcome { predictions, steps, train_seconds, infer_seconds, .. } = &out[receiver].value;
         let preds = predictions.as_ref().context("the receiver got no predictions")?;
@@ -545,7 +545,7 @@ pub fn infer(args: &InferArgs) -> Result<()> {
         let model = share_model(party, &spec, roles.model_owner, (id == roles.model_owner).then_some(&params))?;
         let images = (id == roles.data_owner).then_some(&test);
         let mut bars = Bars::new(id == receiver);
-        Ok(infer_private(party, &model, &roles, images, test.len(), args.batch, &mut bars)?)
+        infer_private(party, &model, &roles, images, test.len(), args.batch, &mut bars)
     })?);
     let preds = out[receiver].value.predictions.as_ref().context("the receiver got no predictions")?;
     let report = InferReport {

@@ -71,7 +71,7 @@ fn private_softmax<B: Backend>(be: B, config: RunConfig, x: &RingTensor) -> Resu
         let y = p.softmax(&xs, &SoftmaxConfig::default())?;
         let seconds = start.elapsed().as_secs_f64();
         let cost = p.counters().since(&before);
-        Ok((p.reveal_to(&y, 0)?, seconds, cost))
+        Ok::<_, cryptgpu_sharing::SharingError>((p.reveal_to(&y, 0)?, seconds, cost))
     })?)
 }
 

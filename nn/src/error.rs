@@ -47,14 +47,3 @@ impl From<cryptgpu_ring::RingError> for NnError {
 
 /// Result with [`NnError`].
 pub type Result<T, E = NnError> = std::result::Result<T, E>;
-
-/// Lets closures run by `cryptgpu_sharing::run_local` use `?` on nn results: protocol errors pass
-/// through unchanged, everything else becomes `SharingError::Invalid` with its message.
-impl From<NnError> for SharingError {
-    fn from(e: NnError) -> Self {
-        match e {
-            NnError::Sharing(s) => s,
-            other => SharingError::Invalid(other.to_string()),
-        }
-    }
-}

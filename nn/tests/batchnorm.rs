@@ -281,7 +281,7 @@ fn layer_labels_are_unique_and_are_what_the_engine_reports() {
         let mut pe = PrivateEngine::new(party);
         model.train_step(&mut pe, &sx, &sy, &opt).unwrap();
         let seen = |phase: Phase| pe.timing.keys().filter(|(_, p)| *p == phase).map(|(l, _)| l.clone()).collect();
-        Ok((seen(Phase::Forward), seen(Phase::Backward)))
+        Ok::<_, cryptgpu_nn::NnError>((seen(Phase::Forward), seen(Phase::Backward)))
     })
     .unwrap();
     let (fwd, bwd): &(BTreeSet<String>, BTreeSet<String>) = &out[0].value;

@@ -17,7 +17,7 @@ use cryptgpu_ring::shape::check_same;
 use cryptgpu_ring::{Backend, BinaryOp, Conv2dParams, DeviceTensor, RingTensor, ScalarOp, UnaryOp};
 
 use crate::ashare::AShare;
-use crate::error::{Result, SharingError};
+use crate::error::Result;
 use crate::party::Party;
 use crate::streams::{KeyRole, Purpose};
 
@@ -46,72 +46,66 @@ impl<B: Backend, T: Transport> Party<B, T> {
     /// With `o = owner`: `x_o = G(K_o)` (known to `P_o` and `P_{o-1}`), `x_{o+1} = v - x_o` (sent by
     /// the owner to `P_{o+1}`), `x_{o+2} = 0`. Cost: **1 round; the owner sends 8 B per element to
     /// its next party, the others send nothing.**
+    ///
+    /// ```rust
+    /// use cryptgpu_kernels_cpu::CpuBackend;
+    /// use cryptgpu_ring::RingTensor;
+    /// use cryptgpu_sharing::{run_local, RunConfig, SharingError};
+    ///
+    /// let outs = run_local(CpuBackend, RunConfig::default(), |p| {
+    ///     // Party 2 owns the input; the others pass `None` and the same shape.
+    ///     let v = RingTensor::new(&[3], vec![1, 2, 3])?;
+    ///     let x = p.input(2, (p.id() == 2).then_some(&v), &[3])?;
+    ///     Ok::<_, SharingError>(p.reveal(&x)?.into_data())
+    /// })?;
+    /// assert!(outs.iter().all(|o| o.value == [1, 2, 3]));
+    /// # Ok::<(), SharingError>(())
+    /// ```
     pub fn input(&mut self, owner: usize, value: Option<&RingTensor>, shape: &[usize]) -> Result<AShare<B>> {
-        if owner > 2 {
-            return Err(SharingError::Invalid(format!("input owner {owner} is not 0, 1 or 2")));
-        }
-        let me = self.id();
-        match (me == owner, value) {
-            (true, None) => {
-                return Err(SharingError::Invalid(format!("party {me} owns the input but passed no value")))
-            }
-            (false, Some(_)) => {
-                return Err(SharingError::Invalid(format!(
-                    "party {me} passed a value for an input owned by party {owner}"
-                )))
-            }
-            (true, Some(v)) => check_same("input", v.shape(), shape)?,
-            (false, None) => {}
-        }
-        let n: usize = shape.iter().product();
-        if me == owner {
-            let v = self.upload(value.expect("checked above"))?;
-            let x_o = self.draw(KeyRole::Own, Purpose::Input, shape)?;
-            let x_next = self.op2(BinaryOp::Sub, &v, &x_o)?;
-            self.round(Round::new().send(Peer::Next, self.words(&x_next)?))?;
-            AShare::from_parts(x_o, x_next)
-        } else if me == (owner + 1) % 3 {
-            let mut got = self.round(Round::new().recv(Peer::Prev, n))?;
-            let x = self.tensor(shape, got.take(Peer::Prev)?)?;
-            AShare::from_parts(x, self.backend().zeros(shape)?)
-        } else {
-            let x_o = self.draw(KeyRole::Next, Purpose::Input, shape)?;
-            self.round(Round::new())?;
-            AShare::from_parts(self.backend().zeros(shape)?, x_o)
-        }
+        self.share_input(owner, value, shape)
     }
 
     /// Opens a sharing to all three parties. Each party sends its first share to the next party.
     /// Cost: **1 round, 8 B per element per party.**
+    ///
+    /// ```rust
+    /// use cryptgpu_kernels_cpu::CpuBackend;
+    /// use cryptgpu_ring::{FixedPoint, RingTensor};
+    /// use cryptgpu_sharing::{run_local, RunConfig, SharingError};
+    ///
+    /// let codec = FixedPoint::default();
+    /// let outs = run_local(CpuBackend, RunConfig::default(), |p| {
+    ///     let v = codec.encode_tensor(&[2], &[1.5, -2.25])?;
+    ///     let x = p.input(0, (p.id() == 0).then_some(&v), &[2])?;
+    ///     let opened = p.reveal(&x)?;
+    ///     Ok::<_, SharingError>(codec.decode_tensor(&opened))
+    /// })?;
+    /// assert_eq!(outs[1].value, [1.5, -2.25]);
+    /// # Ok::<(), SharingError>(())
+    /// ```
     pub fn reveal(&mut self, x: &AShare<B>) -> Result<RingTensor> {
-        let mut got = self.round(Round::new().send(Peer::Next, self.words(x.first())?).recv(Peer::Prev, x.len()))?;
-        let missing = self.tensor(x.shape(), got.take(Peer::Prev)?)?;
-        let s = self.op2(BinaryOp::Add, x.first(), x.second())?;
-        self.download(&self.op2(BinaryOp::Add, &s, &missing)?)
+        self.open(x)
     }
 
     /// Opens a sharing to party `to` only (returns `Some` there, `None` elsewhere). Party `to - 1`
     /// sends its first share to `to`. Cost: **1 round; party `to - 1` sends 8 B per element, the
     /// others nothing.**
+    ///
+    /// ```rust
+    /// use cryptgpu_kernels_cpu::CpuBackend;
+    /// use cryptgpu_ring::RingTensor;
+    /// use cryptgpu_sharing::{run_local, RunConfig, SharingError};
+    ///
+    /// let outs = run_local(CpuBackend, RunConfig::default(), |p| {
+    ///     let v = RingTensor::new(&[1], vec![42])?;
+    ///     let x = p.input(0, (p.id() == 0).then_some(&v), &[1])?;
+    ///     Ok::<_, SharingError>(p.reveal_to(&x, 1)?.map(|t| t.into_data()))
+    /// })?;
+    /// assert_eq!(outs.map(|o| o.value), [None, Some(vec![42]), None]);
+    /// # Ok::<(), SharingError>(())
+    /// ```
     pub fn reveal_to(&mut self, x: &AShare<B>, to: usize) -> Result<Option<RingTensor>> {
-        if to > 2 {
-            return Err(SharingError::Invalid(format!("reveal target {to} is not 0, 1 or 2")));
-        }
-        let me = self.id();
-        let mut round = Round::new();
-        if me == (to + 2) % 3 {
-            round = round.send(Peer::Next, self.words(x.first())?);
-        }
-        if me == to {
-            round = round.recv(Peer::Prev, x.len());
-        }
-        let mut got = self.round(round)?;
-        if me != to {
-            return Ok(None);
-        }
-        let missing = self.tensor(x.shape(), got.take(Peer::Prev)?)?;
-        let s = self.op2(BinaryOp::Add, x.first(), x.second())?;
-        Ok(Some(self.download(&self.op2(BinaryOp::Add, &s, &missing)?)?))
+        self.open_to(x, to)
     }
 
     // ----- local linear operations (no communication) -----
@@ -164,8 +158,8 @@ impl<B: Backend, T: Transport> Party<B, T> {
     /// A sharing of a fresh uniformly random value nobody knows: `x_j = G(K_j)`.
     /// Cost: **no communication.**
     pub fn random_share(&mut self, shape: &[usize]) -> Result<AShare<B>> {
-        let first = self.draw(KeyRole::Own, Purpose::RandomShare, shape)?;
-        let second = self.draw(KeyRole::Next, Purpose::RandomShare, shape)?;
+        let first = self.draw_builtin(KeyRole::Own, Purpose::RandomShare, shape)?;
+        let second = self.draw_builtin(KeyRole::Next, Purpose::RandomShare, shape)?;
         AShare::from_parts(first, second)
     }
 
@@ -212,21 +206,45 @@ impl<B: Backend, T: Transport> Party<B, T> {
         }
     }
 
-    /// Elementwise product of integer sharings. **1 round, 8 B per element per party.**
-    pub fn mul(&mut self, x: &AShare<B>, y: &AShare<B>) -> Result<AShare<B>> {
-        check_same("mul", x.shape(), y.shape())?;
+    /// Elementwise integer product over Z_2^64. **1 round, 8 B per element per party.**
+    ///
+    /// Not truncated: for fixed-point inputs the result has `2f` fractional bits; use
+    /// [`mul_fp`](Self::mul_fp) for a fixed-point product.
+    pub fn mul_int(&mut self, x: &AShare<B>, y: &AShare<B>) -> Result<AShare<B>> {
+        check_same("mul_int", x.shape(), y.shape())?;
         self.bilinear(x, y, &|b, p, q| b.binary(BinaryOp::Mul, p, q), false)
     }
 
     /// Elementwise product of fixed-point sharings, truncated. **3 rounds; 24 / 16 / 16 B per element.**
+    ///
+    /// ```rust
+    /// use cryptgpu_kernels_cpu::CpuBackend;
+    /// use cryptgpu_ring::FixedPoint;
+    /// use cryptgpu_sharing::{run_local, RunConfig, SharingError};
+    ///
+    /// let codec = FixedPoint::default();
+    /// let outs = run_local(CpuBackend, RunConfig::default(), |p| {
+    ///     let (a, b) = (codec.encode_tensor(&[2], &[1.5, -3.0])?, codec.encode_tensor(&[2], &[2.0, 0.25])?);
+    ///     let x = p.input(0, (p.id() == 0).then_some(&a), &[2])?;
+    ///     let y = p.input(1, (p.id() == 1).then_some(&b), &[2])?;
+    ///     let z = p.mul_fp(&x, &y)?;
+    ///     Ok::<_, SharingError>(codec.decode_tensor(&p.reveal(&z)?))
+    /// })?;
+    /// let z = &outs[0].value;
+    /// assert!((z[0] - 3.0).abs() < 1e-4 && (z[1] + 0.75).abs() < 1e-4);
+    /// # Ok::<(), SharingError>(())
+    /// ```
     pub fn mul_fp(&mut self, x: &AShare<B>, y: &AShare<B>) -> Result<AShare<B>> {
         check_same("mul_fp", x.shape(), y.shape())?;
         self.bilinear(x, y, &|b, p, q| b.binary(BinaryOp::Mul, p, q), true)
     }
 
-    /// Matrix product of integer sharings (2-D, or batched 3-D).
+    /// Integer matrix product over Z_2^64 (2-D, or batched 3-D).
     /// **1 round, 8 B per output element per party** (`8·m·n` B for an `m x k` by `k x n` product).
-    pub fn matmul(&mut self, x: &AShare<B>, y: &AShare<B>) -> Result<AShare<B>> {
+    ///
+    /// Not truncated: for fixed-point inputs the result has `2f` fractional bits; use
+    /// [`matmul_fp`](Self::matmul_fp) for a fixed-point product.
+    pub fn matmul_int(&mut self, x: &AShare<B>, y: &AShare<B>) -> Result<AShare<B>> {
         self.bilinear(x, y, &|b, p, q| b.matmul(p, q, false, false), false)
     }
 
@@ -236,13 +254,37 @@ impl<B: Backend, T: Transport> Party<B, T> {
     ///
     /// Error bound (no truncation failure), with `δ = 2^-f` and real inputs `a`, `b` encoded by
     /// rounding to nearest: `|out[i][j] - Σ_k a[i][k]·b[k][j]| < (δ/2)·Σ_k (|a[i][k]| + |b[k][j]|) + K·δ²/4 + δ`.
+    ///
+    /// ```rust
+    /// use cryptgpu_kernels_cpu::CpuBackend;
+    /// use cryptgpu_ring::FixedPoint;
+    /// use cryptgpu_sharing::{run_local, RunConfig, SharingError};
+    ///
+    /// let codec = FixedPoint::default();
+    /// let outs = run_local(CpuBackend, RunConfig::default(), |p| {
+    ///     // [1 2] x [0.5]  = [ 2.5]
+    ///     // [3 4]   [1.0]    [ 5.5]
+    ///     let a = codec.encode_tensor(&[2, 2], &[1.0, 2.0, 3.0, 4.0])?;
+    ///     let b = codec.encode_tensor(&[2, 1], &[0.5, 1.0])?;
+    ///     let x = p.input(0, (p.id() == 0).then_some(&a), &[2, 2])?;
+    ///     let y = p.input(1, (p.id() == 1).then_some(&b), &[2, 1])?;
+    ///     let z = p.matmul_fp(&x, &y)?;
+    ///     Ok::<_, SharingError>(codec.decode_tensor(&p.reveal(&z)?))
+    /// })?;
+    /// let z = &outs[2].value;
+    /// assert!((z[0] - 2.5).abs() < 1e-4 && (z[1] - 5.5).abs() < 1e-4);
+    /// # Ok::<(), SharingError>(())
+    /// ```
     pub fn matmul_fp(&mut self, x: &AShare<B>, y: &AShare<B>) -> Result<AShare<B>> {
         self.bilinear(x, y, &|b, p, q| b.matmul(p, q, false, false), true)
     }
 
-    /// 2-D convolution of an NCHW input sharing with an OIHW weight sharing (integer).
+    /// Integer 2-D convolution over Z_2^64 of an NCHW input sharing with an OIHW weight sharing.
     /// **1 round, 8 B per output element per party.**
-    pub fn conv2d(&mut self, x: &AShare<B>, w: &AShare<B>, p: &Conv2dParams) -> Result<AShare<B>> {
+    ///
+    /// Not truncated: for fixed-point inputs the result has `2f` fractional bits; use
+    /// [`conv2d_fp`](Self::conv2d_fp) for a fixed-point convolution.
+    pub fn conv2d_int(&mut self, x: &AShare<B>, w: &AShare<B>, p: &Conv2dParams) -> Result<AShare<B>> {
         let p = *p;
         self.bilinear(x, w, &move |b, s, t| b.conv2d(s, t, &p), false)
     }

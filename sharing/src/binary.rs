@@ -14,9 +14,8 @@ use cryptgpu_ring::shape::check_same;
 use cryptgpu_ring::{Backend, BinaryOp, DeviceTensor, RingTensor, ScalarOp, ShiftOp};
 
 pub use crate::ashare::BShare;
-use crate::error::{Result, SharingError};
+use crate::error::Result;
 use crate::party::Party;
-use crate::streams::{KeyRole, Purpose};
 
 /// A tensor's words, for sending.
 pub(crate) fn to_words<B: Backend>(be: &B, t: &B::Tensor) -> Result<Vec<u64>> {
@@ -48,47 +47,18 @@ impl<B: Backend, T: Transport> Party<B, T> {
     /// same `shape`): `x_o = G(K_o)`, `x_{o+1} = v ^ x_o` (sent to `P_{o+1}`), `x_{o+2} = 0`.
     /// Cost: **1 round; the owner sends 8 B per word, the others nothing.**
     pub fn b_input(&mut self, owner: usize, value: Option<&RingTensor>, shape: &[usize]) -> Result<BShare<B>> {
-        if owner > 2 {
-            return Err(SharingError::Invalid(format!("input owner {owner} is not 0, 1 or 2")));
-        }
-        let me = self.id();
-        match (me == owner, value) {
-            (true, None) => {
-                return Err(SharingError::Invalid(format!("party {me} owns the input but passed no value")))
-            }
-            (false, Some(_)) => {
-                return Err(SharingError::Invalid(format!(
-                    "party {me} passed a value for an input owned by party {owner}"
-                )))
-            }
-            (true, Some(v)) => check_same("b_input", v.shape(), shape)?,
-            (false, None) => {}
-        }
-        let be = self.backend().clone();
-        let n: usize = shape.iter().product();
-        if me == owner {
-            let v = be.upload(value.expect("checked above"))?;
-            let x_o = self.draw(KeyRole::Own, Purpose::BinaryInput, shape)?;
-            let x_next = be.binary(BinaryOp::Xor, &v, &x_o)?;
-            self.round(Round::new().send(Peer::Next, to_words(&be, &x_next)?))?;
-            BShare::from_parts(x_o, x_next)
-        } else if me == (owner + 1) % 3 {
-            let mut got = self.round(Round::new().recv(Peer::Prev, n))?;
-            BShare::from_parts(from_words(&be, shape, got.take(Peer::Prev)?)?, be.zeros(shape)?)
-        } else {
-            let x_o = self.draw(KeyRole::Next, Purpose::BinaryInput, shape)?;
-            self.round(Round::new())?;
-            BShare::from_parts(be.zeros(shape)?, x_o)
-        }
+        self.share_input(owner, value, shape)
     }
 
     /// Opens a binary sharing to all parties. **1 round, 8 B per word per party.**
     pub fn b_reveal(&mut self, x: &BShare<B>) -> Result<RingTensor> {
-        let be = self.backend().clone();
-        let mut got = self.round(Round::new().send(Peer::Next, to_words(&be, x.first())?).recv(Peer::Prev, x.len()))?;
-        let missing = from_words(&be, x.shape(), got.take(Peer::Prev)?)?;
-        let s = be.binary(BinaryOp::Xor, x.first(), x.second())?;
-        Ok(be.download(&be.binary(BinaryOp::Xor, &s, &missing)?)?)
+        self.open(x)
+    }
+
+    /// Opens a binary sharing to party `to` only (`Some` there, `None` elsewhere). **1 round;
+    /// party `to - 1` sends 8 B per word, the others nothing.**
+    pub fn b_reveal_to(&mut self, x: &BShare<B>, to: usize) -> Result<Option<RingTensor>> {
+        self.open_to(x, to)
     }
 
     /// The trivial binary sharing of a public tensor `c` (`x_0 = c`, `x_1 = x_2 = 0`). No communication.

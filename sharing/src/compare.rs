@@ -356,7 +356,7 @@ impl<B: Backend, T: Transport> Party<B, T> {
         let (nc, k, cols) = (win.n * win.c, win.kh * win.kw, win.n * win.c * win.oh * win.ow);
         check_same("max_pool2d_backward", onehot.shape(), &[k, cols])?;
         let g = gy.map(|t| be.broadcast_to(&be.reshape(t, &[1, cols])?, &[k, cols]))?;
-        let routed = self.mul(&g, onehot)?;
+        let routed = self.mul_int(&g, onehot)?;
         let x = routed.map(|t| be.col2im(t, &[nc, 1, win.h, win.w], p.kernel, p.stride, p.padding))?;
         x.map(|t| be.reshape(t, input_shape))
     }

@@ -167,10 +167,10 @@ impl<B: Backend, T: Transport> Party<B, T> {
         match self.id() {
             0 => {
                 let a = v;
-                let a0 = self.draw(KeyRole::Own, Purpose::BinaryInput, &shape)?;
-                let z0 = self.draw(KeyRole::Own, Purpose::CarryGenerate, &shape)?;
-                let s = self.draw(KeyRole::Next, Purpose::CarryGenerate, &shape)?;
-                let z1 = self.draw(KeyRole::Next, Purpose::CarryGenerate, &shape)?;
+                let a0 = self.draw_builtin(KeyRole::Own, Purpose::BinaryInput, &shape)?;
+                let z0 = self.draw_builtin(KeyRole::Own, Purpose::CarryGenerate, &shape)?;
+                let s = self.draw_builtin(KeyRole::Next, Purpose::CarryGenerate, &shape)?;
+                let z1 = self.draw_builtin(KeyRole::Next, Purpose::CarryGenerate, &shape)?;
                 let a1 = xor(a, &a0)?;
                 let e = xor(&a1, &s)?;
                 let mut to_p2 = piggy;
@@ -180,8 +180,8 @@ impl<B: Backend, T: Transport> Party<B, T> {
             }
             1 => {
                 let x2 = v;
-                let s = self.draw(KeyRole::Own, Purpose::CarryGenerate, &shape)?;
-                let z1 = self.draw(KeyRole::Own, Purpose::CarryGenerate, &shape)?;
+                let s = self.draw_builtin(KeyRole::Own, Purpose::CarryGenerate, &shape)?;
+                let z1 = self.draw_builtin(KeyRole::Own, Purpose::CarryGenerate, &shape)?;
                 let f = xor(&and(&s, x2)?, &z1)?;
                 let mut got = self
                     .round(Round::new().send(Peer::Next, to_words(&be, &f)?).recv(Peer::Prev, n).recv(Peer::Next, n))?;
@@ -192,8 +192,8 @@ impl<B: Backend, T: Transport> Party<B, T> {
             }
             _ => {
                 let x2 = v;
-                let a0 = self.draw(KeyRole::Next, Purpose::BinaryInput, &shape)?;
-                let z0 = self.draw(KeyRole::Next, Purpose::CarryGenerate, &shape)?;
+                let a0 = self.draw_builtin(KeyRole::Next, Purpose::BinaryInput, &shape)?;
+                let z0 = self.draw_builtin(KeyRole::Next, Purpose::CarryGenerate, &shape)?;
                 let a0x2 = and(&a0, x2)?;
                 let u = xor(&a0x2, &z0)?;
                 let mut got = self.round(
@@ -330,15 +330,15 @@ impl<B: Backend, T: Transport> Party<B, T> {
                 let aw = shl(a, 1)?;
                 let alpha_b = xor(&mask(&and(&aw, &shl(&aw, 1)?)?, ODD)?, &mask(&shr(&aw, 1)?, EVEN)?)?;
                 let alpha_c = xor(&mask(&shl(&aw, 1)?, ODD)?, &mask(&and(&aw, &shr(&aw, 1)?)?, EVEN)?)?;
-                let a0 = self.draw(KeyRole::Own, Purpose::BinaryInput, &shape)?;
-                let b0 = self.draw(KeyRole::Own, Purpose::CarryGenerate, &shape)?;
-                let c0 = self.draw(KeyRole::Own, Purpose::CarryGenerate, &shape)?;
-                let z0 = self.draw(KeyRole::Own, Purpose::CarryGenerate, &shape)?;
+                let a0 = self.draw_builtin(KeyRole::Own, Purpose::BinaryInput, &shape)?;
+                let b0 = self.draw_builtin(KeyRole::Own, Purpose::CarryGenerate, &shape)?;
+                let c0 = self.draw_builtin(KeyRole::Own, Purpose::CarryGenerate, &shape)?;
+                let z0 = self.draw_builtin(KeyRole::Own, Purpose::CarryGenerate, &shape)?;
                 let mut s = Vec::with_capacity(3);
                 for _ in 0..3 {
-                    s.push(self.draw(KeyRole::Next, Purpose::CarryGenerate, &shape)?);
+                    s.push(self.draw_builtin(KeyRole::Next, Purpose::CarryGenerate, &shape)?);
                 }
-                let z1 = self.draw(KeyRole::Next, Purpose::CarryGenerate, &shape)?;
+                let z1 = self.draw_builtin(KeyRole::Next, Purpose::CarryGenerate, &shape)?;
                 let a1 = xor(a, &a0)?;
                 let ones = [shl(&a1, 1)?, xor(&alpha_b, &b0)?, xor(&alpha_c, &c0)?];
                 let mut to_p1 = to_words(&be, &a1)?;
@@ -356,9 +356,9 @@ impl<B: Backend, T: Transport> Party<B, T> {
                 let (betas, d) = betas(x2)?;
                 let mut s = Vec::with_capacity(3);
                 for _ in 0..3 {
-                    s.push(self.draw(KeyRole::Own, Purpose::CarryGenerate, &shape)?);
+                    s.push(self.draw_builtin(KeyRole::Own, Purpose::CarryGenerate, &shape)?);
                 }
-                let z1 = self.draw(KeyRole::Own, Purpose::CarryGenerate, &shape)?;
+                let z1 = self.draw_builtin(KeyRole::Own, Purpose::CarryGenerate, &shape)?;
                 let f = xor(&dot(&[&s[0], &s[1], &s[2]], &betas)?, &z1)?;
                 let mut got = self.round(
                     Round::new().send(Peer::Next, to_words(&be, &f)?).recv(Peer::Prev, 3 * n).recv(Peer::Next, n),
@@ -375,10 +375,10 @@ impl<B: Backend, T: Transport> Party<B, T> {
             _ => {
                 let x2 = v;
                 let (betas, d) = betas(x2)?;
-                let a0 = self.draw(KeyRole::Next, Purpose::BinaryInput, &shape)?;
-                let b0 = self.draw(KeyRole::Next, Purpose::CarryGenerate, &shape)?;
-                let c0 = self.draw(KeyRole::Next, Purpose::CarryGenerate, &shape)?;
-                let z0 = self.draw(KeyRole::Next, Purpose::CarryGenerate, &shape)?;
+                let a0 = self.draw_builtin(KeyRole::Next, Purpose::BinaryInput, &shape)?;
+                let b0 = self.draw_builtin(KeyRole::Next, Purpose::CarryGenerate, &shape)?;
+                let c0 = self.draw_builtin(KeyRole::Next, Purpose::CarryGenerate, &shape)?;
+                let z0 = self.draw_builtin(KeyRole::Next, Purpose::CarryGenerate, &shape)?;
                 let u = xor(&dot(&[&shl(&a0, 1)?, &b0, &c0], &betas)?, &z0)?;
                 let mut got = self.round(
                     Round::new()
@@ -443,9 +443,9 @@ impl<B: Backend, T: Transport> Party<B, T> {
         match self.id() {
             0 => {
                 let u = be.binary(BinaryOp::Xor, bit.first(), bit.second())?;
-                let w0 = self.draw(KeyRole::Own, Purpose::OtMask, &shape)?;
-                let w1 = self.draw(KeyRole::Own, Purpose::OtMask, &shape)?;
-                let r = self.draw(KeyRole::Own, Purpose::OtOutput, &shape)?;
+                let w0 = self.draw_builtin(KeyRole::Own, Purpose::OtMask, &shape)?;
+                let w1 = self.draw_builtin(KeyRole::Own, Purpose::OtMask, &shape)?;
+                let r = self.draw_builtin(KeyRole::Own, Purpose::OtOutput, &shape)?;
                 let m0 = sub(&u, &r)?;
                 let m1 = sub(&be.scalar(ScalarOp::Xor, &u, 1)?, &r)?;
                 let mut msg = to_words(&be, &be.binary(BinaryOp::Add, &m0, &w0)?)?;
@@ -459,20 +459,20 @@ impl<B: Backend, T: Transport> Party<B, T> {
                 let choice = bit.second();
                 let mut got = self.round(Round::new().recv(Peer::Prev, 2 * n).recv(Peer::Next, n))?;
                 let c = self.ot_receive(choice, got.take(Peer::Prev)?, got.take(Peer::Next)?, &shape)?;
-                let rho = self.draw(KeyRole::Next, Purpose::OtOutput, &shape)?;
+                let rho = self.draw_builtin(KeyRole::Next, Purpose::OtOutput, &shape)?;
                 let y1 = sub(&c, &rho)?;
                 self.round(Round::new().send(Peer::Prev, to_words(&be, &y1)?))?;
                 AShare::from_parts(y1, rho)
             }
             _ => {
                 let choice = bit.first();
-                let w0 = self.draw(KeyRole::Next, Purpose::OtMask, &shape)?;
-                let w1 = self.draw(KeyRole::Next, Purpose::OtMask, &shape)?;
-                let r = self.draw(KeyRole::Next, Purpose::OtOutput, &shape)?;
+                let w0 = self.draw_builtin(KeyRole::Next, Purpose::OtMask, &shape)?;
+                let w1 = self.draw_builtin(KeyRole::Next, Purpose::OtMask, &shape)?;
+                let r = self.draw_builtin(KeyRole::Next, Purpose::OtOutput, &shape)?;
                 let w = select(&be, choice, &w0, &w1)?;
                 self.round(Round::new().send(Peer::Prev, to_words(&be, &w)?))?;
                 self.round(Round::new())?;
-                let rho = self.draw(KeyRole::Own, Purpose::OtOutput, &shape)?;
+                let rho = self.draw_builtin(KeyRole::Own, Purpose::OtOutput, &shape)?;
                 AShare::from_parts(rho, r)
             }
         }
@@ -492,15 +492,15 @@ impl<B: Backend, T: Transport> Party<B, T> {
         let add = |p: &B::Tensor, q: &B::Tensor| be.binary(BinaryOp::Add, p, q);
         let sub = |p: &B::Tensor, q: &B::Tensor| be.binary(BinaryOp::Sub, p, q);
         let draw2 = |p: &mut Self, role: KeyRole| -> Result<(B::Tensor, B::Tensor)> {
-            Ok((p.draw(role, Purpose::OtMask, &shape)?, p.draw(role, Purpose::OtMask, &shape)?))
+            Ok((p.draw_builtin(role, Purpose::OtMask, &shape)?, p.draw_builtin(role, Purpose::OtMask, &shape)?))
         };
         match self.id() {
             0 => {
                 let u = be.binary(BinaryOp::Xor, bit.first(), bit.second())?;
                 let w = draw2(self, KeyRole::Own)?;
                 let w_p2 = draw2(self, KeyRole::Next)?;
-                let rho0 = self.draw(KeyRole::Own, Purpose::OtOutput, &shape)?;
-                let rho1 = self.draw(KeyRole::Next, Purpose::OtOutput, &shape)?;
+                let rho0 = self.draw_builtin(KeyRole::Own, Purpose::OtOutput, &shape)?;
+                let rho1 = self.draw_builtin(KeyRole::Next, Purpose::OtOutput, &shape)?;
                 let r = add(&rho0, &rho1)?;
                 let m0 = sub(&u, &r)?;
                 let m1 = sub(&be.scalar(ScalarOp::Xor, &u, 1)?, &r)?;
@@ -516,7 +516,7 @@ impl<B: Backend, T: Transport> Party<B, T> {
             1 => {
                 let b2 = bit.second();
                 let w_p2 = draw2(self, KeyRole::Own)?;
-                let rho1 = self.draw(KeyRole::Own, Purpose::OtOutput, &shape)?;
+                let rho1 = self.draw_builtin(KeyRole::Own, Purpose::OtOutput, &shape)?;
                 let to_p2 = to_words(&be, &select(&be, b2, &w_p2.0, &w_p2.1)?)?;
                 let mut got =
                     self.round(Round::new().send(Peer::Next, to_p2).recv(Peer::Prev, 2 * n).recv(Peer::Next, n))?;
@@ -526,7 +526,7 @@ impl<B: Backend, T: Transport> Party<B, T> {
             _ => {
                 let b2 = bit.first();
                 let w = draw2(self, KeyRole::Next)?;
-                let rho0 = self.draw(KeyRole::Next, Purpose::OtOutput, &shape)?;
+                let rho0 = self.draw_builtin(KeyRole::Next, Purpose::OtOutput, &shape)?;
                 let to_p1 = to_words(&be, &select(&be, b2, &w.0, &w.1)?)?;
                 let mut got =
                     self.round(Round::new().send(Peer::Prev, to_p1).recv(Peer::Next, 2 * n).recv(Peer::Prev, n))?;
@@ -589,10 +589,10 @@ impl<B: Backend, T: Transport> Party<B, T> {
             0 => {
                 let a = add(x.first(), x.second())?;
                 let u = be.binary(BinaryOp::Xor, bit.first(), bit.second())?;
-                let w0 = self.draw(KeyRole::Own, Purpose::OtMask, &shape)?;
-                let w1 = self.draw(KeyRole::Own, Purpose::OtMask, &shape)?;
-                let r1 = self.draw(KeyRole::Own, Purpose::OtOutput, &shape)?;
-                let d0 = self.draw(KeyRole::Own, Purpose::OtOutput, &shape)?;
+                let w0 = self.draw_builtin(KeyRole::Own, Purpose::OtMask, &shape)?;
+                let w1 = self.draw_builtin(KeyRole::Own, Purpose::OtMask, &shape)?;
+                let r1 = self.draw_builtin(KeyRole::Own, Purpose::OtOutput, &shape)?;
+                let d0 = self.draw_builtin(KeyRole::Own, Purpose::OtOutput, &shape)?;
                 let msg = sender(&a, &u, &r1, &w0, &w1)?;
                 let mut got =
                     self.round(Round::new().send(Peer::Next, msg).recv(Peer::Next, 2 * n).recv(Peer::Prev, n))?;
@@ -605,10 +605,10 @@ impl<B: Backend, T: Transport> Party<B, T> {
             1 => {
                 let x2 = x.second();
                 let v = be.binary(BinaryOp::Xor, bit.first(), bit.second())?;
-                let w0 = self.draw(KeyRole::Next, Purpose::OtMask, &shape)?;
-                let w1 = self.draw(KeyRole::Next, Purpose::OtMask, &shape)?;
-                let r2 = self.draw(KeyRole::Next, Purpose::OtOutput, &shape)?;
-                let d2 = self.draw(KeyRole::Next, Purpose::OtOutput, &shape)?;
+                let w0 = self.draw_builtin(KeyRole::Next, Purpose::OtMask, &shape)?;
+                let w1 = self.draw_builtin(KeyRole::Next, Purpose::OtMask, &shape)?;
+                let r2 = self.draw_builtin(KeyRole::Next, Purpose::OtOutput, &shape)?;
+                let d2 = self.draw_builtin(KeyRole::Next, Purpose::OtOutput, &shape)?;
                 let msg = sender(x2, &v, &r2, &w0, &w1)?;
                 let mut got =
                     self.round(Round::new().send(Peer::Prev, msg).recv(Peer::Prev, 2 * n).recv(Peer::Next, n))?;
@@ -620,14 +620,14 @@ impl<B: Backend, T: Transport> Party<B, T> {
             }
             _ => {
                 // Helper of both OTs: b_2 is the first share, b_0 the second.
-                let w0 = self.draw(KeyRole::Next, Purpose::OtMask, &shape)?;
-                let w1 = self.draw(KeyRole::Next, Purpose::OtMask, &shape)?;
-                let r1 = self.draw(KeyRole::Next, Purpose::OtOutput, &shape)?;
-                let d0 = self.draw(KeyRole::Next, Purpose::OtOutput, &shape)?;
-                let v0 = self.draw(KeyRole::Own, Purpose::OtMask, &shape)?;
-                let v1 = self.draw(KeyRole::Own, Purpose::OtMask, &shape)?;
-                let r2 = self.draw(KeyRole::Own, Purpose::OtOutput, &shape)?;
-                let d2 = self.draw(KeyRole::Own, Purpose::OtOutput, &shape)?;
+                let w0 = self.draw_builtin(KeyRole::Next, Purpose::OtMask, &shape)?;
+                let w1 = self.draw_builtin(KeyRole::Next, Purpose::OtMask, &shape)?;
+                let r1 = self.draw_builtin(KeyRole::Next, Purpose::OtOutput, &shape)?;
+                let d0 = self.draw_builtin(KeyRole::Next, Purpose::OtOutput, &shape)?;
+                let v0 = self.draw_builtin(KeyRole::Own, Purpose::OtMask, &shape)?;
+                let v1 = self.draw_builtin(KeyRole::Own, Purpose::OtMask, &shape)?;
+                let r2 = self.draw_builtin(KeyRole::Own, Purpose::OtOutput, &shape)?;
+                let d2 = self.draw_builtin(KeyRole::Own, Purpose::OtOutput, &shape)?;
                 let to_p1 = select(&be, bit.first(), &w0, &w1)?;
                 let to_p0 = select(&be, bit.second(), &v0, &v1)?;
                 self.round(
@@ -671,7 +671,7 @@ impl<B: Backend, T: Transport> Party<B, T> {
             Ok(msg)
         };
         let draw2 = |p: &mut Self, role: KeyRole| -> Result<(B::Tensor, B::Tensor)> {
-            Ok((p.draw(role, Purpose::OtMask, &shape)?, p.draw(role, Purpose::OtMask, &shape)?))
+            Ok((p.draw_builtin(role, Purpose::OtMask, &shape)?, p.draw_builtin(role, Purpose::OtMask, &shape)?))
         };
         match self.id() {
             0 => {
@@ -681,9 +681,9 @@ impl<B: Backend, T: Transport> Party<B, T> {
                 let w = draw2(self, KeyRole::Own)?;
                 let w_p2 = draw2(self, KeyRole::Next)?;
                 let v_p2 = draw2(self, KeyRole::Next)?;
-                let rho0 = self.draw(KeyRole::Own, Purpose::OtOutput, &shape)?;
-                let rho1 = self.draw(KeyRole::Next, Purpose::OtOutput, &shape)?;
-                let sigma1 = self.draw(KeyRole::Next, Purpose::OtOutput, &shape)?;
+                let rho0 = self.draw_builtin(KeyRole::Own, Purpose::OtOutput, &shape)?;
+                let rho1 = self.draw_builtin(KeyRole::Next, Purpose::OtOutput, &shape)?;
+                let sigma1 = self.draw_builtin(KeyRole::Next, Purpose::OtOutput, &shape)?;
                 let m = messages(&a, &u, &add(&rho0, &rho1)?)?;
                 let to_p1 = padded(&m, &w.0, &w.1)?;
                 let mut to_p2 = padded(&m, &w_p2.0, &w_p2.1)?;
@@ -705,9 +705,9 @@ impl<B: Backend, T: Transport> Party<B, T> {
                 let w_p2 = draw2(self, KeyRole::Own)?;
                 let v_p2 = draw2(self, KeyRole::Own)?;
                 let v_p0 = draw2(self, KeyRole::Next)?;
-                let rho1 = self.draw(KeyRole::Own, Purpose::OtOutput, &shape)?;
-                let sigma1 = self.draw(KeyRole::Own, Purpose::OtOutput, &shape)?;
-                let sigma2 = self.draw(KeyRole::Next, Purpose::OtOutput, &shape)?;
+                let rho1 = self.draw_builtin(KeyRole::Own, Purpose::OtOutput, &shape)?;
+                let sigma1 = self.draw_builtin(KeyRole::Own, Purpose::OtOutput, &shape)?;
+                let sigma2 = self.draw_builtin(KeyRole::Next, Purpose::OtOutput, &shape)?;
                 let m = messages(x2, &v, &add(&sigma1, &sigma2)?)?;
                 let to_p0 = padded(&m, &v_p0.0, &v_p0.1)?;
                 let mut to_p2 = padded(&m, &v_p2.0, &v_p2.1)?;
@@ -726,8 +726,8 @@ impl<B: Backend, T: Transport> Party<B, T> {
                 let (b2, b0) = (bit.first(), bit.second());
                 let w = draw2(self, KeyRole::Next)?;
                 let v_p0 = draw2(self, KeyRole::Own)?;
-                let rho0 = self.draw(KeyRole::Next, Purpose::OtOutput, &shape)?;
-                let sigma2 = self.draw(KeyRole::Own, Purpose::OtOutput, &shape)?;
+                let rho0 = self.draw_builtin(KeyRole::Next, Purpose::OtOutput, &shape)?;
+                let sigma2 = self.draw_builtin(KeyRole::Own, Purpose::OtOutput, &shape)?;
                 let to_p1 = to_words(&be, &select(&be, b2, &w.0, &w.1)?)?;
                 let to_p0 = to_words(&be, &select(&be, b0, &v_p0.0, &v_p0.1)?)?;
                 let mut got = self.round(

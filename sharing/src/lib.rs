@@ -7,6 +7,7 @@
 //! * [`convert`]: MSB, A2B, bit injection and `x * [b]`.
 //! * [`compare`]: DReLU, ReLU, comparisons, sign, abs, max / argmax, max pooling.
 //! * [`approx`]: exp, reciprocal, inverse square root, softmax, cross-entropy gradient.
+//! * [`protocol`]: how to write a protocol outside the crate (rounds, named streams, shares).
 //! * [`runner`]: runs a closure as three in-process parties and collects outputs and counters.
 //! * [`audit`]: statistical checks that every message a party receives looks uniformly random.
 //!
@@ -23,7 +24,9 @@ pub mod binary;
 pub mod compare;
 pub mod convert;
 pub mod error;
+mod io;
 pub mod party;
+pub mod protocol;
 pub mod runner;
 pub mod streams;
 pub mod trunc;
@@ -33,4 +36,5 @@ pub use binary::BShare;
 pub use error::{Result, SharingError};
 pub use party::{KeySource, Party};
 pub use runner::{run_local, run_local_keyed, run_local_with, PartyOutput, RunConfig};
+pub use streams::{KeyRole, Stream};
 pub use trunc::TruncMode;

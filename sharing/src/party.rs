@@ -1,11 +1,12 @@
-//! [`Party`]: one of the three parties, with its backend, transport and correlated randomness.
+//! [`Party`]: one of the three parties, with its backend, transport and correlated randomness,
+//! and the primitives protocols are built from (see [`crate::protocol`]).
 
 use cryptgpu_net::{Counters, Peer, Received, Round, Transport};
 use cryptgpu_ring::prg::Key;
 use cryptgpu_ring::{Backend, BinaryOp, FixedPoint, RingTensor};
 
 use crate::error::{Result, SharingError};
-use crate::streams::{KeyRole, Purpose, Streams};
+use crate::streams::{KeyRole, Purpose, Stream, Streams};
 use crate::trunc::TruncMode;
 
 /// Where a party's PRG keys come from.
@@ -25,8 +26,10 @@ const SEED_STREAM: u64 = u64::from_be_bytes(*b"seedkeys");
 /// One party of the three-party computation.
 ///
 /// Party `i` holds, for every shared value `x = x_0 + x_1 + x_2`, the pair `(x_i, x_{i+1})`.
-/// Protocols are methods on `Party` (see the `arith` module) and must be called by all three parties
-/// in the same order with the same public arguments.
+/// Protocols are methods on `Party` (see the `arith` module) or functions outside the crate built on
+/// [`round`](Self::round), [`register_stream`](Self::register_stream) and [`draw`](Self::draw) (see
+/// [`crate::protocol`]); all three parties must call them in the same order with the same public
+/// arguments.
 pub struct Party<B: Backend, T: Transport> {
     id: usize,
     backend: B,
@@ -98,29 +101,106 @@ impl<B: Backend, T: Transport> Party<B, T> {
         self.transport.counters()
     }
 
-    /// Runs one communication round.
-    pub(crate) fn round(&mut self, round: Round) -> Result<Received> {
+    /// Runs one communication round with the two neighbours: sends this party's messages and
+    /// receives the ones `round` expects, counted in [`counters`](Self::counters).
+    ///
+    /// Rounds are matched by order, not by name: all three parties must call `round` the same
+    /// number of times in the same order (a party with nothing to send or receive still calls it
+    /// with an empty [`Round`]), and what one party expects from a neighbour must be what that
+    /// neighbour sends it in the same round.
+    ///
+    /// ```rust
+    /// use cryptgpu_kernels_cpu::CpuBackend;
+    /// use cryptgpu_net::{Peer, Round};
+    /// use cryptgpu_sharing::{run_local, RunConfig};
+    ///
+    /// // Every party sends its id to the next party and learns the previous party's.
+    /// let outs = run_local(CpuBackend, RunConfig::default(), |p| {
+    ///     let before = p.counters();
+    ///     let mut got = p.round(Round::new().send(Peer::Next, vec![p.id() as u64]).recv(Peer::Prev, 1))?;
+    ///     let prev = got.take(Peer::Prev)?[0];
+    ///     let used = p.counters();
+    ///     Ok::<_, cryptgpu_sharing::SharingError>((prev, used.rounds - before.rounds, used.bytes_sent - before.bytes_sent))
+    /// })?;
+    /// assert_eq!(outs.map(|o| o.value), [(2, 1, 8), (0, 1, 8), (1, 1, 8)]);
+    /// # Ok::<(), cryptgpu_sharing::SharingError>(())
+    /// ```
+    pub fn round(&mut self, round: Round) -> Result<Received> {
         Ok(self.transport.round(round)?)
     }
 
-    /// Draws from one of the party's streams.
-    pub(crate) fn draw(&mut self, role: KeyRole, purpose: Purpose, shape: &[usize]) -> Result<B::Tensor> {
-        self.streams.draw(&self.backend, role, purpose, shape)
+    /// Registers the correlated-randomness stream `name` for a protocol outside this crate and
+    /// returns its handle for [`draw`](Self::draw) and [`zero_share_from`](Self::zero_share_from).
+    ///
+    /// The stream id is derived from the name alone, so the three parties get the same stream
+    /// whatever the order in which they register their streams; it never equals the id of a
+    /// stream of the library's own protocols. An error if `name` is empty, already registered at
+    /// this party, or has the same id as another registered name. No communication.
+    ///
+    /// ```rust
+    /// use cryptgpu_kernels_cpu::CpuBackend;
+    /// use cryptgpu_sharing::streams::KeyRole;
+    /// use cryptgpu_sharing::{run_local, KeySource, RunConfig};
+    ///
+    /// let config = RunConfig { keys: KeySource::InsecureSeed(7), ..RunConfig::default() };
+    /// let outs = run_local(CpuBackend, config, |p| {
+    ///     let masks = p.register_stream("my-protocol/masks")?;
+    ///     assert!(p.register_stream("my-protocol/masks").is_err());
+    ///     // K_i is shared with the previous party, K_{i+1} with the next.
+    ///     let own = p.draw(KeyRole::Own, masks, &[2])?;
+    ///     let next = p.draw(KeyRole::Next, masks, &[2])?;
+    ///     Ok::<_, cryptgpu_sharing::SharingError>((p.download(&own)?, p.download(&next)?))
+    /// })?;
+    /// // Party i's `Next` draw is party i+1's `Own` draw.
+    /// for i in 0..3 {
+    ///     assert_eq!(outs[i].value.1, outs[(i + 1) % 3].value.0);
+    /// }
+    /// # Ok::<(), cryptgpu_sharing::SharingError>(())
+    /// ```
+    pub fn register_stream(&mut self, name: &str) -> Result<Stream> {
+        self.streams.register(name)
+    }
+
+    /// Draws a uniformly random tensor of `shape` from `(key, stream)`, `stream` registered at
+    /// this party with [`register_stream`](Self::register_stream). No communication.
+    ///
+    /// Each `(key, stream)` pair has its own block counter, advanced by every draw: the two
+    /// holders of a key read the same values as long as they make the same draws from that pair
+    /// in the same order ([`KeyRole::Own`] is shared with the previous party, [`KeyRole::Next`]
+    /// with the next; [`KeyRole::Local`] draws are this party's secret).
+    pub fn draw(&mut self, key: KeyRole, stream: Stream, shape: &[usize]) -> Result<B::Tensor> {
+        self.streams.draw(&self.backend, key, stream, shape)
+    }
+
+    /// Draws from one of the built-in streams.
+    pub(crate) fn draw_builtin(&mut self, key: KeyRole, purpose: Purpose, shape: &[usize]) -> Result<B::Tensor> {
+        self.streams.draw(&self.backend, key, purpose.stream(), shape)
     }
 
     /// This party's term of a fresh arithmetic zero sharing: `alpha_i = G(K_i) - G(K_{i+1})`.
     /// The three terms sum to zero; no communication.
     pub fn zero_share(&mut self, shape: &[usize]) -> Result<B::Tensor> {
-        let a = self.draw(KeyRole::Own, Purpose::ZeroShare, shape)?;
-        let b = self.draw(KeyRole::Next, Purpose::ZeroShare, shape)?;
+        self.zero_share_from(Purpose::ZeroShare.stream(), shape)
+    }
+
+    /// [`zero_share`](Self::zero_share) drawn from a registered stream `stream` (under both
+    /// `K_i` and `K_{i+1}`), for protocols that keep their randomness apart from the library's.
+    pub fn zero_share_from(&mut self, stream: Stream, shape: &[usize]) -> Result<B::Tensor> {
+        let a = self.draw(KeyRole::Own, stream, shape)?;
+        let b = self.draw(KeyRole::Next, stream, shape)?;
         Ok(self.backend.binary(BinaryOp::Sub, &a, &b)?)
     }
 
     /// This party's term of a fresh binary zero sharing: `G(K_i) xor G(K_{i+1})`; the three terms
     /// XOR to zero; no communication.
     pub fn zero_share_binary(&mut self, shape: &[usize]) -> Result<B::Tensor> {
-        let a = self.draw(KeyRole::Own, Purpose::BinaryZeroShare, shape)?;
-        let b = self.draw(KeyRole::Next, Purpose::BinaryZeroShare, shape)?;
+        self.zero_share_binary_from(Purpose::BinaryZeroShare.stream(), shape)
+    }
+
+    /// [`zero_share_binary`](Self::zero_share_binary) drawn from a registered stream `stream`.
+    pub fn zero_share_binary_from(&mut self, stream: Stream, shape: &[usize]) -> Result<B::Tensor> {
+        let a = self.draw(KeyRole::Own, stream, shape)?;
+        let b = self.draw(KeyRole::Next, stream, shape)?;
         Ok(self.backend.binary(BinaryOp::Xor, &a, &b)?)
     }
 

@@ -133,11 +133,11 @@ impl<B: Backend, T: Transport> Party<B, T> {
                 let ceil = be.binary(BinaryOp::Add, &be.shift(ShiftOp::RightLogical, &s_off, d)?, &up)?;
                 let a_high = be.shift(ShiftOp::Left, &a, high)?;
                 let part_a = be.scalar(ScalarOp::Sub, &be.binary(BinaryOp::Sub, &ceil, &a_high)?, OFFSET >> d)?;
-                let w0 = self.draw(KeyRole::Next, Purpose::ExactTruncation, &shape)?;
-                let w1 = self.draw(KeyRole::Next, Purpose::ExactTruncation, &shape)?;
-                let s = self.draw(KeyRole::Next, Purpose::ExactTruncation, &shape)?;
-                let rho0 = self.draw(KeyRole::Own, Purpose::ExactTruncation, &shape)?;
-                let rho2 = self.draw(KeyRole::Own, Purpose::ExactTruncation, &shape)?;
+                let w0 = self.draw_builtin(KeyRole::Next, Purpose::ExactTruncation, &shape)?;
+                let w1 = self.draw_builtin(KeyRole::Next, Purpose::ExactTruncation, &shape)?;
+                let s = self.draw_builtin(KeyRole::Next, Purpose::ExactTruncation, &shape)?;
+                let rho0 = self.draw_builtin(KeyRole::Own, Purpose::ExactTruncation, &shape)?;
+                let rho2 = self.draw_builtin(KeyRole::Own, Purpose::ExactTruncation, &shape)?;
                 let m0 = be.binary(BinaryOp::Xor, &be.unary(UnaryOp::Neg, &s)?, &w0)?;
                 let m1 = be.binary(BinaryOp::Xor, &be.binary(BinaryOp::Sub, &a_high, &s)?, &w1)?;
                 let t1 = be.binary(BinaryOp::Add, &part_a, &s)?;
@@ -150,9 +150,9 @@ impl<B: Backend, T: Transport> Party<B, T> {
             }
             1 => {
                 let b = be.shift(ShiftOp::RightLogical, &part, 63)?;
-                let w0 = self.draw(KeyRole::Own, Purpose::ExactTruncation, &shape)?;
-                let w1 = self.draw(KeyRole::Own, Purpose::ExactTruncation, &shape)?;
-                let _s = self.draw(KeyRole::Own, Purpose::ExactTruncation, &shape)?;
+                let w0 = self.draw_builtin(KeyRole::Own, Purpose::ExactTruncation, &shape)?;
+                let w1 = self.draw_builtin(KeyRole::Own, Purpose::ExactTruncation, &shape)?;
+                let _s = self.draw_builtin(KeyRole::Own, Purpose::ExactTruncation, &shape)?;
                 let wb = select(&be, &b, &w0, &w1)?;
                 let mut got = self.round(Round::new().send(Peer::Next, to_words(&be, &wb)?).recv(Peer::Prev, n))?;
                 let t1 = from_words(&be, &shape, got.take(Peer::Prev)?)?;
@@ -167,8 +167,8 @@ impl<B: Backend, T: Transport> Party<B, T> {
                     &be.shift(ShiftOp::RightLogical, &part, d)?,
                     &be.shift(ShiftOp::Left, &b, high)?,
                 )?;
-                let rho0 = self.draw(KeyRole::Next, Purpose::ExactTruncation, &shape)?;
-                let rho2 = self.draw(KeyRole::Next, Purpose::ExactTruncation, &shape)?;
+                let rho0 = self.draw_builtin(KeyRole::Next, Purpose::ExactTruncation, &shape)?;
+                let rho2 = self.draw_builtin(KeyRole::Next, Purpose::ExactTruncation, &shape)?;
                 let mut got = self.round(Round::new().recv(Peer::Next, 2 * n).recv(Peer::Prev, n))?;
                 let mut pair = got.take(Peer::Next)?;
                 let m1 = from_words(&be, &shape, pair.split_off(n))?;
@@ -200,8 +200,8 @@ impl<B: Backend, T: Transport> Party<B, T> {
                 let s = be.binary(BinaryOp::Add, &z, &z1)?;
                 let s = be.scalar(ScalarOp::Add, &s, (1u64 << bits) - 1)?;
                 let u = be.shift(ShiftOp::RightArith, &s, bits)?;
-                let t1 = self.draw(KeyRole::Next, Purpose::Truncation, &shape)?;
-                let r = self.draw(KeyRole::Own, Purpose::Truncation, &shape)?;
+                let t1 = self.draw_builtin(KeyRole::Next, Purpose::Truncation, &shape)?;
+                let r = self.draw_builtin(KeyRole::Own, Purpose::Truncation, &shape)?;
                 let t0 = be.binary(BinaryOp::Sub, &be.binary(BinaryOp::Sub, &u, &t1)?, &r)?;
                 self.round(Round::new().send(Peer::Prev, to_words(&be, &t0)?))?;
                 AShare::from_parts(t0, t1)
@@ -209,12 +209,12 @@ impl<B: Backend, T: Transport> Party<B, T> {
             1 => {
                 let mut got = self.round(Round::new().send(Peer::Prev, to_words(&be, &z)?).recv(Peer::Next, n))?;
                 let t2 = from_words(&be, &shape, got.take(Peer::Next)?)?;
-                let t1 = self.draw(KeyRole::Own, Purpose::Truncation, &shape)?;
+                let t1 = self.draw_builtin(KeyRole::Own, Purpose::Truncation, &shape)?;
                 self.round(Round::new())?;
                 AShare::from_parts(t1, t2)
             }
             _ => {
-                let r = self.draw(KeyRole::Next, Purpose::Truncation, &shape)?;
+                let r = self.draw_builtin(KeyRole::Next, Purpose::Truncation, &shape)?;
                 let t2 = be.binary(BinaryOp::Add, &be.shift(ShiftOp::RightArith, &z, bits)?, &r)?;
                 self.round(Round::new().send(Peer::Prev, to_words(&be, &t2)?))?;
                 let mut got = self.round(Round::new().recv(Peer::Next, n))?;

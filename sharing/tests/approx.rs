@@ -31,7 +31,7 @@ fn run3<R: Send>(seed: u64, f: impl Fn(&mut P) -> cryptgpu_sharing::Result<R> + 
     let out = run_local(CpuBackend, cfg, |p| {
         let before = p.counters();
         let v = f(p)?;
-        Ok((v, p.counters().since(&before)))
+        Ok::<_, cryptgpu_sharing::SharingError>((v, p.counters().since(&before)))
     })
     .expect("protocol run failed");
     out.map(|o| o.value)

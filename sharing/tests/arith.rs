@@ -27,7 +27,7 @@ fn run3_in<R: Send>(mode: TruncMode, f: impl Fn(&mut P) -> cryptgpu_sharing::Res
     let out = run_local(CpuBackend, RunConfig { trunc: mode, ..RunConfig::default() }, |p| {
         let before = p.counters();
         let v = f(p)?;
-        Ok((v, p.counters().since(&before)))
+        Ok::<_, SharingError>((v, p.counters().since(&before)))
     })
     .expect("protocol run failed");
     out.map(|o| o.value)
@@ -42,7 +42,7 @@ fn assert_cost(c: &[(impl Sized, Counters); 3], rounds: u64, bytes: [u64; 3], wh
 
 #[test]
 fn setup_costs_one_round_of_16_bytes() {
-    let out = run_local(CpuBackend, RunConfig::default(), |_| Ok(())).unwrap();
+    let out = run_local(CpuBackend, RunConfig::default(), |_| Ok::<_, SharingError>(())).unwrap();
     for o in &out {
         assert_eq!((o.counters.rounds, o.counters.bytes_sent), (1, 16));
     }
@@ -144,10 +144,10 @@ fn integer_products_are_bit_exact() {
             let y = p.input(1, (p.id() == 1).then_some(&b), &[k, n])?;
             let e = p.input(2, (p.id() == 2).then_some(&e1), &[m, k])?;
             let before = p.counters();
-            let z = p.matmul(&x, &y)?;
+            let z = p.matmul_int(&x, &y)?;
             let cost_mm = p.counters().since(&before);
             let before = p.counters();
-            let w = p.mul(&x, &e)?;
+            let w = p.mul_int(&x, &e)?;
             let cost_mul = p.counters().since(&before);
             Ok((p.reveal(&z)?, p.reveal(&w)?, cost_mm, cost_mul))
         });
@@ -175,7 +175,7 @@ fn conv2d_is_bit_exact() {
         let x = p.input(0, (p.id() == 0).then_some(&xv), xv.shape())?;
         let w = p.input(1, (p.id() == 1).then_some(&wv), wv.shape())?;
         let before = p.counters();
-        let y = p.conv2d(&x, &w, &p2)?;
+        let y = p.conv2d_int(&x, &w, &p2)?;
         let c = p.counters().since(&before);
         Ok((p.reveal(&y)?, c))
     });
@@ -350,7 +350,7 @@ fn bad_calls_give_errors_not_hangs() {
     let err = run_local(CpuBackend, cfg, |p| {
         let x = p.random_share(&[3, 4])?;
         let y = p.random_share(&[5, 6])?;
-        p.matmul(&x, &y)
+        p.matmul_int(&x, &y)
     })
     .unwrap_err();
     assert!(matches!(err, SharingError::Ring(_)), "{err}");

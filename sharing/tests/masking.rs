@@ -196,12 +196,12 @@ const FP: Values = Values::Real(-8.0, 8.0);
 
 #[test]
 fn mul() {
-    audit("mul", EXACT, |p, s| two(p, s, &[N], &[N], Values::Any), |p, (x, y)| p.mul(&x, &y));
+    audit("mul", EXACT, |p, s| two(p, s, &[N], &[N], Values::Any), |p, (x, y)| p.mul_int(&x, &y));
 }
 
 #[test]
 fn matmul() {
-    audit("matmul", EXACT, |p, s| two(p, s, &[128, 64], &[64, 128], Values::Any), |p, (x, y)| p.matmul(&x, &y));
+    audit("matmul", EXACT, |p, s| two(p, s, &[128, 64], &[64, 128], Values::Any), |p, (x, y)| p.matmul_int(&x, &y));
 }
 
 const CONV: Conv2dParams = Conv2dParams { stride: (1, 1), padding: (1, 1) };
@@ -209,7 +209,7 @@ const CONV: Conv2dParams = Conv2dParams { stride: (1, 1), padding: (1, 1) };
 #[test]
 fn conv2d() {
     let shapes = (&[4, 16, 16, 16][..], &[16, 16, 3, 3][..]);
-    audit("conv2d", EXACT, |p, s| two(p, s, shapes.0, shapes.1, Values::Any), |p, (x, w)| p.conv2d(&x, &w, &CONV));
+    audit("conv2d", EXACT, |p, s| two(p, s, shapes.0, shapes.1, Values::Any), |p, (x, w)| p.conv2d_int(&x, &w, &CONV));
 }
 
 #[test]

@@ -20,7 +20,7 @@ fn run3<R: Send>(f: impl Fn(&mut P) -> cryptgpu_sharing::Result<R> + Sync) -> [(
     let out = run_local(CpuBackend, RunConfig::default(), |p| {
         let before = p.counters();
         let v = f(p)?;
-        Ok((v, p.counters().since(&before)))
+        Ok::<_, cryptgpu_sharing::SharingError>((v, p.counters().since(&before)))
     })
     .expect("protocol run failed");
     out.map(|o| o.value)

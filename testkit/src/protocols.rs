@@ -120,7 +120,7 @@ impl Program {
                 let sx = input(party, 2, &i.x)?;
                 let sw = input(party, 0, &i.w)?;
                 let mm = party.matmul_fp(&sa, &sb)?;
-                let prod = party.mul(&sa, &sa)?;
+                let prod = party.mul_int(&sa, &sa)?;
                 let cv = party.conv2d_fp(&sx, &sw, &i.conv)?;
                 let tr = party.truncate(&prod)?;
                 for (label, s) in [("matmul_fp", &mm), ("mul", &prod), ("conv2d_fp", &cv), ("truncate", &tr)] {

@@ -78,7 +78,7 @@ fn seeded_runs_are_bit_identical() {
             let x = party.input(0, (party.id() == 0).then_some(&a), a.shape())?;
             let y = party.input(2, (party.id() == 2).then_some(&b), b.shape())?;
             let z = party.matmul_fp(&x, &y)?;
-            Ok((party.download(z.first())?, party.reveal(&z)?))
+            Ok::<_, cryptgpu_sharing::SharingError>((party.download(z.first())?, party.reveal(&z)?))
         })
         .unwrap()
         .map(|o| o.value)

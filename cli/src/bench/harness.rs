@@ -49,19 +49,20 @@ pub struct Runs<R> {
 /// opening (one round, outside the timing and the counters) lines the parties up; after it the
 /// device is fenced before the clock stops. Party 0 chooses how many repetitions fit the budget
 /// from its slowest warm-up and opens the number, so every party runs the same count.
-pub fn repeat<B, T, R>(
+pub fn repeat<B, T, R, E>(
     p: &mut Party<B, T>,
     plan: &Plan,
-    mut once: impl FnMut(&mut Party<B, T>) -> Result<R>,
-) -> Result<Runs<R>>
+    mut once: impl FnMut(&mut Party<B, T>) -> Result<R, E>,
+) -> Result<Runs<R>, E>
 where
     B: Backend,
     T: Transport,
+    E: From<cryptgpu_sharing::SharingError> + From<cryptgpu_ring::RingError>,
 {
     let owner = p.id() == 0;
     let zero = RingTensor::new(&[1], vec![0])?;
     let token = p.input(0, owner.then_some(&zero), &[1])?;
-    let mut timed = |p: &mut Party<B, T>| -> Result<Sample<R>> {
+    let mut timed = |p: &mut Party<B, T>| -> Result<Sample<R>, E> {
         p.reveal(&token)?;
         let before = p.counters();
         let start = Instant::now();
@@ -84,7 +85,8 @@ where
             return Err(cryptgpu_sharing::SharingError::Invalid(format!(
                 "party 0 opened {reps} repetitions; the plan allows 1 to {}",
                 plan.reps.max(1)
-            )))
+            ))
+            .into())
         }
     };
     let mut samples = Vec::with_capacity(reps);

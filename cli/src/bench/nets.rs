@@ -268,7 +268,7 @@ fn measure<B: Backend>(
         let sy = if train { Some(share(party, 0, owner.then_some(&y), &[batch, spec.classes])?) } else { None };
         party.backend().synchronize()?;
         let input_seconds = start.elapsed().as_secs_f64();
-        let runs = repeat(party, plan, |party| -> cryptgpu_sharing::Result<StepCosts> {
+        let runs = repeat(party, plan, |party| -> cryptgpu_nn::Result<StepCosts> {
             let mut eng = PrivateEngine::new(party);
             match &sy {
                 Some(sy) => {
@@ -282,7 +282,7 @@ fn measure<B: Backend>(
             }
             Ok((std::mem::take(&mut eng.timing), std::mem::take(&mut eng.traffic)))
         })?;
-        Ok((input_seconds, runs))
+        Ok::<_, cryptgpu_nn::NnError>((input_seconds, runs))
     })?;
     let runs: [&Runs<StepCosts>; 3] = [&out[0].value.1, &out[1].value.1, &out[2].value.1];
     let (samples, warmup) = slowest(runs);

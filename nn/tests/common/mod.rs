@@ -45,7 +45,7 @@ pub fn private_train(
         let first_logits = reveal_to(party, &first, 0).unwrap();
         let eval_logits = reveal_to(party, &eval, 0).unwrap();
         let params = reveal_model_to(party, &model, 0).unwrap();
-        Ok(first_logits.map(|first_logits| Trained {
+        Ok::<_, cryptgpu_nn::NnError>(first_logits.map(|first_logits| Trained {
             first_logits,
             eval_logits: eval_logits.expect("the owner receives every output"),
             params: params.expect("the owner receives the model"),

@@ -34,7 +34,7 @@ fn run(images: usize) -> Result<Outcome, NnError> {
         let id = party.id();
         let model = share_model(party, &spec, roles.model_owner, (id == roles.model_owner).then_some(&params))?;
         let client_input = (id == roles.data_owner).then_some(&x);
-        Ok::<_, NnError>(private_logits(party, &model, &roles, client_input, &x.shape)?)
+        private_logits(party, &model, &roles, client_input, &x.shape)
     })?;
     assert!(out[0].value.is_none() && out[2].value.is_none(), "only the client receives");
     let logits = out[1].value.as_ref().expect("the client receives the logits");

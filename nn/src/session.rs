@@ -8,6 +8,35 @@
 //! party 0; the client-server setting of private inference is
 //! `Roles::new(0, 1, Receivers::only(1))`: a server (party 0) holds the model, a client
 //! (party 1) holds the input and alone receives the prediction.
+//!
+//! ```rust
+//! use cryptgpu_kernels_cpu::CpuBackend;
+//! use cryptgpu_nn::plain::PlainTensor;
+//! use cryptgpu_nn::session::{private_logits, share_model, Receivers, Roles};
+//! use cryptgpu_nn::spec::{LayerSpec, ModelSpec};
+//! use cryptgpu_nn::weights::init_params;
+//! use cryptgpu_sharing::{run_local, RunConfig};
+//!
+//! // A one-layer classifier of 1x2x2 inputs into 3 classes; its weights are the server's.
+//! let spec = ModelSpec {
+//!     name: "tiny".into(),
+//!     input: [1, 2, 2],
+//!     classes: 3,
+//!     layers: vec![LayerSpec::Flatten, LayerSpec::Linear { name: "fc".into(), fin: 4, fout: 3 }],
+//! };
+//! let weights = init_params(&spec, 1);
+//! let image = PlainTensor::new(&[1, 1, 2, 2], vec![0.5, -1.0, 0.25, 2.0])?;
+//! let roles = Roles::new(0, 1, Receivers::only(1))?;
+//! let out = run_local(CpuBackend, RunConfig::default(), |party| {
+//!     let id = party.id();
+//!     let model = share_model(party, &spec, roles.model_owner, (id == 0).then_some(&weights))?;
+//!     private_logits(party, &model, &roles, (id == 1).then_some(&image), &[1, 1, 2, 2])
+//! })?;
+//! assert!(out[0].value.is_none() && out[2].value.is_none());
+//! let logits = out[1].value.as_ref().expect("the client receives its prediction");
+//! assert_eq!(logits.shape, [1, 3]);
+//! # Ok::<(), cryptgpu_nn::NnError>(())
+//! ```
 
 use cryptgpu_net::Transport;
 use cryptgpu_ring::{Backend, FixedPoint, RingTensor};

@@ -127,6 +127,49 @@ pub struct TrainOutcome {
 
 /// One party's private training and test-set inference (see the module docs). All three parties
 /// call it with the same public values; the owners pass their model and data.
+///
+/// ```rust
+/// use cryptgpu_kernels_cpu::CpuBackend;
+/// use cryptgpu_nn::data::Images;
+/// use cryptgpu_nn::session::{Receivers, Roles};
+/// use cryptgpu_nn::spec::{LayerSpec, ModelSpec};
+/// use cryptgpu_nn::train::{train_private, PrivateTraining, TrainSettings};
+/// use cryptgpu_nn::weights::init_params;
+/// use cryptgpu_sharing::{run_local, RunConfig};
+///
+/// let spec = ModelSpec {
+///     name: "tiny".into(),
+///     input: [1, 2, 2],
+///     classes: 2,
+///     layers: vec![LayerSpec::Flatten, LayerSpec::Linear { name: "fc".into(), fin: 4, fout: 2 }],
+/// };
+/// // Eight 2x2 images: label 1 where the first pixel is bright.
+/// let pixels: Vec<u8> = (0..32).map(|i| if i % 4 == 0 && i % 8 == 0 { 250 } else { 10 }).collect();
+/// let labels: Vec<u8> = (0..8).map(|i| (i % 2 == 0) as u8).collect();
+/// let data = Images { shape: [1, 2, 2], pixels, labels, classes: 2, mean: vec![0.5], std: vec![0.5] };
+/// let params = init_params(&spec, 1);
+/// // The model at party 0, the data at party 1, the test predictions opened to party 1.
+/// let roles = Roles::new(0, 1, Receivers::only(1))?;
+/// let settings = TrainSettings { batch: 4, eval_batch: 8, ..TrainSettings::default() };
+/// let out = run_local(CpuBackend, RunConfig::default(), |party| {
+///     let id = party.id();
+///     let job = PrivateTraining {
+///         spec: &spec,
+///         roles,
+///         settings,
+///         n_train: 8,
+///         n_test: 8,
+///         params: (id == 0).then_some(&params),
+///         data: (id == 1).then_some((&data, &data)),
+///         open_weights: false,
+///     };
+///     train_private(party, &job, &mut ())
+/// })?;
+/// assert_eq!(out[1].value.steps, 2);
+/// assert_eq!(out[1].value.predictions.as_ref().map(Vec::len), Some(8));
+/// assert!(out[0].value.predictions.is_none() && out[2].value.predictions.is_none());
+/// # Ok::<(), cryptgpu_nn::NnError>(())
+/// ```
 pub fn train_private<B: Backend, T: Transport>(
     party: &mut Party<B, T>,
     job: &PrivateTraining<'_>,

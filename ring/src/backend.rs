@@ -172,6 +172,27 @@ pub struct Pool2dParams {
 }
 
 /// A device that computes on tensors over Z_2^64.
+///
+/// Code written against `Backend` runs on every device; every implementation must give the CPU
+/// oracle's results bit for bit (`cryptgpu-testkit` checks a new one).
+///
+/// ```rust
+/// use cryptgpu_kernels_cpu::CpuBackend;
+/// use cryptgpu_ring::{Backend, BinaryOp, RingTensor};
+///
+/// /// `a * b + a` over the ring, on any device.
+/// fn fused<B: Backend>(be: &B, a: &RingTensor, b: &RingTensor) -> cryptgpu_ring::Result<RingTensor> {
+///     let (a, b) = (be.upload(a)?, be.upload(b)?);
+///     let ab = be.matmul(&a, &b, false, false)?;
+///     be.download(&be.binary(BinaryOp::Add, &ab, &a)?)
+/// }
+///
+/// let a = RingTensor::new(&[2, 2], vec![1, 2, 3, u64::MAX])?;
+/// let b = RingTensor::new(&[2, 2], vec![1, 0, 0, 1])?;
+/// // Wrapping arithmetic: u64::MAX + u64::MAX = -2 (mod 2^64).
+/// assert_eq!(fused(&CpuBackend, &a, &b)?.data(), &[2, 4, 6, u64::MAX - 1]);
+/// # Ok::<(), cryptgpu_ring::RingError>(())
+/// ```
 pub trait Backend: Clone + Send + Sync + 'static {
     /// The device-resident tensor type.
     type Tensor: DeviceTensor;

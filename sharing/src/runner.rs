@@ -53,7 +53,8 @@ pub struct PartyOutput<R> {
 /// [`SharingError`] itself, or an application's error type). If a party fails, its neighbours see
 /// it vanish and fail too; the error returned is the one of the party that failed first in time
 /// (its closure returned `Err` or panicked before its transport closed), not the errors it caused.
-/// A panic becomes [`SharingError::Panic`], converted into `E`.
+/// A panic becomes [`SharingError::Panic`], converted into `E`. (A failure inside key setup is
+/// ranked when setup returns, after that party's transport has closed.)
 ///
 /// ```rust
 /// use cryptgpu_kernels_cpu::CpuBackend;

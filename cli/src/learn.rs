@@ -31,7 +31,6 @@ use indicatif::{ProgressBar, ProgressStyle};
 
 use crate::device::BackendChoice;
 use crate::party::{digest, key_label, key_source, PartyJob};
-use crate::with_backend;
 
 /// Datasets with readers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -435,7 +434,7 @@ fn run_training(
     warn_ranges(&ranges);
     let device = backend.open()?;
     let backend_name = device.name();
-    let out = with_backend!(device, be => private_train(be, &job, keys)?);
+    let out = private_train(device, &job, keys)?;
     let PrivateOut { preds, saved, train_seconds, steps, infer_seconds, .. } = &out[0].value;
     let preds = preds.as_ref().context("the owner received no predictions")?;
     let (accuracy, plaintext_accuracy, agreement) = score(&test, preds, &plain_preds);
@@ -573,7 +572,7 @@ pub fn infer(args: &InferArgs) -> Result<()> {
     let backend_name = device.name();
     let [c, h, w] = spec.input;
     let batches = sequential_batches(test.len(), args.batch);
-    let out = with_backend!(device, be => run_local(be, RunConfig::default(), |party| {
+    let out = run_local(device, RunConfig::default(), |party| {
         let owner = party.id() == OWNER;
         let model = share_model(party, &spec, owner.then_some(&params))?;
         let pb = if owner { progress(test.len(), "infer") } else { ProgressBar::hidden() };
@@ -593,7 +592,7 @@ pub fn infer(args: &InferArgs) -> Result<()> {
         }
         pb.finish_and_clear();
         Ok((preds, start.elapsed().as_secs_f64(), eng.traffic))
-    })?);
+    })?;
     let (preds, seconds, _) = &out[0].value;
     let preds = preds.as_ref().context("the owner received no predictions")?;
     let (accuracy, plaintext_accuracy, agreement) = score(&test, preds, &plain_preds);

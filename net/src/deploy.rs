@@ -207,8 +207,6 @@ pub struct Deployment {
     network: Network,
     /// The configuration's folder: relative paths are resolved against it.
     dir: PathBuf,
-    /// The configuration file, for error messages.
-    path: PathBuf,
 }
 
 impl Deployment {
@@ -236,7 +234,6 @@ impl Deployment {
             parties,
             network: config.network,
             dir: path.parent().map(Path::to_path_buf).unwrap_or_default(),
-            path: path.to_path_buf(),
         };
         deployment.options().map_err(|e| invalid(e.to_string()))?;
         Ok(deployment)
@@ -309,11 +306,6 @@ impl Deployment {
             Protection::InsecurePlaintext => Security::InsecurePlaintext,
         };
         Ok(TcpSetup { id, addrs: self.addrs()?, listener: None, security, options: self.options()? })
-    }
-
-    /// The configuration file this deployment was loaded from.
-    pub fn path(&self) -> &Path {
-        &self.path
     }
 }
 

@@ -64,7 +64,7 @@ fn over_tls(
 #[test]
 fn run_tcp_over_tls_matches_run_local() {
     let config = RunConfig { codec: FixedPoint::default(), keys: KeySource::InsecureSeed(11), ..RunConfig::default() };
-    let local = run_local(CpuBackend, config, |p| program(p)).unwrap();
+    let local = run_local(CpuBackend, config, program).unwrap();
     let tcp = over_tls("same", config, ["relu n=40"; 3]);
     for (i, (l, t)) in local.iter().zip(tcp).enumerate() {
         let t = t.unwrap_or_else(|e| panic!("party {i}: {e}"));

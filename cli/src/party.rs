@@ -2,10 +2,9 @@
 //!
 //! Each job of the in-process CLI is split into a party program, generic over
 //! `Party<B, T: Transport>`, and drivers: the in-process one (`run_local`, three threads) and this
-//! one (one process, [`cryptgpu_net::TcpTransport`] to the two other parties). Both drivers run the same program,
-//! so with the same seeds (and `--insecure-key-seed`) the results are bit-identical. A new job
-//! (`train`, `infer`, ...) implements [`PartyJob`] and gets a variant in [`JobCommand`]; `matmul`
-//! and `relu` are there.
+//! one ([`run_tcp`]: one process, TCP to the two other parties). Both drivers run the same
+//! program, so with the same seeds (and `--insecure-key-seed`) the results are bit-identical. A
+//! new job implements [`PartyJob`] and gets a variant in [`JobCommand`].
 //!
 //! The configuration is a TOML file (see [`cryptgpu_net::deploy`]): the three parties' addresses,
 //! certificates and keys, and an optional `[network]` table. The deployment itself (loading the

@@ -9,12 +9,12 @@
 //!
 //! Every point runs the full protocol between three in-process parties (threads sharing one
 //! device): warm-up runs first, then timed repetitions, each started by a one-element opening that
-//! lines the parties up and ended by a device fence. A repetition's time is the slowest party's;
-//! the median, minimum and maximum over repetitions are reported. `--out DIR` writes
+//! lines the parties up and ended by a device fence ([`cryptgpu_sharing::timing`]). A
+//! repetition's time is the slowest party's; the median, minimum and maximum over repetitions are
+//! reported. `--out DIR` writes
 //! `DIR/<bench>.json` and SVG and PNG plots; `--json` prints the same JSON as the last line.
 
 mod gemm;
-mod harness;
 mod micro;
 mod nets;
 mod paper;
@@ -28,7 +28,7 @@ use clap::{Args as ClapArgs, Subcommand, ValueEnum};
 use cryptgpu_kernels_cpu::CpuBackend;
 use cryptgpu_kernels_cuda::CudaBackend;
 
-use crate::device::Device;
+use cryptgpu::device::AnyBackend;
 
 pub use report::Record;
 
@@ -170,21 +170,21 @@ impl CommonArgs {
 
 /// Opens the devices `choice` names, CPU first. `both` and `cuda` fail with a clear error when no
 /// GPU is usable; `auto` then runs on the CPU only, with a note.
-pub fn open_devices(choice: BenchBackend) -> Result<Vec<Device>> {
+pub fn open_devices(choice: BenchBackend) -> Result<Vec<AnyBackend>> {
     let cuda =
         |why: &str| CudaBackend::new().with_context(|| format!("--backend {why}: the GPU backend is unavailable"));
     Ok(match choice {
-        BenchBackend::Cpu => vec![Device::Cpu(CpuBackend)],
-        BenchBackend::Cuda => vec![Device::Cuda(cuda("cuda")?)],
+        BenchBackend::Cpu => vec![AnyBackend::Cpu(CpuBackend)],
+        BenchBackend::Cuda => vec![AnyBackend::Cuda(cuda("cuda")?)],
         BenchBackend::Both => {
             let gpu = cuda("both (use --backend cpu on a machine without a GPU)")?;
-            vec![Device::Cpu(CpuBackend), Device::Cuda(gpu)]
+            vec![AnyBackend::Cpu(CpuBackend), AnyBackend::Cuda(gpu)]
         }
         BenchBackend::Auto => match CudaBackend::new() {
-            Ok(gpu) => vec![Device::Cpu(CpuBackend), Device::Cuda(gpu)],
+            Ok(gpu) => vec![AnyBackend::Cpu(CpuBackend), AnyBackend::Cuda(gpu)],
             Err(e) => {
                 eprintln!("note: no usable GPU ({e}); measuring the CPU only");
-                vec![Device::Cpu(CpuBackend)]
+                vec![AnyBackend::Cpu(CpuBackend)]
             }
         },
     })
@@ -284,7 +284,7 @@ mod tests {
     #[test]
     fn records_write_json_and_plots() {
         let dir = std::env::temp_dir().join(format!("cryptgpu-bench-test-{}", std::process::id()));
-        let devices = [crate::device::Device::Cpu(CpuBackend)];
+        let devices = [AnyBackend::Cpu(CpuBackend)];
         let mut relu = Record::new("relu", &args(), &devices);
         relu.settings.backends = vec!["cpu".into(), "cuda".into()];
         let xs = [5e4, 1e5, 1e6, 8e6];

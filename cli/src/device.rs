@@ -1,9 +1,8 @@
-//! Choosing the backend: `--backend cpu|cuda|auto`.
+//! `--backend cpu|cuda|auto`: the command-line face of [`cryptgpu::device::DeviceChoice`].
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 use clap::ValueEnum;
-use cryptgpu_kernels_cpu::CpuBackend;
-use cryptgpu_kernels_cuda::CudaBackend;
+use cryptgpu::device::{AnyBackend, DeviceChoice};
 
 /// Which device runs the parties' local computation.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, serde::Serialize)]
@@ -17,68 +16,39 @@ pub enum BackendChoice {
     Cuda,
 }
 
-/// An opened backend.
-pub enum Device {
-    /// The CPU.
-    Cpu(CpuBackend),
-    /// A GPU.
-    Cuda(CudaBackend),
-}
-
-impl Device {
-    /// `"cpu"` or `"cuda"`.
-    pub fn name(&self) -> &'static str {
-        match self {
-            Device::Cpu(_) => "cpu",
-            Device::Cuda(_) => "cuda",
-        }
-    }
-
-    /// The GPU's name, driver and CUDA version, when this is a GPU.
-    pub fn gpu_info(&self) -> Option<serde_json::Value> {
-        match self {
-            Device::Cpu(_) => None,
-            Device::Cuda(be) => {
-                let i = be.info();
-                Some(serde_json::json!({
-                    "name": i.name,
-                    "compute_capability": format!("{}.{}", i.compute_capability.0, i.compute_capability.1),
-                    "memory_bytes": i.total_memory,
-                    "driver_cuda_version": format!("{}.{}", i.driver_cuda_version.0, i.driver_cuda_version.1),
-                    "nvrtc_version": format!("{}.{}", i.nvrtc_version.0, i.nvrtc_version.1),
-                    "multiprocessors": i.multiprocessors,
-                }))
-            }
+impl From<BackendChoice> for DeviceChoice {
+    fn from(c: BackendChoice) -> DeviceChoice {
+        match c {
+            BackendChoice::Auto => DeviceChoice::Auto,
+            BackendChoice::Cpu => DeviceChoice::Cpu,
+            BackendChoice::Cuda => DeviceChoice::Cuda,
         }
     }
 }
 
 impl BackendChoice {
     /// Opens the chosen backend; `auto` falls back to the CPU (with a note on stderr) when no GPU works.
-    pub fn open(self) -> Result<Device> {
-        match self {
-            BackendChoice::Cpu => Ok(Device::Cpu(CpuBackend)),
-            BackendChoice::Cuda => {
-                Ok(Device::Cuda(CudaBackend::new().context("--backend cuda: the GPU backend is unavailable")?))
-            }
-            BackendChoice::Auto => match CudaBackend::new() {
-                Ok(be) => Ok(Device::Cuda(be)),
-                Err(e) => {
-                    eprintln!("note: running on the CPU ({e})");
-                    Ok(Device::Cpu(CpuBackend))
-                }
-            },
+    pub fn open(self) -> Result<AnyBackend> {
+        let (device, fallback) = DeviceChoice::from(self)
+            .open_with_fallback()
+            .map_err(|e| anyhow::anyhow!("--backend {}: {e}", DeviceChoice::from(self)))?;
+        if let Some(e) = fallback {
+            eprintln!("note: running on the CPU ({e})");
         }
+        Ok(device)
     }
 }
 
-/// Runs `$body` with `$be` bound to the opened backend, whatever its type.
-#[macro_export]
-macro_rules! with_backend {
-    ($device:expr, $be:ident => $body:expr) => {
-        match $device {
-            $crate::device::Device::Cpu($be) => $body,
-            $crate::device::Device::Cuda($be) => $body,
-        }
-    };
+/// The GPU's name, driver and CUDA version for reports, when `device` is a GPU.
+pub fn gpu_info(device: &AnyBackend) -> Option<serde_json::Value> {
+    device.gpu_info().map(|i| {
+        serde_json::json!({
+            "name": i.name,
+            "compute_capability": format!("{}.{}", i.compute_capability.0, i.compute_capability.1),
+            "memory_bytes": i.total_memory,
+            "driver_cuda_version": format!("{}.{}", i.driver_cuda_version.0, i.driver_cuda_version.1),
+            "nvrtc_version": format!("{}.{}", i.nvrtc_version.0, i.nvrtc_version.1),
+            "multiprocessors": i.multiprocessors,
+        })
+    })
 }

@@ -31,7 +31,6 @@ use indicatif::{ProgressBar, ProgressStyle};
 
 use crate::device::BackendChoice;
 use crate::party::{digest, key_label, key_source, PartyJob};
-use crate::with_backend;
 
 /// Datasets with readers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -389,7 +388,7 @@ impl InProcess {
         let backend_name = device.name();
         let config = RunConfig { keys: self.keys, ..RunConfig::default() };
         let receiver = roles.output_to.iter().next().expect("roles have a receiver");
-        let out = with_backend!(device, be => run_local(be, config, |party| {
+        let out = run_local(device, config, |party| {
             let id = party.id();
             let job = PrivateTraining {
                 spec,
@@ -403,7 +402,7 @@ impl InProcess {
             };
             let mut bars = Bars::new(id == receiver);
             train_private(party, &job, &mut bars)
-        })?);
+        })?;
         let TrainOutcome { predictions, steps, train_seconds, infer_seconds, .. } = &out[receiver].value;
         let preds = predictions.as_ref().context("the receiver got no predictions")?;
         let report = TrainReport {
@@ -540,13 +539,13 @@ pub fn infer(args: &InferArgs) -> Result<()> {
     let device = args.backend.open()?;
     let backend_name = device.name();
     let receiver = roles.output_to.iter().next().expect("roles have a receiver");
-    let out = with_backend!(device, be => run_local(be, RunConfig::default(), |party| {
+    let out = run_local(device, RunConfig::default(), |party| {
         let id = party.id();
         let model = share_model(party, &spec, roles.model_owner, (id == roles.model_owner).then_some(&params))?;
         let images = (id == roles.data_owner).then_some(&test);
         let mut bars = Bars::new(id == receiver);
         infer_private(party, &model, &roles, images, test.len(), args.batch, &mut bars)
-    })?);
+    })?;
     let preds = out[receiver].value.predictions.as_ref().context("the receiver got no predictions")?;
     let report = InferReport {
         op: "infer",

@@ -20,7 +20,6 @@ use rand_chacha::ChaCha8Rng;
 
 use crate::device::BackendChoice;
 use crate::party::{digest, key_label, key_source, PartyJob};
-use crate::with_backend;
 
 /// Arguments of `cryptgpu matmul`.
 #[derive(ClapArgs, Debug)]
@@ -279,7 +278,7 @@ pub fn run(args: &Args) -> Result<()> {
     let device = args.backend.open()?;
     let backend = device.name();
     let config = RunConfig { codec: job.codec, keys: job.keys, ..RunConfig::default() };
-    let out = with_backend!(device, be => run_local(be, config, |p| program(p, &job))?);
+    let out = run_local(device, config, |p| program(p, &job))?;
 
     let revealed = out[0].value.0.as_ref().context("party 0 received no product")?;
     let costs: [Counters; 3] = std::array::from_fn(|i| out[i].value.2);

@@ -7,7 +7,10 @@ use clap::Args as ClapArgs;
 use cryptgpu_kernels_cuda::GemmPath;
 use cryptgpu_testkit::{check_backend_with, Check, Config, Sizes};
 
-use crate::device::{BackendChoice, Device};
+use cryptgpu::device::AnyBackend;
+use cryptgpu_ring::Backend;
+
+use crate::device::{gpu_info, BackendChoice};
 
 /// Arguments of `cryptgpu selftest`.
 #[derive(ClapArgs, Debug)]
@@ -34,10 +37,10 @@ pub fn run(args: &Args) -> Result<()> {
     // Shapes on which `Auto` fell back from the int8 to the f64 limb path (CUDA only).
     let mut fallbacks = Vec::new();
     match &device {
-        Device::Cpu(be) => {
+        AnyBackend::Cpu(be) => {
             results.extend(check_backend_with(be, &config).checks.into_iter().map(|c| ("cpu".to_string(), c)))
         }
-        Device::Cuda(be) => {
+        AnyBackend::Cuda(be) => {
             for path in [GemmPath::Auto, GemmPath::F64Limbs, GemmPath::I8Limbs, GemmPath::Simt] {
                 let dev = be.clone().with_gemm_path(path);
                 results.extend(check_backend_with(&dev, &config).checks.into_iter().map(|c| (format!("{path:?}"), c)));
@@ -61,7 +64,7 @@ pub fn run(args: &Args) -> Result<()> {
         let report = serde_json::json!({
             "op": "selftest",
             "backend": device.name(),
-            "gpu": device.gpu_info(),
+            "gpu": gpu_info(&device),
             "seed": args.seed,
             "sizes": config.sizes,
             "checks": results.len(),

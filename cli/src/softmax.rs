@@ -12,7 +12,6 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
 use crate::device::BackendChoice;
-use crate::with_backend;
 
 /// Arguments of `cryptgpu softmax`.
 #[derive(ClapArgs, Debug)]
@@ -90,7 +89,7 @@ pub fn run(args: &Args) -> Result<()> {
     let device = args.backend.open()?;
     let backend = device.name();
     let config = RunConfig { codec, ..RunConfig::default() };
-    let out = with_backend!(device, be => private_softmax(be, config, &xt)?);
+    let out = private_softmax(device, config, &xt)?;
 
     let revealed = codec.decode_tensor(out[0].value.0.as_ref().context("party 0 received no softmax")?);
     let mut max_abs_error = 0.0f64;

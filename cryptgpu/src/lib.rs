@@ -2,10 +2,16 @@
 //!
 //! * [`ring`]: Z_2^64 tensors, fixed point and the [`Backend`](ring::Backend) trait;
 //! * [`cpu`] and [`cuda`]: the two backends;
-//! * [`net`]: transports (in-process, TCP with mutual TLS) and their counters;
-//! * [`sharing`]: replicated shares and every protocol, the in-process runner;
+//! * [`device`]: the device chosen at run time ([`DeviceChoice`](device::DeviceChoice)), one
+//!   backend type for both ([`AnyBackend`](device::AnyBackend));
+//! * [`net`]: transports (in-process, TCP with mutual TLS) and their counters; deployment
+//!   configurations and certificates ([`net::deploy`]);
+//! * [`sharing`]: replicated shares and every protocol, the in-process runner and the TCP one
+//!   ([`sharing::run_tcp`]);
 //! * [`nn`]: layers, the model zoo, private training and inference sessions.
 #![deny(missing_docs)]
+
+pub mod device;
 
 pub use cryptgpu_kernels_cpu as cpu;
 pub use cryptgpu_kernels_cuda as cuda;
@@ -16,8 +22,9 @@ pub use cryptgpu_sharing as sharing;
 
 /// The names a first program needs.
 pub mod prelude {
+    pub use crate::device::{AnyBackend, DeviceChoice};
     pub use cryptgpu_kernels_cpu::CpuBackend;
-    pub use cryptgpu_net::Transport;
+    pub use cryptgpu_net::{Deployment, Protection, Transport};
     pub use cryptgpu_ring::{Backend, FixedPoint, RingTensor};
-    pub use cryptgpu_sharing::{run_local, AShare, BShare, KeySource, Party, RunConfig, SharingError};
+    pub use cryptgpu_sharing::{run_local, run_tcp, AShare, BShare, KeySource, Party, RunConfig, SharingError};
 }

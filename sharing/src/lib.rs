@@ -9,6 +9,8 @@
 //! * [`approx`]: exp, reciprocal, inverse square root, softmax, cross-entropy gradient.
 //! * [`protocol`]: how to write a protocol outside the crate (rounds, named streams, shares).
 //! * [`runner`]: runs a closure as three in-process parties and collects outputs and counters.
+//! * [`deploy`]: runs a closure as one party of a TCP deployment ([`run_tcp`]); job tags, key sources.
+//! * [`timing`]: timing a protocol inside the parties (warm-up, lined-up repetitions).
 //! * [`audit`]: statistical checks that every message a party receives looks uniformly random.
 //!
 //! Protocols are generic over [`cryptgpu_ring::Backend`] and [`cryptgpu_net::Transport`]; they
@@ -23,16 +25,19 @@ pub mod audit;
 pub mod binary;
 pub mod compare;
 pub mod convert;
+pub mod deploy;
 pub mod error;
 mod io;
 pub mod party;
 pub mod protocol;
 pub mod runner;
 pub mod streams;
+pub mod timing;
 pub mod trunc;
 
 pub use ashare::AShare;
 pub use binary::BShare;
+pub use deploy::run_tcp;
 pub use error::{Result, SharingError};
 pub use party::{KeySource, Party};
 pub use runner::{run_local, run_local_keyed, run_local_with, PartyOutput, RunConfig};

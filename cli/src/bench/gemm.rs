@@ -10,7 +10,9 @@ use cryptgpu_ring::{Backend, RingTensor};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
-use crate::device::{BackendChoice, Device};
+use cryptgpu::device::AnyBackend;
+
+use crate::device::{gpu_info, BackendChoice};
 
 /// Arguments of `cryptgpu bench gemm`.
 #[derive(ClapArgs, Debug)]
@@ -139,11 +141,11 @@ pub fn gemm(args: &GemmArgs) -> Result<()> {
         });
     };
     match &device {
-        Device::Cpu(be) => {
+        AnyBackend::Cpu(be) => {
             let (t, ok) = time_gemm(be, &a, &b, args.reps, || Ok(()))?;
             record("cpu".into(), t, ok, None, None);
         }
-        Device::Cuda(be) => {
+        AnyBackend::Cuda(be) => {
             let peak = peaks(&be.info().name);
             for (path, limbs) in [(GemmPath::F64Limbs, Some(10)), (GemmPath::I8Limbs, Some(36)), (GemmPath::Simt, None)]
             {
@@ -173,7 +175,7 @@ pub fn gemm(args: &GemmArgs) -> Result<()> {
             "git_commit": env!("CRYPTGPU_GIT_COMMIT"),
             "machine": super::report::Machine::probe(std::slice::from_ref(&device)),
             "backend": device.name(),
-            "gpu": device.gpu_info(),
+            "gpu": gpu_info(&device),
             "size": s,
             "reps": args.reps,
             "results": results,

@@ -1,16 +1,15 @@
 //! `bench conv` (the paper's Fig. 1) and `bench relu` (Fig. 2): sweeps of one private protocol.
 
 use anyhow::{bail, Result};
+use cryptgpu::device::AnyBackend;
 use cryptgpu_ring::{Backend, Conv2dParams, FixedPoint, RingTensor};
+use cryptgpu_sharing::timing::{cost, repeat, runs_of, slowest, Plan};
 use cryptgpu_sharing::{run_local, RunConfig};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
-use super::harness::{cost, repeat, runs_of, slowest, Plan};
 use super::report::{Figure, Point, Record, Series, Stats};
 use super::{open_devices, paper, CommonArgs};
-use crate::device::Device;
-use crate::with_backend;
 
 /// One convolution of a sweep: input `[k, c, n, n]`, `f` filters of `r x r`.
 #[derive(Debug, Clone, Copy)]
@@ -148,7 +147,7 @@ fn run_sweeps(bench: &str, args: &CommonArgs, mut sweeps: Vec<Sweep>, paper: ser
 
 /// Measures a sweep's points on one device; once a warm-up exceeds the budget, the larger points
 /// are skipped. A failing point (e.g. out of device memory) is recorded and the sweep goes on.
-fn run_series(device: &Device, sweep: &Sweep, plan: &Plan) -> Vec<Point> {
+fn run_series(device: &AnyBackend, sweep: &Sweep, plan: &Plan) -> Vec<Point> {
     let mut over: Option<f64> = None;
     let mut points = Vec::new();
     for &xv in &sweep.xs {
@@ -161,7 +160,7 @@ fn run_series(device: &Device, sweep: &Sweep, plan: &Plan) -> Vec<Point> {
             continue;
         }
         let started = std::time::Instant::now();
-        let measured = with_backend!(device, be => measure(be, job, plan));
+        let measured = measure(device, job, plan);
         match measured {
             Ok((stats, bytes, rounds)) => {
                 eprintln!(

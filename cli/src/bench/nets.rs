@@ -8,6 +8,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::time::Instant;
 
 use anyhow::Result;
+use cryptgpu::device::AnyBackend;
 use cryptgpu_net::Counters;
 use cryptgpu_nn::engine::{layer_labels, Engine, Phase, Sgd};
 use cryptgpu_nn::plain::PlainTensor;
@@ -17,15 +18,13 @@ use cryptgpu_nn::spec::{LayerKind, ModelSpec};
 use cryptgpu_nn::weights::{fold_batchnorm, init_params};
 use cryptgpu_nn::zoo::{by_name, Dataset};
 use cryptgpu_ring::Backend;
+use cryptgpu_sharing::timing::{cost, repeat, slowest, Plan, Runs};
 use cryptgpu_sharing::{run_local, RunConfig};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
-use super::harness::{cost, repeat, slowest, Plan, Runs};
 use super::report::{LayerCost, NetRun, Record, Stats};
 use super::{open_devices, paper, CommonArgs};
-use crate::device::Device;
-use crate::with_backend;
 
 /// The layer kinds of the split, in report order.
 pub const KINDS: [&str; 7] = ["linear", "batchnorm", "pooling", "relu", "softmax", "update", "other"];
@@ -148,7 +147,7 @@ fn run_nets(
 }
 
 /// Measures one configuration on one device; a failure is recorded in the result's note.
-fn run_config(device: &Device, cfg: &NetConfig, plan: &Plan, train: bool) -> NetRun {
+fn run_config(device: &AnyBackend, cfg: &NetConfig, plan: &Plan, train: bool) -> NetRun {
     let mut run = NetRun {
         id: cfg.id(),
         model: cfg.model.into(),
@@ -172,7 +171,7 @@ fn run_config(device: &Device, cfg: &NetConfig, plan: &Plan, train: bool) -> Net
     let started = Instant::now();
     let result = by_name(cfg.model, cfg.dataset).map_err(anyhow::Error::from).and_then(|spec| {
         run.parameters = spec.num_params();
-        with_backend!(device, be => measure(be, &spec, cfg.batch, train, plan, &mut run))
+        measure(device, &spec, cfg.batch, train, plan, &mut run)
     });
     match result {
         Ok(()) => {

@@ -6,7 +6,10 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result};
 use serde::{Deserialize, Serialize};
 
-use crate::device::Device;
+use cryptgpu::device::AnyBackend;
+use cryptgpu_ring::Backend;
+
+use crate::device::gpu_info;
 
 /// Version of the record's layout.
 pub const SCHEMA: u32 = 1;
@@ -35,7 +38,7 @@ pub struct Machine {
 
 impl Machine {
     /// Facts about this machine and the opened devices.
-    pub fn probe(devices: &[Device]) -> Machine {
+    pub fn probe(devices: &[AnyBackend]) -> Machine {
         let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
         let cpu_model = cpuinfo
             .lines()
@@ -53,7 +56,7 @@ impl Machine {
         });
         let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
         let os = format!("{} {} {}", std::env::consts::OS, std::env::consts::ARCH, kernel.trim()).trim().to_string();
-        let gpu = devices.iter().find_map(Device::gpu_info);
+        let gpu = devices.iter().find_map(gpu_info);
         let gpu_driver = gpu.as_ref().and_then(|_| {
             std::fs::read_to_string("/proc/driver/nvidia/version")
                 .ok()
@@ -283,7 +286,7 @@ pub const TIMING: &str = "three in-process parties (threads) sharing one device;
 
 impl Record {
     /// An empty record for `bench`, stamped with the machine, build and date.
-    pub fn new(bench: &str, args: &super::CommonArgs, devices: &[Device]) -> Record {
+    pub fn new(bench: &str, args: &super::CommonArgs, devices: &[AnyBackend]) -> Record {
         Record {
             bench: bench.into(),
             schema: SCHEMA,

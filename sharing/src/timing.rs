@@ -1,10 +1,16 @@
 //! Timing a protocol inside the three parties: warm-up, lined-up repetitions, device fences.
+//!
+//! [`repeat`] runs inside each party (in-process or over TCP) and returns that party's [`Runs`];
+//! [`slowest`] and [`cost`] combine the three parties' runs into one measurement.
 
 use std::time::Instant;
 
 use cryptgpu_net::{Counters, Transport};
 use cryptgpu_ring::{Backend, RingTensor};
-use cryptgpu_sharing::{Party, PartyOutput, Result};
+
+use crate::error::{Result, SharingError};
+use crate::party::Party;
+use crate::runner::PartyOutput;
 
 /// How often to run a protocol.
 #[derive(Debug, Clone, Copy)]
@@ -28,6 +34,7 @@ impl Plan {
 }
 
 /// One timed run at one party.
+#[derive(Debug, Clone)]
 pub struct Sample<R> {
     /// Wall time at this party, from the line-up to the fence.
     pub seconds: f64,
@@ -38,6 +45,7 @@ pub struct Sample<R> {
 }
 
 /// What [`repeat`] measured at one party.
+#[derive(Debug, Clone)]
 pub struct Runs<R> {
     /// Warm-up times at this party.
     pub warmup: Vec<f64>,
@@ -57,7 +65,7 @@ pub fn repeat<B, T, R, E>(
 where
     B: Backend,
     T: Transport,
-    E: From<cryptgpu_sharing::SharingError> + From<cryptgpu_ring::RingError>,
+    E: From<SharingError> + From<cryptgpu_ring::RingError>,
 {
     let owner = p.id() == 0;
     let zero = RingTensor::new(&[1], vec![0])?;
@@ -82,7 +90,7 @@ where
     let reps = match usize::try_from(reps) {
         Ok(r) if (1..=plan.reps.max(1)).contains(&r) => r,
         _ => {
-            return Err(cryptgpu_sharing::SharingError::Invalid(format!(
+            return Err(SharingError::Invalid(format!(
                 "party 0 opened {reps} repetitions; the plan allows 1 to {}",
                 plan.reps.max(1)
             ))

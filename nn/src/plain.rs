@@ -1,7 +1,7 @@
 //! The plaintext f64 twin: [`PlainTensor`] and [`PlainEngine`], the same layer computations as the
 //! private engine in the clear, so that a private run can be checked against it.
 
-use cryptgpu_kernels_cpu::conv::{col2im, im2col};
+use cryptgpu_ring::conv::{col2im, im2col};
 use cryptgpu_ring::shape::{pool2d_window, Window};
 use cryptgpu_ring::{Conv2dParams, Pool2dParams};
 

@@ -340,7 +340,7 @@ mod tests {
                     .map(|p| p.seconds.as_ref().unwrap().median)
                     .sum::<f64>()
             };
-            assert!((med(&back) - med(record)).abs() < 1e-12);
+            approx::assert_abs_diff_eq!(med(&back), med(record), epsilon = 1e-12);
         }
         assert_eq!(&std::fs::read(dir.join("fig2-relu.png")).unwrap()[1..4], b"PNG");
         let again = dir.join("again");

@@ -59,7 +59,7 @@ fn train_iteration_splits_time_by_layer_kind() {
     let split = net["split_party0"].as_object().unwrap();
     let sum: f64 = split.values().map(|x| x.as_f64().unwrap()).sum();
     let p0 = net["party0_seconds"].as_f64().unwrap();
-    assert!((sum - p0).abs() <= 1e-6 * p0.max(1.0), "kinds add up to {sum}, party 0 took {p0}");
+    assert!(approx::abs_diff_eq!(sum, p0, epsilon = 1e-6 * p0.max(1.0)), "kinds add up to {sum}, party 0 took {p0}");
     for k in ["linear", "pooling", "relu", "softmax", "update", "other"] {
         assert!(split[k].as_f64().unwrap() >= 0.0, "{k}");
     }

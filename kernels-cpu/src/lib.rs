@@ -7,12 +7,12 @@
 //! tested against.
 #![deny(missing_docs)]
 
-pub mod conv;
 pub mod gemm;
 pub mod layout;
 pub mod limb_gemm;
 pub mod prg;
 
+use cryptgpu_ring::conv;
 use cryptgpu_ring::error::{shape_err, Result};
 use cryptgpu_ring::prg::Key;
 use cryptgpu_ring::shape::{self, check_same, concat_shape, matmul_dims, Window};

@@ -1,9 +1,32 @@
 //! The plaintext f64 twin: [`PlainTensor`] and [`PlainEngine`], the same layer computations as the
 //! private engine in the clear, so that a private run can be checked against it.
+//!
+//! The numerics are `ndarray`'s: matrix products are `dot` (matrixmultiply's f64 GEMM, with
+//! transposes as strided views), sums and means are axis reductions, and biases and per-channel
+//! scales broadcast along axis 1 of an `[N, C, inner]` view. Two things stay on slices, on purpose:
+//!
+//! * A tensor keeps its shape and row-major data as plain fields, the layout that the fixed-point
+//!   codec, the weight files and every caller use; [`PlainTensor::view`] borrows it as an array
+//!   and `From<Array>` takes an array back (without a copy when it is in standard layout).
+//! * Convolution and pooling windows are unfolded by ring's generic [`im2col`]/[`col2im`] over
+//!   slices: the one definition of the window layout, shared with the backends of the private
+//!   engine, so that both engines see the same windows (ndarray's window iterators have neither
+//!   padding nor the column order). Routing a max-pool gradient back to its arg-max is a scatter,
+//!   which stays an indexed loop.
+//!
+//! Rounding: products, elementwise maps and broadcasts give the bits of the hand-written loops they
+//! replaced. Reductions along a contiguous axis (the bias gradient of a convolution, channel sums,
+//! global average pooling, the softmax denominator, the cross-entropy) sum in ndarray's order
+//! (several partial sums), so they agree with sequential sums only to within f64 rounding;
+//! reductions across rows (linear bias gradients, average pooling) still add row after row.
 
-use cryptgpu_kernels_cpu::conv::{col2im, im2col};
+use cryptgpu_ring::conv::{col2im, im2col};
 use cryptgpu_ring::shape::{pool2d_window, Window};
 use cryptgpu_ring::{Conv2dParams, Pool2dParams};
+use ndarray::{
+    Array, Array1, Array2, ArrayView, ArrayView2, ArrayView3, ArrayViewD, ArrayViewMut1, Axis, Dimension, IxDyn,
+    ShapeBuilder, ShapeError, StrideShape, Zip,
+};
 
 use crate::engine::{Engine, LayerGrads};
 use crate::error::{NnError, Result};
@@ -31,6 +54,11 @@ impl PlainTensor {
         PlainTensor { shape: shape.to_vec(), data: vec![0.0; shape.iter().product()] }
     }
 
+    /// The tensor as an ndarray view (fails when the data length does not match the shape).
+    pub fn view(&self) -> Result<ArrayViewD<'_, f64>> {
+        view(&self.data, IxDyn(&self.shape))
+    }
+
     /// Index of the largest value of each row of a `[N, C]` tensor (first one on ties).
     pub fn argmax_rows(&self) -> Vec<usize> {
         let c = self.shape.last().copied().unwrap_or(1).max(1);
@@ -41,51 +69,43 @@ impl PlainTensor {
     }
 }
 
-/// `C[m x n] = op(A) op(B)` with strided operands (row stride, column stride).
-fn gemm(
-    m: usize,
-    k: usize,
-    n: usize,
-    a: &[f64],
-    (ars, acs): (usize, usize),
-    b: &[f64],
-    (brs, bcs): (usize, usize),
-) -> Vec<f64> {
-    let mut c = vec![0.0; m * n];
-    if m * n * k == 0 {
-        return c;
+impl<D: Dimension> From<Array<f64, D>> for PlainTensor {
+    /// Takes the array's buffer when it is in standard (row-major) layout, else copies.
+    fn from(a: Array<f64, D>) -> Self {
+        let shape = a.shape().to_vec();
+        let data = if a.is_standard_layout() {
+            let len = a.len();
+            let (mut data, offset) = a.into_raw_vec_and_offset();
+            data.drain(..offset.unwrap_or(0));
+            data.truncate(len);
+            data
+        } else {
+            let mut out = Array::zeros(a.raw_dim());
+            out.assign(&a);
+            return out.into();
+        };
+        PlainTensor { shape, data }
     }
-    // SAFETY: every index i*rs + p*cs (i < rows, p < cols) is within the slices, which the callers
-    // size from the same m, k, n; c holds m*n elements with row stride n.
-    unsafe {
-        matrixmultiply::dgemm(
-            m,
-            k,
-            n,
-            1.0,
-            a.as_ptr(),
-            ars as isize,
-            acs as isize,
-            b.as_ptr(),
-            brs as isize,
-            bcs as isize,
-            0.0,
-            c.as_mut_ptr(),
-            n as isize,
-            1,
-        );
-    }
-    c
 }
 
-/// `[N, O, H*W]` from `[O, N*H*W]` and back.
-fn swap01(data: &[f64], a: usize, b: usize, inner: usize) -> Vec<f64> {
-    let mut out = vec![0.0; data.len()];
-    for i in 0..a {
-        for j in 0..b {
-            out[(j * a + i) * inner..][..inner].copy_from_slice(&data[(i * b + j) * inner..][..inner]);
-        }
-    }
+fn shape_err(e: ShapeError) -> NnError {
+    NnError::Shape(e.to_string())
+}
+
+/// `data` viewed with `shape` (row-major).
+fn view<D: Dimension>(data: &[f64], shape: impl Into<StrideShape<D>>) -> Result<ArrayView<'_, f64, D>> {
+    ArrayView::from_shape(shape, data).map_err(shape_err)
+}
+
+/// An array as a tensor of the given shape (same number of elements).
+fn shaped<D: Dimension>(shape: &[usize], a: Array<f64, D>) -> Result<PlainTensor> {
+    PlainTensor::new(shape, PlainTensor::from(a).data)
+}
+
+/// A standard-layout array of `shape` filled from `v`, broadcast (a view of any strides).
+fn filled<Sh: ShapeBuilder, E: Dimension>(shape: Sh, v: ArrayView<'_, f64, E>) -> Array<f64, Sh::Dim> {
+    let mut out = Array::zeros(shape);
+    out.assign(&v);
     out
 }
 
@@ -102,10 +122,11 @@ impl PlainEngine {
     pub(crate) fn conv2d_product(&self, x: &PlainTensor, w: &PlainTensor, p: &Conv2dParams) -> Result<PlainTensor> {
         let win = window("conv2d", &x.shape, &w.shape, p)?;
         let o = w.shape[0];
-        let cols = im2col(&x.data, &win);
         let (rows, ncols) = (win.col_rows(), win.col_cols());
-        let y = gemm(o, rows, ncols, &w.data, (rows, 1), &cols, (ncols, 1));
-        PlainTensor::new(&[win.n, o, win.oh, win.ow], swap01(&y, o, win.n, win.oh * win.ow))
+        let cols = im2col(&x.data, &win);
+        let y = view(&w.data, (o, rows))?.dot(&view(&cols, (rows, ncols))?); // [O, N*oh*ow]
+        let y = y.to_shape((o, win.n, win.oh, win.ow)).map_err(shape_err)?;
+        Ok(filled((win.n, o, win.oh, win.ow), y.view().permuted_axes([1, 0, 2, 3])).into())
     }
 
     /// `x W^T` without the bias: what the private engine truncates.
@@ -114,19 +135,30 @@ impl PlainEngine {
         if x.shape[1] != fin {
             return Err(NnError::Shape(format!("linear: input {:?} vs weight {:?}", x.shape, w.shape)));
         }
-        PlainTensor::new(&[n, fout], gemm(n, fin, fout, &x.data, (fin, 1), &w.data, (1, fin)))
+        Ok(view(&x.data, (n, fin))?.dot(&view(&w.data, (fout, fin))?.t()).into())
     }
+}
+
+/// `x` as `[N, C, inner]` (`inner` the product of the axes after 1).
+fn channel_view<'a>(op: &str, x: &'a [f64], shape: &[usize]) -> Result<ArrayView3<'a, f64>> {
+    let (c, inner) = channel_dims(op, shape)?;
+    view(x, (shape[0], c, inner))
+}
+
+/// A per-channel vector `[C]` as a `[C, 1]` column that broadcasts over `[N, C, inner]`.
+fn channel_column<'a>(op: &str, v: &'a PlainTensor, c: usize) -> Result<ArrayView2<'a, f64>> {
+    if v.shape != [c] {
+        return Err(NnError::Shape(format!("{op}: {:?} for {c} channels", v.shape)));
+    }
+    view(&v.data, (c, 1))
 }
 
 /// Adds a bias `[C]` along axis 1 of `y` (`[N, C, ...]`).
 pub(crate) fn add_bias(mut y: PlainTensor, b: &PlainTensor) -> Result<PlainTensor> {
     let (c, inner) = channel_dims("bias", &y.shape)?;
-    if b.shape != [c] {
-        return Err(NnError::Shape(format!("bias {:?} for output {:?}", b.shape, y.shape)));
-    }
-    for (i, v) in y.data.iter_mut().enumerate() {
-        *v += b.data[(i / inner) % c];
-    }
+    let col = channel_column("bias", b, c)?;
+    let mut y3 = ndarray::ArrayViewMut3::from_shape((y.shape[0], c, inner), &mut y.data).map_err(shape_err)?;
+    y3 += &col;
     Ok(y)
 }
 
@@ -163,14 +195,16 @@ impl Engine for PlainEngine {
     ) -> Result<LayerGrads<PlainTensor>> {
         let win = window("conv2d backward", &x.shape, &w.shape, p)?;
         let o = w.shape[0];
-        let (rows, ncols, hw) = (win.col_rows(), win.col_cols(), win.oh * win.ow);
-        let g = swap01(&gy.data, win.n, o, hw); // [O, N*oh*ow]
+        let (rows, ncols) = (win.col_rows(), win.col_cols());
+        let gy = view(&gy.data, (win.n, o, win.oh * win.ow))?;
+        let g = filled((o, win.n, win.oh * win.ow), gy.permuted_axes([1, 0, 2]));
+        let g = g.into_shape_with_order((o, ncols)).map_err(shape_err)?; // [O, N*oh*ow]
         let cols = im2col(&x.data, &win);
-        let dw = gemm(o, ncols, rows, &g, (ncols, 1), &cols, (1, ncols));
-        let dcols = gemm(rows, o, ncols, &w.data, (1, rows), &g, (ncols, 1));
-        let dx = col2im(&dcols, &win);
-        let db = bias.then(|| PlainTensor { shape: vec![o], data: g.chunks(ncols).map(|r| r.iter().sum()).collect() });
-        Ok((PlainTensor::new(&x.shape, dx)?, PlainTensor::new(&w.shape, dw)?, db))
+        let dw = g.dot(&view(&cols, (rows, ncols))?.t());
+        let dcols = view(&w.data, (o, rows))?.t().dot(&g);
+        let dx = col2im(&PlainTensor::from(dcols).data, &win);
+        let db = bias.then(|| g.sum_axis(Axis(1)).into());
+        Ok((PlainTensor::new(&x.shape, dx)?, shaped(&w.shape, dw)?, db))
     }
 
     fn linear(&mut self, x: &PlainTensor, w: &PlainTensor, b: &PlainTensor) -> Result<PlainTensor> {
@@ -184,61 +218,58 @@ impl Engine for PlainEngine {
         gy: &PlainTensor,
     ) -> Result<(PlainTensor, PlainTensor, PlainTensor)> {
         let (n, fin, fout) = (x.shape[0], w.shape[1], w.shape[0]);
-        let dx = gemm(n, fout, fin, &gy.data, (fout, 1), &w.data, (fin, 1));
-        let dw = gemm(fout, n, fin, &gy.data, (1, fout), &x.data, (fin, 1));
-        let mut db = vec![0.0; fout];
-        for r in gy.data.chunks(fout) {
-            for (d, v) in db.iter_mut().zip(r) {
-                *d += v;
-            }
-        }
-        Ok((PlainTensor::new(&x.shape, dx)?, PlainTensor::new(&w.shape, dw)?, PlainTensor::new(&[fout], db)?))
+        let (x2, w2, gy) = (view(&x.data, (n, fin))?, view(&w.data, (fout, fin))?, view(&gy.data, (n, fout))?);
+        Ok((gy.dot(&w2).into(), gy.t().dot(&x2).into(), gy.sum_axis(Axis(0)).into()))
     }
 
     fn relu(&mut self, x: &PlainTensor) -> Result<(PlainTensor, Vec<bool>)> {
         // The derivative at 0 is 1, as the private DReLU (NOT msb) gives.
         let mask: Vec<bool> = x.data.iter().map(|&v| v >= 0.0).collect();
-        let y = x.data.iter().map(|&v| v.max(0.0)).collect();
-        Ok((PlainTensor::new(&x.shape, y)?, mask))
+        Ok((x.view()?.mapv(|v| v.max(0.0)).into(), mask))
     }
 
     fn relu_backward(&mut self, gy: &PlainTensor, mask: &Vec<bool>) -> Result<PlainTensor> {
-        PlainTensor::new(&gy.shape, gy.data.iter().zip(mask).map(|(&g, &m)| if m { g } else { 0.0 }).collect())
+        let mask = ArrayView::from_shape(IxDyn(&gy.shape), &mask[..]).map_err(shape_err)?;
+        Ok(Zip::from(&gy.view()?).and(&mask).map_collect(|&g, &m| if m { g } else { 0.0 }).into())
     }
 
     fn avg_pool(&mut self, x: &PlainTensor, p: &Pool2dParams) -> Result<PlainTensor> {
         let (win, cols) = pool_cols(x, p)?;
-        let k = (p.kernel.0 * p.kernel.1) as f64;
-        let m = win.col_cols();
-        let data = (0..m).map(|j| (0..win.col_rows()).map(|r| cols[r * m + j]).sum::<f64>() / k).collect();
-        PlainTensor::new(&[x.shape[0], x.shape[1], win.oh, win.ow], data)
+        // The window's positions are the rows; padding counts, as zeros.
+        let mean = view(&cols, (win.col_rows(), win.col_cols()))?
+            .mean_axis(Axis(0))
+            .ok_or_else(|| NnError::Shape("an empty pooling window".into()))?;
+        shaped(&[x.shape[0], x.shape[1], win.oh, win.ow], mean)
     }
 
     fn avg_pool_backward(&mut self, gy: &PlainTensor, in_shape: &[usize], p: &Pool2dParams) -> Result<PlainTensor> {
         let win = pool2d_window("avg_pool backward", &[in_shape[0] * in_shape[1], 1, in_shape[2], in_shape[3]], p)?;
         let k = p.kernel.0 * p.kernel.1;
-        let cols: Vec<f64> = (0..k).flat_map(|_| gy.data.iter().map(|&g| g / k as f64)).collect();
-        PlainTensor::new(in_shape, col2im(&cols, &win))
+        let g = view(&gy.data, win.col_cols())?.mapv(|g| g / k as f64);
+        let cols = filled((k, win.col_cols()), g.view());
+        PlainTensor::new(in_shape, col2im(&PlainTensor::from(cols).data, &win))
     }
 
     fn max_pool(&mut self, x: &PlainTensor, p: &Pool2dParams) -> Result<(PlainTensor, Vec<usize>)> {
         let (win, cols) = pool_cols(x, p)?;
+        let (rows, m) = (win.col_rows(), win.col_cols());
         let valid = pool_valid(&win);
-        let m = win.col_cols();
-        let mut out = Vec::with_capacity(m);
-        let mut arg = Vec::with_capacity(m);
-        for j in 0..m {
-            let mut best: Option<usize> = None;
-            for r in 0..win.col_rows() {
-                if valid[r * m + j] && best.is_none_or(|b| cols[r * m + j] > cols[b * m + j]) {
-                    best = Some(r);
-                }
-            }
-            let b = best.ok_or_else(|| NnError::Shape("a pooling window lies entirely in the padding".into()))?;
-            out.push(cols[b * m + j]);
-            arg.push(b);
+        let valid = ArrayView2::from_shape((rows, m), &valid).map_err(shape_err)?;
+        let mut best = Array1::<f64>::zeros(m);
+        let mut arg = vec![usize::MAX; m]; // MAX: no real input position seen yet
+        for (r, (vals, ok)) in view(&cols, (rows, m))?.outer_iter().zip(valid.outer_iter()).enumerate() {
+            Zip::from(&mut best).and(ArrayViewMut1::from(&mut arg[..])).and(&vals).and(&ok).for_each(
+                |b, a, &v, &ok| {
+                    if ok && (*a == usize::MAX || v > *b) {
+                        (*b, *a) = (v, r);
+                    }
+                },
+            );
         }
-        Ok((PlainTensor::new(&[x.shape[0], x.shape[1], win.oh, win.ow], out)?, arg))
+        if arg.contains(&usize::MAX) {
+            return Err(NnError::Shape("a pooling window lies entirely in the padding".into()));
+        }
+        Ok((shaped(&[x.shape[0], x.shape[1], win.oh, win.ow], best)?, arg))
     }
 
     fn max_pool_backward(
@@ -258,20 +289,25 @@ impl Engine for PlainEngine {
     }
 
     fn affine_channels(&mut self, x: &PlainTensor, scale: &PlainTensor, shift: &PlainTensor) -> Result<PlainTensor> {
-        let (c, hw) = (x.shape[1], x.shape[2] * x.shape[3]);
-        let data =
-            x.data.iter().enumerate().map(|(i, &v)| v * scale.data[(i / hw) % c] + shift.data[(i / hw) % c]).collect();
-        PlainTensor::new(&x.shape, data)
+        let x3 = channel_view("affine_channels", &x.data, &x.shape)?;
+        let c = x3.dim().1;
+        let (scale, shift) =
+            (channel_column("affine_channels", scale, c)?, channel_column("affine_channels", shift, c)?);
+        let y = &x3 * &scale + shift;
+        shaped(&x.shape, y)
     }
 
     fn global_avg_pool(&mut self, x: &PlainTensor) -> Result<PlainTensor> {
-        let hw = x.shape[2] * x.shape[3];
-        PlainTensor::new(&x.shape[..2], x.data.chunks(hw).map(|c| c.iter().sum::<f64>() / hw as f64).collect())
+        let mean = channel_view("global_avg_pool", &x.data, &x.shape)?
+            .mean_axis(Axis(2))
+            .ok_or_else(|| NnError::Shape(format!("global_avg_pool of empty planes {:?}", x.shape)))?;
+        Ok(mean.into())
     }
 
     fn global_avg_pool_backward(&mut self, gy: &PlainTensor, in_shape: &[usize]) -> Result<PlainTensor> {
-        let hw = in_shape[2] * in_shape[3];
-        PlainTensor::new(in_shape, gy.data.iter().flat_map(|&g| std::iter::repeat_n(g / hw as f64, hw)).collect())
+        let (c, hw) = channel_dims("global_avg_pool backward", in_shape)?;
+        let g = view(&gy.data, (in_shape[0], c, 1))?.mapv(|g| g / hw as f64);
+        shaped(in_shape, filled((in_shape[0], c, hw), g.view()))
     }
 
     fn reshape(&mut self, x: &PlainTensor, shape: &[usize]) -> Result<PlainTensor> {
@@ -284,21 +320,20 @@ impl Engine for PlainEngine {
 
     fn lincomb(&mut self, terms: &[(f64, &PlainTensor)]) -> Result<PlainTensor> {
         let (_, first) = terms.first().ok_or_else(|| NnError::Shape("lincomb of no terms".into()))?;
-        let mut out = PlainTensor::zeros(&first.shape);
+        let mut out = Array::zeros(IxDyn(&first.shape));
         for (c, x) in terms {
             if x.shape != first.shape {
                 return Err(NnError::Shape(format!("lincomb: {:?} vs {:?}", x.shape, first.shape)));
             }
-            out.data.iter_mut().zip(&x.data).for_each(|(o, v)| *o += c * v);
+            out.scaled_add(*c, &x.view()?);
         }
-        Ok(out)
+        Ok(out.into())
     }
 
     fn softmax_ce_grad(&mut self, logits: &PlainTensor, onehot: &PlainTensor) -> Result<PlainTensor> {
-        let c = logits.shape[1];
-        let n = logits.shape[0] as f64;
-        let p = softmax_rows(&logits.data, c);
-        PlainTensor::new(&logits.shape, p.iter().zip(&onehot.data).map(|(p, y)| (p - y) / n).collect())
+        let (logits2, onehot2) = rows_pair("softmax_ce_grad", logits, onehot)?;
+        let n = logits2.nrows() as f64;
+        Ok(((softmax_rows(logits2) - onehot2) / n).into())
     }
 
     fn sub(&mut self, a: &PlainTensor, b: &PlainTensor) -> Result<PlainTensor> {
@@ -310,25 +345,17 @@ impl Engine for PlainEngine {
     }
 
     fn channel_sum(&mut self, x: &PlainTensor) -> Result<PlainTensor> {
-        let (c, inner) = channel_dims("channel_sum", &x.shape)?;
-        let mut out = vec![0.0; c];
-        for (i, v) in x.data.iter().enumerate() {
-            out[(i / inner) % c] += v;
-        }
-        PlainTensor::new(&[c], out)
+        let x3 = channel_view("channel_sum", &x.data, &x.shape)?;
+        Ok(x3.sum_axis(Axis(2)).sum_axis(Axis(0)).into())
     }
 
     fn broadcast_channels(&mut self, v: &PlainTensor, shape: &[usize]) -> Result<PlainTensor> {
         let (c, inner) = channel_dims("broadcast_channels", shape)?;
-        if v.shape != [c] {
-            return Err(NnError::Shape(format!("broadcast_channels: {:?} onto {shape:?}", v.shape)));
-        }
-        let n: usize = shape.iter().product();
-        PlainTensor::new(shape, (0..n).map(|i| v.data[(i / inner) % c]).collect())
+        shaped(shape, filled((shape[0], c, inner), channel_column("broadcast_channels", v, c)?))
     }
 
     fn inv_sqrt(&mut self, x: &PlainTensor, eps: f64) -> Result<PlainTensor> {
-        PlainTensor::new(&x.shape, x.data.iter().map(|v| 1.0 / (v + eps).sqrt()).collect())
+        Ok(x.view()?.mapv(|v| 1.0 / (v + eps).sqrt()).into())
     }
 }
 
@@ -337,7 +364,7 @@ fn zip_same(op: &str, a: &PlainTensor, b: &PlainTensor, f: impl Fn(f64, f64) -> 
     if a.shape != b.shape {
         return Err(NnError::Shape(format!("{op}: {:?} vs {:?}", a.shape, b.shape)));
     }
-    PlainTensor::new(&a.shape, a.data.iter().zip(&b.data).map(|(&x, &y)| f(x, y)).collect())
+    Ok(Zip::from(&a.view()?).and(&b.view()?).map_collect(|&x, &y| f(x, y)).into())
 }
 
 /// Channels and values per channel position (product of the axes after 1) of `[N, C, ...]`.
@@ -348,23 +375,37 @@ fn channel_dims(op: &str, shape: &[usize]) -> Result<(usize, usize)> {
     Ok((shape[1], shape[2..].iter().product()))
 }
 
-/// Row-wise softmax of `[N, c]` data, with max-shift.
-pub fn softmax_rows(data: &[f64], c: usize) -> Vec<f64> {
-    let mut out = Vec::with_capacity(data.len());
-    for r in data.chunks(c) {
-        let m = r.iter().copied().fold(f64::NEG_INFINITY, f64::max);
-        let e: Vec<f64> = r.iter().map(|v| (v - m).exp()).collect();
-        let s: f64 = e.iter().sum();
-        out.extend(e.iter().map(|v| v / s));
+/// Logits and one-hot labels, both `[N, C]`, as matrices.
+fn rows_pair<'a>(
+    op: &str,
+    logits: &'a PlainTensor,
+    onehot: &'a PlainTensor,
+) -> Result<(ArrayView2<'a, f64>, ArrayView2<'a, f64>)> {
+    match logits.shape[..] {
+        [n, c] if onehot.shape == logits.shape => Ok((view(&logits.data, (n, c))?, view(&onehot.data, (n, c))?)),
+        _ => Err(NnError::Shape(format!("{op}: logits {:?} and labels {:?}", logits.shape, onehot.shape))),
+    }
+}
+
+/// Row-wise softmax of `[N, C]` logits, with max-shift.
+pub fn softmax_rows(logits: ArrayView2<'_, f64>) -> Array2<f64> {
+    let mut out = logits.to_owned();
+    for mut r in out.rows_mut() {
+        let m = r.fold(f64::NEG_INFINITY, |m, &v| m.max(v));
+        r.mapv_inplace(|v| (v - m).exp());
+        let s = r.sum();
+        r /= s;
     }
     out
 }
 
-/// Mean cross-entropy of logits against one-hot labels.
+/// Mean cross-entropy of `[N, C]` logits against one-hot labels (NaN unless both are `[N, C]`).
 pub fn cross_entropy(logits: &PlainTensor, onehot: &PlainTensor) -> f64 {
-    let c = logits.shape[1];
-    let p = softmax_rows(&logits.data, c);
-    -p.iter().zip(&onehot.data).map(|(p, y)| y * p.max(1e-300).ln()).sum::<f64>() / logits.shape[0] as f64
+    let Ok((logits, onehot)) = rows_pair("cross_entropy", logits, onehot) else {
+        return f64::NAN;
+    };
+    let logp = softmax_rows(logits).mapv(|p| p.max(1e-300).ln());
+    -(&onehot * &logp).sum() / logits.nrows() as f64
 }
 
 /// Pooling windows of `[N, C, H, W]` as columns of the `[N*C, 1, H, W]` view.

@@ -83,7 +83,7 @@ fn plain_batch_norm_gradients_match_finite_differences() {
     let h = 1e-6;
     let check = |what: &str, numeric: f64, analytic: f64| {
         assert!(
-            (numeric - analytic).abs() < 1e-6 + 1e-4 * analytic.abs(),
+            approx::relative_eq!(numeric, analytic, epsilon = 1e-6, max_relative = 1e-4),
             "{what}: numeric {numeric}, backward {analytic}"
         )
     };
@@ -132,8 +132,11 @@ fn running_statistics_follow_pytorch_and_inference_uses_them() {
         let unbiased = vals.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / (m - 1.0);
         let rm = (1.0 - BN_MOMENTUM) * p["bn.running_mean"].data[c] + BN_MOMENTUM * mean;
         let rv = (1.0 - BN_MOMENTUM) * p["bn.running_var"].data[c] + BN_MOMENTUM * unbiased;
-        assert!((model.params["bn.running_mean"].data[c] - rm).abs() < 1e-12, "channel {c} mean");
-        assert!((model.params["bn.running_var"].data[c] - rv).abs() < 1e-12, "channel {c} variance");
+        assert!(approx::abs_diff_eq!(model.params["bn.running_mean"].data[c], rm, epsilon = 1e-12), "channel {c} mean");
+        assert!(
+            approx::abs_diff_eq!(model.params["bn.running_var"].data[c], rv, epsilon = 1e-12),
+            "channel {c} variance"
+        );
     }
     // Inference with trainable parameters equals inference with them folded.
     let folded = plain_model(&spec, fold_batchnorm(&spec, &model.params).unwrap()).unwrap();

@@ -75,7 +75,7 @@ fn plain_gradients_match_finite_differences() {
             let numeric = (loss(&plus) - loss(&minus)) / (2.0 * h);
             let analytic = grad.data[idx];
             assert!(
-                (numeric - analytic).abs() < 1e-6 + 1e-4 * analytic.abs(),
+                approx::relative_eq!(numeric, analytic, epsilon = 1e-6, max_relative = 1e-4),
                 "{name}[{idx}]: numeric {numeric}, backward {analytic}"
             );
         }

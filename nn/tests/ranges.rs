@@ -128,7 +128,7 @@ fn truncation_inputs_are_the_private_engines() {
     let r = rec.report();
     assert_eq!(entry(r, "conv", Phase::Forward, RangeOp::Truncation), 4.0);
     assert_eq!(entry(r, "pool", Phase::Forward, RangeOp::Truncation), 2.0);
-    assert!((entry(r, "sgd", Phase::Update, RangeOp::Truncation) - 4.8).abs() < 1e-12);
+    approx::assert_abs_diff_eq!(entry(r, "sgd", Phase::Update, RangeOp::Truncation), 4.8, epsilon = 1e-12);
     assert_eq!(entry(r, "bn", Phase::Forward, RangeOp::Truncation), 16.0);
     assert_eq!(r.entries().len(), 4);
 }
@@ -178,7 +178,7 @@ fn past_the_bound_the_private_result_is_wrong() {
         let want = rec.linear(&x, &w, &b).unwrap();
         rec.step_done("fc", Phase::Forward);
         let ratio = rec.report().entries()[0].ratio;
-        assert!((ratio - scale).abs() < 1e-9, "{ratio}");
+        approx::assert_abs_diff_eq!(ratio, scale, epsilon = 1e-9);
         let enc = |t: &PlainTensor| codec.encode_tensor(&t.shape, &t.data).unwrap();
         let (tx, tw, tb) = (enc(&x), enc(&w), enc(&b));
         let cfg = RunConfig { keys: KeySource::InsecureSeed(31), ..RunConfig::default() };
@@ -196,7 +196,8 @@ fn past_the_bound_the_private_result_is_wrong() {
         // Encoding the operands moves the product by up to about 4·a·2^-(f+1).
         let tol = 0.01;
         let wrong = got.iter().filter(|g| (*g - want.data[0]).abs() > tol).count();
-        assert!(got.iter().all(|g| (g - want.data[0]).abs() < tol || (g - flipped).abs() < tol), "{got:?}");
+        let near = |g: f64, v: f64| approx::abs_diff_eq!(g, v, epsilon = tol);
+        assert!(got.iter().all(|&g| near(g, want.data[0]) || near(g, flipped)), "{got:?}");
         if scale < 1.0 {
             assert_eq!(wrong, 0, "at {scale}x the bound");
         } else {

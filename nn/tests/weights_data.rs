@@ -63,7 +63,7 @@ fn save_load_round_trip_and_torch_files() {
     save_safetensors(&path, &p).unwrap();
     let q = load_safetensors(&path, &spec).unwrap();
     for (n, t) in &p {
-        assert!(t.data.iter().zip(&q[n].data).all(|(a, b)| (a - b).abs() <= 1e-7 * a.abs().max(1e-30)), "{n}");
+        assert!(approx::relative_eq!(t.data[..], q[n].data[..], max_relative = 1e-7), "{n}");
     }
     // A PyTorch-style file with batch norms and num_batches_tracked.
     let spec = bn_net();
@@ -87,7 +87,7 @@ fn save_load_round_trip_and_torch_files() {
         let (w, b, m, v) =
             (tensors[1].2[c] as f64, tensors[2].2[c] as f64, tensors[3].2[c] as f64, tensors[4].2[c] as f64);
         let want = (x.data[c] - m) / (v + BN_EPS).sqrt() * w + b;
-        assert!((y.data[c] - want).abs() < 1e-6, "channel {c}");
+        assert!(approx::abs_diff_eq!(y.data[c], want, epsilon = 1e-6), "channel {c}: {} vs {want}", y.data[c]);
     }
 }
 

@@ -3,6 +3,7 @@
 //! * [`RingTensor`]: a host tensor of `u64` ring elements (shape + contiguous row-major data).
 //! * [`FixedPoint`]: the fixed-point codec between `f64` and the ring.
 //! * [`Backend`]: everything a device (CPU, GPU) must compute, with exact wrapping semantics.
+//! * [`conv`]: im2col and col2im over slices of ring elements or reals.
 //! * [`prg`]: the AES-128-CTR stream layout that every backend's `prg_fill` must reproduce bit for bit.
 //!
 //! All arithmetic is modulo 2^64 (wrapping `u64`); the signed view of an element is its
@@ -10,6 +11,7 @@
 #![deny(missing_docs)]
 
 pub mod backend;
+pub mod conv;
 pub mod error;
 pub mod fixed;
 pub mod limbs;

@@ -581,11 +581,11 @@ mod tests {
 
     #[test]
     fn thresholds_match_their_quantiles() {
-        assert!((normal_tail(Z_ALPHA) / ALPHA - 1.0).abs() < 1e-9);
-        assert!((normal_tail(Z_HALF_ALPHA) / (ALPHA / 2.0) - 1.0).abs() < 1e-9);
+        ::approx::assert_relative_eq!(normal_tail(Z_ALPHA), ALPHA, max_relative = 1e-9);
+        ::approx::assert_relative_eq!(normal_tail(Z_HALF_ALPHA), ALPHA / 2.0, max_relative = 1e-9);
         // Wilson–Hilferty at 255 dof against the exact 1e-9 quantile 414.545 (0.1% above it).
-        assert!((chi2_threshold(255) / 414.545 - 1.0).abs() < 2e-3, "{}", chi2_threshold(255));
-        assert!((chi2_threshold(1) - 37.32).abs() < 0.01);
+        ::approx::assert_relative_eq!(chi2_threshold(255), 414.545, max_relative = 2e-3);
+        ::approx::assert_abs_diff_eq!(chi2_threshold(1), 37.32, epsilon = 0.01);
     }
 
     #[test]

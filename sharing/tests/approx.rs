@@ -78,7 +78,7 @@ fn exp_within_bound_and_guard_clamps() {
         let n = 2f64.powi(cfg.iters as i32);
         let lsb = 1.0 / codec().scale();
         let bound = if *x >= -n { want * (x.abs().powi(3) / (6.0 * n * n) + 2.0 * n * lsb) + 4.0 * lsb } else { 1e-9 };
-        assert!((g - want).abs() <= bound, "seed {seed}: exp({x}) = {g}, want {want}");
+        assert!(approx::abs_diff_eq!(*g, want, epsilon = bound), "seed {seed}: exp({x}) = {g}, want {want}");
     }
     for (i, ci) in c.iter().enumerate() {
         assert_eq!((ci.rounds, ci.bytes_sent), exp_cost(MODE, i, n, &cfg));
@@ -86,7 +86,8 @@ fn exp_within_bound_and_guard_clamps() {
     // Without the guard: T + (1 + n)·P per element.
     let cfg = ExpConfig { iters: 9, guard: false };
     let (got, c) = apply(seed, &[3], &[-1.0, 0.5, -100.0], |p, x| p.exp(x, &cfg));
-    assert!((got[0] - (-1.0f64).exp()).abs() < 2e-3 && (got[1] - 0.5f64.exp()).abs() < 2e-3 && got[2].abs() < 1e-3);
+    approx::assert_abs_diff_eq!(got[..2], [(-1.0f64).exp(), 0.5f64.exp()][..], epsilon = 2e-3);
+    approx::assert_abs_diff_eq!(got[2], 0.0, epsilon = 1e-3);
     for (i, ci) in c.iter().enumerate() {
         assert_eq!((ci.rounds, ci.bytes_sent), (exp_rounds(MODE, &cfg), (tc(i).1 + 10 * pc(i).1) * 3));
     }
@@ -105,9 +106,12 @@ fn reciprocal_converges_on_1_to_2_pow_16_and_is_accurate_below_2_pow_8() {
     for (x, g) in xs.iter().zip(&got) {
         let xe = codec().decode(codec().encode(*x).unwrap());
         let want = 1.0 / xe;
-        assert!((g - want).abs() <= 4.0 * lsb, "seed {seed}: 1/{x} = {g}, want {want}");
+        assert!(approx::abs_diff_eq!(*g, want, epsilon = 4.0 * lsb), "seed {seed}: 1/{x} = {g}, want {want}");
         if *x <= 256.0 {
-            assert!(((g - want) / want).abs() < 1e-3, "seed {seed}: relative error of 1/{x}: {g} vs {want}");
+            assert!(
+                approx::relative_eq!(*g, want, max_relative = 1e-3),
+                "seed {seed}: relative error of 1/{x}: {g} vs {want}"
+            );
         }
     }
     let (r, b) = guess_cost(0, n, 0, 16);
@@ -118,7 +122,7 @@ fn reciprocal_converges_on_1_to_2_pow_16_and_is_accurate_below_2_pow_8() {
     let (got, _) = apply(seed, &[10, 10], &xs, |p, x| p.reciprocal(x, -8, 8, 4));
     for (x, g) in xs.iter().zip(&got) {
         let want = 1.0 / codec().decode(codec().encode(*x).unwrap());
-        assert!(((g - want) / want).abs() < 1e-3, "seed {seed}: 1/{x} = {g}, want {want}");
+        assert!(approx::relative_eq!(*g, want, max_relative = 1e-3), "seed {seed}: 1/{x} = {g}, want {want}");
     }
 }
 
@@ -132,7 +136,7 @@ fn inverse_sqrt_relative_error_below_1e3() {
     let (got, c) = apply(seed, &[n], &xs, |p, x| p.inv_sqrt(x, -8, 16, 4));
     for (x, g) in xs.iter().zip(&got) {
         let want = 1.0 / codec().decode(codec().encode(*x).unwrap()).sqrt();
-        assert!(((g - want) / want).abs() < 1e-3, "seed {seed}: 1/sqrt({x}) = {g}, want {want}");
+        assert!(approx::relative_eq!(*g, want, max_relative = 1e-3), "seed {seed}: 1/sqrt({x}) = {g}, want {want}");
     }
     let (r, b) = guess_cost(1, n, -8, 16);
     assert_eq!((c[1].rounds, c[1].bytes_sent), (r + (2 + 3 * 4) * pc(1).0, b + (2 + 3 * 4) * pc(1).1 * n as u64));
@@ -205,7 +209,11 @@ fn cross_entropy_gradient() {
         let got = codec().decode_tensor(&out[0].0 .0);
         for i in 0..n * c {
             let want = (p[i] - y[i]) / n as f64;
-            assert!((got[i] - want).abs() < 3.0 / codec().scale(), "seed {seed} n {n}: {} vs {want}", got[i]);
+            assert!(
+                approx::abs_diff_eq!(got[i], want, epsilon = 3.0 / codec().scale()),
+                "seed {seed} n {n}: {} vs {want}",
+                got[i]
+            );
         }
         for (i, ((_, cost), _)) in out.iter().enumerate() {
             assert_eq!((cost.rounds, cost.bytes_sent), (tc(i).0, tc(i).1 * (n * c) as u64));
@@ -248,7 +256,7 @@ fn natural_log_and_cross_entropy_loss() {
     let (got, c) = apply(seed, &[n], &xs, |p, x| p.ln(x, -16, 8));
     for (x, g) in xs.iter().zip(&got) {
         let want = codec().decode(codec().encode(*x).unwrap()).ln();
-        assert!((g - want).abs() < 1e-5, "seed {seed}: ln({x}) = {g}, want {want}");
+        assert!(approx::abs_diff_eq!(*g, want, epsilon = 1e-5), "seed {seed}: ln({x}) = {g}, want {want}");
     }
     let (r, b) = guess_cost(2, n, -16, 8);
     assert_eq!((c[2].rounds, c[2].bytes_sent), (r + 4 * pc(2).0 + tc(2).0, b + (6 * pc(2).1 + tc(2).1) * n as u64));
@@ -276,7 +284,7 @@ fn natural_log_and_cross_entropy_loss() {
     });
     let got = codec().decode_tensor(&out[0].0 .0)[0];
     let want: f64 = -(0..rows).map(|i| p[i * classes + labels[i]].max(2f64.powi(-16)).ln()).sum::<f64>() / rows as f64;
-    assert!((got - want).abs() < 1e-3, "seed {seed}: loss {got}, want {want}");
+    assert!(approx::abs_diff_eq!(got, want, epsilon = 1e-3), "seed {seed}: loss {got}, want {want}");
     for (i, ((_, cost), _)) in out.iter().enumerate() {
         let (nr, nc) = (rows as u64, (rows * classes) as u64);
         let bytes = pc(i).1 * nc
@@ -328,7 +336,12 @@ fn exact_truncation_holds_up_to_the_product_bound() {
             continue;
         }
         let flipped = want - miss * want.signum();
-        assert!((g - flipped).abs() <= lsb, "seed {seed}: {} * {} = {g}, want {want}", xs[i], ys[i]);
+        assert!(
+            approx::abs_diff_eq!(*g, flipped, epsilon = lsb),
+            "seed {seed}: {} * {} = {g}, want {want}",
+            xs[i],
+            ys[i]
+        );
         wrong[i / k] += 1;
     }
     assert_eq!(&wrong[..3], &[0, 0, 0], "seed {seed}");
@@ -358,7 +371,10 @@ fn exp_domain_edges() {
     for (cfg, xs) in [(guarded, vec![hi - 0.01, 15.0, 5.0, -1e12, lo_g]), (bare, vec![hi - 0.01, -255.0, lo])] {
         let (got, _) = apply(seed, &[xs.len()], &xs, |p, x| p.exp(x, &cfg));
         for (x, g) in xs.iter().zip(&got) {
-            assert!((g - x.exp()).abs() <= exp_tolerance(*x, &cfg), "seed {seed}: exp({x}) = {g} ({cfg:?})");
+            assert!(
+                approx::abs_diff_eq!(*g, x.exp(), epsilon = exp_tolerance(*x, &cfg)),
+                "seed {seed}: exp({x}) = {g} ({cfg:?})"
+            );
         }
     }
     // Past the top: the last squaring's truncation fails (by -2^(64-2f)) for some elements.
@@ -368,14 +384,15 @@ fn exp_domain_edges() {
     let miss = 2f64.powi(64 - 2 * f as i32);
     let tol = exp_tolerance(x, &guarded);
     let wrong = got.iter().filter(|g| (*g - x.exp()).abs() > tol).count();
-    assert!(got.iter().all(|g| (g - x.exp()).abs() <= tol || (g - x.exp() + miss).abs() <= tol), "seed {seed}");
+    let near = |g: f64, v: f64| approx::abs_diff_eq!(g, v, epsilon = tol);
+    assert!(got.iter().all(|&g| near(g, x.exp()) || near(g, x.exp() - miss)), "seed {seed}: {got:?}");
     assert!((k / 8..7 * k / 8).contains(&wrong), "seed {seed}: {wrong} of {k} wrong at x = {x}");
     // Past the bottom without the guard the base grows again: 1 at -2^(n+1); the guard clamps.
     let xs = [2.0 * lo, 1.5 * lo];
     let (got, _) = apply(seed, &[2], &xs, |p, x| p.exp(x, &bare));
-    assert!((got[0] - 1.0).abs() < 1e-4 && got[1].abs() < 1e-4, "seed {seed}: {got:?}");
+    assert!(approx::abs_diff_eq!(got[..2], [1.0, 0.0][..], epsilon = 1e-4), "seed {seed}: {got:?}");
     let (got, _) = apply(seed, &[2], &xs, |p, x| p.exp(x, &guarded));
-    assert!(got.iter().all(|g| g.abs() < 1e-4), "seed {seed}: {got:?}");
+    assert!(got.iter().all(|&g| approx::abs_diff_eq!(g, 0.0, epsilon = 1e-4)), "seed {seed}: {got:?}");
 }
 
 /// Batch norm's inverse square root (`[2^-17, 2^17)`, 3 Newton steps) at and past its edges.

@@ -213,8 +213,11 @@ fn fixed_point_matmul_within_documented_bound() {
                 let exact: f64 = (0..k).map(|t| av[i * k + t] * bv[t * n + j]).sum();
                 let l1: f64 = (0..k).map(|t| av[i * k + t].abs() + bv[t * n + j].abs()).sum();
                 let bound = delta / 2.0 * l1 + k as f64 * delta * delta / 4.0 + delta;
-                let err = (got[i * n + j] - exact).abs();
-                assert!(err < bound, "seed {seed} ({i},{j}): error {err} above bound {bound}");
+                let g = got[i * n + j];
+                assert!(
+                    approx::abs_diff_eq!(g, exact, epsilon = bound),
+                    "seed {seed} ({i},{j}): {g} vs {exact}, bound {bound}"
+                );
             }
         }
     }
@@ -249,7 +252,10 @@ fn truncation_failures_probabilistic_rate_and_exact_none() {
             let e = (r.data()[j] as i64) as f64 - z as f64 / scale;
             if e.abs() >= 1.0 {
                 fails += 1;
-                assert!((e.abs() - (64.0 - f as f64).exp2()).abs() < 2.0, "seed {seed}: failure error {e}");
+                assert!(
+                    approx::abs_diff_eq!(e.abs(), (64.0 - f as f64).exp2(), epsilon = 2.0),
+                    "seed {seed}: failure error {e}"
+                );
             } else {
                 err_sum += e;
             }
@@ -271,7 +277,7 @@ fn truncation_failures_probabilistic_rate_and_exact_none() {
         assert!(expected > 10_000.0, "test should exercise many failures");
         match mode {
             TruncMode::Probabilistic => assert!(
-                (fails as f64 - expected).abs() < 6.0 * sigma,
+                approx::abs_diff_eq!(fails as f64, expected, epsilon = 6.0 * sigma),
                 "seed {seed}: {fails} failures, expected {expected:.0} ± {sigma:.0}"
             ),
             TruncMode::Exact => assert_eq!(

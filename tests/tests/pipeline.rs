@@ -60,8 +60,11 @@ fn conv_then_dense_matches_f64() {
         for c in 0..10 {
             let exact: f64 = (0..256).map(|t| y[r * 256 + t] * dv[t * 10 + c]).sum();
             // Two truncations of < 1 LSB each plus encoding errors propagated through 9 + 256 terms.
-            let err = (got[r * 10 + c] - exact).abs();
-            assert!(err < 2e-4, "output ({r},{c}): {err}");
+            assert!(
+                approx::abs_diff_eq!(got[r * 10 + c], exact, epsilon = 2e-4),
+                "output ({r},{c}): {} vs {exact}",
+                got[r * 10 + c]
+            );
         }
     }
     assert!(out.iter().all(|o| o.value == out[0].value));

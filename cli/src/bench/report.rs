@@ -415,7 +415,7 @@ mod tests {
     fn stats_median_and_spread() {
         let s = Stats::new(vec![3.0, 1.0, 2.0], vec![9.0]);
         assert_eq!((s.median, s.min, s.max), (2.0, 1.0, 3.0));
-        assert!((s.spread - 1.0).abs() < 1e-12);
+        approx::assert_abs_diff_eq!(s.spread, 1.0, epsilon = 1e-12);
         assert_eq!(Stats::new(vec![1.0, 3.0], vec![]).median, 2.0);
     }
 }

@@ -1,6 +1,8 @@
-//! im2col and col2im over NCHW tensors (the layout is specified on `Backend::im2col`).
+//! Generic im2col and col2im over dense NCHW slices, with the column layout specified on
+//! [`Backend::im2col`](crate::Backend::im2col): the CPU backend runs them on ring elements and the
+//! plaintext twins of the `nn` crate on reals, so both unfold windows in exactly one way.
 
-use cryptgpu_ring::shape::Window;
+use crate::shape::Window;
 use rayon::prelude::*;
 
 /// An element im2col/col2im can move and sum: ring elements (wrapping) or reals (for the f64

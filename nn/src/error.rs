@@ -37,6 +37,20 @@ pub enum NnError {
     /// Roles that name no valid party, or a party acting outside its role.
     #[error("roles: {0}")]
     Roles(String),
+    /// An ONNX file that does not decode, or whose opset, initializers, inputs or outputs the
+    /// import does not accept.
+    #[error("ONNX model: {0}")]
+    OnnxModel(String),
+    /// An ONNX node the import does not support or that is inconsistent.
+    #[error("ONNX node '{node}' ({op}): {detail}")]
+    Onnx {
+        /// The node's name.
+        node: String,
+        /// Its operator.
+        op: String,
+        /// What is unsupported or wrong.
+        detail: String,
+    },
 }
 
 impl From<cryptgpu_ring::RingError> for NnError {

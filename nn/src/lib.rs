@@ -11,12 +11,15 @@
 //!   checks), batch-norm folding.
 //! * [`session`]: roles (who holds the model, the data, who receives each output), secret-sharing
 //!   models and batches from their owners, openings to named receivers.
+//! * [`onnx`]: ONNX import of PyTorch exports into a validated, typed operator graph with inferred
+//!   shapes.
 //! * [`train`]: the private training and evaluation loops, their plaintext twins and scores.
 #![deny(missing_docs)]
 
 pub mod data;
 pub mod engine;
 pub mod error;
+pub mod onnx;
 pub mod plain;
 pub mod private;
 pub mod ranges;

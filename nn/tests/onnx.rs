@@ -179,7 +179,7 @@ fn node_mut<'a>(m: &'a mut ModelProto, name: &str) -> &'a mut NodeProto {
 
 fn set_int(n: &mut NodeProto, name: &str, v: i64) {
     n.attribute.retain(|a| a.name != name);
-    n.attribute.push(AttributeProto { name: name.into(), r#type: ATTR_INT, i: v, ..Default::default() });
+    n.attribute.push(attr_int(name, v));
 }
 
 #[test]
@@ -310,4 +310,174 @@ proptest! {
             let _ = read_onnx(&b);
         }
     }
+}
+
+mod synthetic {
+    //! Hand-built graphs for the operators and shape chains the four exports do not have.
+
+    use super::*;
+    use cryptgpu_nn::onnx::proto::{
+        Dimension, GraphProto, OperatorSetIdProto, TensorProto, TensorShapeProto, TypeProto, TypeProtoTensor,
+        ValueInfoProto, ATTR_INTS, ATTR_TENSOR, DATA_TYPE_FLOAT, DATA_TYPE_INT64,
+    };
+
+    fn floats(name: &str, dims: &[i64]) -> TensorProto {
+        let n: i64 = dims.iter().product();
+        TensorProto {
+            name: name.into(),
+            dims: dims.to_vec(),
+            data_type: DATA_TYPE_FLOAT,
+            float_data: (0..n).map(|i| i as f32 / 100.0).collect(),
+            ..Default::default()
+        }
+    }
+
+    fn ints_attr(name: &str, v: &[i64]) -> AttributeProto {
+        AttributeProto { name: name.into(), r#type: ATTR_INTS, ints: v.to_vec(), ..Default::default() }
+    }
+
+    fn node(name: &str, op: &str, inputs: &[&str], attrs: Vec<AttributeProto>) -> NodeProto {
+        NodeProto {
+            name: name.into(),
+            op_type: op.into(),
+            input: inputs.iter().map(|s| s.to_string()).collect(),
+            output: vec![name.into()],
+            attribute: attrs,
+            ..Default::default()
+        }
+    }
+
+    /// A `Constant` node with an INT64 tensor (raw little-endian, as PyTorch writes them).
+    fn int_const(name: &str, v: &[i64]) -> NodeProto {
+        let t = TensorProto {
+            dims: vec![v.len() as i64],
+            data_type: DATA_TYPE_INT64,
+            raw_data: v.iter().flat_map(|x| x.to_le_bytes()).collect(),
+            ..Default::default()
+        };
+        let a = AttributeProto { name: "value".into(), r#type: ATTR_TENSOR, t: Some(t), ..Default::default() };
+        node(name, "Constant", &[], vec![a])
+    }
+
+    fn value(name: &str, dims: &[Option<i64>]) -> ValueInfoProto {
+        let dim =
+            dims.iter().map(|d| Dimension { dim_value: *d, dim_param: d.is_none().then(|| "batch".into()) }).collect();
+        ValueInfoProto {
+            name: name.into(),
+            r#type: Some(TypeProto {
+                tensor_type: Some(TypeProtoTensor {
+                    elem_type: DATA_TYPE_FLOAT,
+                    shape: Some(TensorShapeProto { dim }),
+                }),
+            }),
+        }
+    }
+
+    /// Pad -> Conv -> Reshape to [N, 4, 64] through Shape/Slice/Cast/Concat -> MatMul ->
+    /// Softmax, with a dead ReduceMean; `batch` fixes the input's batch size.
+    fn model(batch: Option<i64>) -> ModelProto {
+        let nodes = vec![
+            int_const("pads", &[0, 0, 1, 1, 0, 0, 1, 1]),
+            node("pad", "Pad", &["x", "pads", "zero"], vec![]),
+            node("conv", "Conv", &["pad", "w"], vec![ints_attr("kernel_shape", &[3, 3])]),
+            node("mean", "ReduceMean", &["conv"], vec![ints_attr("axes", &[2, 3])]),
+            node("shape", "Shape", &["conv"], vec![]),
+            int_const("zero_i", &[0]),
+            int_const("one_i", &[1]),
+            node("first", "Slice", &["shape", "zero_i", "one_i"], vec![]),
+            int_const("rest", &[4, -1]),
+            node("cat", "Concat", &["first", "rest"], vec![super::attr_int("axis", 0)]),
+            node("cast", "Cast", &["cat"], vec![super::attr_int("to", 7)]),
+            node("reshape", "Reshape", &["conv", "cast"], vec![]),
+            node("mm", "MatMul", &["reshape", "w2"], vec![]),
+            node("y", "Softmax", &["mm"], vec![]),
+        ];
+        let mut zero = floats("zero", &[]);
+        zero.float_data = vec![0.0];
+        ModelProto {
+            ir_version: 8,
+            opset_import: vec![OperatorSetIdProto { domain: String::new(), version: 13 }],
+            graph: Some(GraphProto {
+                node: nodes,
+                initializer: vec![floats("w", &[4, 3, 3, 3]), floats("w2", &[64, 5]), zero],
+                input: vec![value("x", &[batch, Some(3), Some(8), Some(8)])],
+                output: vec![value("y", &[batch, Some(4), Some(5)])],
+                ..Default::default()
+            }),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn pad_conv_reshape_matmul_softmax_with_a_slice_chain() {
+        for batch in [None, Some(2)] {
+            let g = read_onnx(&model(batch).encode_to_vec()).unwrap();
+            assert_eq!(g.op_names(), ["Pad", "Conv", "Reshape", "MatMul", "Softmax"]);
+            assert_eq!(g.nodes[0].op, OnnxOp::Pad { pads: [1, 1, 1, 1] });
+            assert_eq!(g.nodes[0].inputs, ["x"]);
+            assert_eq!(g.nodes[1].inputs, ["pad", "w"]);
+            assert_eq!(g.shape("conv").unwrap(), [N, f(4), f(8), f(8)]);
+            assert_eq!(g.nodes[2].op, OnnxOp::Reshape { shape: vec![N, f(4), f(64)] });
+            assert_eq!(g.nodes[2].inputs, ["conv"]);
+            assert_eq!(g.nodes[4].op, OnnxOp::Softmax { axis: 2 });
+            assert_eq!(g.output_shape(), [N, f(4), f(5)]);
+            // The dead ReduceMean and the pad value are gone.
+            assert_eq!(g.initializers.keys().collect::<Vec<_>>(), ["w", "w2"]);
+            assert!(g.shape("mean").is_none());
+            assert_eq!(g.input.batch, batch.map(|b| b as usize));
+        }
+    }
+
+    #[test]
+    fn a_fixed_batch_in_a_constant_reshape_target_is_the_batch() {
+        let mut m = model(Some(2));
+        let nodes = &mut m.graph.as_mut().unwrap().node;
+        nodes.retain(|n| !["shape", "zero_i", "one_i", "first", "rest", "cat", "cast"].contains(&n.name.as_str()));
+        nodes.insert(4, int_const("cast", &[2, 4, 64]));
+        let g = read_onnx(&m.encode_to_vec()).unwrap();
+        assert_eq!(g.nodes[2].op, OnnxOp::Reshape { shape: vec![N, f(4), f(64)] });
+    }
+
+    #[test]
+    fn unsupported_attribute_values_and_shapes_are_named() {
+        let err = |edit: &dyn Fn(&mut ModelProto)| {
+            let mut m = model(None);
+            edit(&mut m);
+            read_onnx(&m.encode_to_vec()).unwrap_err().to_string()
+        };
+        let e = err(&|m| node_mut(m, "mean").attribute[0].ints = vec![1]);
+        assert_eq!(e, "ONNX node 'mean' (ReduceMean): axes=[1] are not supported (only the spatial axes [2, 3])");
+        let e = err(&|m| {
+            let p = node_mut(m, "pads");
+            p.attribute[0].t.as_mut().unwrap().raw_data[8..16].copy_from_slice(&1i64.to_le_bytes());
+        });
+        assert!(e.starts_with("ONNX node 'pad' (Pad): pads=[0, 1, 1, 1"), "{e}");
+        let e = err(&|m| m.graph.as_mut().unwrap().initializer[2].float_data = vec![1.0]);
+        assert!(e.contains("constant_value must be 0"), "{e}");
+        let e = err(&|m| {
+            node_mut(m, "pad").attribute.push(AttributeProto {
+                name: "mode".into(),
+                r#type: cryptgpu_nn::onnx::proto::ATTR_STRING,
+                s: b"reflect".to_vec(),
+                ..Default::default()
+            })
+        });
+        assert!(e.contains("mode=reflect is not supported"), "{e}");
+        let e = err(&|m| set_int(node_mut(m, "cast"), "to", 1));
+        assert!(e.contains("'cast' (Cast): only casts of constants to their own type"), "{e}");
+        let e = err(&|m| {
+            node_mut(m, "rest").attribute[0].t.as_mut().unwrap().raw_data[..8].copy_from_slice(&5i64.to_le_bytes())
+        });
+        assert!(e.contains("'reshape' (Reshape): reshape of [N, 4, 8, 8]"), "{e}");
+        let e = err(&|m| node_mut(m, "mm").input[0] = "cast".into());
+        assert!(e.contains("'mm' (MatMul): integer constant 'cast' as a tensor input"), "{e}");
+        let e = err(&|m| set_int(node_mut(m, "y"), "axis", 0));
+        assert!(e.contains("axis=0 would mix the batch"), "{e}");
+        let e = err(&|m| m.graph.as_mut().unwrap().output[0] = value("y", &[None, Some(4), Some(6)]));
+        assert!(e.contains("output 'y' is declared"), "{e}");
+    }
+}
+
+fn attr_int(name: &str, v: i64) -> AttributeProto {
+    AttributeProto { name: name.into(), r#type: ATTR_INT, i: v, ..Default::default() }
 }

@@ -959,20 +959,22 @@ impl Reader {
                 let n = data.len() as i64;
                 let fix = |v: i64, lo: i64, hi: i64| (if v < 0 { v.saturating_add(n) } else { v }).clamp(lo, hi);
                 let mut out = Vec::new();
-                if step > 0 {
+                if step == 0 {
+                    return Err(cx.err("steps must not be 0"));
+                } else if n == 0 {
+                    // Nothing to take.
+                } else if step > 0 {
                     let (mut i, e) = (fix(start, 0, n), fix(end, 0, n));
                     while i < e {
                         out.push(data[i as usize]);
                         i = i.saturating_add(step);
                     }
-                } else if step < 0 {
+                } else {
                     let (mut i, e) = (fix(start, 0, n - 1), fix(end, -1, n - 1));
                     while i > e {
                         out.push(data[i as usize]);
                         i = i.saturating_add(step);
                     }
-                } else {
-                    return Err(cx.err("steps must not be 0"));
                 }
                 Step::Const(Val::Int { dims: vec![out.len()], data: out })
             }

@@ -310,6 +310,66 @@ proptest! {
             let _ = read_onnx(&b);
         }
     }
+
+    /// Random values in attributes, dims and node wiring: errors, never panics.
+    #[test]
+    fn structurally_edited_exports_never_panic(
+        model in 0usize..4,
+        edits in proptest::collection::vec((any::<usize>(), any::<usize>(), 0u8..6, any::<i64>()), 1..6),
+    ) {
+        if let Some(dir) = onnx_dir() {
+            let mut m = decoded(&dir, MODELS[model]);
+            let g = m.graph.as_mut().unwrap();
+            for (a, b, kind, v) in edits {
+                let small = v % 5 - 1;
+                let (ni, nj) = (a % g.node.len(), b % g.node.len());
+                let wide = if v % 2 == 0 { small } else { v };
+                match kind {
+                    0 | 1 => {
+                        let n = &mut g.node[ni];
+                        let len = n.attribute.len();
+                        if let Some(at) = n.attribute.get_mut(b % len.max(1)) {
+                            if kind == 0 {
+                                at.i = wide;
+                            } else {
+                                let k = b % at.ints.len().max(1);
+                                if let Some(x) = at.ints.get_mut(k) {
+                                    *x = small;
+                                }
+                                if v % 3 == 0 {
+                                    at.ints.pop();
+                                }
+                            }
+                        }
+                    }
+                    2 => {
+                        let other = g.node[nj].output[0].clone();
+                        let n = &mut g.node[ni];
+                        let len = n.input.len();
+                        if let Some(i) = n.input.get_mut(b % len.max(1)) {
+                            *i = other;
+                        }
+                    }
+                    3 => {
+                        let len = g.initializer.len();
+                        let t = &mut g.initializer[b % len];
+                        let k = b % t.dims.len().max(1);
+                        if let Some(d) = t.dims.get_mut(k) {
+                            *d = wide;
+                        }
+                    }
+                    4 => {
+                        let ty = g.input[0].r#type.as_mut().unwrap();
+                        let d = &mut ty.tensor_type.as_mut().unwrap().shape.as_mut().unwrap().dim;
+                        let k = b % d.len();
+                        d[k].dim_value = Some(wide);
+                    }
+                    _ => g.node.swap(ni, nj),
+                }
+            }
+            let _ = read_onnx(&m.encode_to_vec());
+        }
+    }
 }
 
 mod synthetic {

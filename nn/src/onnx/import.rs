@@ -307,9 +307,9 @@ impl Ctx<'_> {
         Ok(self.attr(name, ATTR_STRING, "a STRING")?.map(|a| String::from_utf8_lossy(&a.s).into_owned()))
     }
 
-    /// An INT attribute that must have the value `want` (its default when absent).
-    fn int_is(&self, name: &str, default: i64, want: i64) -> Result<()> {
-        let v = self.int(name, default)?;
+    /// An INT attribute that must be absent or have the value `want` (its default).
+    fn int_is(&self, name: &str, want: i64) -> Result<()> {
+        let v = self.int(name, want)?;
         if v != want {
             return Err(self.err(format!("{name}={v} is not supported (only {want})")));
         }
@@ -458,6 +458,11 @@ impl Reader {
             Some(o) if !o.is_empty() => o.clone(),
             _ => return Err(cx.err("the node has no output")),
         };
+        if op != "Dropout" {
+            if let Some(extra) = node.output.iter().skip(1).find(|o| !o.is_empty()) {
+                return Err(cx.err(format!("a second output ('{extra}') is not supported")));
+            }
+        }
         for o in node.output.iter().filter(|o| !o.is_empty()) {
             if self.vals.contains_key(o) || self.aliases.contains_key(o) {
                 return Err(cx.err(format!("value '{o}' is defined twice")));
@@ -551,7 +556,7 @@ impl Reader {
         Ok(match op {
             "Conv" => {
                 arity(2, 3)?;
-                cx.int_is("group", 1, 1)?;
+                cx.int_is("group", 1)?;
                 cx.no_auto_pad()?;
                 cx.no_dilation()?;
                 let x = shape(0)?;
@@ -576,7 +581,7 @@ impl Reader {
             }
             "Gemm" => {
                 arity(2, 3)?;
-                cx.int_is("transA", 0, 0)?;
+                cx.int_is("transA", 0)?;
                 let trans_b = match cx.int("transB", 0)? {
                     0 => false,
                     1 => true,
@@ -634,7 +639,7 @@ impl Reader {
             }
             "MaxPool" | "AveragePool" => {
                 arity(1, 1)?;
-                cx.int_is("ceil_mode", 0, 0)?;
+                cx.int_is("ceil_mode", 0)?;
                 cx.no_auto_pad()?;
                 cx.no_dilation()?;
                 let x = shape(0)?;
@@ -646,7 +651,7 @@ impl Reader {
                 };
                 let shape = vec![x[0], x[1], Dim::Fixed(out(0)?), Dim::Fixed(out(1)?)];
                 let op = if op == "MaxPool" {
-                    cx.int_is("storage_order", 0, 0)?;
+                    cx.int_is("storage_order", 0)?;
                     OnnxOp::MaxPool(win)
                 } else {
                     let count_include_pad = match cx.int("count_include_pad", 0)? {
@@ -694,7 +699,7 @@ impl Reader {
             }
             "BatchNormalization" => {
                 arity(5, 5)?;
-                cx.int_is("training_mode", 0, 0)?;
+                cx.int_is("training_mode", 0)?;
                 let epsilon = cx.float("epsilon", 1e-5)?;
                 let x = shape(0)?;
                 if x.len() < 2 {

@@ -91,6 +91,10 @@ fn lenet_maxpool_is_conv_relu_pool_twice_then_three_linears() {
     assert_eq!(g.shape(&g.nodes[5].output).unwrap(), [N, f(16), f(5), f(5)]);
     assert_eq!(g.shape(&g.nodes[6].output).unwrap(), [N, f(400)]);
     assert_eq!(g.nodes[7].op, OnnxOp::Gemm { trans_b: true, alpha: 1.0, beta: 1.0 });
+    let summary = g.summary();
+    assert!(summary.starts_with("input input [N, 1, 28, 28]\n/conv1/Conv "), "{summary}");
+    assert!(summary.contains(" Conv ") && summary.contains(" [N, 6, 28, 28] ") && summary.contains(" 156\n"));
+    assert!(summary.ends_with("output logits [N, 10], 61706 parameters\n"), "{summary}");
 }
 
 #[test]

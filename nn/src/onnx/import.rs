@@ -469,15 +469,18 @@ impl Reader {
             }
         }
         // Inputs, resolved; an empty name is an omitted optional input.
-        let mut inputs: Vec<Option<(String, Val)>> = Vec::new();
-        for i in &node.input {
-            if i.is_empty() {
-                inputs.push(None);
-                continue;
-            }
-            let r = self.resolve(i);
-            let v = self.vals.get(&r).ok_or_else(|| cx.err(format!("input '{i}' is not defined before the node")))?;
-            inputs.push(Some((r, v.clone())));
+        let names: Vec<Option<String>> = node.input.iter().map(|i| (!i.is_empty()).then(|| self.resolve(i))).collect();
+        let mut inputs: Vec<Option<(&str, &Val)>> = Vec::new();
+        for (given, name) in node.input.iter().zip(&names) {
+            inputs.push(match name {
+                None => None,
+                Some(n) => Some((
+                    n.as_str(),
+                    self.vals
+                        .get(n)
+                        .ok_or_else(|| cx.err(format!("input '{given}' is not defined before the node")))?,
+                )),
+            });
         }
         let result = self.eval(&cx, &inputs)?;
         match result {
@@ -491,8 +494,7 @@ impl Reader {
                 if shape.iter().skip(1).any(|d| *d == Dim::Batch) {
                     return Err(cx.err(format!("the output shape {} moves the batch axis", format_shape(&shape))));
                 }
-                let inputs =
-                    used.into_iter().filter_map(|k| inputs.get(k).cloned().flatten().map(|(n, _)| n)).collect();
+                let inputs = used.into_iter().filter_map(|k| names.get(k).cloned().flatten()).collect();
                 self.vals.insert(output.clone(), Val::Dyn(shape));
                 self.nodes.push(OnnxNode { name: cx.name.clone(), op, inputs, output });
             }
@@ -501,15 +503,15 @@ impl Reader {
     }
 
     /// What a node becomes.
-    fn eval(&self, cx: &Ctx<'_>, inputs: &[Option<(String, Val)>]) -> Result<Step> {
+    fn eval(&self, cx: &Ctx<'_>, inputs: &[Option<(&str, &Val)>]) -> Result<Step> {
         let arity = |min: usize, max: usize| -> Result<()> {
             if inputs.len() < min || inputs.len() > max || inputs[..min].iter().any(Option::is_none) {
                 return Err(cx.err(format!("{} inputs given, {min} to {max} expected", inputs.len())));
             }
             Ok(())
         };
-        let val = |k: usize| inputs.get(k).and_then(|i| i.as_ref()).map(|(_, v)| v);
-        let name = |k: usize| inputs.get(k).and_then(|i| i.as_ref()).map_or("", |(n, _)| n.as_str());
+        let val = |k: usize| inputs.get(k).copied().flatten().map(|(_, v)| v);
+        let name = |k: usize| inputs.get(k).copied().flatten().map_or("", |(n, _)| n);
         // Shape of input k of a computing node: no integer constants there.
         let shape = |k: usize| -> Result<Vec<Dim>> {
             match val(k) {

@@ -545,3 +545,34 @@ mod synthetic {
 fn attr_int(name: &str, v: i64) -> AttributeProto {
     AttributeProto { name: name.into(), r#type: ATTR_INT, i: v, ..Default::default() }
 }
+
+/// The mlp's initializers, run by hand (Flatten, Gemm with transB, Relu, Gemm), give PyTorch's
+/// logits: the raw little-endian weights and the Gemm attributes are read right.
+#[test]
+fn mlp_weights_reproduce_pytorch_logits() {
+    let Some(dir) = onnx_dir() else { return };
+    let g = graph(&dir, "mlp");
+    let io = std::fs::read(dir.join("mlp.io.safetensors")).unwrap();
+    let st = safetensors::SafeTensors::deserialize(&io).unwrap();
+    let read = |n: &str| -> Vec<f32> {
+        st.tensor(n).unwrap().data().chunks_exact(4).map(|c| f32::from_le_bytes(c.try_into().unwrap())).collect()
+    };
+    let (x, want) = (read("input"), read("logits"));
+    let gemm = |x: &[f32], node: &str| -> Vec<f32> {
+        let n = g.nodes.iter().find(|n| n.name == node).unwrap();
+        assert_eq!(n.op, OnnxOp::Gemm { trans_b: true, alpha: 1.0, beta: 1.0 });
+        let (w, b) = (&g.initializers[&n.inputs[1]], &g.initializers[&n.inputs[2]]);
+        let (out, k) = (w.dims[0], w.dims[1]);
+        x.chunks_exact(k)
+            .flat_map(|row| {
+                (0..out).map(move |o| b.data[o] + row.iter().zip(&w.data[o * k..]).map(|(a, b)| a * b).sum::<f32>())
+            })
+            .collect()
+    };
+    let h: Vec<f32> = gemm(&x, "/net/net.1/Gemm").into_iter().map(|v| v.max(0.0)).collect();
+    let y = gemm(&h, "/net/net.3/Gemm");
+    assert_eq!(y.len(), 30);
+    for (a, b) in y.iter().zip(&want) {
+        assert!((a - b).abs() < 1e-4, "{a} vs {b}");
+    }
+}

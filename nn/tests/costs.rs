@@ -60,11 +60,8 @@ fn costs() -> String {
         model.train_step(&mut pe, &sx, &sy, &opt)?;
         model.train_step(&mut pe, &sx, &sy, &opt)?;
         model.forward(&mut pe, &sx, false)?;
-        let lines: Vec<String> = pe
-            .traffic
-            .iter()
-            .map(|((l, ph), c)| format!("{l} {ph:?} {} {}", c.rounds, c.bytes_sent))
-            .collect();
+        let lines: Vec<String> =
+            pe.traffic.iter().map(|((l, ph), c)| format!("{l} {ph:?} {} {}", c.rounds, c.bytes_sent)).collect();
         Ok::<_, cryptgpu_nn::NnError>(lines.join("\n"))
     })
     .unwrap();

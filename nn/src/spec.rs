@@ -1,5 +1,6 @@
-//! Model descriptions: the layer sequence, shapes and parameter names shared by the private model
-//! and its plaintext twin.
+//! Layer-sequence model descriptions (the zoo's): layers, shapes and PyTorch parameter names.
+//! A [`ModelSpec`] runs as its lowered [`Graph`](crate::graph::Graph) ([`ModelSpec::to_graph`]),
+//! which also checks its shapes and lists its parameters.
 
 use crate::error::Result;
 
@@ -116,20 +117,6 @@ pub struct ModelSpec {
 
 /// Batch-norm epsilon (PyTorch's default).
 pub const BN_EPS: f64 = 1e-5;
-
-impl LayerSpec {
-    /// The layer's kind; `None` for a residual block (its layers have kinds).
-    pub fn kind(&self) -> Option<LayerKind> {
-        Some(match self {
-            LayerSpec::Conv2d { .. } | LayerSpec::Linear { .. } => LayerKind::Linear,
-            LayerSpec::BatchNorm2d { .. } => LayerKind::BatchNorm,
-            LayerSpec::Relu => LayerKind::Relu,
-            LayerSpec::AvgPool2d { .. } | LayerSpec::MaxPool2d { .. } | LayerSpec::GlobalAvgPool => LayerKind::Pooling,
-            LayerSpec::Flatten => LayerKind::Reshape,
-            LayerSpec::Residual { .. } => return None,
-        })
-    }
-}
 
 impl ModelSpec {
     /// Checks the shapes end to end (through [`to_graph`](Self::to_graph) and

@@ -143,11 +143,16 @@ fn get<'a>(p: &'a Params, name: &str) -> Result<&'a PlainTensor> {
 /// documentation), is named in the error, with the first offending element and its index.
 /// Batch norms' `num_batches_tracked` is ignored.
 pub fn load_safetensors(path: &Path, spec: &ModelSpec) -> Result<Params> {
+    load_graph_safetensors(path, &spec.to_graph())
+}
+
+/// [`load_safetensors`] for a graph: its [`Graph::params`], with the same checks.
+pub fn load_graph_safetensors(path: &Path, graph: &Graph) -> Result<Params> {
     let pstr = path.display().to_string();
     let bytes = std::fs::read(path).map_err(|source| NnError::Io { path: pstr.clone(), source })?;
     let st = SafeTensors::deserialize(&bytes)
         .map_err(|e| NnError::Format { path: pstr.clone(), detail: format!("not a safetensors file: {e}") })?;
-    let want: HashMap<String, Vec<usize>> = spec.params().into_iter().collect();
+    let want: HashMap<String, Vec<usize>> = graph.params.iter().cloned().collect();
     let mut problems = Vec::new();
     let mut out = Params::new();
     for (name, view) in st.tensors() {
@@ -174,7 +179,7 @@ pub fn load_safetensors(path: &Path, spec: &ModelSpec) -> Result<Params> {
     missing.sort();
     problems.extend(missing.into_iter().map(|m| format!("missing tensor {m}")));
     if !problems.is_empty() {
-        return Err(NnError::Weights(format!("{pstr} for {}: {}", spec.name, problems.join("; "))));
+        return Err(NnError::Weights(format!("{pstr} for {}: {}", graph.name, problems.join("; "))));
     }
     let bad: Vec<String> = out.iter().filter_map(|(name, t)| out_of_range(name, t)).collect();
     if !bad.is_empty() {

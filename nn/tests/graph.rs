@@ -276,3 +276,22 @@ fn layer_sequences_lower_with_their_names_and_labels() {
     assert_eq!(g.labels(), layer_labels(&r18));
     assert_eq!(g.fold_batchnorm().params, r18.engine_params());
 }
+
+#[test]
+fn real_position_divisors_and_zero_padding_are_exact() {
+    use cryptgpu_ring::Pool2dParams;
+    let p = Pool2dParams { kernel: (3, 3), stride: (2, 2), padding: (1, 1) };
+    let ones = PlainTensor::new(&[1, 1, 4, 5], vec![1.0; 20]).unwrap();
+    let mut e = PlainEngine;
+    // Every window averages only ones when padding is not counted; corners see 4 of 9 otherwise.
+    assert!(max_diff(&e.avg_pool(&ones, &p, false).unwrap().data, &[1.0; 6]) < 1e-12);
+    assert!((e.avg_pool(&ones, &p, true).unwrap().data[0] - 4.0 / 9.0).abs() < 1e-12);
+    // The backward spreads each output gradient over its real positions, each 1/count.
+    let g = e.avg_pool_backward(&PlainTensor::new(&[1, 1, 2, 3], vec![1.0; 6]).unwrap(), &[1, 1, 4, 5], &p, false);
+    assert!((g.unwrap().data.iter().sum::<f64>() - 6.0).abs() < 1e-12);
+    let x = PlainTensor::new(&[1, 1, 1, 2], vec![3.0, 4.0]).unwrap();
+    let padded = e.pad2d(&x, [1, 0, 0, 2]).unwrap();
+    assert_eq!(padded.shape, [1, 1, 2, 4]);
+    assert_eq!(padded.data, [0.0, 0.0, 0.0, 0.0, 3.0, 4.0, 0.0, 0.0]);
+    assert_eq!(e.crop2d(&padded, [1, 0, 0, 2]).unwrap(), x);
+}

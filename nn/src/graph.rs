@@ -236,25 +236,22 @@ impl Graph {
     /// The inference graph: every batch norm becomes an [`Op::Affine`] with the parameters of
     /// [`folded_names`] (`weights::fold_graph_batchnorm` computes their values).
     pub fn fold_batchnorm(&self) -> Graph {
-        let mut g = self.clone();
-        g.params.clear();
+        let shape = |n: &str| self.params.iter().find(|(m, _)| m == n).map(|(_, s)| s.clone());
+        let mut g = Graph { params: Vec::new(), ..self.clone() };
         for node in &mut g.nodes {
-            if let Op::BatchNorm { weight, .. } = &node.op {
-                let (scale, shift) = folded_names(weight);
-                node.op = Op::Affine { scale, shift };
-            }
-        }
-        let shapes: BTreeMap<&str, &Vec<usize>> = self.params.iter().map(|(n, s)| (n.as_str(), s)).collect();
-        for (node, old) in g.nodes.iter().zip(&self.nodes) {
-            let new = node.op.param_names();
-            match &old.op {
+            // A folded batch norm's parameters have its weight's shape.
+            let like = match &node.op {
                 Op::BatchNorm { weight, .. } => {
-                    if let Some(s) = shapes.get(weight.as_str()) {
-                        g.params.extend(new.into_iter().map(|n| (n.to_string(), s.to_vec())));
-                    }
+                    let weight = weight.clone();
+                    let (scale, shift) = folded_names(&weight);
+                    node.op = Op::Affine { scale, shift };
+                    Some(weight)
                 }
-                _ => {
-                    g.params.extend(new.into_iter().filter_map(|n| shapes.get(n).map(|s| (n.to_string(), s.to_vec()))))
+                _ => None,
+            };
+            for n in node.op.param_names() {
+                if let Some(s) = shape(like.as_deref().unwrap_or(n)) {
+                    g.params.push((n.to_string(), s));
                 }
             }
         }

@@ -1,5 +1,6 @@
 //! One model walker for two engines: [`Engine`] abstracts the per-layer computations, and
-//! [`Model`] runs forward, backward and SGD over a [`ModelSpec`] with any engine. The private
+//! [`Model`] runs forward, backward and SGD over a [`Graph`] (a [`ModelSpec`] runs as its
+//! lowered graph) with any engine. The private
 //! engine computes on secret shares; the plaintext engine is its f64 twin. Sharing the walker
 //! means the twin performs exactly the same computation, layer for layer.
 
@@ -8,7 +9,8 @@ use std::collections::BTreeMap;
 use cryptgpu_ring::{Conv2dParams, Pool2dParams};
 
 use crate::error::{NnError, Result};
-use crate::spec::{LayerKind, LayerSpec, ModelSpec, BN_EPS};
+use crate::graph::{Graph, Node, Op};
+use crate::spec::{LayerKind, ModelSpec};
 
 /// Where batch-norm variances (plus epsilon) must lie: `[2^-17, 2^17)`, that is a standard
 /// deviation of the channel between about 0.003 and 362 (the private inverse square root, with 3
@@ -45,18 +47,29 @@ pub trait Engine {
         p: &Conv2dParams,
         bias: bool,
     ) -> Result<LayerGrads<Self::T>>;
-    /// `x W^T + b`.
-    fn linear(&mut self, x: &Self::T, w: &Self::T, b: &Self::T) -> Result<Self::T>;
-    /// Gradients of a linear layer: (input, weight, bias).
-    fn linear_grads(&mut self, x: &Self::T, w: &Self::T, gy: &Self::T) -> Result<(Self::T, Self::T, Self::T)>;
+    /// `x W^T + b` (`b` optional).
+    fn linear(&mut self, x: &Self::T, w: &Self::T, b: Option<&Self::T>) -> Result<Self::T>;
+    /// Gradients of a linear layer: (input, weight, bias when `bias`).
+    fn linear_grads(&mut self, x: &Self::T, w: &Self::T, gy: &Self::T, bias: bool) -> Result<LayerGrads<Self::T>>;
     /// ReLU and its saved derivative.
     fn relu(&mut self, x: &Self::T) -> Result<(Self::T, Self::ReluSaved)>;
     /// ReLU backward.
     fn relu_backward(&mut self, gy: &Self::T, saved: &Self::ReluSaved) -> Result<Self::T>;
-    /// Average pooling.
-    fn avg_pool(&mut self, x: &Self::T, p: &Pool2dParams) -> Result<Self::T>;
+    /// Average pooling; the divisor is the window (`count_include_pad`) or its positions inside
+    /// the input.
+    fn avg_pool(&mut self, x: &Self::T, p: &Pool2dParams, count_include_pad: bool) -> Result<Self::T>;
     /// Average pooling backward.
-    fn avg_pool_backward(&mut self, gy: &Self::T, in_shape: &[usize], p: &Pool2dParams) -> Result<Self::T>;
+    fn avg_pool_backward(
+        &mut self,
+        gy: &Self::T,
+        in_shape: &[usize],
+        p: &Pool2dParams,
+        count_include_pad: bool,
+    ) -> Result<Self::T>;
+    /// Zeros around the spatial axes of `[N, C, H, W]`, `pads` = `[top, left, bottom, right]`.
+    fn pad2d(&mut self, x: &Self::T, pads: [usize; 4]) -> Result<Self::T>;
+    /// The backward of [`pad2d`](Self::pad2d): the rows and columns it added, removed.
+    fn crop2d(&mut self, x: &Self::T, pads: [usize; 4]) -> Result<Self::T>;
     /// Max pooling and its saved argmax.
     fn max_pool(&mut self, x: &Self::T, p: &Pool2dParams) -> Result<(Self::T, Self::PoolSaved)>;
     /// Max pooling backward.
@@ -115,56 +128,32 @@ pub enum Phase {
     Update,
 }
 
-/// True for the name of a folded batch-norm parameter.
-fn is_folded(name: &str) -> bool {
-    name.ends_with(".scale") || name.ends_with(".shift")
-}
-
 /// Values per channel of an `[N, C, ...]` shape.
 fn per_channel(shape: &[usize]) -> usize {
     shape.iter().enumerate().filter(|(i, _)| *i != 1).map(|(_, d)| d).product()
 }
 
-/// The label of the layer at position `idx` of the sequence at `path`: `3:features.3`, `4:relu`
-/// at the top level; inside the residual block at top-level position 5, `5.b2:relu` (body) and
-/// `5.s0:layer2.0.downsample.0` (shortcut), so every layer's label is unique.
-fn label(path: &str, idx: usize, l: &LayerSpec) -> String {
-    let what = match l {
-        LayerSpec::Conv2d { name, .. } | LayerSpec::Linear { name, .. } | LayerSpec::BatchNorm2d { name, .. } => {
-            name.as_str()
-        }
-        LayerSpec::Relu => "relu",
-        LayerSpec::AvgPool2d { .. } => "avgpool",
-        LayerSpec::MaxPool2d { .. } => "maxpool",
-        LayerSpec::GlobalAvgPool => "globalavgpool",
-        LayerSpec::Flatten => "flatten",
-        LayerSpec::Residual { .. } => "residual",
+/// For an average pool that divides by the positions inside the input: `1 / count` per output
+/// position `[oh·ow]` of an input `h x w`.
+pub(crate) fn pool_inv_counts(h: usize, w: usize, p: &Pool2dParams) -> Vec<f64> {
+    let axis = |size: usize, k: usize, s: usize, pad: usize| -> Vec<usize> {
+        let out = (size + 2 * pad).saturating_sub(k) / s.max(1) + 1;
+        (0..out)
+            .map(|o| {
+                let lo = (o * s).max(pad);
+                let hi = (o * s + k).min(size + pad);
+                hi.saturating_sub(lo)
+            })
+            .collect()
     };
-    format!("{path}{idx}:{what}")
-}
-
-/// The paths of a residual block's branches, for the block at position `idx` of `path`.
-fn branch_paths(path: &str, idx: usize) -> (String, String) {
-    (format!("{path}{idx}.b"), format!("{path}{idx}.s"))
+    let (rows, cols) = (axis(h, p.kernel.0, p.stride.0, p.padding.0), axis(w, p.kernel.1, p.stride.1, p.padding.1));
+    rows.iter().flat_map(|r| cols.iter().map(move |c| 1.0 / (r * c).max(1) as f64)).collect()
 }
 
 /// Every layer's label (as [`Engine::step_done`] receives it) and kind, in the order of the
-/// forward pass (the backward pass runs in reverse).
+/// forward pass (the backward pass runs in reverse): the labels of [`ModelSpec::to_graph`].
 pub fn layer_labels(spec: &ModelSpec) -> Vec<(String, LayerKind)> {
-    fn walk(layers: &[LayerSpec], path: &str, out: &mut Vec<(String, LayerKind)>) {
-        for (i, l) in layers.iter().enumerate() {
-            if let LayerSpec::Residual { body, shortcut } = l {
-                let (b, s) = branch_paths(path, i);
-                walk(body, &b, out);
-                walk(shortcut, &s, out);
-            } else if let Some(k) = l.kind() {
-                out.push((label(path, i, l), k));
-            }
-        }
-    }
-    let mut out = Vec::new();
-    walk(&spec.layers, "", &mut out);
-    out
+    spec.to_graph().labels()
 }
 
 /// What a layer keeps from its forward pass for the backward pass.
@@ -177,8 +166,6 @@ pub enum Tape<E: Engine> {
     MaxPool(E::PoolSaved, Vec<usize>),
     /// The input shape (average pooling, flatten, global pooling).
     Shape(Vec<usize>),
-    /// Both branches of a residual block.
-    Residual(Vec<Tape<E>>, Vec<Tape<E>>),
     /// A training batch norm: the normalised input, `1/sqrt(var + eps)` and the batch statistics.
     BatchNorm {
         /// `(x - mean) / sqrt(var + eps)`.
@@ -190,7 +177,7 @@ pub enum Tape<E: Engine> {
         /// The (biased) batch variance per channel.
         var: E::T,
     },
-    /// Nothing (inference).
+    /// Nothing (inference, additions, padding).
     None,
 }
 
@@ -205,19 +192,24 @@ pub struct Sgd {
     pub weight_decay: f64,
 }
 
-/// A model whose parameters are tensors of type `T` (secret shares or plaintext): its spec,
+/// A model whose parameters are tensors of type `T` (secret shares or plaintext): its graph,
 /// parameters, gradients and momentum buffers. Every method takes the engine that computes.
 ///
-/// Batch norms come in one of two forms. *Folded* ([`ModelSpec::engine_params`]): each is a
-/// per-channel affine map `{name}.scale`, `{name}.shift`, for inference only. *Trainable*
-/// ([`ModelSpec::params`], PyTorch's names): `{name}.weight`, `.bias`, `.running_mean`,
-/// `.running_var`; a training forward pass normalises with the batch statistics, and its backward
-/// pass updates the running statistics (momentum [`BN_MOMENTUM`], unbiased variance, as PyTorch);
-/// an inference pass normalises with the running statistics.
+/// Batch norms come in one of two forms. *Folded* ([`Graph::fold_batchnorm`],
+/// [`ModelSpec::engine_params`]): each is a per-channel affine map `{name}.scale`, `{name}.shift`,
+/// for inference only. *Trainable* ([`Graph::params`], [`ModelSpec::params`], PyTorch's names):
+/// `{name}.weight`, `.bias`, `.running_mean`, `.running_var`; a training forward pass normalises
+/// with the batch statistics, and its backward pass updates the running statistics (momentum
+/// [`BN_MOMENTUM`], unbiased variance, as PyTorch); an inference pass normalises with the running
+/// statistics.
+///
+/// The walker runs the nodes in order, keeping each value until its last use and one [`Tape`]
+/// entry per node; backward runs them in reverse and sums the gradients of a value read by
+/// several nodes. Nodes whose output does not reach the model's output get no gradient.
 pub struct Model<T> {
-    /// The architecture.
-    pub spec: ModelSpec,
-    /// Parameters by name (see [`ModelSpec::engine_params`] and [`ModelSpec::params`]).
+    /// The graph it computes (batch norms as [`Op::Affine`] when folded).
+    pub graph: Graph,
+    /// Parameters by name (see [`Graph::params`]).
     pub params: BTreeMap<String, T>,
     /// Gradients of the last backward pass.
     pub grads: BTreeMap<String, T>,
@@ -233,15 +225,29 @@ fn pool_params(kernel: (usize, usize), stride: (usize, usize), padding: (usize, 
     Pool2dParams { kernel, stride, padding }
 }
 
+/// A convolution's symmetric padding, or `None` when `[top, left, bottom, right]` is not.
+fn symmetric(p: [usize; 4]) -> Option<(usize, usize)> {
+    (p[0] == p[2] && p[1] == p[3]).then_some((p[0], p[1]))
+}
+
 impl<T: Clone> Model<T> {
-    /// A model from its parameters, which must be exactly [`ModelSpec::engine_params`] (batch norms
-    /// folded) or exactly [`ModelSpec::params`] (batch norms trainable); the two are the same for a
-    /// model without batch norm.
+    /// A model of a layer sequence: [`Model::from_graph`] of [`ModelSpec::to_graph`].
     pub fn new<E: Engine<T = T>>(spec: ModelSpec, params: BTreeMap<String, T>, engine: &E) -> Result<Self> {
-        let folded = spec.engine_params();
-        let folded_bn = !spec.has_batchnorm() || folded.iter().any(|(n, _)| params.contains_key(n) && is_folded(n));
-        let want = if folded_bn { folded } else { spec.params() };
-        for (name, shape) in &want {
+        Self::from_graph(spec.to_graph(), params, engine)
+    }
+
+    /// A model of a graph (checked with [`Graph::check`]) with its parameters: exactly the
+    /// folded ones ([`Graph::fold_batchnorm`]) or exactly the trainable ones ([`Graph::params`]);
+    /// the two are the same for a graph without batch norm.
+    pub fn from_graph<E: Engine<T = T>>(graph: Graph, params: BTreeMap<String, T>, engine: &E) -> Result<Self> {
+        graph.check(1)?;
+        let folded = graph.fold_batchnorm();
+        let trainable = |n: &str| graph.params.iter().any(|(m, _)| m == n);
+        let folded_bn =
+            !graph.has_batchnorm() || folded.params.iter().any(|(n, _)| params.contains_key(n) && !trainable(n));
+        let graph = if folded_bn { folded } else { graph };
+        let want = &graph.params;
+        for (name, shape) in want {
             match params.get(name) {
                 None => return Err(NnError::Weights(format!("missing parameter {name}"))),
                 Some(t) if engine.shape(t) != *shape => {
@@ -254,7 +260,7 @@ impl<T: Clone> Model<T> {
             let extra: Vec<&String> = params.keys().filter(|k| !want.iter().any(|(n, _)| n == *k)).collect();
             return Err(NnError::Weights(format!("unexpected parameters {extra:?}")));
         }
-        Ok(Model { spec, params, grads: BTreeMap::new(), velocity: BTreeMap::new(), folded_bn })
+        Ok(Model { graph, params, grads: BTreeMap::new(), velocity: BTreeMap::new(), folded_bn })
     }
 
     /// True when the batch norms are folded (inference only) or there are none; false when they
@@ -267,105 +273,120 @@ impl<T: Clone> Model<T> {
         self.params.get(name).ok_or_else(|| NnError::Weights(format!("missing parameter {name}")))
     }
 
-    /// Forward pass; with `train`, also the tape for [`backward`](Self::backward).
+    /// Forward pass; with `train`, also the tape (one entry per node) for
+    /// [`backward`](Self::backward).
     pub fn forward<E: Engine<T = T>>(&self, e: &mut E, x: &T, train: bool) -> Result<(T, Vec<Tape<E>>)> {
+        let g = &self.graph;
+        let mut last: BTreeMap<&str, usize> = BTreeMap::new();
+        for (i, n) in g.nodes.iter().enumerate() {
+            for v in &n.inputs {
+                last.insert(v, i);
+            }
+        }
+        let mut vals: BTreeMap<&str, T> = BTreeMap::new();
+        vals.insert(&g.input, x.clone());
         let mut tape = Vec::new();
-        let y = self.run(e, &self.spec.layers, "", x, train, &mut tape)?;
-        Ok((y, tape))
-    }
-
-    fn run<E: Engine<T = T>>(
-        &self,
-        e: &mut E,
-        layers: &[LayerSpec],
-        path: &str,
-        x: &T,
-        train: bool,
-        tape: &mut Vec<Tape<E>>,
-    ) -> Result<T> {
-        let mut x = x.clone();
-        for (i, l) in layers.iter().enumerate() {
-            let (y, t) = self.layer_forward(e, l, path, i, &x, train)?;
-            if !matches!(l, LayerSpec::Residual { .. }) {
-                e.step_done(&label(path, i, l), Phase::Forward);
+        for (i, node) in g.nodes.iter().enumerate() {
+            let ins = node
+                .inputs
+                .iter()
+                .map(|v| vals.get(v.as_str()).ok_or_else(|| NnError::Shape(format!("value {v} is not defined"))))
+                .collect::<Result<Vec<&T>>>()?;
+            let (y, t) = self.node_forward(e, node, &ins, train)?;
+            if !node.label.is_empty() {
+                e.step_done(&node.label, Phase::Forward);
             }
             if train {
                 tape.push(t);
             }
-            x = y;
+            for v in &node.inputs {
+                if last.get(v.as_str()) == Some(&i) && *v != g.output {
+                    vals.remove(v.as_str());
+                }
+            }
+            vals.insert(&node.output, y);
         }
-        Ok(x)
+        let y = vals
+            .remove(g.output.as_str())
+            .ok_or_else(|| NnError::Shape(format!("output {} is not defined", g.output)))?;
+        Ok((y, tape))
     }
 
-    fn layer_forward<E: Engine<T = T>>(
-        &self,
-        e: &mut E,
-        l: &LayerSpec,
-        path: &str,
-        idx: usize,
-        x: &T,
-        train: bool,
-    ) -> Result<(T, Tape<E>)> {
+    fn node_forward<E: Engine<T = T>>(&self, e: &mut E, node: &Node, ins: &[&T], train: bool) -> Result<(T, Tape<E>)> {
+        let x = ins[0];
         let keep = |t: T| if train { Tape::Input(t) } else { Tape::None };
-        Ok(match l {
-            LayerSpec::Conv2d { name, stride, padding, bias, .. } => {
-                let b = if *bias { Some(self.param(&format!("{name}.bias"))?) } else { None };
-                let y = e.conv2d(x, self.param(&format!("{name}.weight"))?, b, &conv_params(*stride, *padding))?;
-                (y, keep(x.clone()))
+        Ok(match &node.op {
+            Op::Conv2d { weight, bias, stride, padding } => {
+                let b = bias.as_deref().map(|b| self.param(b)).transpose()?;
+                let w = self.param(weight)?;
+                match symmetric(*padding) {
+                    Some(p) => (e.conv2d(x, w, b, &conv_params(*stride, p))?, keep(x.clone())),
+                    None => {
+                        let xp = e.pad2d(x, *padding)?;
+                        (e.conv2d(&xp, w, b, &conv_params(*stride, (0, 0)))?, keep(xp))
+                    }
+                }
             }
-            LayerSpec::Linear { name, .. } => {
-                let y = e.linear(x, self.param(&format!("{name}.weight"))?, self.param(&format!("{name}.bias"))?)?;
-                (y, keep(x.clone()))
+            Op::Linear { weight, bias } => {
+                let b = bias.as_deref().map(|b| self.param(b)).transpose()?;
+                (e.linear(x, self.param(weight)?, b)?, keep(x.clone()))
             }
-            LayerSpec::Relu => {
+            Op::Relu => {
                 let (y, s) = e.relu(x)?;
                 (y, Tape::Relu(s))
             }
-            LayerSpec::AvgPool2d { kernel, stride, padding } => {
-                (e.avg_pool(x, &pool_params(*kernel, *stride, *padding))?, Tape::Shape(e.shape(x)))
+            Op::AvgPool2d { kernel, stride, padding, count_include_pad } => {
+                (e.avg_pool(x, &pool_params(*kernel, *stride, *padding), *count_include_pad)?, Tape::Shape(e.shape(x)))
             }
-            LayerSpec::MaxPool2d { kernel, stride, padding } => {
+            Op::MaxPool2d { kernel, stride, padding } => {
                 let (y, s) = e.max_pool(x, &pool_params(*kernel, *stride, *padding))?;
                 (y, Tape::MaxPool(s, e.shape(x)))
             }
-            LayerSpec::BatchNorm2d { name, .. } => self.batch_norm(e, name, x, train)?,
-            LayerSpec::GlobalAvgPool => (e.global_avg_pool(x)?, Tape::Shape(e.shape(x))),
-            LayerSpec::Flatten => {
+            Op::BatchNorm { weight, bias, running_mean, running_var, eps } => {
+                self.batch_norm(e, [weight, bias, running_mean, running_var], *eps, x, train)?
+            }
+            Op::Affine { scale, shift } => {
+                if train {
+                    let name = scale.strip_suffix(".scale").unwrap_or(scale);
+                    return Err(NnError::Unsupported(format!(
+                        "training through the folded batch norm {name}: start from trainable (unfolded) parameters"
+                    )));
+                }
+                (e.affine_channels(x, self.param(scale)?, self.param(shift)?)?, Tape::None)
+            }
+            Op::GlobalAvgPool => (e.global_avg_pool(x)?, Tape::Shape(e.shape(x))),
+            Op::Flatten => {
                 let s = e.shape(x);
                 (e.reshape(x, &[s[0], s[1..].iter().product()])?, Tape::Shape(s))
             }
-            LayerSpec::Residual { body, shortcut } => {
-                let (mut tb, mut ts) = (Vec::new(), Vec::new());
-                let (pb, ps) = branch_paths(path, idx);
-                let a = self.run(e, body, &pb, x, train, &mut tb)?;
-                let b = self.run(e, shortcut, &ps, x, train, &mut ts)?;
-                (e.add(&a, &b)?, Tape::Residual(tb, ts))
-            }
+            Op::Add => (e.add(x, ins[1])?, Tape::None),
+            Op::Pad { pads } => (e.pad2d(x, *pads)?, Tape::None),
         })
     }
 
-    fn batch_norm<E: Engine<T = T>>(&self, e: &mut E, name: &str, x: &T, train: bool) -> Result<(T, Tape<E>)> {
-        let p = |s: &str| self.param(&format!("{name}.{s}"));
-        if self.folded_bn {
-            if train {
-                return Err(NnError::Unsupported(format!(
-                    "training through the folded batch norm {name}: start from trainable (unfolded) parameters"
-                )));
-            }
-            return Ok((e.affine_channels(x, p("scale")?, p("shift")?)?, Tape::None));
-        }
-        let (gamma, beta) = (p("weight")?, p("bias")?);
+    /// Batch norm with parameters `[weight, bias, running_mean, running_var]`.
+    fn batch_norm<E: Engine<T = T>>(
+        &self,
+        e: &mut E,
+        names: [&String; 4],
+        eps: f64,
+        x: &T,
+        train: bool,
+    ) -> Result<(T, Tape<E>)> {
+        let [w, b, rm, rv] = names;
+        let (gamma, beta) = (self.param(w)?, self.param(b)?);
         if !train {
             // scale = gamma / sqrt(running_var + eps), shift = beta - running_mean · scale.
-            let istd = e.inv_sqrt(p("running_var")?, BN_EPS)?;
+            let istd = e.inv_sqrt(self.param(rv)?, eps)?;
             let scale = e.mul(gamma, &istd)?;
-            let ms = e.mul(p("running_mean")?, &scale)?;
+            let ms = e.mul(self.param(rm)?, &scale)?;
             let shift = e.sub(beta, &ms)?;
             return Ok((e.affine_channels(x, &scale, &shift)?, Tape::None));
         }
         let s = e.shape(x);
         let m = per_channel(&s);
         if m < 2 {
+            let name = w.strip_suffix(".weight").unwrap_or(w);
             return Err(NnError::Shape(format!(
                 "{name}: training batch norm needs more than one value per channel, got input {s:?}"
             )));
@@ -377,7 +398,7 @@ impl<T: Clone> Model<T> {
         let var = e.mul(&xc, &xc)?;
         let var = e.channel_sum(&var)?;
         let var = e.scale(&var, 1.0 / m as f64)?;
-        let istd = e.inv_sqrt(&var, BN_EPS)?;
+        let istd = e.inv_sqrt(&var, eps)?;
         let xhat = e.broadcast_channels(&istd, &s)?;
         let xhat = e.mul(&xc, &xhat)?;
         let y = e.affine_channels(&xhat, gamma, beta)?;
@@ -387,17 +408,23 @@ impl<T: Clone> Model<T> {
     /// Batch-norm backward: `dbeta = Σ g`, `dgamma = Σ g·xhat`, and
     /// `dx = gamma·istd·(g - mean(g) - xhat·mean(g·xhat))` (means and sums per channel); then the
     /// running statistics move towards the batch's.
-    fn batch_norm_backward<E: Engine<T = T>>(&mut self, e: &mut E, name: &str, t: Tape<E>, g: &T) -> Result<T> {
+    fn batch_norm_backward<E: Engine<T = T>>(
+        &mut self,
+        e: &mut E,
+        names: [&String; 4],
+        t: Tape<E>,
+        g: &T,
+    ) -> Result<T> {
+        let [w, b, rm, rv] = names;
         let Tape::BatchNorm { xhat, istd, mean, var } = t else {
-            return Err(NnError::Unsupported(format!("backward through batch norm {name} without its forward tape")));
+            return Err(NnError::Unsupported(format!("backward through batch norm {w} without its forward tape")));
         };
         let s = e.shape(g);
         let m = per_channel(&s) as f64;
-        let key = |p: &str| format!("{name}.{p}");
         let dbeta = e.channel_sum(g)?;
         let gx = e.mul(g, &xhat)?;
         let dgamma = e.channel_sum(&gx)?;
-        let k = e.mul(self.param(&key("weight"))?, &istd)?;
+        let k = e.mul(self.param(w)?, &istd)?;
         let mg = e.scale(&dbeta, 1.0 / m)?;
         let mg = e.broadcast_channels(&mg, &s)?;
         let mgx = e.scale(&dgamma, 1.0 / m)?;
@@ -407,13 +434,13 @@ impl<T: Clone> Model<T> {
         let t = e.sub(&t, &xm)?;
         let k = e.broadcast_channels(&k, &s)?;
         let dx = e.mul(&t, &k)?;
-        self.grads.insert(key("weight"), dgamma);
-        self.grads.insert(key("bias"), dbeta);
-        let rm = e.lincomb(&[(1.0 - BN_MOMENTUM, self.param(&key("running_mean"))?), (BN_MOMENTUM, &mean)])?;
+        self.grads.insert(w.clone(), dgamma);
+        self.grads.insert(b.clone(), dbeta);
+        let new_rm = e.lincomb(&[(1.0 - BN_MOMENTUM, self.param(rm)?), (BN_MOMENTUM, &mean)])?;
         let unbiased = BN_MOMENTUM * m / (m - 1.0);
-        let rv = e.lincomb(&[(1.0 - BN_MOMENTUM, self.param(&key("running_var"))?), (unbiased, &var)])?;
-        self.params.insert(key("running_mean"), rm);
-        self.params.insert(key("running_var"), rv);
+        let new_rv = e.lincomb(&[(1.0 - BN_MOMENTUM, self.param(rv)?), (unbiased, &var)])?;
+        self.params.insert(rm.clone(), new_rm);
+        self.params.insert(rv.clone(), new_rv);
         Ok(dx)
     }
 
@@ -421,77 +448,78 @@ impl<T: Clone> Model<T> {
     /// gradient with respect to the input.
     pub fn backward<E: Engine<T = T>>(&mut self, e: &mut E, tape: Vec<Tape<E>>, gy: &T) -> Result<T> {
         self.grads.clear();
-        let layers = self.spec.layers.clone();
-        self.back_seq(e, &layers, "", tape, gy)
-    }
-
-    fn back_seq<E: Engine<T = T>>(
-        &mut self,
-        e: &mut E,
-        layers: &[LayerSpec],
-        path: &str,
-        tape: Vec<Tape<E>>,
-        gy: &T,
-    ) -> Result<T> {
-        if tape.len() != layers.len() {
+        if tape.len() != self.graph.nodes.len() {
             return Err(NnError::Unsupported("backward needs the tape of a training forward pass".into()));
         }
-        let mut g = gy.clone();
-        for (i, (l, t)) in layers.iter().zip(tape).enumerate().rev() {
-            g = self.layer_backward(e, l, path, i, t, &g)?;
-            if !matches!(l, LayerSpec::Residual { .. }) {
-                e.step_done(&label(path, i, l), Phase::Backward);
-            }
-        }
-        Ok(g)
+        let nodes = std::mem::take(&mut self.graph.nodes);
+        let out = self.back_nodes(e, &nodes, tape, gy);
+        self.graph.nodes = nodes;
+        out
     }
 
-    fn layer_backward<E: Engine<T = T>>(
-        &mut self,
-        e: &mut E,
-        l: &LayerSpec,
-        path: &str,
-        idx: usize,
-        t: Tape<E>,
-        g: &T,
-    ) -> Result<T> {
-        Ok(match (l, t) {
-            (LayerSpec::Conv2d { name, stride, padding, bias, .. }, Tape::Input(x)) => {
-                let w = self.param(&format!("{name}.weight"))?.clone();
-                let (dx, dw, db) = e.conv2d_grads(&x, &w, g, &conv_params(*stride, *padding), *bias)?;
-                self.grads.insert(format!("{name}.weight"), dw);
-                if let Some(db) = db {
-                    self.grads.insert(format!("{name}.bias"), db);
+    fn back_nodes<E: Engine<T = T>>(&mut self, e: &mut E, nodes: &[Node], tape: Vec<Tape<E>>, gy: &T) -> Result<T> {
+        let mut grads: BTreeMap<String, T> = BTreeMap::new();
+        grads.insert(self.graph.output.clone(), gy.clone());
+        for (node, t) in nodes.iter().zip(tape).rev() {
+            let Some(g) = grads.remove(&node.output) else { continue };
+            let gins = self.node_backward(e, node, t, &g)?;
+            if !node.label.is_empty() {
+                e.step_done(&node.label, Phase::Backward);
+            }
+            for (v, gi) in node.inputs.iter().zip(gins) {
+                let sum = match grads.remove(v) {
+                    Some(prev) => e.add(&prev, &gi)?,
+                    None => gi,
+                };
+                grads.insert(v.clone(), sum);
+            }
+        }
+        grads
+            .remove(&self.graph.input)
+            .ok_or_else(|| NnError::Shape(format!("the input {} does not reach the output", self.graph.input)))
+    }
+
+    fn node_backward<E: Engine<T = T>>(&mut self, e: &mut E, node: &Node, t: Tape<E>, g: &T) -> Result<Vec<T>> {
+        let no_tape = || NnError::Unsupported(format!("backward through {} without its forward tape", node.output));
+        Ok(vec![match (&node.op, t) {
+            (Op::Conv2d { weight, bias, stride, padding }, Tape::Input(x)) => {
+                let w = self.param(weight)?.clone();
+                let p = conv_params(*stride, symmetric(*padding).unwrap_or((0, 0)));
+                let (dx, dw, db) = e.conv2d_grads(&x, &w, g, &p, bias.is_some())?;
+                self.grads.insert(weight.clone(), dw);
+                if let (Some(b), Some(db)) = (bias, db) {
+                    self.grads.insert(b.clone(), db);
+                }
+                match symmetric(*padding) {
+                    Some(_) => dx,
+                    None => e.crop2d(&dx, *padding)?,
+                }
+            }
+            (Op::Linear { weight, bias }, Tape::Input(x)) => {
+                let w = self.param(weight)?.clone();
+                let (dx, dw, db) = e.linear_grads(&x, &w, g, bias.is_some())?;
+                self.grads.insert(weight.clone(), dw);
+                if let (Some(b), Some(db)) = (bias, db) {
+                    self.grads.insert(b.clone(), db);
                 }
                 dx
             }
-            (LayerSpec::Linear { name, .. }, Tape::Input(x)) => {
-                let w = self.param(&format!("{name}.weight"))?.clone();
-                let (dx, dw, db) = e.linear_grads(&x, &w, g)?;
-                self.grads.insert(format!("{name}.weight"), dw);
-                self.grads.insert(format!("{name}.bias"), db);
-                dx
+            (Op::Relu, Tape::Relu(s)) => e.relu_backward(g, &s)?,
+            (Op::AvgPool2d { kernel, stride, padding, count_include_pad }, Tape::Shape(s)) => {
+                e.avg_pool_backward(g, &s, &pool_params(*kernel, *stride, *padding), *count_include_pad)?
             }
-            (LayerSpec::Relu, Tape::Relu(s)) => e.relu_backward(g, &s)?,
-            (LayerSpec::AvgPool2d { kernel, stride, padding }, Tape::Shape(s)) => {
-                e.avg_pool_backward(g, &s, &pool_params(*kernel, *stride, *padding))?
-            }
-            (LayerSpec::MaxPool2d { kernel, stride, padding }, Tape::MaxPool(saved, s)) => {
+            (Op::MaxPool2d { kernel, stride, padding }, Tape::MaxPool(saved, s)) => {
                 e.max_pool_backward(g, &saved, &s, &pool_params(*kernel, *stride, *padding))?
             }
-            (LayerSpec::BatchNorm2d { name, .. }, t @ Tape::BatchNorm { .. }) => {
-                self.batch_norm_backward(e, name, t, g)?
+            (Op::BatchNorm { weight, bias, running_mean, running_var, .. }, t @ Tape::BatchNorm { .. }) => {
+                self.batch_norm_backward(e, [weight, bias, running_mean, running_var], t, g)?
             }
-            (LayerSpec::GlobalAvgPool, Tape::Shape(s)) => e.global_avg_pool_backward(g, &s)?,
-            (LayerSpec::Flatten, Tape::Shape(s)) => e.reshape(g, &s)?,
-            (LayerSpec::Residual { body, shortcut }, Tape::Residual(tb, ts)) => {
-                let (pb, ps) = branch_paths(path, idx);
-                let a = self.back_seq(e, body, &pb, tb, g)?;
-                let b = self.back_seq(e, shortcut, &ps, ts, g)?;
-                e.add(&a, &b)?
-            }
-            (l, _) => return Err(NnError::Unsupported(format!("backward through {l:?} without its forward tape"))),
-        })
+            (Op::GlobalAvgPool, Tape::Shape(s)) => e.global_avg_pool_backward(g, &s)?,
+            (Op::Flatten, Tape::Shape(s)) => e.reshape(g, &s)?,
+            (Op::Add, _) => return Ok(vec![g.clone(), g.clone()]),
+            (Op::Pad { pads }, _) => e.crop2d(g, *pads)?,
+            _ => return Err(no_tape()),
+        }])
     }
 
     /// One SGD step with the gradients of the last backward pass, as PyTorch's `SGD`:

@@ -3,6 +3,7 @@
 //! * [`spec`]: model descriptions (layers, shapes, PyTorch parameter names); [`zoo`]: LeNet,
 //!   AlexNet, VGG-16 and the ResNets exactly as the CryptGPU paper benchmarks them, in average-pool
 //!   and original max-pool variants.
+//! * [`graph`]: the graph of named values every model runs as (layer sequences lower to it).
 //! * [`engine`]: one [`Model`](engine::Model) walker (forward, backward, SGD with momentum and weight
 //!   decay) over an [`Engine`](engine::Engine): [`private::PrivateEngine`] computes on secret shares,
 //!   [`plain::PlainEngine`] is its f64 twin, so accuracy can be checked layer for layer.
@@ -19,6 +20,7 @@
 pub mod data;
 pub mod engine;
 pub mod error;
+pub mod graph;
 pub mod onnx;
 pub mod plain;
 pub mod private;

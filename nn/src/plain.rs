@@ -28,7 +28,7 @@ use ndarray::{
     ShapeBuilder, ShapeError, StrideShape, Zip,
 };
 
-use crate::engine::{Engine, LayerGrads};
+use crate::engine::{pool_inv_counts, Engine, LayerGrads};
 use crate::error::{NnError, Result};
 
 /// A dense row-major f64 tensor.
@@ -207,8 +207,12 @@ impl Engine for PlainEngine {
         Ok((PlainTensor::new(&x.shape, dx)?, shaped(&w.shape, dw)?, db))
     }
 
-    fn linear(&mut self, x: &PlainTensor, w: &PlainTensor, b: &PlainTensor) -> Result<PlainTensor> {
-        add_bias(self.linear_product(x, w)?, b)
+    fn linear(&mut self, x: &PlainTensor, w: &PlainTensor, b: Option<&PlainTensor>) -> Result<PlainTensor> {
+        let y = self.linear_product(x, w)?;
+        match b {
+            Some(b) => add_bias(y, b),
+            None => Ok(y),
+        }
     }
 
     fn linear_grads(
@@ -216,10 +220,11 @@ impl Engine for PlainEngine {
         x: &PlainTensor,
         w: &PlainTensor,
         gy: &PlainTensor,
-    ) -> Result<(PlainTensor, PlainTensor, PlainTensor)> {
+        bias: bool,
+    ) -> Result<LayerGrads<PlainTensor>> {
         let (n, fin, fout) = (x.shape[0], w.shape[1], w.shape[0]);
         let (x2, w2, gy) = (view(&x.data, (n, fin))?, view(&w.data, (fout, fin))?, view(&gy.data, (n, fout))?);
-        Ok((gy.dot(&w2).into(), gy.t().dot(&x2).into(), gy.sum_axis(Axis(0)).into()))
+        Ok((gy.dot(&w2).into(), gy.t().dot(&x2).into(), bias.then(|| gy.sum_axis(Axis(0)).into())))
     }
 
     fn relu(&mut self, x: &PlainTensor) -> Result<(PlainTensor, Vec<bool>)> {
@@ -233,21 +238,57 @@ impl Engine for PlainEngine {
         Ok(Zip::from(&gy.view()?).and(&mask).map_collect(|&g, &m| if m { g } else { 0.0 }).into())
     }
 
-    fn avg_pool(&mut self, x: &PlainTensor, p: &Pool2dParams) -> Result<PlainTensor> {
+    fn avg_pool(&mut self, x: &PlainTensor, p: &Pool2dParams, count_include_pad: bool) -> Result<PlainTensor> {
         let (win, cols) = pool_cols(x, p)?;
         // The window's positions are the rows; padding counts, as zeros.
         let mean = view(&cols, (win.col_rows(), win.col_cols()))?
             .mean_axis(Axis(0))
             .ok_or_else(|| NnError::Shape("an empty pooling window".into()))?;
-        shaped(&[x.shape[0], x.shape[1], win.oh, win.ow], mean)
+        let mut y = shaped(&[x.shape[0], x.shape[1], win.oh, win.ow], mean)?;
+        if let Some(c) = real_divisors(&x.shape, p, count_include_pad) {
+            let k = (p.kernel.0 * p.kernel.1) as f64;
+            y.data.iter_mut().zip(c.iter().cycle()).for_each(|(v, c)| *v *= k * c);
+        }
+        Ok(y)
     }
 
-    fn avg_pool_backward(&mut self, gy: &PlainTensor, in_shape: &[usize], p: &Pool2dParams) -> Result<PlainTensor> {
+    fn avg_pool_backward(
+        &mut self,
+        gy: &PlainTensor,
+        in_shape: &[usize],
+        p: &Pool2dParams,
+        count_include_pad: bool,
+    ) -> Result<PlainTensor> {
         let win = pool2d_window("avg_pool backward", &[in_shape[0] * in_shape[1], 1, in_shape[2], in_shape[3]], p)?;
         let k = p.kernel.0 * p.kernel.1;
-        let g = view(&gy.data, win.col_cols())?.mapv(|g| g / k as f64);
+        let mut g = view(&gy.data, win.col_cols())?.mapv(|g| g / k as f64);
+        if let Some(c) = real_divisors(in_shape, p, count_include_pad) {
+            g.iter_mut().zip(c.iter().cycle()).for_each(|(v, c)| *v *= k as f64 * c);
+        }
         let cols = filled((k, win.col_cols()), g.view());
         PlainTensor::new(in_shape, col2im(&PlainTensor::from(cols).data, &win))
+    }
+
+    fn pad2d(&mut self, x: &PlainTensor, pads: [usize; 4]) -> Result<PlainTensor> {
+        let [n, c, h, w] = x.shape[..] else {
+            return Err(NnError::Shape(format!("pad2d expects [N, C, H, W], got {:?}", x.shape)));
+        };
+        let (oh, ow) = (h + pads[0] + pads[2], w + pads[1] + pads[3]);
+        let mut out = Array::zeros((n, c, oh, ow));
+        out.slice_mut(ndarray::s![.., .., pads[0]..pads[0] + h, pads[1]..pads[1] + w])
+            .assign(&view(&x.data, (n, c, h, w))?);
+        Ok(out.into())
+    }
+
+    fn crop2d(&mut self, x: &PlainTensor, pads: [usize; 4]) -> Result<PlainTensor> {
+        match x.shape[..] {
+            [n, c, h, w] if h >= pads[0] + pads[2] && w >= pads[1] + pads[3] => {
+                let v = view(&x.data, (n, c, h, w))?;
+                let v = v.slice(ndarray::s![.., .., pads[0]..h - pads[2], pads[1]..w - pads[3]]);
+                Ok(filled(v.raw_dim(), v).into())
+            }
+            _ => Err(NnError::Shape(format!("crop2d of {pads:?} from {:?}", x.shape))),
+        }
     }
 
     fn max_pool(&mut self, x: &PlainTensor, p: &Pool2dParams) -> Result<(PlainTensor, Vec<usize>)> {
@@ -406,6 +447,13 @@ pub fn cross_entropy(logits: &PlainTensor, onehot: &PlainTensor) -> f64 {
     };
     let logp = softmax_rows(logits).mapv(|p| p.max(1e-300).ln());
     -(&onehot * &logp).sum() / logits.nrows() as f64
+}
+
+/// `1/count` per output position `[oh·ow]` for an average pool that divides by the real
+/// positions only and has padding; `None` when the divisor is the whole window.
+fn real_divisors(in_shape: &[usize], p: &Pool2dParams, count_include_pad: bool) -> Option<Vec<f64>> {
+    (!count_include_pad && p.padding != (0, 0) && in_shape.len() == 4)
+        .then(|| pool_inv_counts(in_shape[2], in_shape[3], p))
 }
 
 /// Pooling windows of `[N, C, H, W]` as columns of the `[N*C, 1, H, W]` view.

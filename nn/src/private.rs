@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use cryptgpu_net::Counters;
 
-use crate::engine::{Engine, LayerGrads, Phase, BN_INV_SQRT_RANGE};
+use crate::engine::{pool_inv_counts, Engine, LayerGrads, Phase, BN_INV_SQRT_RANGE};
 use crate::error::{NnError, Result};
 
 /// Communication per (layer label, phase), summed over every pass through it.
@@ -60,6 +60,28 @@ impl<'p, B: Backend, T: Transport> PrivateEngine<'p, B, T> {
     pub fn mark(&mut self) {
         self.mark = self.party.counters();
         self.since = Instant::now();
+    }
+
+    /// For an average pool dividing by real positions only (and padded): the public fixed-point
+    /// `1/count` of each output position, broadcast to `out` (`[N, C, oh, ow]`); `None` when
+    /// the divisor is the window everywhere.
+    fn inv_counts(
+        &self,
+        in_shape: &[usize],
+        out: &[usize],
+        p: &Pool2dParams,
+        count_include_pad: bool,
+    ) -> Result<Option<B::Tensor>> {
+        if count_include_pad || p.padding == (0, 0) {
+            return Ok(None);
+        }
+        if in_shape.len() != 4 || out.len() != 4 {
+            return Err(NnError::Shape(format!("average pooling of {in_shape:?}")));
+        }
+        let c = pool_inv_counts(in_shape[2], in_shape[3], p);
+        let t = self.party.codec().encode_tensor(&[1, 1, out[2], out[3]], &c)?;
+        let be = self.party.backend();
+        Ok(Some(be.broadcast_to(&be.upload_owned(t)?, out)?))
     }
 
     /// A per-channel vector `[C]` broadcast to the NCHW shape `to`, or a bias `[F]` to `[N, F]`.
@@ -109,10 +131,15 @@ impl<B: Backend, T: Transport> Engine for PrivateEngine<'_, B, T> {
         Ok((dx, dw, db))
     }
 
-    fn linear(&mut self, x: &AShare<B>, w: &AShare<B>, b: &AShare<B>) -> Result<AShare<B>> {
+    fn linear(&mut self, x: &AShare<B>, w: &AShare<B>, b: Option<&AShare<B>>) -> Result<AShare<B>> {
         let y = self.party.bilinear(x, w, &|be, x, w| be.matmul(x, w, false, true), true)?;
-        let bb = self.broadcast(b, y.shape())?;
-        Ok(self.party.add(&y, &bb)?)
+        match b {
+            Some(b) => {
+                let bb = self.broadcast(b, y.shape())?;
+                Ok(self.party.add(&y, &bb)?)
+            }
+            None => Ok(y),
+        }
     }
 
     fn linear_grads(
@@ -120,11 +147,12 @@ impl<B: Backend, T: Transport> Engine for PrivateEngine<'_, B, T> {
         x: &AShare<B>,
         w: &AShare<B>,
         gy: &AShare<B>,
-    ) -> Result<(AShare<B>, AShare<B>, AShare<B>)> {
+        bias: bool,
+    ) -> Result<LayerGrads<AShare<B>>> {
         let dx = self.party.bilinear(gy, w, &|be, g, w| be.matmul(g, w, false, false), true)?;
         let dw = self.party.bilinear(gy, x, &|be, g, x| be.matmul(g, x, true, false), true)?;
         let be = self.party.backend().clone();
-        let db = gy.map(|t| be.sum_axis(t, 0, false))?;
+        let db = if bias { Some(gy.map(|t| be.sum_axis(t, 0, false))?) } else { None };
         Ok((dx, dw, db))
     }
 
@@ -136,17 +164,59 @@ impl<B: Backend, T: Transport> Engine for PrivateEngine<'_, B, T> {
         Ok(self.party.relu_backward(gy, saved)?)
     }
 
-    fn avg_pool(&mut self, x: &AShare<B>, p: &Pool2dParams) -> Result<AShare<B>> {
+    /// Window sums, scaled by `1/k` with one lincomb, or (`count_include_pad` false, with
+    /// padding) multiplied by the public `1/count` of each position and truncated.
+    fn avg_pool(&mut self, x: &AShare<B>, p: &Pool2dParams, count_include_pad: bool) -> Result<AShare<B>> {
         let be = self.party.backend().clone();
         let s = x.map(|t| be.sum_pool2d(t, p))?;
-        self.scale(&s, 1.0 / (p.kernel.0 * p.kernel.1) as f64)
+        match self.inv_counts(x.shape(), s.shape(), p, count_include_pad)? {
+            Some(c) => Ok(self.party.mul_public_fp(&s, &c)?),
+            None => self.scale(&s, 1.0 / (p.kernel.0 * p.kernel.1) as f64),
+        }
     }
 
-    fn avg_pool_backward(&mut self, gy: &AShare<B>, in_shape: &[usize], p: &Pool2dParams) -> Result<AShare<B>> {
+    fn avg_pool_backward(
+        &mut self,
+        gy: &AShare<B>,
+        in_shape: &[usize],
+        p: &Pool2dParams,
+        count_include_pad: bool,
+    ) -> Result<AShare<B>> {
         // Scale before spreading: the truncation then runs on the (k times smaller) output gradient.
-        let g = self.scale(gy, 1.0 / (p.kernel.0 * p.kernel.1) as f64)?;
+        let g = match self.inv_counts(in_shape, gy.shape(), p, count_include_pad)? {
+            Some(c) => self.party.mul_public_fp(gy, &c)?,
+            None => self.scale(gy, 1.0 / (p.kernel.0 * p.kernel.1) as f64)?,
+        };
         let be = self.party.backend().clone();
         Ok(g.map(|t| be.sum_pool2d_backward(t, in_shape, p))?)
+    }
+
+    fn pad2d(&mut self, x: &AShare<B>, pads: [usize; 4]) -> Result<AShare<B>> {
+        let be = self.party.backend().clone();
+        let s = x.shape().to_vec();
+        if s.len() != 4 {
+            return Err(NnError::Shape(format!("pad2d expects [N, C, H, W], got {s:?}")));
+        }
+        Ok(x.map(|t| {
+            let (n, c, w) = (s[0], s[1], s[3]);
+            let (top, bottom) = (be.zeros(&[n, c, pads[0], w])?, be.zeros(&[n, c, pads[2], w])?);
+            let t = be.concat(&[&top, t, &bottom], 2)?;
+            let h = s[2] + pads[0] + pads[2];
+            let (left, right) = (be.zeros(&[n, c, h, pads[1]])?, be.zeros(&[n, c, h, pads[3]])?);
+            be.concat(&[&left, &t, &right], 3)
+        })?)
+    }
+
+    fn crop2d(&mut self, x: &AShare<B>, pads: [usize; 4]) -> Result<AShare<B>> {
+        let be = self.party.backend().clone();
+        let s = x.shape().to_vec();
+        if s.len() != 4 || s[2] < pads[0] + pads[2] || s[3] < pads[1] + pads[3] {
+            return Err(NnError::Shape(format!("crop2d of {pads:?} from {s:?}")));
+        }
+        Ok(x.map(|t| {
+            let t = be.slice(t, 2, pads[0], s[2] - pads[2])?;
+            be.slice(&t, 3, pads[1], s[3] - pads[3])
+        })?)
     }
 
     fn max_pool(&mut self, x: &AShare<B>, p: &Pool2dParams) -> Result<(AShare<B>, AShare<B>)> {

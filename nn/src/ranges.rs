@@ -209,10 +209,13 @@ impl Engine for RangeRecorder {
         Ok((dx, dw, db))
     }
 
-    fn linear(&mut self, x: &PlainTensor, w: &PlainTensor, b: &PlainTensor) -> Result<PlainTensor> {
+    fn linear(&mut self, x: &PlainTensor, w: &PlainTensor, b: Option<&PlainTensor>) -> Result<PlainTensor> {
         let y = PlainEngine.linear_product(x, w)?;
         self.truncation(&y.data, 0);
-        add_bias(y, b)
+        match b {
+            Some(b) => add_bias(y, b),
+            None => Ok(y),
+        }
     }
 
     fn linear_grads(
@@ -220,8 +223,9 @@ impl Engine for RangeRecorder {
         x: &PlainTensor,
         w: &PlainTensor,
         gy: &PlainTensor,
-    ) -> Result<(PlainTensor, PlainTensor, PlainTensor)> {
-        let (dx, dw, db) = PlainEngine.linear_grads(x, w, gy)?;
+        bias: bool,
+    ) -> Result<LayerGrads<PlainTensor>> {
+        let (dx, dw, db) = PlainEngine.linear_grads(x, w, gy, bias)?;
         self.truncation(&dx.data, 0);
         self.truncation(&dw.data, 0);
         Ok((dx, dw, db))
@@ -235,21 +239,40 @@ impl Engine for RangeRecorder {
         PlainEngine.relu_backward(gy, saved)
     }
 
-    /// The private engine scales the window sums by `1/k` with one lincomb.
-    fn avg_pool(&mut self, x: &PlainTensor, p: &Pool2dParams) -> Result<PlainTensor> {
-        let y = PlainEngine.avg_pool(x, p)?;
-        let e = self.extra_bits(1.0 / (p.kernel.0 * p.kernel.1) as f64);
+    /// The private engine scales the window sums by `1/k` with one lincomb, or multiplies them
+    /// by the public `1/count` of each position (truncated, no extra bits).
+    fn avg_pool(&mut self, x: &PlainTensor, p: &Pool2dParams, count_include_pad: bool) -> Result<PlainTensor> {
+        let y = PlainEngine.avg_pool(x, p, count_include_pad)?;
+        let e = if count_include_pad || p.padding == (0, 0) {
+            self.extra_bits(1.0 / (p.kernel.0 * p.kernel.1) as f64)
+        } else {
+            0
+        };
         self.truncation(&y.data, e);
         Ok(y)
     }
 
-    /// The private engine scales the output gradient by `1/k` before spreading it.
-    fn avg_pool_backward(&mut self, gy: &PlainTensor, in_shape: &[usize], p: &Pool2dParams) -> Result<PlainTensor> {
+    /// The private engine scales the output gradient by its divisor before spreading it.
+    fn avg_pool_backward(
+        &mut self,
+        gy: &PlainTensor,
+        in_shape: &[usize],
+        p: &Pool2dParams,
+        count_include_pad: bool,
+    ) -> Result<PlainTensor> {
         let k = (p.kernel.0 * p.kernel.1) as f64;
         let scaled: Vec<f64> = gy.data.iter().map(|g| g / k).collect();
-        let e = self.extra_bits(1.0 / k);
+        let e = if count_include_pad || p.padding == (0, 0) { self.extra_bits(1.0 / k) } else { 0 };
         self.truncation(&scaled, e);
-        PlainEngine.avg_pool_backward(gy, in_shape, p)
+        PlainEngine.avg_pool_backward(gy, in_shape, p, count_include_pad)
+    }
+
+    fn pad2d(&mut self, x: &PlainTensor, pads: [usize; 4]) -> Result<PlainTensor> {
+        PlainEngine.pad2d(x, pads)
+    }
+
+    fn crop2d(&mut self, x: &PlainTensor, pads: [usize; 4]) -> Result<PlainTensor> {
+        PlainEngine.crop2d(x, pads)
     }
 
     fn max_pool(&mut self, x: &PlainTensor, p: &Pool2dParams) -> Result<(PlainTensor, Vec<usize>)> {

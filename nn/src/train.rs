@@ -251,19 +251,18 @@ pub fn infer_private<B: Backend, T: Transport>(
         )));
     }
     if let Some(im) = images {
-        if im.len() != n || im.shape != model.spec.input {
+        if im.len() != n || im.shape[..] != model.graph.input_shape[..] {
             return Err(NnError::Shape(format!(
                 "{} images of shape {:?}, expected {n} of shape {:?}",
                 im.len(),
                 im.shape,
-                model.spec.input
+                model.graph.input_shape
             )));
         }
     }
     if batch == 0 {
         return Err(NnError::Shape("the inference batch must be positive".into()));
     }
-    let [c, h, w] = model.spec.input;
     let start = Instant::now();
     let receiver = roles.output_to.contains(me);
     let mut preds = receiver.then(|| Vec::with_capacity(n));
@@ -271,7 +270,8 @@ pub fn infer_private<B: Backend, T: Transport>(
     let mut done = 0;
     for idx in &sequential_batches(n, batch) {
         let x = images.map(|im| im.batch(idx).0);
-        let sx = share(eng.party, roles.data_owner, x.as_ref(), &[idx.len(), c, h, w])?;
+        let shape: Vec<usize> = std::iter::once(idx.len()).chain(model.graph.input_shape.iter().copied()).collect();
+        let sx = share(eng.party, roles.data_owner, x.as_ref(), &shape)?;
         eng.step_done("input", Phase::Forward);
         let (y, _) = model.forward(&mut eng, &sx, false)?;
         if let (Some(p), Some(l)) = (preds.as_mut(), reveal_to(eng.party, &y, roles.output_to)?) {

@@ -20,47 +20,43 @@ use cryptgpu_ring::FixedPoint;
 
 use crate::engine::BN_INV_SQRT_RANGE;
 use crate::error::{NnError, Result};
+use crate::graph::{folded_names, Graph, Op};
 use crate::plain::PlainTensor;
-use crate::spec::{LayerSpec, ModelSpec, BN_EPS};
+use crate::spec::{ModelSpec, BN_EPS};
 
 /// Parameters by name, in the clear (held by the model owner).
 pub type Params = BTreeMap<String, PlainTensor>;
 
+/// PyTorch's default initialisation of a layer sequence: [`init_graph_params`] of its graph.
+pub fn init_params(spec: &ModelSpec, seed: u64) -> Params {
+    init_graph_params(&spec.to_graph(), seed)
+}
+
 /// PyTorch's default initialisation: weights and biases of convolutions and linear layers
 /// uniform in `±1/sqrt(fan_in)` (kaiming-uniform with a = sqrt(5)); batch norms weight 1, bias 0,
 /// mean 0, variance 1. Deterministic in `seed`.
-pub fn init_params(spec: &ModelSpec, seed: u64) -> Params {
+pub fn init_graph_params(graph: &Graph, seed: u64) -> Params {
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
     let mut out = Params::new();
-    let mut fan_in = 1usize;
-    for (name, shape) in spec.params() {
-        let n: usize = shape.iter().product();
-        let data = if name.ends_with(".weight") && shape.len() > 1 {
-            fan_in = shape[1..].iter().product();
-            let b = 1.0 / (fan_in as f64).sqrt();
-            (0..n).map(|_| rng.gen_range(-b..b)).collect()
-        } else if name.ends_with(".bias") && !is_bn_param(spec, &name) {
-            let b = 1.0 / (fan_in as f64).sqrt();
-            (0..n).map(|_| rng.gen_range(-b..b)).collect()
-        } else if name.ends_with(".weight") || name.ends_with(".running_var") {
-            vec![1.0; n]
-        } else {
-            vec![0.0; n]
-        };
-        out.insert(name, PlainTensor { shape, data });
+    for node in &graph.nodes {
+        let names = node.op.param_names();
+        let shape = |n: &str| graph.params.iter().find(|(m, _)| m == n).map(|(_, s)| s.clone());
+        let Some(wshape) = names.first().and_then(|n| shape(n)) else { continue };
+        let fan_in: usize = wshape[1..].iter().product();
+        let b = 1.0 / (fan_in.max(1) as f64).sqrt();
+        let bn = matches!(node.op, Op::BatchNorm { .. });
+        for (i, name) in names.iter().enumerate() {
+            let Some(shape) = shape(name) else { continue };
+            let n: usize = shape.iter().product();
+            let data = match (bn, i) {
+                (false, _) => (0..n).map(|_| rng.gen_range(-b..b)).collect(),
+                (true, 0) | (true, 3) => vec![1.0; n],
+                (true, _) => vec![0.0; n],
+            };
+            out.insert(name.to_string(), PlainTensor { shape, data });
+        }
     }
     out
-}
-
-fn is_bn_param(spec: &ModelSpec, name: &str) -> bool {
-    fn find(ls: &[LayerSpec], prefix: &str) -> bool {
-        ls.iter().any(|l| match l {
-            LayerSpec::BatchNorm2d { name, .. } => name == prefix,
-            LayerSpec::Residual { body, shortcut } => find(body, prefix) || find(shortcut, prefix),
-            _ => false,
-        })
-    }
-    name.rsplit_once('.').is_some_and(|(prefix, _)| find(&spec.layers, prefix))
 }
 
 /// The largest parameter magnitude [`load_safetensors`] and [`fold_batchnorm`] accept with
@@ -98,28 +94,40 @@ fn out_of_range(name: &str, t: &PlainTensor) -> Option<String> {
     Some(format!("{name}[{}] = {} is {why}", unravel(i, &t.shape), t.data[i]))
 }
 
-/// Folds every batch norm into `{name}.scale = weight / sqrt(var + eps)` and
-/// `{name}.shift = bias - mean * scale`, giving the parameters a model computes with. Every
-/// folded parameter must lie within [`param_limit`]; the error names the first that does not.
+/// Folds the batch norms of a layer sequence: [`fold_graph_batchnorm`] of its graph.
 pub fn fold_batchnorm(spec: &ModelSpec, params: &Params) -> Result<Params> {
+    fold_graph_batchnorm(&spec.to_graph(), params)
+}
+
+/// Folds every batch norm into `{name}.scale = weight / sqrt(var + eps)` and
+/// `{name}.shift = bias - mean * scale` (names of [`folded_names`]), giving the parameters of
+/// [`Graph::fold_batchnorm`]. Every folded parameter must lie within [`param_limit`]; the error
+/// names the first that does not.
+pub fn fold_graph_batchnorm(graph: &Graph, params: &Params) -> Result<Params> {
     let mut out = Params::new();
-    for (name, shape) in spec.engine_params() {
-        let t = if let Some(prefix) = name.strip_suffix(".scale") {
-            let (w, v) = (get(params, &format!("{prefix}.weight"))?, get(params, &format!("{prefix}.running_var"))?);
-            PlainTensor { shape, data: w.data.iter().zip(&v.data).map(|(w, v)| w / (v + BN_EPS).sqrt()).collect() }
-        } else if let Some(prefix) = name.strip_suffix(".shift") {
-            let (w, b) = (get(params, &format!("{prefix}.weight"))?, get(params, &format!("{prefix}.bias"))?);
-            let (m, v) =
-                (get(params, &format!("{prefix}.running_mean"))?, get(params, &format!("{prefix}.running_var"))?);
-            let data = (0..shape[0]).map(|c| b.data[c] - m.data[c] * w.data[c] / (v.data[c] + BN_EPS).sqrt()).collect();
-            PlainTensor { shape, data }
-        } else {
-            get(params, &name)?.clone()
+    for node in &graph.nodes {
+        let ts = match &node.op {
+            Op::BatchNorm { weight, bias, running_mean, running_var, eps } => {
+                let (w, b) = (get(params, weight)?, get(params, bias)?);
+                let (m, v) = (get(params, running_mean)?, get(params, running_var)?);
+                let scale: Vec<f64> = w.data.iter().zip(&v.data).map(|(w, v)| w / (v + eps).sqrt()).collect();
+                let shift = b.data.iter().zip(&m.data).zip(&scale).map(|((b, m), s)| b - m * s).collect();
+                let (sn, hn) = folded_names(weight);
+                let shape = w.shape.clone();
+                vec![(sn, PlainTensor { shape: shape.clone(), data: scale }), (hn, PlainTensor { shape, data: shift })]
+            }
+            op => op
+                .param_names()
+                .into_iter()
+                .map(|n| Ok((n.to_string(), get(params, n)?.clone())))
+                .collect::<Result<_>>()?,
         };
-        if let Some(bad) = out_of_range(&name, &t) {
-            return Err(NnError::Weights(format!("folding the batch norms: {bad}")));
+        for (name, t) in ts {
+            if let Some(bad) = out_of_range(&name, &t) {
+                return Err(NnError::Weights(format!("folding the batch norms: {bad}")));
+            }
+            out.insert(name, t);
         }
-        out.insert(name, t);
     }
     Ok(out)
 }
@@ -135,11 +143,16 @@ fn get<'a>(p: &'a Params, name: &str) -> Result<&'a PlainTensor> {
 /// documentation), is named in the error, with the first offending element and its index.
 /// Batch norms' `num_batches_tracked` is ignored.
 pub fn load_safetensors(path: &Path, spec: &ModelSpec) -> Result<Params> {
+    load_graph_safetensors(path, &spec.to_graph())
+}
+
+/// [`load_safetensors`] for a graph: its [`Graph::params`], with the same checks.
+pub fn load_graph_safetensors(path: &Path, graph: &Graph) -> Result<Params> {
     let pstr = path.display().to_string();
     let bytes = std::fs::read(path).map_err(|source| NnError::Io { path: pstr.clone(), source })?;
     let st = SafeTensors::deserialize(&bytes)
         .map_err(|e| NnError::Format { path: pstr.clone(), detail: format!("not a safetensors file: {e}") })?;
-    let want: HashMap<String, Vec<usize>> = spec.params().into_iter().collect();
+    let want: HashMap<String, Vec<usize>> = graph.params.iter().cloned().collect();
     let mut problems = Vec::new();
     let mut out = Params::new();
     for (name, view) in st.tensors() {
@@ -166,7 +179,7 @@ pub fn load_safetensors(path: &Path, spec: &ModelSpec) -> Result<Params> {
     missing.sort();
     problems.extend(missing.into_iter().map(|m| format!("missing tensor {m}")));
     if !problems.is_empty() {
-        return Err(NnError::Weights(format!("{pstr} for {}: {}", spec.name, problems.join("; "))));
+        return Err(NnError::Weights(format!("{pstr} for {}: {}", graph.name, problems.join("; "))));
     }
     let bad: Vec<String> = out.iter().filter_map(|(name, t)| out_of_range(name, t)).collect();
     if !bad.is_empty() {

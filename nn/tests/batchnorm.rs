@@ -211,7 +211,7 @@ fn batch_norm_misuse_gives_clear_errors() {
     missing.remove("r.bn.running_mean");
     match plain_model(&spec, missing) {
         Err(NnError::Weights(m)) => assert!(m.contains("r.bn.running_mean"), "{m}"),
-        other => panic!("expected Weights, got {:?}", other.map(|m| m.spec.name)),
+        other => panic!("expected Weights, got {:?}", other.map(|m| m.graph.name)),
     }
 }
 

@@ -115,7 +115,7 @@ fn truncation_inputs_are_the_private_engines() {
     rec.step_done("conv", Phase::Forward);
     // Average pooling and lincombs: the private engine encodes 1/4 with 2 extra bits, 0.3 with 1.
     let pool = Pool2dParams { kernel: (2, 2), stride: (2, 2), padding: (0, 0) };
-    assert_eq!(rec.avg_pool(&x, &pool).unwrap().data, vec![-0.5]);
+    assert_eq!(rec.avg_pool(&x, &pool, true).unwrap().data, vec![-0.5]);
     rec.step_done("pool", Phase::Forward);
     rec.lincomb(&[(0.3, &x)]).unwrap();
     rec.step_done("sgd", Phase::Update);
@@ -175,7 +175,7 @@ fn past_the_bound_the_private_result_is_wrong() {
         let w = PlainTensor { shape: vec![1, 2], data: vec![sign * a; 2] };
         let b = PlainTensor { shape: vec![1], data: vec![0.0] };
         let mut rec = RangeRecorder::new(codec);
-        let want = rec.linear(&x, &w, &b).unwrap();
+        let want = rec.linear(&x, &w, Some(&b)).unwrap();
         rec.step_done("fc", Phase::Forward);
         let ratio = rec.report().entries()[0].ratio;
         approx::assert_abs_diff_eq!(ratio, scale, epsilon = 1e-9);
@@ -187,7 +187,7 @@ fn past_the_bound_the_private_result_is_wrong() {
             let sx = p.input(0, own.then_some(&tx), &[rows, 2])?;
             let sw = p.input(0, own.then_some(&tw), &[1, 2])?;
             let sb = p.input(0, own.then_some(&tb), &[1])?;
-            let y = PrivateEngine::new(p).linear(&sx, &sw, &sb)?;
+            let y = PrivateEngine::new(p).linear(&sx, &sw, Some(&sb))?;
             Ok::<_, cryptgpu_nn::NnError>(p.reveal(&y)?)
         })
         .unwrap();

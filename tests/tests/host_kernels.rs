@@ -6,7 +6,7 @@
 use cryptgpu_kernels_cpu::gemm::{gemm_naive, MatRef};
 use cryptgpu_kernels_cpu::CpuBackend;
 use cryptgpu_kernels_cuda::abi::{binary_code, scalar_code, shift_code, unary_code, Dims};
-use cryptgpu_nn::spec::LayerSpec;
+use cryptgpu_nn::graph::{Graph, Op};
 use cryptgpu_nn::zoo::{self, Dataset};
 use cryptgpu_ring::error::Result;
 use cryptgpu_ring::limbs::{
@@ -324,35 +324,31 @@ fn default_chunking_is_the_plans() {
 /// Every GEMM (forward and both backward products, both operand orders) of the convolution and
 /// linear layers of every zoo model at batch 1 and 64, and the selftest's forced-int8 shapes.
 fn zoo_and_selftest_shapes() -> Vec<(usize, usize, usize)> {
-    fn walk(layers: &[LayerSpec], mut shape: Vec<usize>, out: &mut Vec<(usize, usize, usize)>) -> Vec<usize> {
-        for l in layers {
-            match l {
-                LayerSpec::Conv2d { cin, cout, kernel, .. } => {
-                    let next = l.out_shape(&shape).unwrap();
-                    let (kk, cols) = (cin * kernel.0 * kernel.1, next[0] * next[2] * next[3]);
-                    out.extend([(*cout, kk, cols), (*cout, cols, kk), (kk, *cout, cols)]);
+    fn walk(g: &Graph, batch: usize, out: &mut Vec<(usize, usize, usize)>) {
+        let values = g.check(batch).unwrap();
+        let param = |n: &str| &g.params.iter().find(|(m, _)| m == n).unwrap().1;
+        for node in &g.nodes {
+            match &node.op {
+                Op::Conv2d { weight, .. } => {
+                    let (w, y) = (param(weight), &values[&node.output]);
+                    let (cout, kk, cols) = (w[0], w[1] * w[2] * w[3], y[0] * y[2] * y[3]);
+                    out.extend([(cout, kk, cols), (cout, cols, kk), (kk, cout, cols)]);
                 }
-                LayerSpec::Linear { fin, fout, .. } => {
-                    out.extend([(shape[0], *fin, *fout), (shape[0], *fout, *fin), (*fout, shape[0], *fin)]);
-                }
-                LayerSpec::Residual { body, shortcut } => {
-                    walk(shortcut, shape.clone(), out);
-                    shape = walk(body, shape, out);
-                    continue;
+                Op::Linear { weight, .. } => {
+                    let (w, n) = (param(weight), values[&node.inputs[0]][0]);
+                    let (fout, fin) = (w[0], w[1]);
+                    out.extend([(n, fin, fout), (n, fout, fin), (fout, n, fin)]);
                 }
                 _ => {}
             }
-            shape = l.out_shape(&shape).unwrap();
         }
-        shape
     }
     let mut shapes = Vec::new();
     for d in [Dataset::Mnist, Dataset::Cifar10, Dataset::TinyImageNet, Dataset::ImageNet] {
         for name in ["lenet", "alexnet", "vgg16", "resnet18", "resnet34", "resnet50", "resnet101", "resnet152"] {
             let Ok(spec) = zoo::by_name(name, d) else { continue };
             for batch in [1, 64] {
-                let input = [batch, spec.input[0], spec.input[1], spec.input[2]].to_vec();
-                walk(&spec.layers, input, &mut shapes);
+                walk(&spec.to_graph(), batch, &mut shapes);
             }
         }
     }

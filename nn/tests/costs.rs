@@ -1,0 +1,110 @@
+//! The private engine's communication per step label and phase, pinned for a small model with
+//! every layer kind (both residual forms, batch norm in training and inference): the walker and
+//! the lowering of layer sequences to graphs must not change what the zoo models cost.
+
+use cryptgpu_kernels_cpu::CpuBackend;
+use cryptgpu_nn::engine::Sgd;
+use cryptgpu_nn::plain::PlainTensor;
+use cryptgpu_nn::private::PrivateEngine;
+use cryptgpu_nn::session::{share, share_trainable_model};
+use cryptgpu_nn::spec::{LayerSpec, ModelSpec};
+use cryptgpu_nn::weights::init_params;
+use cryptgpu_sharing::{run_local, RunConfig};
+
+fn conv(name: &str, cin: usize, cout: usize, k: usize, p: usize, bias: bool) -> LayerSpec {
+    LayerSpec::Conv2d { name: name.into(), cin, cout, kernel: (k, k), stride: (1, 1), padding: (p, p), bias }
+}
+
+fn bn(name: &str, channels: usize) -> LayerSpec {
+    LayerSpec::BatchNorm2d { name: name.into(), channels }
+}
+
+fn every_kind() -> ModelSpec {
+    ModelSpec {
+        name: "every-kind".into(),
+        input: [2, 6, 6],
+        classes: 3,
+        layers: vec![
+            conv("c1", 2, 3, 3, 1, true),
+            bn("bn1", 3),
+            LayerSpec::Relu,
+            LayerSpec::Residual { body: vec![conv("r1.a", 3, 3, 3, 1, false), bn("r1.bn", 3)], shortcut: vec![] },
+            LayerSpec::MaxPool2d { kernel: (3, 3), stride: (2, 2), padding: (1, 1) },
+            LayerSpec::Residual {
+                body: vec![conv("r2.a", 3, 4, 3, 1, false), LayerSpec::Relu],
+                shortcut: vec![conv("r2.s", 3, 4, 1, 0, false), bn("r2.sbn", 4)],
+            },
+            LayerSpec::AvgPool2d { kernel: (2, 2), stride: (1, 1), padding: (0, 0) },
+            LayerSpec::Flatten,
+            LayerSpec::Linear { name: "fc1".into(), fin: 16, fout: 5 },
+            LayerSpec::Relu,
+            LayerSpec::Linear { name: "fc2".into(), fin: 5, fout: 3 },
+        ],
+    }
+}
+
+/// `label phase rounds bytes_sent` of party 0, one line per step, for a training step with
+/// momentum and weight decay followed by an inference pass.
+fn costs() -> String {
+    let spec = every_kind();
+    let p = init_params(&spec, 3);
+    let x = PlainTensor::new(&[2, 2, 6, 6], (0..144).map(|i| (i as f64 * 0.37).sin()).collect()).unwrap();
+    let y = PlainTensor::new(&[2, 3], vec![1.0, 0.0, 0.0, 0.0, 0.0, 1.0]).unwrap();
+    let opt = Sgd { lr: 0.1, momentum: 0.9, weight_decay: 1e-3 };
+    let out = run_local(CpuBackend, RunConfig::default(), |party| {
+        let owner = party.id() == 0;
+        let mut model = share_trainable_model(party, &spec, 0, owner.then_some(&p))?;
+        let sx = share(party, 0, owner.then_some(&x), &x.shape)?;
+        let sy = share(party, 0, owner.then_some(&y), &y.shape)?;
+        let mut pe = PrivateEngine::new(party);
+        model.train_step(&mut pe, &sx, &sy, &opt)?;
+        model.train_step(&mut pe, &sx, &sy, &opt)?;
+        model.forward(&mut pe, &sx, false)?;
+        let lines: Vec<String> =
+            pe.traffic.iter().map(|((l, ph), c)| format!("{l} {ph:?} {} {}", c.rounds, c.bytes_sent)).collect();
+        Ok::<_, cryptgpu_nn::NnError>(lines.join("\n"))
+    })
+    .unwrap();
+    out[0].value.clone()
+}
+
+#[test]
+fn private_costs_per_step_are_pinned() {
+    let got = costs();
+    assert_eq!(got, PINNED.trim());
+}
+
+const PINNED: &str = "
+0:c1 Forward 9 15552
+0:c1 Backward 12 9504
+10:fc2 Forward 9 432
+10:fc2 Backward 12 1200
+1:bn1 Forward 158 58056
+1:bn1 Backward 40 31824
+2:relu Forward 27 36072
+2:relu Backward 4 10368
+3.b0:r1.a Forward 9 15552
+3.b0:r1.a Backward 12 14256
+3.b1:r1.bn Forward 158 58056
+3.b1:r1.bn Backward 40 31824
+4:maxpool Forward 108 227736
+4:maxpool Backward 2 7776
+5.b0:r2.a Forward 9 5184
+5.b0:r2.a Backward 12 7776
+5.b1:relu Forward 27 12048
+5.b1:relu Backward 4 3456
+5.s0:r2.s Forward 9 5184
+5.s0:r2.s Backward 12 3168
+5.s1:r2.sbn Forward 158 41088
+5.s1:r2.sbn Backward 40 11328
+6:avgpool Forward 6 2304
+6:avgpool Backward 4 1536
+7:flatten Forward 0 0
+7:flatten Backward 0 0
+8:fc1 Forward 9 720
+8:fc1 Backward 12 5376
+9:relu Forward 27 1728
+9:relu Backward 4 480
+sgd Update 120 36576
+softmax-cross-entropy Loss 186 6272
+";

@@ -148,7 +148,7 @@ mod tests {
     use super::*;
     use clap::Parser;
     use cryptgpu_kernels_cpu::CpuBackend;
-    use cryptgpu_net::tcp::bind;
+    use cryptgpu_net::tcp::on_loopback;
     use cryptgpu_net::{Security, TcpOptions, TcpSetup, TcpTransport};
     use cryptgpu_sharing::{run_local, PartyOutput};
 
@@ -164,21 +164,19 @@ mod tests {
         config: RunConfig,
         program: impl Fn(&mut Party<CpuBackend, TcpTransport>) -> cryptgpu_sharing::Result<R> + Sync,
     ) -> Vec<PartyOutput<R>> {
-        let options = TcpOptions::default();
-        let l0 = bind("127.0.0.1:0".parse().unwrap(), &options).unwrap();
-        let l1 = bind("127.0.0.1:0".parse().unwrap(), &options).unwrap();
-        let addrs = [l0.local_addr().unwrap(), l1.local_addr().unwrap(), "127.0.0.1:9".parse().unwrap()];
-        let mut ls = [Some(l0), Some(l1), None];
+        let addrs = ["127.0.0.1:9".parse().unwrap(); 3];
+        let mut setups = [0, 1, 2].map(|id| TcpSetup {
+            id,
+            addrs,
+            listener: None,
+            security: Security::InsecurePlaintext,
+            options: TcpOptions::default(),
+        });
+        on_loopback(&mut setups).unwrap();
         std::thread::scope(|s| {
-            let hs: Vec<_> = (0..3)
-                .map(|id| {
-                    let setup = TcpSetup {
-                        id,
-                        addrs,
-                        listener: ls[id].take(),
-                        security: Security::InsecurePlaintext,
-                        options: options.clone(),
-                    };
+            let hs: Vec<_> = setups
+                .into_iter()
+                .map(|setup| {
                     let program = &program;
                     s.spawn(move || run_tcp(CpuBackend, setup, config, "test", program).unwrap())
                 })

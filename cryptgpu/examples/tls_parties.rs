@@ -13,8 +13,8 @@ use std::error::Error;
 use std::path::{Path, PathBuf};
 
 use cryptgpu::net::deploy::generate_local;
-use cryptgpu::net::tcp::bind;
-use cryptgpu::net::{Deployment, Protection, TcpSetup};
+use cryptgpu::net::tcp::on_loopback;
+use cryptgpu::net::{Deployment, Protection};
 use cryptgpu::prelude::*;
 use cryptgpu::sharing::PartyOutput;
 
@@ -50,16 +50,10 @@ fn expected(n: usize) -> Vec<f64> {
 fn run_threads(dir: &Path, config: RunConfig, n: usize) -> Result<Vec<PartyOutput<Vec<f64>>>, Box<dyn Error>> {
     let path = generate_local(dir, ["127.0.0.1"; 3], 7100, true)?;
     let deployment = Deployment::load(&path)?;
-    let mut setups: Vec<TcpSetup> =
-        (0..3).map(|id| deployment.setup(id, &Protection::Tls { key: None })).collect::<Result<_, _>>()?;
-    // On one host, listen on free ports instead of the configured ones (parties 0 and 1 listen).
-    let listeners =
-        [bind("127.0.0.1:0".parse()?, &setups[0].options)?, bind("127.0.0.1:0".parse()?, &setups[1].options)?];
-    let addrs = [listeners[0].local_addr()?, listeners[1].local_addr()?, setups[2].addrs[2]];
-    for (setup, listener) in setups.iter_mut().zip(listeners.into_iter().map(Some).chain([None])) {
-        setup.addrs = addrs;
-        setup.listener = listener;
-    }
+    let tls = Protection::Tls { key: None };
+    let mut setups = [deployment.setup(0, &tls)?, deployment.setup(1, &tls)?, deployment.setup(2, &tls)?];
+    // On one host, listen on free ports instead of the configured ones.
+    on_loopback(&mut setups)?;
     let outputs = std::thread::scope(|s| {
         let handles: Vec<_> = setups
             .into_iter()

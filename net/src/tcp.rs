@@ -451,6 +451,22 @@ impl Drop for TcpTransport {
     }
 }
 
+/// Moves three parties' setups onto free ports of 127.0.0.1, to run them in one process (tests,
+/// examples): parties 0 and 1 listen on ephemeral ports (bound here, with each setup's options),
+/// party 2 only connects, and every setup gets the new addresses.
+pub fn on_loopback(setups: &mut [TcpSetup; 3]) -> Result<(), NetError> {
+    let any: SocketAddr = ([127, 0, 0, 1], 0).into();
+    let l0 = bind(any, &setups[0].options)?;
+    let l1 = bind(any, &setups[1].options)?;
+    let addr = |l: &TcpListener| l.local_addr().map_err(|e| NetError::Io(format!("listener address: {e}")));
+    let addrs = [addr(&l0)?, addr(&l1)?, setups[2].addrs[2]];
+    for (setup, listener) in setups.iter_mut().zip([Some(l0), Some(l1), None]) {
+        setup.addrs = addrs;
+        setup.listener = listener;
+    }
+    Ok(())
+}
+
 /// Binds a listener on `addr` with the socket options applied (accepted sockets inherit them).
 pub fn bind(addr: SocketAddr, options: &TcpOptions) -> Result<TcpListener, NetError> {
     let err = |e: io::Error| NetError::Io(format!("cannot listen on {addr}: {e}"));

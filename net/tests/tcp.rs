@@ -6,7 +6,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use cryptgpu_net::frame::{Frame, FrameHeader, FrameKind, HEADER_LEN};
-use cryptgpu_net::tcp::{bind, HELLO_TIMEOUT, KEEPALIVE_FACTOR};
+use cryptgpu_net::tcp::{bind, on_loopback, HELLO_TIMEOUT, KEEPALIVE_FACTOR};
 use cryptgpu_net::{
     Counters, LocalTransport, NetError, Peer, Round, Security, TcpOptions, TcpSetup, TcpTransport, TlsIdentity,
     Transport,
@@ -29,10 +29,15 @@ fn identity(me: usize, pki: &[(String, String)]) -> Security {
 
 /// Listeners on ephemeral ports for parties 0 and 1 (party 2 only connects).
 fn listeners(options: &TcpOptions) -> (Vec<Option<TcpListener>>, [SocketAddr; 3]) {
-    let l0 = bind("127.0.0.1:0".parse().unwrap(), options).unwrap();
-    let l1 = bind("127.0.0.1:0".parse().unwrap(), options).unwrap();
-    let addrs = [l0.local_addr().unwrap(), l1.local_addr().unwrap(), "127.0.0.1:9".parse().unwrap()];
-    (vec![Some(l0), Some(l1), None], addrs)
+    let mut setups = [0, 1, 2].map(|id| TcpSetup {
+        id,
+        addrs: ["127.0.0.1:9".parse().unwrap(); 3],
+        listener: None,
+        security: Security::InsecurePlaintext,
+        options: options.clone(),
+    });
+    on_loopback(&mut setups).unwrap();
+    (setups.iter_mut().map(|s| s.listener.take()).collect(), setups[0].addrs)
 }
 
 /// Runs `f` as three parties over TCP (TLS when `tls`), one thread each.

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 use cryptgpu_kernels_cpu::CpuBackend;
 use cryptgpu_net::deploy::generate_local;
-use cryptgpu_net::tcp::bind;
+use cryptgpu_net::tcp::on_loopback;
 use cryptgpu_net::{Deployment, NetError, Protection, TcpTransport, Transport};
 use cryptgpu_ring::FixedPoint;
 use cryptgpu_sharing::deploy::{job_tag, key_label, key_source, ALLOW_INSECURE_KEYS};
@@ -37,14 +37,9 @@ fn over_tls(
     let dir = temp_dir(name);
     let path = generate_local(&dir, ["127.0.0.1"; 3], 7100, false).unwrap();
     let deployment = Deployment::load(&path).unwrap();
-    let mut setups: Vec<_> = (0..3).map(|id| deployment.setup(id, &Protection::Tls { key: None }).unwrap()).collect();
-    // Ephemeral ports: parties 0 and 1 listen, party 2 only connects.
-    let listeners: Vec<_> =
-        (0..2).map(|id| bind("127.0.0.1:0".parse().unwrap(), &setups[id].options).unwrap()).collect();
-    let addrs = [listeners[0].local_addr().unwrap(), listeners[1].local_addr().unwrap(), setups[2].addrs[2]];
-    for (setup, l) in setups.iter_mut().zip(listeners.into_iter().map(Some).chain([None])) {
-        setup.addrs = addrs;
-        setup.listener = l;
+    let mut setups = [0, 1, 2].map(|id| deployment.setup(id, &Protection::Tls { key: None }).unwrap());
+    on_loopback(&mut setups).unwrap();
+    for setup in &mut setups {
         setup.options.connect_timeout = std::time::Duration::from_secs(10);
     }
     let out = std::thread::scope(|s| {

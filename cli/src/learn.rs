@@ -371,7 +371,8 @@ struct InProcess {
 impl InProcess {
     fn run(&self, train: &Images, test: &Images) -> Result<()> {
         let (spec, roles, s) = (&self.spec, self.roles, self.settings);
-        s.check(spec)?;
+        let graph = spec.to_graph();
+        s.check(&graph)?;
         let params = init_params(spec, s.seed);
         eprintln!(
             "{}: private training on {} images ({} epochs, batch {}), then private inference on {} test images ({})",
@@ -382,7 +383,7 @@ impl InProcess {
             test.len(),
             roles.label()
         );
-        let (plain_preds, ranges) = train_plain(spec, &params, train, test, &s, FixedPoint::default())?;
+        let (plain_preds, ranges) = train_plain(&graph, &params, train, test, &s, FixedPoint::default())?;
         warn_ranges(&ranges);
         let device = self.backend.open()?;
         let backend_name = device.name();
@@ -391,7 +392,7 @@ impl InProcess {
         let out = run_local(device, config, |party| {
             let id = party.id();
             let job = PrivateTraining {
-                spec,
+                graph: &graph,
                 roles,
                 settings: s,
                 n_train: train.len(),
@@ -486,7 +487,7 @@ pub fn train(args: &TrainArgs) -> Result<()> {
     let spec = by_name(&args.model, args.dataset.dataset())?;
     let roles = args.roles.roles()?;
     let settings = args.settings();
-    settings.check(&spec)?;
+    settings.check(&spec.to_graph())?;
     let (train, test) = args.load(&spec)?;
     let run = InProcess {
         keys: key_source(args.insecure_key_seed)?,
@@ -596,7 +597,7 @@ impl TrainJob {
     /// Checks the arguments.
     pub fn prepare(args: &TrainArgs) -> Result<TrainJob> {
         let spec = by_name(&args.model, args.dataset.dataset())?;
-        args.settings().check(&spec)?;
+        args.settings().check(&spec.to_graph())?;
         let roles = args.roles.roles()?;
         Ok(TrainJob { args: args.clone(), spec, roles, keys: key_source(args.insecure_key_seed)? })
     }
@@ -636,8 +637,9 @@ impl PartyJob for TrainJob {
         let sizes =
             open_counts(p, roles.data_owner, sizes.as_ref().map(|s| &s[..]), &["training images", "test images"])?;
         let params = (id == roles.model_owner).then(|| init_params(&self.spec, a.seed));
+        let graph = self.spec.to_graph();
         let job = PrivateTraining {
-            spec: &self.spec,
+            graph: &graph,
             roles,
             settings,
             n_train: sizes[0],
@@ -671,7 +673,7 @@ impl PartyJob for TrainJob {
         }
         match (&out.predictions, &data, &params) {
             (Some(preds), Some((train, test)), Some(params)) => {
-                let (plain, ranges) = train_plain(&self.spec, params, train, test, &settings, FixedPoint::default())?;
+                let (plain, ranges) = train_plain(&graph, params, train, test, &settings, FixedPoint::default())?;
                 warn_ranges(&ranges);
                 report["ranges"] = serde_json::to_value(&ranges)?;
                 let s = score(&labels(test), preds, &plain)?;

@@ -429,6 +429,20 @@ fn lower(layers: &[LayerSpec], path: &str, mut x: String, g: &mut Graph) -> Stri
     x
 }
 
+impl From<&ModelSpec> for Graph {
+    /// [`ModelSpec::to_graph`].
+    fn from(spec: &ModelSpec) -> Graph {
+        spec.to_graph()
+    }
+}
+
+impl From<&Graph> for Graph {
+    /// A copy.
+    fn from(g: &Graph) -> Graph {
+        g.clone()
+    }
+}
+
 impl ModelSpec {
     /// The model as a graph: one node per layer, labelled and named as the layer's reports
     /// (`3:features.3`, `5.b1:layer1.0.bn1`), parameters with the layers' PyTorch names in the

@@ -44,9 +44,9 @@ use cryptgpu_sharing::{AShare, Party};
 
 use crate::engine::{Engine, Model};
 use crate::error::{NnError, Result};
+use crate::graph::Graph;
 use crate::plain::{PlainEngine, PlainTensor};
 use crate::private::PrivateEngine;
-use crate::spec::ModelSpec;
 use crate::weights::Params;
 
 /// A set of parties (0, 1, 2) that receive an output.
@@ -248,32 +248,37 @@ pub fn open_counts<B: Backend, T: Transport>(
         .collect()
 }
 
-/// Secret-shares the model `params` (folded, see [`crate::weights::fold_batchnorm`]) held by
-/// `owner` for inference; the other parties pass `None`.
+/// Secret-shares the model `params` (folded, see [`crate::weights::fold_graph_batchnorm`]) held
+/// by `owner` for inference; the other parties pass `None`. The model is a [`Graph`] or a
+/// [`ModelSpec`](crate::spec::ModelSpec) (by reference).
 pub fn share_model<B: Backend, T: Transport>(
     party: &mut Party<B, T>,
-    spec: &ModelSpec,
+    model: impl Into<Graph>,
     owner: usize,
     params: Option<&Params>,
 ) -> Result<Model<AShare<B>>> {
-    share_named(party, spec, &spec.engine_params(), owner, params)
+    let graph = model.into();
+    let names = graph.fold_batchnorm().params;
+    share_named(party, graph, &names, owner, params)
 }
 
-/// Secret-shares trainable `params` held by `owner`: [`ModelSpec::params`], PyTorch's names,
-/// batch norms unfolded (see [`Model`]); the other parties pass `None`. For a model without batch
+/// Secret-shares trainable `params` held by `owner`: [`Graph::params`] (for the zoo, PyTorch's
+/// names), batch norms unfolded (see [`Model`]); the other parties pass `None`. For a model without batch
 /// norm this is [`share_model`].
 pub fn share_trainable_model<B: Backend, T: Transport>(
     party: &mut Party<B, T>,
-    spec: &ModelSpec,
+    model: impl Into<Graph>,
     owner: usize,
     params: Option<&Params>,
 ) -> Result<Model<AShare<B>>> {
-    share_named(party, spec, &spec.params(), owner, params)
+    let graph = model.into();
+    let names = graph.params.clone();
+    share_named(party, graph, &names, owner, params)
 }
 
 fn share_named<B: Backend, T: Transport>(
     party: &mut Party<B, T>,
-    spec: &ModelSpec,
+    graph: Graph,
     names: &[(String, Vec<usize>)],
     owner: usize,
     params: Option<&Params>,
@@ -303,7 +308,7 @@ fn share_named<B: Backend, T: Transport>(
         shared.insert(name.clone(), s);
     }
     let engine = PrivateEngine::new(party);
-    Model::new(spec.clone(), shared, &engine)
+    Model::from_graph(graph, shared, &engine)
 }
 
 /// Opens a shared model's parameters to the parties `to` only (e.g. for the model owner to save
@@ -323,9 +328,10 @@ pub fn reveal_model_to<B: Backend, T: Transport>(
     Ok(to.contains(party.id()).then_some(out))
 }
 
-/// The plaintext twin of a model with the given parameters (folded or trainable, see [`Model::new`]).
-pub fn plain_model(spec: &ModelSpec, params: Params) -> Result<Model<PlainTensor>> {
-    Model::new(spec.clone(), params, &PlainEngine)
+/// The plaintext twin of a model (a [`Graph`] or a `&ModelSpec`) with the given parameters
+/// (folded or trainable, see [`Model::from_graph`]).
+pub fn plain_model(model: impl Into<Graph>, params: Params) -> Result<Model<PlainTensor>> {
+    Model::from_graph(model.into(), params, &PlainEngine)
 }
 
 /// Logits of the plaintext twin.

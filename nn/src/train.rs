@@ -17,11 +17,11 @@ use cryptgpu_sharing::{AShare, Party};
 use crate::data::{sequential_batches, shuffled_batches, Images};
 use crate::engine::{Engine, Model, Phase, Sgd};
 use crate::error::{NnError, Result};
+use crate::graph::Graph;
 use crate::plain::{PlainEngine, PlainTensor};
 use crate::private::{PrivateEngine, Traffic};
 use crate::ranges::{RangeRecorder, RangeReport};
 use crate::session::{reveal_model_to, reveal_to, share, share_trainable_model, Roles};
-use crate::spec::ModelSpec;
 use crate::weights::Params;
 
 /// The public settings of a training run (all parties use the same).
@@ -55,7 +55,7 @@ impl Default for TrainSettings {
 impl TrainSettings {
     /// Checks the settings against the model: positive counts, finite optimiser values, and a
     /// batch the model accepts.
-    pub fn check(&self, spec: &ModelSpec) -> Result<()> {
+    pub fn check(&self, graph: &Graph) -> Result<()> {
         if self.epochs == 0 || self.batch == 0 || self.eval_batch == 0 {
             return Err(NnError::Shape("epochs, batch and evaluation batch must be positive".into()));
         }
@@ -63,7 +63,7 @@ impl TrainSettings {
         if !(o.lr.is_finite() && o.momentum.is_finite() && o.weight_decay.is_finite()) {
             return Err(NnError::Unsupported(format!("optimiser values must be finite, not {o:?}")));
         }
-        spec.check(self.batch)?;
+        graph.check(self.batch)?;
         Ok(())
     }
 }
@@ -90,8 +90,8 @@ impl Progress for () {
 /// One party's view of a private training run.
 #[derive(Debug, Clone, Copy)]
 pub struct PrivateTraining<'a> {
-    /// The model.
-    pub spec: &'a ModelSpec,
+    /// The model (a zoo model's is [`ModelSpec::to_graph`](crate::spec::ModelSpec::to_graph)).
+    pub graph: &'a Graph,
     /// Who holds and receives what.
     pub roles: Roles,
     /// The public settings.
@@ -154,7 +154,7 @@ pub struct TrainOutcome {
 /// let out = run_local(CpuBackend, RunConfig::default(), |party| {
 ///     let id = party.id();
 ///     let job = PrivateTraining {
-///         spec: &spec,
+///         graph: &spec.to_graph(),
 ///         roles,
 ///         settings,
 ///         n_train: 8,
@@ -175,9 +175,9 @@ pub fn train_private<B: Backend, T: Transport>(
     job: &PrivateTraining<'_>,
     progress: &mut dyn Progress,
 ) -> Result<TrainOutcome> {
-    let (spec, roles, s) = (job.spec, job.roles, job.settings);
+    let (graph, roles, s) = (job.graph, job.roles, job.settings);
     roles.check()?;
-    s.check(spec)?;
+    s.check(graph)?;
     let me = party.id();
     if (me == roles.data_owner) != job.data.is_some() {
         return Err(NnError::Roles(format!(
@@ -185,19 +185,30 @@ pub fn train_private<B: Backend, T: Transport>(
             roles.data_owner
         )));
     }
-    let [c, h, w] = spec.input;
+    if let Some((train, _)) = job.data {
+        if train.len() != job.n_train || train.shape[..] != graph.input_shape[..] {
+            return Err(NnError::Shape(format!(
+                "{} training images of shape {:?}, expected {} of shape {:?}",
+                train.len(),
+                train.shape,
+                job.n_train,
+                graph.input_shape
+            )));
+        }
+    }
     let batches: Vec<Vec<Vec<usize>>> =
         (0..s.epochs).map(|e| shuffled_batches(job.n_train, s.batch, s.seed + e as u64)).collect();
     let steps: usize = batches.iter().map(Vec::len).sum();
-    let mut model = share_trainable_model(party, spec, roles.model_owner, job.params)?;
+    let mut model = share_trainable_model(party, graph, roles.model_owner, job.params)?;
     let start = Instant::now();
     let mut eng = PrivateEngine::new(party);
     let mut done = 0;
     for epoch in &batches {
         for idx in epoch {
             let xy = job.data.map(|(train, _)| train.batch(idx));
-            let sx = share(eng.party, roles.data_owner, xy.as_ref().map(|b| &b.0), &[idx.len(), c, h, w])?;
-            let sy = share(eng.party, roles.data_owner, xy.as_ref().map(|b| &b.1), &[idx.len(), spec.classes])?;
+            let shape: Vec<usize> = std::iter::once(idx.len()).chain(graph.input_shape.iter().copied()).collect();
+            let sx = share(eng.party, roles.data_owner, xy.as_ref().map(|b| &b.0), &shape)?;
+            let sy = share(eng.party, roles.data_owner, xy.as_ref().map(|b| &b.1), &[idx.len(), graph.classes])?;
             eng.step_done("input", Phase::Forward);
             model.train_step(&mut eng, &sx, &sy, &s.opt)?;
             done += 1;
@@ -288,15 +299,15 @@ pub fn infer_private<B: Backend, T: Transport>(
 /// classifies `test`: the predictions and the twin's value ranges (training and test inference)
 /// against the fixed-point bounds of `codec`.
 pub fn train_plain(
-    spec: &ModelSpec,
+    graph: &Graph,
     params: &Params,
     train: &Images,
     test: &Images,
     settings: &TrainSettings,
     codec: FixedPoint,
 ) -> Result<(Vec<usize>, RangeReport)> {
-    settings.check(spec)?;
-    let mut model = Model::new(spec.clone(), params.clone(), &PlainEngine)?;
+    settings.check(graph)?;
+    let mut model = Model::from_graph(graph.clone(), params.clone(), &PlainEngine)?;
     let mut rec = RangeRecorder::new(codec);
     for e in 0..settings.epochs {
         for idx in shuffled_batches(train.len(), settings.batch, settings.seed + e as u64) {

@@ -92,10 +92,11 @@ fn training_with_the_data_and_the_model_at_different_parties() {
         eval_batch: 5,
     };
     let roles = Roles::new(0, 2, Receivers::only(2)).unwrap();
+    let graph = spec.to_graph();
     let out = run_local(CpuBackend, RunConfig::default(), |party| {
         let id = party.id();
         let job = PrivateTraining {
-            spec: &spec,
+            graph: &graph,
             roles,
             settings,
             n_train: train.len(),
@@ -112,7 +113,7 @@ fn training_with_the_data_and_the_model_at_different_parties() {
         assert_eq!(o.value.weights.is_some(), i == 0, "party {i}: weights go to party 0 only");
         assert_eq!(o.value.steps, 6);
     }
-    let (plain, _) = train_plain(&spec, &params, &train, &test, &settings, FixedPoint::default()).unwrap();
+    let (plain, _) = train_plain(&graph, &params, &train, &test, &settings, FixedPoint::default()).unwrap();
     let preds = out[2].value.predictions.as_ref().unwrap();
     let agree = preds.iter().zip(&plain).filter(|(a, b)| a == b).count();
     assert!(agree >= 11, "private {preds:?} against plaintext {plain:?}");

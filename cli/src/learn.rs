@@ -15,21 +15,23 @@ use clap::{Args as ClapArgs, ValueEnum};
 use cryptgpu_net::Transport;
 use cryptgpu_nn::data::{load_cifar10, load_mnist, mnist_from_bytes, Images, Split};
 use cryptgpu_nn::engine::{Model, Sgd};
-use cryptgpu_nn::plain::PlainEngine;
+use cryptgpu_nn::graph::Graph;
+use cryptgpu_nn::onnx::{save_onnx, Lowering};
+use cryptgpu_nn::plain::PlainTensor;
 use cryptgpu_nn::ranges::{RangeRecorder, RangeReport};
-use cryptgpu_nn::session::{open_counts, share_model, Receivers, Roles};
-use cryptgpu_nn::spec::ModelSpec;
+use cryptgpu_nn::session::{open_counts, plain_model, share_model, Receivers, Roles};
 use cryptgpu_nn::train::{
-    infer_private, per_layer, predict_plain, score, train_plain, train_private, LayerTraffic, PrivateTraining,
-    Progress, Scores, Stage, TrainOutcome, TrainSettings,
+    infer_private, logits_private, per_layer, predict_plain, score, train_plain, train_private, LayerTraffic,
+    PrivateTraining, Progress, Scores, Stage, TrainOutcome, TrainSettings,
 };
-use cryptgpu_nn::weights::{fold_batchnorm, init_params, load_safetensors, save_safetensors, Params};
-use cryptgpu_nn::zoo::{by_name, Dataset};
+use cryptgpu_nn::weights::{fold_graph_batchnorm, init_graph_params, read_safetensors, save_safetensors, Params};
+use cryptgpu_nn::zoo::Dataset;
 use cryptgpu_ring::{Backend, FixedPoint};
 use cryptgpu_sharing::{run_local, KeySource, Party, RunConfig};
 use indicatif::{ProgressBar, ProgressStyle};
 
 use crate::device::BackendChoice;
+use crate::model::NamedModel;
 use crate::party::{digest, key_label, key_source, PartyJob};
 
 /// Datasets with readers.
@@ -107,7 +109,8 @@ impl RoleArgs {
 /// Arguments of `cryptgpu train`.
 #[derive(ClapArgs, Debug, Clone)]
 pub struct TrainArgs {
-    /// Zoo model (lenet, alexnet, vgg16, with optional -maxpool).
+    /// Zoo model (lenet, alexnet, vgg16, resnet18 ..., with optional -maxpool), or an ONNX file
+    /// (FILE.onnx, e.g. from `torch.onnx.export`) trained from its weights, batch norms included.
     #[arg(long, default_value = "lenet")]
     model: String,
     /// Dataset format.
@@ -141,8 +144,9 @@ pub struct TrainArgs {
     /// Seed of the initialisation and the shuffling.
     #[arg(long, default_value_t = 1)]
     seed: u64,
-    /// Save the trained weights (safetensors, PyTorch names), opened to the model owner only
-    /// (only it writes the file).
+    /// Save the trained weights, opened to the model owner only (only it writes the file):
+    /// safetensors with the model's parameter names, or with a `.onnx` name an ONNX file (opset
+    /// 13) of the model and its weights.
     #[arg(long)]
     save: Option<PathBuf>,
     #[command(flatten)]
@@ -171,7 +175,7 @@ impl TrainArgs {
     }
 
     /// The training and test images, limited as asked, checked against the model.
-    fn load(&self, spec: &ModelSpec) -> Result<(Images, Images)> {
+    fn load(&self, model: &NamedModel) -> Result<(Images, Images)> {
         let mut train = load_data(self.dataset, &self.data, Split::Train)?;
         let mut test = load_data(self.dataset, &self.data, Split::Test)?;
         if let Some(n) = self.limit {
@@ -180,8 +184,8 @@ impl TrainArgs {
         if let Some(n) = self.test_limit {
             test = test.take(n);
         }
-        check_images(spec, &train)?;
-        check_images(spec, &test)?;
+        model.check_images(&train)?;
+        model.check_images(&test)?;
         Ok((train, test))
     }
 }
@@ -189,12 +193,24 @@ impl TrainArgs {
 /// Arguments of `cryptgpu infer`.
 #[derive(ClapArgs, Debug, Clone)]
 pub struct InferArgs {
-    /// Zoo model.
+    /// Zoo model (lenet, alexnet, vgg16, resnet18 ..., with optional -maxpool), or an ONNX file
+    /// (FILE.onnx, e.g. from `torch.onnx.export`) with its weights.
     #[arg(long)]
     model: String,
-    /// Weights (safetensors with PyTorch state_dict names); needed by the model owner only.
+    /// Weights (safetensors with the model's parameter names; PyTorch state_dict names for the
+    /// zoo); needed by the model owner only, and only for a zoo model (an ONNX file has its own).
     #[arg(long)]
     weights: Option<PathBuf>,
+    /// Classify this tensor instead of a dataset: a safetensors file with a tensor named `input`
+    /// (or a single tensor) of shape [N, ...the model's input]; read by the data owner only,
+    /// taken as is (no normalisation). A `logits` tensor next to it is taken as reference
+    /// outputs (e.g. PyTorch's) and compared.
+    #[arg(long, conflicts_with_all = ["data", "limit"])]
+    input: Option<PathBuf>,
+    /// Write the opened logits (safetensors, tensor `logits`, f32) here; written by the first
+    /// receiver of the outputs (`--output-to`). Needs `--input`.
+    #[arg(long, requires = "input")]
+    output: Option<PathBuf>,
     /// Dataset format.
     #[arg(long, value_enum, default_value_t = DataChoice::Mnist)]
     dataset: DataChoice,
@@ -219,24 +235,31 @@ pub struct InferArgs {
 }
 
 impl InferArgs {
-    fn images(&self, spec: &ModelSpec) -> Result<Images> {
+    fn model(&self) -> Result<NamedModel> {
+        NamedModel::resolve(&self.model, self.dataset.dataset(), Lowering::Inference)
+    }
+
+    fn images(&self, model: &NamedModel) -> Result<Images> {
         let mut test = load_data(self.dataset, &self.data, Split::Test)?;
         if let Some(n) = self.limit {
             test = test.take(n);
         }
-        check_images(spec, &test)?;
+        model.check_images(&test)?;
         Ok(test)
     }
 
-    fn params(&self, spec: &ModelSpec) -> Result<Params> {
-        let path = self.weights.as_ref().context("--weights FILE is needed by the model owner")?;
-        Ok(fold_batchnorm(spec, &load_safetensors(path, spec)?)?)
+    /// The model owner's parameters, batch norms folded.
+    fn params(&self, model: &NamedModel) -> Result<Params> {
+        Ok(fold_graph_batchnorm(&model.graph, &model.weights(self.weights.as_deref())?)?)
     }
 }
 
-fn check_images(spec: &ModelSpec, images: &Images) -> Result<()> {
-    if images.shape != spec.input {
-        bail!("{} expects {:?} images, the data has {:?}", spec.name, spec.input, images.shape);
+/// Saves trained weights: an ONNX file of the model for a `.onnx` path, else safetensors.
+fn save_weights(path: &std::path::Path, graph: &Graph, weights: &Params) -> Result<()> {
+    if crate::model::is_onnx(&path.to_string_lossy()) {
+        save_onnx(path, graph, weights)?;
+    } else {
+        save_safetensors(path, weights)?;
     }
     Ok(())
 }
@@ -360,7 +383,7 @@ fn prediction_digest(preds: &[usize]) -> String {
 /// A training run in one process: the three parties on threads, with every role's inputs at hand.
 struct InProcess {
     keys: KeySource,
-    spec: ModelSpec,
+    model: NamedModel,
     roles: Roles,
     settings: TrainSettings,
     save: Option<PathBuf>,
@@ -370,20 +393,19 @@ struct InProcess {
 
 impl InProcess {
     fn run(&self, train: &Images, test: &Images) -> Result<()> {
-        let (spec, roles, s) = (&self.spec, self.roles, self.settings);
-        let graph = spec.to_graph();
-        s.check(&graph)?;
-        let params = init_params(spec, s.seed);
+        let (graph, roles, s) = (&self.model.graph, self.roles, self.settings);
+        s.check(graph)?;
+        let params = self.model.file_params.clone().unwrap_or_else(|| init_graph_params(graph, s.seed));
         eprintln!(
             "{}: private training on {} images ({} epochs, batch {}), then private inference on {} test images ({})",
-            spec.name,
+            self.model.name,
             train.len(),
             s.epochs,
             s.batch,
             test.len(),
             roles.label()
         );
-        let (plain_preds, ranges) = train_plain(&graph, &params, train, test, &s, FixedPoint::default())?;
+        let (plain_preds, ranges) = train_plain(graph, &params, train, test, &s, FixedPoint::default())?;
         warn_ranges(&ranges);
         let device = self.backend.open()?;
         let backend_name = device.name();
@@ -392,7 +414,7 @@ impl InProcess {
         let out = run_local(device, config, |party| {
             let id = party.id();
             let job = PrivateTraining {
-                graph: &graph,
+                graph,
                 roles,
                 settings: s,
                 n_train: train.len(),
@@ -408,7 +430,7 @@ impl InProcess {
         let preds = predictions.as_ref().context("the receiver got no predictions")?;
         let report = TrainReport {
             op: "train",
-            model: spec.name.clone(),
+            model: self.model.name.clone(),
             backend: backend_name,
             roles: roles.label(),
             train_images: train.len(),
@@ -430,7 +452,7 @@ impl InProcess {
         if let Some(path) = &self.save {
             let owner = roles.weights_to.iter().next().expect("roles have a receiver");
             let w = out[owner].value.weights.as_ref().context("the model owner got no weights")?;
-            save_safetensors(path, w)?;
+            save_weights(path, graph, w)?;
             eprintln!("saved the trained weights (opened to party {owner}) to {}", path.display());
         }
         println!(
@@ -464,7 +486,7 @@ pub fn demo(args: &DemoArgs) -> Result<()> {
     let test = embedded_mnist(Split::Test)?;
     let run = InProcess {
         keys: KeySource::Os,
-        spec: by_name("lenet", Dataset::Mnist)?,
+        model: NamedModel::resolve("lenet", Dataset::Mnist, Lowering::Training)?,
         roles: Roles::default(),
         settings: TrainSettings { epochs: args.epochs, batch: 64, ..TrainSettings::default() },
         save: None,
@@ -484,14 +506,14 @@ fn load_data(choice: DataChoice, dir: &Option<PathBuf>, split: Split) -> Result<
 
 /// `cryptgpu train`.
 pub fn train(args: &TrainArgs) -> Result<()> {
-    let spec = by_name(&args.model, args.dataset.dataset())?;
+    let model = NamedModel::resolve(&args.model, args.dataset.dataset(), Lowering::Training)?;
     let roles = args.roles.roles()?;
     let settings = args.settings();
-    settings.check(&spec.to_graph())?;
-    let (train, test) = args.load(&spec)?;
+    settings.check(&model.graph)?;
+    let (train, test) = args.load(&model)?;
     let run = InProcess {
         keys: key_source(args.insecure_key_seed)?,
-        spec,
+        model,
         roles,
         settings,
         save: args.save.clone(),
@@ -529,11 +551,17 @@ pub fn infer(args: &InferArgs) -> Result<()> {
     if args.batch == 0 {
         bail!("--batch must be positive");
     }
-    let spec = by_name(&args.model, args.dataset.dataset())?;
+    let model = args.model()?;
+    if let Some(note) = model.head_note() {
+        eprintln!("{note}");
+    }
     let roles = args.roles.roles()?;
-    let params = args.params(&spec)?;
-    let test = args.images(&spec)?;
-    let twin = Model::new(spec.clone(), params.clone(), &PlainEngine)?;
+    let params = args.params(&model)?;
+    if let Some(input) = &args.input {
+        return infer_tensor(args, &model, roles, params, input);
+    }
+    let test = args.images(&model)?;
+    let twin = plain_model(&model.graph, params.clone())?;
     let mut rec = RangeRecorder::new(FixedPoint::default());
     let plain_preds = predict_plain(&twin, &test, args.batch, &mut rec)?;
     warn_ranges(rec.report());
@@ -542,15 +570,15 @@ pub fn infer(args: &InferArgs) -> Result<()> {
     let receiver = roles.output_to.iter().next().expect("roles have a receiver");
     let out = run_local(device, RunConfig::default(), |party| {
         let id = party.id();
-        let model = share_model(party, &spec, roles.model_owner, (id == roles.model_owner).then_some(&params))?;
+        let shared = share_model(party, &model.graph, roles.model_owner, (id == roles.model_owner).then_some(&params))?;
         let images = (id == roles.data_owner).then_some(&test);
         let mut bars = Bars::new(id == receiver);
-        infer_private(party, &model, &roles, images, test.len(), args.batch, &mut bars)
+        infer_private(party, &shared, &roles, images, test.len(), args.batch, &mut bars)
     })?;
     let preds = out[receiver].value.predictions.as_ref().context("the receiver got no predictions")?;
     let report = InferReport {
         op: "infer",
-        model: spec.name.clone(),
+        model: model.name.clone(),
         backend: backend_name,
         roles: roles.label(),
         images: test.len(),
@@ -581,6 +609,157 @@ pub fn infer(args: &InferArgs) -> Result<()> {
     Ok(())
 }
 
+/// The tensor to classify from an `--input` file: the one named `input`, or the only one; and a
+/// `logits` tensor next to `input` as reference outputs.
+fn read_input(path: &std::path::Path) -> Result<(PlainTensor, Option<PlainTensor>)> {
+    let mut tensors = read_safetensors(path)?;
+    let x = match tensors.remove("input") {
+        Some(x) => x,
+        None if tensors.len() == 1 => tensors.pop_first().expect("one tensor").1,
+        None => bail!(
+            "{}: no tensor named `input`, and {} tensors to choose from ({})",
+            path.display(),
+            tensors.len(),
+            tensors.keys().cloned().collect::<Vec<_>>().join(", ")
+        ),
+    };
+    Ok((x, tensors.remove("logits")))
+}
+
+/// The plaintext twin's logits of `x`, `batch` rows at a time, recording value ranges in `rec`.
+fn twin_logits(
+    twin: &Model<PlainTensor>,
+    x: &PlainTensor,
+    batch: usize,
+    rec: &mut RangeRecorder,
+) -> Result<PlainTensor> {
+    let n = x.shape[0];
+    let mut data = Vec::with_capacity(n * twin.graph.classes);
+    for lo in (0..n).step_by(batch) {
+        data.extend(twin.forward(rec, &x.rows(lo..(lo + batch).min(n))?, false)?.0.data);
+    }
+    Ok(PlainTensor::new(&[n, twin.graph.classes], data)?)
+}
+
+/// Checks an `--input` tensor against the model: `[N, ...input]` with `N` positive.
+fn check_input(model: &NamedModel, x: &PlainTensor) -> Result<()> {
+    if x.shape.len() != model.graph.input_shape.len() + 1
+        || x.shape[1..] != model.graph.input_shape[..]
+        || x.shape[0] == 0
+    {
+        bail!(
+            "the input has shape {:?}; {} takes [N, {:?}...] with N > 0",
+            x.shape,
+            model.name,
+            model.graph.input_shape
+        );
+    }
+    if let Some(v) = x.data.iter().find(|v| !v.is_finite()) {
+        bail!("the input has a non-finite value ({v})");
+    }
+    Ok(())
+}
+
+/// What an inference run on a given tensor measured.
+#[derive(serde::Serialize)]
+struct TensorReport {
+    op: &'static str,
+    model: String,
+    backend: &'static str,
+    roles: String,
+    /// Shape of the classified tensor.
+    input_shape: Vec<usize>,
+    /// Shape of the opened logits.
+    logits_shape: Vec<usize>,
+    /// Largest difference between the private logits and the plaintext twin's (f64).
+    max_abs_error: f64,
+    /// Largest difference between the private logits and the reference `logits` of the input
+    /// file (e.g. PyTorch's), when it has them.
+    reference_max_abs_error: Option<f64>,
+    /// Fraction of rows whose private argmax equals the twin's.
+    agreement: f64,
+    seconds_per_input: f64,
+    bytes_sent_per_party: [u64; 3],
+    rounds: u64,
+    keys: String,
+    per_layer: Vec<LayerTraffic>,
+    predictions_digest: String,
+    ranges: RangeReport,
+}
+
+/// `cryptgpu infer --input X.safetensors [--output Y.safetensors]`, in one process.
+fn infer_tensor(
+    args: &InferArgs,
+    model: &NamedModel,
+    roles: Roles,
+    params: Params,
+    input: &std::path::Path,
+) -> Result<()> {
+    let (x, reference) = read_input(input)?;
+    check_input(model, &x)?;
+    let twin = plain_model(&model.graph, params.clone())?;
+    let mut rec = RangeRecorder::new(FixedPoint::default());
+    let plain = twin_logits(&twin, &x, args.batch, &mut rec)?;
+    warn_ranges(rec.report());
+    let device = args.backend.open()?;
+    let backend_name = device.name();
+    let receiver = roles.output_to.iter().next().expect("roles have a receiver");
+    let out = run_local(device, RunConfig::default(), |party| {
+        let id = party.id();
+        let shared = share_model(party, &model.graph, roles.model_owner, (id == roles.model_owner).then_some(&params))?;
+        let mine = (id == roles.data_owner).then_some(&x);
+        let mut bars = Bars::new(id == receiver);
+        logits_private(party, &shared, &roles, mine, &x.shape, args.batch, &mut bars)
+    })?;
+    let logits = out[receiver].value.logits.as_ref().context("the receiver got no logits")?;
+    let reference_max_abs_error = match &reference {
+        Some(r) => Some(logits.max_abs_diff(r).context("the reference logits of the input file")?),
+        None => None,
+    };
+    let preds = logits.argmax_rows();
+    let report = TensorReport {
+        op: "infer",
+        model: model.name.clone(),
+        backend: backend_name,
+        roles: roles.label(),
+        input_shape: x.shape.clone(),
+        logits_shape: logits.shape.clone(),
+        max_abs_error: logits.max_abs_diff(&plain)?,
+        reference_max_abs_error,
+        agreement: cryptgpu_nn::train::accuracy(&preds, &plain.argmax_rows()),
+        seconds_per_input: out[receiver].value.seconds / x.shape[0] as f64,
+        bytes_sent_per_party: std::array::from_fn(|i| out[i].counters.bytes_sent),
+        rounds: out[0].counters.rounds,
+        keys: key_label(KeySource::Os),
+        per_layer: per_layer([&out[0].value.traffic, &out[1].value.traffic, &out[2].value.traffic]),
+        predictions_digest: prediction_digest(&preds),
+        ranges: rec.report().clone(),
+    };
+    if let Some(path) = &args.output {
+        save_safetensors(path, &Params::from([("logits".to_string(), logits.clone())]))?;
+        eprintln!("wrote the logits (opened to party {receiver}) to {}", path.display());
+    }
+    println!(
+        "private inference of {} on {} ({} inputs of shape {:?}; {})",
+        report.model,
+        report.backend,
+        x.shape[0],
+        &x.shape[1..],
+        report.roles
+    );
+    println!("  max abs error   {:.2e} against the plaintext model", report.max_abs_error);
+    if let Some(e) = report.reference_max_abs_error {
+        println!("                  {e:.2e} against the reference logits in {}", input.display());
+    }
+    println!("  argmax agrees   {:.2}% with the plaintext model", 100.0 * report.agreement);
+    println!("  time            {:.4} s per input", report.seconds_per_input);
+    print_layers(&report.per_layer);
+    if args.json {
+        println!("{}", serde_json::to_string(&report)?);
+    }
+    Ok(())
+}
+
 /// `train` as one party of three processes (`cryptgpu party ... train ...`). The data owner alone
 /// reads `--data` and opens the dataset sizes (public); the model owner initialises the model;
 /// the test predictions go to `--output-to` and the saved weights to the model owner alone. A
@@ -588,7 +767,7 @@ pub fn infer(args: &InferArgs) -> Result<()> {
 /// also trains the plaintext twin. Everyone reports costs and what it received.
 pub struct TrainJob {
     args: TrainArgs,
-    spec: ModelSpec,
+    model: NamedModel,
     roles: Roles,
     keys: KeySource,
 }
@@ -596,10 +775,10 @@ pub struct TrainJob {
 impl TrainJob {
     /// Checks the arguments.
     pub fn prepare(args: &TrainArgs) -> Result<TrainJob> {
-        let spec = by_name(&args.model, args.dataset.dataset())?;
-        args.settings().check(&spec.to_graph())?;
+        let model = NamedModel::resolve(&args.model, args.dataset.dataset(), Lowering::Training)?;
+        args.settings().check(&model.graph)?;
         let roles = args.roles.roles()?;
-        Ok(TrainJob { args: args.clone(), spec, roles, keys: key_source(args.insecure_key_seed)? })
+        Ok(TrainJob { args: args.clone(), model, roles, keys: key_source(args.insecure_key_seed)? })
     }
 }
 
@@ -612,7 +791,7 @@ impl PartyJob for TrainJob {
         let a = &self.args;
         format!(
             "train model={} dataset={:?} epochs={} batch={} lr={} momentum={} wd={} limit={:?} test_limit={:?} seed={} save={} {}",
-            a.model, a.dataset, a.epochs, a.batch, a.lr, a.momentum, a.weight_decay, a.limit, a.test_limit, a.seed,
+            self.model.architecture(), a.dataset, a.epochs, a.batch, a.lr, a.momentum, a.weight_decay, a.limit, a.test_limit, a.seed,
             a.save.is_some(), self.roles.label()
         )
     }
@@ -632,14 +811,15 @@ impl PartyJob for TrainJob {
     fn run_party<B: Backend, T: Transport>(&self, p: &mut Party<B, T>) -> Result<()> {
         let (a, roles, id) = (&self.args, self.roles, p.id());
         let settings = a.settings();
-        let data = if id == roles.data_owner { Some(a.load(&self.spec)?) } else { None };
+        let data = if id == roles.data_owner { Some(a.load(&self.model)?) } else { None };
         let sizes = data.as_ref().map(|(tr, te)| [tr.len(), te.len()]);
         let sizes =
             open_counts(p, roles.data_owner, sizes.as_ref().map(|s| &s[..]), &["training images", "test images"])?;
-        let params = (id == roles.model_owner).then(|| init_params(&self.spec, a.seed));
-        let graph = self.spec.to_graph();
+        let graph = &self.model.graph;
+        let params = (id == roles.model_owner)
+            .then(|| self.model.file_params.clone().unwrap_or_else(|| init_graph_params(graph, a.seed)));
         let job = PrivateTraining {
-            graph: &graph,
+            graph,
             roles,
             settings,
             n_train: sizes[0],
@@ -653,7 +833,7 @@ impl PartyJob for TrainJob {
         let mut report = serde_json::json!({
             "op": "train",
             "party": id,
-            "model": self.spec.name,
+            "model": self.model.name,
             "backend": p.backend().name(),
             "keys": key_label(self.keys),
             "roles": roles.label(),
@@ -666,14 +846,14 @@ impl PartyJob for TrainJob {
             "bytes_sent": p.counters().bytes_sent,
             "rounds": p.counters().rounds,
         });
-        println!("party {id}: private training of {} ({} steps; {})", self.spec.name, out.steps, roles.label());
+        println!("party {id}: private training of {} ({} steps; {})", self.model.name, out.steps, roles.label());
         if let (Some(path), Some(w)) = (&a.save, &out.weights) {
-            save_safetensors(path, w)?;
+            save_weights(path, graph, w)?;
             eprintln!("saved the trained weights to {}", path.display());
         }
         match (&out.predictions, &data, &params) {
             (Some(preds), Some((train, test)), Some(params)) => {
-                let (plain, ranges) = train_plain(&graph, params, train, test, &settings, FixedPoint::default())?;
+                let (plain, ranges) = train_plain(graph, params, train, test, &settings, FixedPoint::default())?;
                 warn_ranges(&ranges);
                 report["ranges"] = serde_json::to_value(&ranges)?;
                 let s = score(&labels(test), preds, &plain)?;
@@ -720,7 +900,7 @@ impl PartyJob for TrainJob {
 /// accuracy (and, holding the model too, the plaintext twin's); the others report costs only.
 pub struct InferJob {
     args: InferArgs,
-    spec: ModelSpec,
+    model: NamedModel,
     roles: Roles,
 }
 
@@ -731,7 +911,7 @@ impl InferJob {
             bail!("--batch must be positive");
         }
         let roles = args.roles.roles()?;
-        Ok(InferJob { args: args.clone(), spec: by_name(&args.model, args.dataset.dataset())?, roles })
+        Ok(InferJob { args: args.clone(), model: args.model()?, roles })
     }
 }
 
@@ -743,10 +923,11 @@ impl PartyJob for InferJob {
     fn public_params(&self) -> String {
         let a = &self.args;
         format!(
-            "infer model={} dataset={:?} limit={:?} batch={} {}",
-            a.model,
+            "infer model={} dataset={:?} limit={:?} input={} batch={} {}",
+            self.model.architecture(),
             a.dataset,
             a.limit,
+            a.input.is_some(),
             a.batch,
             self.roles.label()
         )
@@ -766,17 +947,20 @@ impl PartyJob for InferJob {
 
     fn run_party<B: Backend, T: Transport>(&self, p: &mut Party<B, T>) -> Result<()> {
         let (a, roles, id) = (&self.args, self.roles, p.id());
-        let params = if id == roles.model_owner { Some(a.params(&self.spec)?) } else { None };
-        let images = if id == roles.data_owner { Some(a.images(&self.spec)?) } else { None };
+        let params = if id == roles.model_owner { Some(a.params(&self.model)?) } else { None };
+        if let Some(input) = &a.input {
+            return self.run_tensor(p, params.as_ref(), input);
+        }
+        let images = if id == roles.data_owner { Some(a.images(&self.model)?) } else { None };
         let count = images.as_ref().map(|t| [t.len()]);
         let n = open_counts(p, roles.data_owner, count.as_ref().map(|c| &c[..]), &["images"])?[0];
-        let model = share_model(p, &self.spec, roles.model_owner, params.as_ref())?;
+        let model = share_model(p, &self.model.graph, roles.model_owner, params.as_ref())?;
         let mut bars = Bars::new(roles.output_to.contains(id));
         let out = infer_private(p, &model, &roles, images.as_ref(), n, a.batch, &mut bars)?;
         let mut report = serde_json::json!({
             "op": "infer",
             "party": id,
-            "model": self.spec.name,
+            "model": self.model.name,
             "backend": p.backend().name(),
             "keys": key_label(KeySource::Os),
             "roles": roles.label(),
@@ -786,14 +970,14 @@ impl PartyJob for InferJob {
             "bytes_sent": p.counters().bytes_sent,
             "rounds": p.counters().rounds,
         });
-        println!("party {id}: private inference of {} on {n} images ({})", self.spec.name, roles.label());
+        println!("party {id}: private inference of {} on {n} images ({})", self.model.name, roles.label());
         match (&out.predictions, &images) {
             (Some(preds), Some(test)) => {
                 report["predictions_digest"] = prediction_digest(preds).into();
                 let acc = cryptgpu_nn::train::accuracy(preds, &labels(test));
                 report["accuracy"] = acc.into();
                 if let Some(params) = &params {
-                    let twin = Model::new(self.spec.clone(), params.clone(), &PlainEngine)?;
+                    let twin = plain_model(&self.model.graph, params.clone())?;
                     let mut rec = RangeRecorder::new(FixedPoint::default());
                     let plain = predict_plain(&twin, test, a.batch, &mut rec)?;
                     warn_ranges(rec.report());
@@ -816,6 +1000,78 @@ impl PartyJob for InferJob {
             }
             (None, _) => {
                 println!("  received only the public image count; the predictions went to party {}", roles.output_to)
+            }
+        }
+        if a.json {
+            println!("{report}");
+        }
+        Ok(())
+    }
+}
+
+impl InferJob {
+    /// `infer --input` as one party: the data owner reads the tensor and opens its (public) row
+    /// count; the logits go to `--output-to`, the first receiver writes `--output`. A receiver that
+    /// holds the model compares with the plaintext twin; one that holds the input file too, with its
+    /// reference logits.
+    fn run_tensor<B: Backend, T: Transport>(
+        &self,
+        p: &mut Party<B, T>,
+        params: Option<&Params>,
+        input: &std::path::Path,
+    ) -> Result<()> {
+        let (a, roles, id) = (&self.args, self.roles, p.id());
+        let file = if id == roles.data_owner {
+            let (x, reference) = read_input(input)?;
+            check_input(&self.model, &x)?;
+            Some((x, reference))
+        } else {
+            None
+        };
+        let count = file.as_ref().map(|(x, _)| [x.shape[0]]);
+        let n = open_counts(p, roles.data_owner, count.as_ref().map(|c| &c[..]), &["input rows"])?[0];
+        let shape: Vec<usize> = std::iter::once(n).chain(self.model.graph.input_shape.iter().copied()).collect();
+        let model = share_model(p, &self.model.graph, roles.model_owner, params)?;
+        let mut bars = Bars::new(roles.output_to.contains(id));
+        let out = logits_private(p, &model, &roles, file.as_ref().map(|f| &f.0), &shape, a.batch, &mut bars)?;
+        let mut report = serde_json::json!({
+            "op": "infer",
+            "party": id,
+            "model": self.model.name,
+            "backend": p.backend().name(),
+            "keys": key_label(KeySource::Os),
+            "roles": roles.label(),
+            "input_shape": shape,
+            "seconds_per_input": out.seconds / n as f64,
+            "bytes_sent": p.counters().bytes_sent,
+            "rounds": p.counters().rounds,
+        });
+        println!("party {id}: private inference of {} on {n} inputs ({})", self.model.name, roles.label());
+        let Some(logits) = &out.logits else {
+            println!("  received only the public row count; the logits went to party {}", roles.output_to);
+            if a.json {
+                println!("{report}");
+            }
+            return Ok(());
+        };
+        report["logits_shape"] = serde_json::to_value(&logits.shape)?;
+        report["predictions_digest"] = prediction_digest(&logits.argmax_rows()).into();
+        if let (Some(params), Some((x, _))) = (params, &file) {
+            let twin = plain_model(&self.model.graph, params.clone())?;
+            let mut rec = RangeRecorder::new(FixedPoint::default());
+            let plain = twin_logits(&twin, x, a.batch, &mut rec)?;
+            report["max_abs_error"] = logits.max_abs_diff(&plain)?.into();
+            println!("  max abs error {:.2e} against the plaintext model", logits.max_abs_diff(&plain)?);
+        }
+        if let Some((_, Some(r))) = &file {
+            let e = logits.max_abs_diff(r).context("the reference logits of the input file")?;
+            report["reference_max_abs_error"] = e.into();
+            println!("  max abs error {e:.2e} against the reference logits");
+        }
+        if let (Some(path), Some(first)) = (&a.output, roles.output_to.iter().next()) {
+            if first == id {
+                save_safetensors(path, &Params::from([("logits".to_string(), logits.clone())]))?;
+                eprintln!("wrote the logits to {}", path.display());
             }
         }
         if a.json {

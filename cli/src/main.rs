@@ -5,6 +5,7 @@ mod device;
 mod keys;
 mod learn;
 mod matmul;
+mod model;
 mod party;
 mod relu;
 mod selftest;

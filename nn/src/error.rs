@@ -12,8 +12,8 @@ pub enum NnError {
     /// A protocol or tensor operation failed.
     #[error(transparent)]
     Sharing(#[from] SharingError),
-    /// A file could not be read or written.
-    #[error("{path}: {source}")]
+    /// A file could not be read or written (the cause is the error's `source()`).
+    #[error("cannot read or write {path}")]
     Io {
         /// The file.
         path: String,

@@ -59,6 +59,26 @@ impl PlainTensor {
         view(&self.data, IxDyn(&self.shape))
     }
 
+    /// Rows `range` of the first axis (`[N, ...]` to `[range.len(), ...]`).
+    pub fn rows(&self, range: std::ops::Range<usize>) -> Result<PlainTensor> {
+        let n = self.shape.first().copied().unwrap_or(0);
+        if range.start > range.end || range.end > n {
+            return Err(NnError::Shape(format!("rows {range:?} of a tensor of shape {:?}", self.shape)));
+        }
+        let row: usize = self.shape[1..].iter().product();
+        let mut shape = self.shape.clone();
+        shape[0] = range.len();
+        Ok(PlainTensor { shape, data: self.data[range.start * row..range.end * row].to_vec() })
+    }
+
+    /// The largest absolute difference between the elements of two tensors of one shape.
+    pub fn max_abs_diff(&self, other: &PlainTensor) -> Result<f64> {
+        if self.shape != other.shape {
+            return Err(NnError::Shape(format!("compares {:?} with {:?}", self.shape, other.shape)));
+        }
+        Ok(self.data.iter().zip(&other.data).map(|(a, b)| (a - b).abs()).fold(0.0, f64::max))
+    }
+
     /// Index of the largest value of each row of a `[N, C]` tensor (first one on ties).
     pub fn argmax_rows(&self) -> Vec<usize> {
         let c = self.shape.last().copied().unwrap_or(1).max(1);

@@ -295,6 +295,69 @@ pub fn infer_private<B: Backend, T: Transport>(
     Ok(InferOutcome { predictions: preds, seconds: start.elapsed().as_secs_f64(), traffic: eng.traffic })
 }
 
+/// What one party got from [`logits_private`].
+#[derive(Debug)]
+pub struct LogitsOutcome {
+    /// The logits `[n, classes]`: at the receivers (`roles.output_to`) only.
+    pub logits: Option<PlainTensor>,
+    /// Wall time at this party.
+    pub seconds: f64,
+    /// This party's traffic per layer (plus `input` and `reveal`).
+    pub traffic: Traffic,
+}
+
+/// The logits of a tensor `x` of shape `shape` (`[n, ...]`, the model's input shape after the
+/// first axis) held by `roles.data_owner` (`Some` there, `None` elsewhere), `batch` rows per
+/// private forward pass, opened to `roles.output_to` only.
+pub fn logits_private<B: Backend, T: Transport>(
+    party: &mut Party<B, T>,
+    model: &Model<AShare<B>>,
+    roles: &Roles,
+    x: Option<&PlainTensor>,
+    shape: &[usize],
+    batch: usize,
+    progress: &mut dyn Progress,
+) -> Result<LogitsOutcome> {
+    roles.check()?;
+    let me = party.id();
+    if (me == roles.data_owner) != x.is_some() {
+        return Err(NnError::Roles(format!(
+            "party {me}: only the data owner (party {}) passes the input",
+            roles.data_owner
+        )));
+    }
+    if shape.is_empty() || shape[1..] != model.graph.input_shape[..] || x.is_some_and(|x| x.shape != shape) {
+        return Err(NnError::Shape(format!(
+            "input of shape {:?}, the model takes [N, {}]",
+            x.map_or(shape, |x| &x.shape[..]),
+            model.graph.input_shape.iter().map(ToString::to_string).collect::<Vec<_>>().join(", ")
+        )));
+    }
+    if batch == 0 {
+        return Err(NnError::Shape("the inference batch must be positive".into()));
+    }
+    let (n, classes) = (shape[0], model.graph.classes);
+    let start = Instant::now();
+    let mut out = roles.output_to.contains(me).then(|| Vec::with_capacity(n * classes));
+    let mut eng = PrivateEngine::new(party);
+    for lo in (0..n).step_by(batch) {
+        let hi = (lo + batch).min(n);
+        let xb = x.map(|x| x.rows(lo..hi)).transpose()?;
+        let mut bshape = shape.to_vec();
+        bshape[0] = hi - lo;
+        let sx = share(eng.party, roles.data_owner, xb.as_ref(), &bshape)?;
+        eng.step_done("input", Phase::Forward);
+        let (y, _) = model.forward(&mut eng, &sx, false)?;
+        if let (Some(o), Some(l)) = (out.as_mut(), reveal_to(eng.party, &y, roles.output_to)?) {
+            o.extend(l.data);
+        }
+        eng.step_done("reveal", Phase::Forward);
+        progress.advance(Stage::Test, hi, n);
+    }
+    let logits = out.map(|d| PlainTensor::new(&[n, classes], d)).transpose()?;
+    Ok(LogitsOutcome { logits, seconds: start.elapsed().as_secs_f64(), traffic: eng.traffic })
+}
+
 /// Trains the plaintext twin from `params` with the same data order as [`train_private`] and
 /// classifies `test`: the predictions and the twin's value ranges (training and test inference)
 /// against the fixed-point bounds of `codec`.

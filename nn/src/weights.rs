@@ -188,6 +188,25 @@ pub fn load_graph_safetensors(path: &Path, graph: &Graph) -> Result<Params> {
     Ok(out)
 }
 
+/// Every tensor of a safetensors file (F32, F64, F16 or BF16), by name, without checks (e.g. a
+/// model's input and reference outputs).
+pub fn read_safetensors(path: &Path) -> Result<Params> {
+    let pstr = path.display().to_string();
+    let bytes = std::fs::read(path).map_err(|source| NnError::Io { path: pstr.clone(), source })?;
+    let st = SafeTensors::deserialize(&bytes)
+        .map_err(|e| NnError::Format { path: pstr.clone(), detail: format!("not a safetensors file: {e}") })?;
+    st.tensors()
+        .into_iter()
+        .map(|(name, view)| match to_f64(&view) {
+            Some(data) => Ok((name, PlainTensor { shape: view.shape().to_vec(), data })),
+            None => Err(NnError::Format {
+                path: pstr.clone(),
+                detail: format!("{name} has unsupported dtype {:?}", view.dtype()),
+            }),
+        })
+        .collect()
+}
+
 fn to_f64(v: &TensorView<'_>) -> Option<Vec<f64>> {
     let d = v.data();
     Some(match v.dtype() {

@@ -21,7 +21,10 @@
 //! fields the subset leaves out.
 
 mod import;
+mod lower;
 pub mod proto;
+
+pub use lower::{save_onnx, Head, Lowering, OnnxModel};
 
 use std::collections::BTreeMap;
 use std::fmt;

@@ -21,8 +21,8 @@ use cryptgpu_nn::plain::PlainTensor;
 use cryptgpu_nn::ranges::{RangeRecorder, RangeReport};
 use cryptgpu_nn::session::{open_counts, plain_model, share_model, Receivers, Roles};
 use cryptgpu_nn::train::{
-    infer_private, logits_private, per_layer, predict_plain, score, train_plain, train_private, LayerTraffic,
-    PrivateTraining, Progress, Scores, Stage, TrainOutcome, TrainSettings,
+    infer_private, logits_private, per_layer, plain_head, predict_plain, score, train_plain, train_private,
+    LayerTraffic, Outputs, PrivateTraining, Progress, Scores, Stage, TrainOutcome, TrainSettings,
 };
 use cryptgpu_nn::weights::{fold_graph_batchnorm, init_graph_params, read_safetensors, save_safetensors, Params};
 use cryptgpu_nn::zoo::Dataset;
@@ -211,6 +211,10 @@ pub struct InferArgs {
     /// receiver of the outputs (`--output-to`). Needs `--input`.
     #[arg(long, requires = "input")]
     output: Option<PathBuf>,
+    /// Apply the ONNX file's trailing Softmax or LogSoftmax privately before opening (with
+    /// `--input`): the outputs are then probabilities or log-probabilities, not logits.
+    #[arg(long, requires = "input")]
+    apply_head: bool,
     /// Dataset format.
     #[arg(long, value_enum, default_value_t = DataChoice::Mnist)]
     dataset: DataChoice,
@@ -246,6 +250,16 @@ impl InferArgs {
         }
         model.check_images(&test)?;
         Ok(test)
+    }
+
+    /// What `--input` runs output: the logits, or with `--apply-head` the file's head of them.
+    fn outputs(&self, model: &NamedModel) -> Result<Outputs> {
+        let head = match (self.apply_head, model.head) {
+            (false, _) => None,
+            (true, Some(h)) => Some(h),
+            (true, None) => bail!("--apply-head: {} has no trailing Softmax or LogSoftmax", model.name),
+        };
+        Ok(Outputs { batch: self.batch, head })
     }
 
     /// The model owner's parameters, batch norms folded.
@@ -669,8 +683,10 @@ struct TensorReport {
     roles: String,
     /// Shape of the classified tensor.
     input_shape: Vec<usize>,
-    /// Shape of the opened logits.
+    /// Shape of the opened outputs.
     logits_shape: Vec<usize>,
+    /// The head applied privately before opening (`--apply-head`), if any.
+    applied_head: Option<String>,
     /// Largest difference between the private logits and the plaintext twin's (f64).
     max_abs_error: f64,
     /// Largest difference between the private logits and the reference `logits` of the input
@@ -697,9 +713,10 @@ fn infer_tensor(
 ) -> Result<()> {
     let (x, reference) = read_input(input)?;
     check_input(model, &x)?;
+    let outputs = args.outputs(model)?;
     let twin = plain_model(&model.graph, params.clone())?;
     let mut rec = RangeRecorder::new(FixedPoint::default());
-    let plain = twin_logits(&twin, &x, args.batch, &mut rec)?;
+    let plain = plain_head(outputs.head, twin_logits(&twin, &x, args.batch, &mut rec)?)?;
     warn_ranges(rec.report());
     let device = args.backend.open()?;
     let backend_name = device.name();
@@ -709,7 +726,7 @@ fn infer_tensor(
         let shared = share_model(party, &model.graph, roles.model_owner, (id == roles.model_owner).then_some(&params))?;
         let mine = (id == roles.data_owner).then_some(&x);
         let mut bars = Bars::new(id == receiver);
-        logits_private(party, &shared, &roles, mine, &x.shape, args.batch, &mut bars)
+        logits_private(party, &shared, &roles, mine, &x.shape, outputs, &mut bars)
     })?;
     let logits = out[receiver].value.logits.as_ref().context("the receiver got no logits")?;
     let reference_max_abs_error = match &reference {
@@ -724,6 +741,7 @@ fn infer_tensor(
         roles: roles.label(),
         input_shape: x.shape.clone(),
         logits_shape: logits.shape.clone(),
+        applied_head: outputs.head.map(|h| format!("{h:?}")),
         max_abs_error: logits.max_abs_diff(&plain)?,
         reference_max_abs_error,
         agreement: cryptgpu_nn::train::accuracy(&preds, &plain.argmax_rows()),
@@ -1031,9 +1049,10 @@ impl InferJob {
         let count = file.as_ref().map(|(x, _)| [x.shape[0]]);
         let n = open_counts(p, roles.data_owner, count.as_ref().map(|c| &c[..]), &["input rows"])?[0];
         let shape: Vec<usize> = std::iter::once(n).chain(self.model.graph.input_shape.iter().copied()).collect();
+        let outputs = a.outputs(&self.model)?;
         let model = share_model(p, &self.model.graph, roles.model_owner, params)?;
         let mut bars = Bars::new(roles.output_to.contains(id));
-        let out = logits_private(p, &model, &roles, file.as_ref().map(|f| &f.0), &shape, a.batch, &mut bars)?;
+        let out = logits_private(p, &model, &roles, file.as_ref().map(|f| &f.0), &shape, outputs, &mut bars)?;
         let mut report = serde_json::json!({
             "op": "infer",
             "party": id,
@@ -1059,7 +1078,7 @@ impl InferJob {
         if let (Some(params), Some((x, _))) = (params, &file) {
             let twin = plain_model(&self.model.graph, params.clone())?;
             let mut rec = RangeRecorder::new(FixedPoint::default());
-            let plain = twin_logits(&twin, x, a.batch, &mut rec)?;
+            let plain = plain_head(outputs.head, twin_logits(&twin, x, a.batch, &mut rec)?)?;
             report["max_abs_error"] = logits.max_abs_diff(&plain)?.into();
             println!("  max abs error {:.2e} against the plaintext model", logits.max_abs_diff(&plain)?);
         }

@@ -18,7 +18,8 @@ use crate::data::{sequential_batches, shuffled_batches, Images};
 use crate::engine::{Engine, Model, Phase, Sgd};
 use crate::error::{NnError, Result};
 use crate::graph::Graph;
-use crate::plain::{PlainEngine, PlainTensor};
+use crate::onnx::Head;
+use crate::plain::{softmax_rows, PlainEngine, PlainTensor};
 use crate::private::{PrivateEngine, Traffic};
 use crate::ranges::{RangeRecorder, RangeReport};
 use crate::session::{reveal_model_to, reveal_to, share, share_trainable_model, Roles};
@@ -298,7 +299,7 @@ pub fn infer_private<B: Backend, T: Transport>(
 /// What one party got from [`logits_private`].
 #[derive(Debug)]
 pub struct LogitsOutcome {
-    /// The logits `[n, classes]`: at the receivers (`roles.output_to`) only.
+    /// The outputs `[n, classes]`: at the receivers (`roles.output_to`) only.
     pub logits: Option<PlainTensor>,
     /// Wall time at this party.
     pub seconds: f64,
@@ -306,18 +307,42 @@ pub struct LogitsOutcome {
     pub traffic: Traffic,
 }
 
-/// The logits of a tensor `x` of shape `shape` (`[n, ...]`, the model's input shape after the
-/// first axis) held by `roles.data_owner` (`Some` there, `None` elsewhere), `batch` rows per
-/// private forward pass, opened to `roles.output_to` only.
+/// How [`logits_private`] computes its outputs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Outputs {
+    /// Rows per private forward pass.
+    pub batch: usize,
+    /// A head applied privately to the logits before they are opened (e.g. an ONNX file's
+    /// trailing softmax); `None` opens the logits.
+    pub head: Option<Head>,
+}
+
+/// The head applied to the plaintext twin's logits (`[N, C]`), as [`logits_private`] applies it
+/// privately.
+pub fn plain_head(head: Option<Head>, logits: PlainTensor) -> Result<PlainTensor> {
+    let Some(head) = head else { return Ok(logits) };
+    let p = softmax_rows(logits.view()?.into_dimensionality().map_err(|e| NnError::Shape(format!("head: {e}")))?);
+    let data = match head {
+        Head::Softmax => p.iter().copied().collect(),
+        Head::LogSoftmax => p.iter().map(|v| v.ln()).collect(),
+    };
+    PlainTensor::new(&logits.shape, data)
+}
+
+/// The outputs (logits, or the head of `outputs` applied to them) of a tensor `x` of shape
+/// `shape` (`[n, ...]`, the model's input shape after the first axis) held by
+/// `roles.data_owner` (`Some` there, `None` elsewhere), `outputs.batch` rows per private forward
+/// pass, opened to `roles.output_to` only.
 pub fn logits_private<B: Backend, T: Transport>(
     party: &mut Party<B, T>,
     model: &Model<AShare<B>>,
     roles: &Roles,
     x: Option<&PlainTensor>,
     shape: &[usize],
-    batch: usize,
+    outputs: Outputs,
     progress: &mut dyn Progress,
 ) -> Result<LogitsOutcome> {
+    let batch = outputs.batch;
     roles.check()?;
     let me = party.id();
     if (me == roles.data_owner) != x.is_some() {
@@ -347,7 +372,15 @@ pub fn logits_private<B: Backend, T: Transport>(
         bshape[0] = hi - lo;
         let sx = share(eng.party, roles.data_owner, xb.as_ref(), &bshape)?;
         eng.step_done("input", Phase::Forward);
-        let (y, _) = model.forward(&mut eng, &sx, false)?;
+        let (mut y, _) = model.forward(&mut eng, &sx, false)?;
+        match outputs.head {
+            Some(Head::Softmax) => y = eng.party.softmax(&y, &eng.softmax)?,
+            Some(Head::LogSoftmax) => y = eng.party.log_softmax(&y, &eng.softmax)?,
+            None => {}
+        }
+        if outputs.head.is_some() {
+            eng.step_done("head", Phase::Forward);
+        }
         if let (Some(o), Some(l)) = (out.as_mut(), reveal_to(eng.party, &y, roles.output_to)?) {
             o.extend(l.data);
         }

@@ -154,3 +154,43 @@ fn roles_and_receivers_are_checked() {
     assert!("3".parse::<Receivers>().is_err());
     assert_eq!(Roles::default().label(), "model=0 data=0 output=0 weights=0");
 }
+
+/// `logits_private` on a tensor: batched, opened to the receivers only, with each head applied
+/// privately as its plaintext twin applies it.
+#[test]
+fn tensor_outputs_with_heads() {
+    use cryptgpu_nn::onnx::Head;
+    use cryptgpu_nn::plain::PlainTensor;
+    use cryptgpu_nn::train::{logits_private, plain_head, Outputs};
+    let spec = mlp();
+    let params = init_params(&spec, 5);
+    let mut rng = ChaCha8Rng::seed_from_u64(6);
+    let x = PlainTensor::new(&[5, 1, 4, 4], (0..80).map(|_| rng.gen_range(-2.0..2.0)).collect()).unwrap();
+    let twin = plain_logits(&plain_model(&spec, params.clone()).unwrap(), &x).unwrap();
+    let roles = Roles::new(0, 1, Receivers::only(2)).unwrap();
+    for head in [None, Some(Head::Softmax), Some(Head::LogSoftmax)] {
+        let out = run_local(CpuBackend, RunConfig::default(), |party| {
+            let id = party.id();
+            let model = share_model(party, &spec, 0, (id == 0).then_some(&params))?;
+            let outputs = Outputs { batch: 2, head };
+            logits_private(party, &model, &roles, (id == 1).then_some(&x), &x.shape, outputs, &mut ())
+        })
+        .unwrap();
+        assert!(out[0].value.logits.is_none() && out[1].value.logits.is_none(), "{head:?}: only party 2 receives");
+        let got = out[2].value.logits.as_ref().unwrap();
+        let want = plain_head(head, twin.clone()).unwrap();
+        let err = got.max_abs_diff(&want).unwrap();
+        assert!(err < 1e-3, "{head:?}: max abs error {err}");
+        assert_eq!(out[2].value.traffic.keys().any(|(l, _)| l == "head"), head.is_some());
+    }
+    // The data owner's tensor must have the model's input shape.
+    let bad = PlainTensor::zeros(&[2, 1, 4, 5]);
+    let err = run_local(CpuBackend, RunConfig::default(), |party| {
+        let id = party.id();
+        let model = share_model(party, &spec, 0, (id == 0).then_some(&params))?;
+        let outputs = Outputs { batch: 2, head: None };
+        logits_private(party, &model, &roles, (id == 1).then_some(&bad), &[2, 1, 4, 5], outputs, &mut ())
+    })
+    .unwrap_err();
+    assert!(err.to_string().contains("[N, 1, 4, 4]"), "{err}");
+}

@@ -4,7 +4,9 @@
 use cryptgpu_kernels_cpu::CpuBackend;
 use cryptgpu_net::{Counters, LocalTransport};
 use cryptgpu_ring::FixedPoint;
-use cryptgpu_sharing::approx::{exp_cost, exp_domain, exp_rounds, guess_cost, softmax_cost, ExpConfig, SoftmaxConfig};
+use cryptgpu_sharing::approx::{
+    exp_cost, exp_domain, exp_rounds, guess_cost, ln_cost, log_softmax_cost, softmax_cost, ExpConfig, SoftmaxConfig,
+};
 use cryptgpu_sharing::trunc::{product_cost, truncation_cost, TruncMode};
 
 const MODE: TruncMode = TruncMode::Exact;
@@ -186,6 +188,42 @@ fn softmax_within_1e3_for_10_200_1000_classes() {
         for (i, ci) in c.iter().enumerate() {
             assert_eq!((ci.rounds, ci.bytes_sent), softmax_cost(MODE, i, rows, classes, &cfg), "party {i}");
         }
+    }
+}
+
+#[test]
+fn log_softmax_within_1e3_and_costs_exact() {
+    let seed = 26;
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    for (rows, classes) in [(32usize, 10usize), (4, 1000), (3, 1)] {
+        let mut xs: Vec<f64> = (0..rows * classes).map(|_| rng.gen_range(-30.0..30.0)).collect();
+        // A row of equal values: the sum is exactly C.
+        for v in &mut xs[..classes] {
+            *v = 2.5;
+        }
+        let cfg = SoftmaxConfig::default();
+        let (got, c) = apply(seed, &[rows, classes], &xs, |p, x| p.log_softmax(x, &cfg));
+        let mut worst = 0.0f64;
+        for r in 0..rows {
+            let want = softmax_f64(&xs[r * classes..(r + 1) * classes]);
+            for (g, w) in got[r * classes..(r + 1) * classes].iter().zip(&want) {
+                worst = worst.max((g - w.ln()).abs());
+            }
+        }
+        eprintln!("log_softmax {rows}x{classes}: max abs error {worst:.2e}");
+        assert!(worst < 1e-3, "seed {seed}: {rows}x{classes}: max error {worst}");
+        for (i, ci) in c.iter().enumerate() {
+            assert_eq!((ci.rounds, ci.bytes_sent), log_softmax_cost(MODE, i, rows, classes, &cfg), "party {i}");
+        }
+    }
+}
+
+#[test]
+fn ln_costs_exact() {
+    let xs: Vec<f64> = (1..=12).map(|i| i as f64 * 0.75).collect();
+    let (_, c) = apply(27, &[12], &xs, |p, x| p.ln(x, -1, 3));
+    for (i, ci) in c.iter().enumerate() {
+        assert_eq!((ci.rounds, ci.bytes_sent), ln_cost(MODE, i, 12, -1, 3), "party {i}");
     }
 }
 

@@ -41,7 +41,3 @@ impl OnnxGraph {
     }
 }
 
-/// Stub.
-pub fn save_onnx(_p: impl AsRef<std::path::Path>, _g: &Graph, _w: &Params) -> Result<()> {
-    Err(NnError::Unsupported("stub".into()))
-}

@@ -24,7 +24,7 @@ mod import;
 mod lower;
 pub mod proto;
 
-pub use lower::{save_onnx, Head, Lowering, OnnxModel};
+pub use lower::{Head, Lowering, OnnxModel};
 
 use std::collections::BTreeMap;
 use std::fmt;

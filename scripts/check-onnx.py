@@ -14,7 +14,8 @@ Needs only `onnx` and `numpy`:
     python3 -m venv /tmp/onnxvenv && /tmp/onnxvenv/bin/pip install onnx numpy
     /tmp/onnxvenv/bin/python scripts/check-onnx.py model.onnx model.io.safetensors
 The safetensors file is parsed by hand (8-byte little-endian header length, JSON header, raw
-data), so no safetensors package is needed. Exits non-zero when a check fails.
+data), so no safetensors package is needed. Where `onnxruntime` is installed, the model also
+runs there and that difference is printed too. Exits non-zero when a check fails.
 """
 import json
 import struct
@@ -79,6 +80,14 @@ def main():
         diff = float(np.max(np.abs(got.astype(np.float64) - want.astype(np.float64))))
         scale = float(np.max(np.abs(want)))
         print(f"  ReferenceEvaluator on input {list(x.shape)}: max |diff| = {diff:.3g} (max |logit| {scale:.3g})")
+        try:
+            import onnxruntime
+        except ImportError:
+            return
+        session = onnxruntime.InferenceSession(sys.argv[1], providers=["CPUExecutionProvider"])
+        (got,) = session.run(None, {name: x.astype(np.float32)})
+        diff = float(np.max(np.abs(got.astype(np.float64) - want.astype(np.float64))))
+        print(f"  onnxruntime {onnxruntime.__version__}: max |diff| = {diff:.3g}")
 
 
 if __name__ == "__main__":

@@ -9,7 +9,7 @@ use cryptgpu_nn::onnx::{read_onnx, save_onnx, write_onnx, Dim, OnnxGraph};
 use cryptgpu_nn::plain::{PlainEngine, PlainTensor};
 use cryptgpu_nn::session::plain_logits;
 use cryptgpu_nn::weights::{fold_graph_batchnorm, init_graph_params, save_safetensors, Params};
-use cryptgpu_nn::zoo::{lenet, Pool};
+use cryptgpu_nn::zoo::{lenet, resnet_for, Dataset, Pool};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
@@ -260,8 +260,8 @@ fn save_onnx_names_an_unwritable_path() {
 }
 
 /// For `scripts/check-onnx.py`: writes `NAME.onnx` and `NAME.io.safetensors` (an `input` batch
-/// and the plaintext twin's `logits`) into `$CRYPTGPU_ONNX_OUT` for LeNet and every-kind,
-/// trainable and folded. Run once by hand:
+/// and the plaintext twin's `logits`) into `$CRYPTGPU_ONNX_OUT` for LeNet, the CIFAR-10 ResNet-18
+/// and every-kind, trainable and folded. Run once by hand:
 /// `CRYPTGPU_ONNX_OUT=/tmp/x cargo test -p cryptgpu-nn --test onnx_export -- --ignored`.
 #[test]
 #[ignore]
@@ -270,9 +270,11 @@ fn write_models_and_twin_logits_for_external_checks() {
     std::fs::create_dir_all(&dir).unwrap();
     let every = every_kind();
     let lenet = lenet(Pool::Max).to_graph();
+    let resnet = resnet_for(18, Dataset::Cifar10, Pool::Max).unwrap().to_graph();
     let every_p = params(&every, 8);
     let cases = [
         ("lenet", &lenet, init_graph_params(&lenet, 8)),
+        ("resnet18_cifar", &resnet, init_graph_params(&resnet, 8)),
         ("every_kind", &every, every_p.clone()),
         ("every_kind_folded", &every, fold_graph_batchnorm(&every, &every_p).unwrap()),
     ];

@@ -230,6 +230,39 @@ fn symmetric(p: [usize; 4]) -> Option<(usize, usize)> {
     (p[0] == p[2] && p[1] == p[3]).then_some((p[0], p[1]))
 }
 
+/// The graph that `params` are the parameters of: `graph` (checked with [`Graph::check`]) when
+/// they are exactly its trainable ones, its [`Graph::fold_batchnorm`] when they are exactly the
+/// folded ones (the two are the same for a graph without batch norm), with `true` for folded.
+/// `shape` gives a parameter's shape; a missing, mis-shaped or unexpected parameter is an error
+/// naming it.
+pub(crate) fn graph_for_params<T>(
+    graph: Graph,
+    params: &BTreeMap<String, T>,
+    shape: impl Fn(&T) -> Vec<usize>,
+) -> Result<(Graph, bool)> {
+    graph.check(1)?;
+    let folded = graph.fold_batchnorm();
+    let trainable = |n: &str| graph.params.iter().any(|(m, _)| m == n);
+    let folded_bn =
+        !graph.has_batchnorm() || folded.params.iter().any(|(n, _)| params.contains_key(n) && !trainable(n));
+    let graph = if folded_bn { folded } else { graph };
+    let want = &graph.params;
+    for (name, want_shape) in want {
+        match params.get(name) {
+            None => return Err(NnError::Weights(format!("missing parameter {name}"))),
+            Some(t) if shape(t) != *want_shape => {
+                return Err(NnError::Weights(format!("{name} has shape {:?}, expected {want_shape:?}", shape(t))))
+            }
+            _ => {}
+        }
+    }
+    if params.len() != want.len() {
+        let extra: Vec<&String> = params.keys().filter(|k| !want.iter().any(|(n, _)| n == *k)).collect();
+        return Err(NnError::Weights(format!("unexpected parameters {extra:?}")));
+    }
+    Ok((graph, folded_bn))
+}
+
 impl<T: Clone> Model<T> {
     /// A model of a layer sequence: [`Model::from_graph`] of [`ModelSpec::to_graph`].
     pub fn new<E: Engine<T = T>>(spec: ModelSpec, params: BTreeMap<String, T>, engine: &E) -> Result<Self> {
@@ -240,26 +273,7 @@ impl<T: Clone> Model<T> {
     /// folded ones ([`Graph::fold_batchnorm`]) or exactly the trainable ones ([`Graph::params`]);
     /// the two are the same for a graph without batch norm.
     pub fn from_graph<E: Engine<T = T>>(graph: Graph, params: BTreeMap<String, T>, engine: &E) -> Result<Self> {
-        graph.check(1)?;
-        let folded = graph.fold_batchnorm();
-        let trainable = |n: &str| graph.params.iter().any(|(m, _)| m == n);
-        let folded_bn =
-            !graph.has_batchnorm() || folded.params.iter().any(|(n, _)| params.contains_key(n) && !trainable(n));
-        let graph = if folded_bn { folded } else { graph };
-        let want = &graph.params;
-        for (name, shape) in want {
-            match params.get(name) {
-                None => return Err(NnError::Weights(format!("missing parameter {name}"))),
-                Some(t) if engine.shape(t) != *shape => {
-                    return Err(NnError::Weights(format!("{name} has shape {:?}, expected {shape:?}", engine.shape(t))))
-                }
-                _ => {}
-            }
-        }
-        if params.len() != want.len() {
-            let extra: Vec<&String> = params.keys().filter(|k| !want.iter().any(|(n, _)| n == *k)).collect();
-            return Err(NnError::Weights(format!("unexpected parameters {extra:?}")));
-        }
+        let (graph, folded_bn) = graph_for_params(graph, &params, |t| engine.shape(t))?;
         Ok(Model { graph, params, grads: BTreeMap::new(), velocity: BTreeMap::new(), folded_bn })
     }
 

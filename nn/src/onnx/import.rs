@@ -367,7 +367,7 @@ fn allowed_attrs(op: &str) -> Option<&'static [&'static str]> {
     Some(match op {
         "Conv" => &["kernel_shape", "strides", "pads", "dilations", "group", "auto_pad"],
         "Gemm" => &["transA", "transB", "alpha", "beta"],
-        "MatMul" | "Add" | "Relu" | "GlobalAveragePool" | "Identity" | "Slice" => &[],
+        "MatMul" | "Add" | "Mul" | "Relu" | "GlobalAveragePool" | "Identity" | "Slice" => &[],
         "Gather" | "Concat" => &["axis"],
         "MaxPool" => &["kernel_shape", "strides", "pads", "dilations", "ceil_mode", "storage_order", "auto_pad"],
         "AveragePool" => {
@@ -627,13 +627,13 @@ impl Reader {
                 out.push(Dim::Fixed(n));
                 Step::Node(OnnxOp::MatMul, vec![0, 1], out)
             }
-            "Add" => {
+            "Add" | "Mul" => {
                 arity(2, 2)?;
                 let (a, b) = (shape(0)?, shape(1)?);
                 let out = broadcast(&a, &b).ok_or_else(|| {
                     cx.err(format!("shapes {} and {} do not broadcast", format_shape(&a), format_shape(&b)))
                 })?;
-                Step::Node(OnnxOp::Add, vec![0, 1], out)
+                Step::Node(if op == "Add" { OnnxOp::Add } else { OnnxOp::Mul }, vec![0, 1], out)
             }
             "Relu" => {
                 arity(1, 1)?;

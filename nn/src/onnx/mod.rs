@@ -1,6 +1,7 @@
-//! ONNX import, first half: reading a model file (e.g. written by `torch.onnx.export`) into a
-//! validated, typed operator graph.
+//! ONNX import and export.
 //!
+//! **Import**, first half: reading a model file (e.g. written by `torch.onnx.export`) into a
+//! validated, typed operator graph.
 //! [`read_onnx`] decodes the protobuf, checks the operator set (`ai.onnx`, opset 11 to 20),
 //! collects the FLOAT initializers, finds the single graph input and output, parses and checks
 //! every node's attributes against the ONNX operator specification, infers the shape of every
@@ -14,16 +15,23 @@
 //! the node, its operator and what is unsupported; a malformed file is an
 //! [`NnError::OnnxModel`]. No input bytes make it panic.
 //!
+//! **Export**: [`write_onnx`] and [`save_onnx`] write a [`Graph`](crate::graph::Graph) with its
+//! parameters (trainable or folded) as an opset-13 model that `onnx`, onnxruntime and PyTorch
+//! load and that [`read_onnx`] reads back; `scripts/check-onnx.py` validates a file with the
+//! `onnx` checker and reference evaluator.
+//!
 //! **Why `prost` with a hand-written schema.** [`proto`] declares the subset of `onnx.proto`
-//! that import needs as `#[derive(prost::Message)]` structs with the official field numbers:
-//! no `protoc`, no build script and no generated files; decoding is memory safe, bounded by the
+//! that import and export need as `#[derive(prost::Message)]` structs with the official field
+//! numbers: no `protoc`, no build script and no generated files; decoding is memory safe, bounded by the
 //! input (a length past the end of the buffer is an error, nesting is limited) and skips the
 //! fields the subset leaves out.
 
+mod export;
 mod import;
 mod lower;
 pub mod proto;
 
+pub use export::{save_onnx, write_onnx};
 pub use lower::{Head, Lowering, OnnxModel};
 
 use std::collections::BTreeMap;
@@ -96,6 +104,8 @@ pub enum OnnxOp {
     MatMul,
     /// Elementwise sum with broadcasting; inputs `[A, B]`.
     Add,
+    /// Elementwise product with broadcasting; inputs `[A, B]`.
+    Mul,
     /// `max(x, 0)`.
     Relu,
     /// 2-D max pooling, floor mode, dilation 1.
@@ -154,6 +164,7 @@ impl OnnxOp {
             OnnxOp::Gemm { .. } => "Gemm",
             OnnxOp::MatMul => "MatMul",
             OnnxOp::Add => "Add",
+            OnnxOp::Mul => "Mul",
             OnnxOp::Relu => "Relu",
             OnnxOp::MaxPool(_) => "MaxPool",
             OnnxOp::AveragePool { .. } => "AveragePool",

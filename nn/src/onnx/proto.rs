@@ -1,9 +1,10 @@
 //! The subset of the ONNX protobuf schema (`onnx.proto`, IR version 3 and later) that import
-//! reads, as `prost` messages with the field numbers and types of the official schema.
+//! reads and export writes, as `prost` messages with the field numbers and types of the official
+//! schema.
 //!
 //! Fields this subset leaves out (doc strings, metadata, training info, functions, sparse
 //! tensors, sequence and map types ...) are skipped by the decoder as unknown fields. Enum
-//! fields are kept as plain `int32`, with the values import needs named below.
+//! fields are kept as plain `int32`, with the values import and export need named below.
 
 /// `TensorProto.DataType.FLOAT`.
 pub const DATA_TYPE_FLOAT: i32 = 1;

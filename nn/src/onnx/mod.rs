@@ -1,5 +1,6 @@
-//! ONNX import, first half: reading a model file (e.g. written by `torch.onnx.export`) into a
-//! validated, typed operator graph.
+//! ONNX import: reading a model file (e.g. written by `torch.onnx.export`) into a validated,
+//! typed operator graph, then lowering that to the [`Graph`](crate::graph::Graph) every model
+//! runs as ([`OnnxGraph::to_model`]).
 //!
 //! [`read_onnx`] decodes the protobuf, checks the operator set (`ai.onnx`, opset 11 to 20),
 //! collects the FLOAT initializers, finds the single graph input and output, parses and checks
@@ -21,7 +22,10 @@
 //! fields the subset leaves out.
 
 mod import;
+mod lower;
 pub mod proto;
+
+pub use lower::{Head, Lowering, OnnxModel};
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -194,6 +198,8 @@ pub struct OnnxInput {
 /// shape.
 #[derive(Clone, Debug, PartialEq)]
 pub struct OnnxGraph {
+    /// The graph's name in the file (empty when it has none).
+    pub name: String,
     /// The `ai.onnx` operator set version.
     pub opset: i64,
     /// The data input.

@@ -4,7 +4,7 @@
 use std::path::Path;
 
 use cryptgpu_nn::onnx::proto::{AttributeProto, ModelProto, NodeProto};
-use cryptgpu_nn::onnx::{load_onnx, read_onnx, Dim, OnnxGraph, OnnxOp, Window};
+use cryptgpu_nn::onnx::{load_onnx, read_onnx, Dim, Lowering, OnnxGraph, OnnxOp, Window};
 use proptest::prelude::*;
 use prost::Message;
 
@@ -277,6 +277,13 @@ fn broken_bytes_are_errors() {
     assert!(load_onnx(dir.join("missing.onnx")).unwrap_err().to_string().contains("missing.onnx"));
 }
 
+/// Reads and lowers a file, for both lowerings: errors, never panics.
+fn lowered(b: &[u8]) -> cryptgpu_nn::Result<()> {
+    let g = read_onnx(b)?;
+    let training = g.to_model(Lowering::Training);
+    training.and(g.to_model(Lowering::Inference)).map(drop)
+}
+
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(256))]
 
@@ -297,13 +304,14 @@ proptest! {
                 let i = at % b.len();
                 b[i] = v;
             }
-            let _ = read_onnx(&b);
+            let _ = lowered(&b);
             b.truncate(cut % (b.len() + 1));
-            let _ = read_onnx(&b);
+            let _ = lowered(&b);
         }
     }
 
-    /// Random values in attributes, dims and node wiring: errors, never panics.
+    /// Random values in attributes, dims and node wiring: errors, never panics, reading or
+    /// lowering.
     #[test]
     fn structurally_edited_exports_never_panic(
         model in 0usize..4,
@@ -359,7 +367,7 @@ proptest! {
                     _ => g.node.swap(ni, nj),
                 }
             }
-            let _ = read_onnx(&m.encode_to_vec());
+            let _ = lowered(&m.encode_to_vec());
         }
     }
 }

@@ -347,3 +347,35 @@ fn a_constant_added_per_channel_is_an_affine_map_for_inference_only() {
         "{e}"
     );
 }
+
+#[test]
+fn a_batch_norm_after_a_bias_less_conv_folds_into_it_for_inference() {
+    let bn = node("bn", "BatchNormalization", &["conv", "bn.weight", "bn.b", "bn.m", "bn.v"], vec![]);
+    let nodes = vec![node("conv", "Conv", &["x", "k"], vec![]), bn, node("y", "Flatten", &["bn"], vec![])];
+    let inits = vec![
+        tensor("k", &[2, 1, 1, 1], vec![2.0, -1.0]),
+        tensor("bn.weight", &[2], vec![1.5, 0.5]),
+        tensor("bn.b", &[2], vec![0.25, -0.25]),
+        tensor("bn.m", &[2], vec![0.5, 1.0]),
+        tensor("bn.v", &[2], vec![4.0, 0.25]),
+    ];
+    let m = model(nodes, inits, value("x", &[None, Some(1), Some(1), Some(2)]), value("y", &[None, Some(4)]));
+    let x = PlainTensor::new(&[1, 1, 1, 2], vec![1.0, -2.0]).unwrap();
+    let inference = lower(&m, Lowering::Inference).unwrap();
+    assert_eq!(ops(&inference), ["Conv2d", "Flatten"]);
+    let Op::Conv2d { bias, .. } = &inference.graph.nodes[0].op else { unreachable!() };
+    assert_eq!(bias.as_deref(), Some("bn.bias"));
+    assert_eq!(inference.graph.params.iter().map(|(n, _)| n.as_str()).collect::<Vec<_>>(), ["k", "bn.bias"]);
+    let training = lower(&m, Lowering::Training).unwrap();
+    assert_eq!(ops(&training), ["Conv2d", "BatchNorm", "Flatten"]);
+    assert!(training.params.contains_key("bn.running_var"));
+    // (k x - mean) * gamma / sqrt(var + eps) + beta, per channel.
+    let s = [1.5 / (4.0f64 + 1e-5).sqrt(), 0.5 / (0.25f64 + 1e-5).sqrt()];
+    let want =
+        [(2.0 - 0.5) * s[0] + 0.25, (-4.0 - 0.5) * s[0] + 0.25, (-1.0 - 1.0) * s[1] - 0.25, (2.0 - 1.0) * s[1] - 0.25];
+    for y in [twin(&inference, inference.params.clone(), &x), twin(&training, training.params.clone(), &x)] {
+        for (a, b) in y.data.iter().zip(want) {
+            assert!((a - b).abs() < 1e-6, "{:?} vs {want:?}", y.data);
+        }
+    }
+}

@@ -13,7 +13,8 @@
 //! * [`session`]: roles (who holds the model, the data, who receives each output), secret-sharing
 //!   models and batches from their owners, openings to named receivers.
 //! * [`onnx`]: ONNX import of PyTorch exports into a validated, typed operator graph with inferred
-//!   shapes; export of a graph and its parameters.
+//!   shapes, lowered to a [`graph::Graph`] with its parameters; export of a graph and its
+//!   parameters.
 //! * [`train`]: the private training and evaluation loops, their plaintext twins and scores.
 #![deny(missing_docs)]
 

@@ -77,8 +77,9 @@ fn unravel(mut i: usize, shape: &[usize]) -> String {
     idx.iter().map(|v| v.to_string()).collect::<Vec<_>>().join(", ")
 }
 
-/// The first element of `name` outside its range (see the module documentation), as a message.
-fn out_of_range(name: &str, t: &PlainTensor) -> Option<String> {
+/// The first element of `name` outside its range (see the module documentation), as a message;
+/// a name ending in `.running_var` is checked as a running variance.
+pub(crate) fn out_of_range(name: &str, t: &PlainTensor) -> Option<String> {
     let limit = param_limit(&FixedPoint::default());
     let top = (BN_INV_SQRT_RANGE.1 as f64 + 1.0).exp2() - BN_EPS;
     let var = name.ends_with(".running_var");

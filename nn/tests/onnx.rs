@@ -1,28 +1,16 @@
 //! ONNX import: the real `torch.onnx.export` files of ../shared/data/onnx read into typed
 //! graphs, and malformed or unsupported files rejected with errors naming what is wrong.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
-use cryptgpu_nn::onnx::proto::{AttributeProto, ModelProto, NodeProto, ATTR_INT};
-use cryptgpu_nn::onnx::{load_onnx, read_onnx, Dim, OnnxGraph, OnnxOp, Window};
+use cryptgpu_nn::onnx::proto::{AttributeProto, ModelProto, NodeProto};
+use cryptgpu_nn::onnx::{load_onnx, read_onnx, Dim, Lowering, OnnxGraph, OnnxOp, Window};
 use proptest::prelude::*;
 use prost::Message;
 
-const MODELS: [&str; 4] = ["lenet_maxpool", "bn_cnn", "tiny_resnet", "mlp"];
-
-/// The shared ONNX fixtures' folder; `None` (said loudly) when it is missing, a failure then
-/// if CRYPTGPU_REQUIRE_DATA=1.
-fn onnx_dir() -> Option<PathBuf> {
-    let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/data/onnx");
-    if p.is_dir() {
-        return Some(p);
-    }
-    if std::env::var("CRYPTGPU_REQUIRE_DATA").as_deref() == Ok("1") {
-        panic!("CRYPTGPU_REQUIRE_DATA=1 but {} is missing", p.display());
-    }
-    eprintln!("SKIPPED: {} is missing (set CRYPTGPU_REQUIRE_DATA=1 to fail)", p.display());
-    None
-}
+#[allow(dead_code)]
+mod onnx_common;
+use onnx_common::{attr_int, onnx_dir, MODELS};
 
 fn bytes(dir: &Path, name: &str) -> Vec<u8> {
     std::fs::read(dir.join(format!("{name}.onnx"))).unwrap()
@@ -289,6 +277,13 @@ fn broken_bytes_are_errors() {
     assert!(load_onnx(dir.join("missing.onnx")).unwrap_err().to_string().contains("missing.onnx"));
 }
 
+/// Reads and lowers a file, for both lowerings: errors, never panics.
+fn lowered(b: &[u8]) -> cryptgpu_nn::Result<()> {
+    let g = read_onnx(b)?;
+    let training = g.to_model(Lowering::Training);
+    training.and(g.to_model(Lowering::Inference)).map(drop)
+}
+
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(256))]
 
@@ -309,13 +304,14 @@ proptest! {
                 let i = at % b.len();
                 b[i] = v;
             }
-            let _ = read_onnx(&b);
+            let _ = lowered(&b);
             b.truncate(cut % (b.len() + 1));
-            let _ = read_onnx(&b);
+            let _ = lowered(&b);
         }
     }
 
-    /// Random values in attributes, dims and node wiring: errors, never panics.
+    /// Random values in attributes, dims and node wiring: errors, never panics, reading or
+    /// lowering.
     #[test]
     fn structurally_edited_exports_never_panic(
         model in 0usize..4,
@@ -371,7 +367,7 @@ proptest! {
                     _ => g.node.swap(ni, nj),
                 }
             }
-            let _ = read_onnx(&m.encode_to_vec());
+            let _ = lowered(&m.encode_to_vec());
         }
     }
 }
@@ -380,9 +376,9 @@ mod synthetic {
     //! Hand-built graphs for the operators and shape chains the four exports do not have.
 
     use super::*;
+    use crate::onnx_common::{ints_attr, node, value};
     use cryptgpu_nn::onnx::proto::{
-        Dimension, GraphProto, OperatorSetIdProto, TensorProto, TensorShapeProto, TypeProto, TypeProtoTensor,
-        ValueInfoProto, ATTR_INTS, ATTR_TENSOR, DATA_TYPE_FLOAT, DATA_TYPE_INT64,
+        GraphProto, OperatorSetIdProto, TensorProto, ATTR_TENSOR, DATA_TYPE_FLOAT, DATA_TYPE_INT64,
     };
 
     fn floats(name: &str, dims: &[i64]) -> TensorProto {
@@ -392,21 +388,6 @@ mod synthetic {
             dims: dims.to_vec(),
             data_type: DATA_TYPE_FLOAT,
             float_data: (0..n).map(|i| i as f32 / 100.0).collect(),
-            ..Default::default()
-        }
-    }
-
-    fn ints_attr(name: &str, v: &[i64]) -> AttributeProto {
-        AttributeProto { name: name.into(), r#type: ATTR_INTS, ints: v.to_vec(), ..Default::default() }
-    }
-
-    fn node(name: &str, op: &str, inputs: &[&str], attrs: Vec<AttributeProto>) -> NodeProto {
-        NodeProto {
-            name: name.into(),
-            op_type: op.into(),
-            input: inputs.iter().map(|s| s.to_string()).collect(),
-            output: vec![name.into()],
-            attribute: attrs,
             ..Default::default()
         }
     }
@@ -423,20 +404,6 @@ mod synthetic {
         node(name, "Constant", &[], vec![a])
     }
 
-    fn value(name: &str, dims: &[Option<i64>]) -> ValueInfoProto {
-        let dim =
-            dims.iter().map(|d| Dimension { dim_value: *d, dim_param: d.is_none().then(|| "batch".into()) }).collect();
-        ValueInfoProto {
-            name: name.into(),
-            r#type: Some(TypeProto {
-                tensor_type: Some(TypeProtoTensor {
-                    elem_type: DATA_TYPE_FLOAT,
-                    shape: Some(TensorShapeProto { dim }),
-                }),
-            }),
-        }
-    }
-
     /// Pad -> Conv -> Reshape to [N, 4, 64] through Shape/Slice/Cast/Concat -> MatMul ->
     /// Softmax, with a dead ReduceMean; `batch` fixes the input's batch size.
     fn model(batch: Option<i64>) -> ModelProto {
@@ -450,8 +417,8 @@ mod synthetic {
             int_const("one_i", &[1]),
             node("first", "Slice", &["shape", "zero_i", "one_i"], vec![]),
             int_const("rest", &[4, -1]),
-            node("cat", "Concat", &["first", "rest"], vec![super::attr_int("axis", 0)]),
-            node("cast", "Cast", &["cat"], vec![super::attr_int("to", 7)]),
+            node("cat", "Concat", &["first", "rest"], vec![attr_int("axis", 0)]),
+            node("cast", "Cast", &["cat"], vec![attr_int("to", 7)]),
             node("reshape", "Reshape", &["conv", "cast"], vec![]),
             node("mm", "MatMul", &["reshape", "w2"], vec![]),
             node("y", "Softmax", &["mm"], vec![]),
@@ -540,10 +507,6 @@ mod synthetic {
         let e = err(&|m| m.graph.as_mut().unwrap().output[0] = value("y", &[None, Some(4), Some(6)]));
         assert!(e.contains("output 'y' is declared"), "{e}");
     }
-}
-
-fn attr_int(name: &str, v: i64) -> AttributeProto {
-    AttributeProto { name: name.into(), r#type: ATTR_INT, i: v, ..Default::default() }
 }
 
 /// The mlp's initializers, run by hand (Flatten, Gemm with transB, Relu, Gemm), give PyTorch's

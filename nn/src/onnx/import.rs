@@ -252,6 +252,7 @@ pub(super) fn read(bytes: &[u8]) -> Result<OnnxGraph> {
         }
     }
     Ok(OnnxGraph {
+        name: graph.name.clone(),
         opset,
         input: OnnxInput { name: inp.name.clone(), shape: in_shape, batch },
         output,

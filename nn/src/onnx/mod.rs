@@ -1,4 +1,6 @@
-//! ONNX import and export.
+//! ONNX import and export: reading a model file (e.g. written by `torch.onnx.export`) into a
+//! validated, typed operator graph, lowering that to the [`Graph`](crate::graph::Graph) every
+//! model runs as ([`OnnxGraph::to_model`]), and writing a graph with its parameters back.
 //!
 //! **Import**, first half: reading a model file (e.g. written by `torch.onnx.export`) into a
 //! validated, typed operator graph.
@@ -208,6 +210,8 @@ pub struct OnnxInput {
 /// shape.
 #[derive(Clone, Debug, PartialEq)]
 pub struct OnnxGraph {
+    /// The graph's name in the file (empty when it has none).
+    pub name: String,
     /// The `ai.onnx` operator set version.
     pub opset: i64,
     /// The data input.

@@ -558,7 +558,9 @@ impl<'a> Lower<'a> {
             (false, true) => 1,
             (true, false) => 0,
             (true, true) => return Err(err(n, "multiplies two constants")),
-            (false, false) => return Err(err(n, "multiplies two computed values (only a constant factor is supported)")),
+            (false, false) => {
+                return Err(err(n, "multiplies two computed values (only a constant factor is supported)"))
+            }
         };
         let x = self.input(n, 1 - k)?;
         let (cn, scale) = self.per_channel(n, k, "multiplies by")?;

@@ -6,13 +6,15 @@
 //! labelled one, or with `reveal` after the last), and `reveal` (the logits opened to their
 //! receivers). Batch norms are folded ([`Graph::fold_batchnorm`]), as private inference runs them.
 //!
-//! | op | rounds | bytes per party, per output element |
+//! Costs of each op, for the `n` elements of its output (`N·C·oh·ow` windows for max pooling):
+//!
+//! | op | protocol | rounds and bytes per party |
 //! |---|---|---|
-//! | conv2d, linear, affine | [`product_cost`] | [`product_cost`] |
-//! | avgpool2d, globalavgpool | [`truncation_cost`] | [`truncation_cost`] |
-//! | relu | [`relu_cost`] | [`relu_cost`] |
-//! | maxpool2d | [`max_axis_cost`] over `kh·kw` | [`max_axis_cost`] |
-//! | flatten, add, pad | 0 | 0 |
+//! | conv2d, linear, affine | product with truncation | [`product_cost`] per element |
+//! | avgpool2d, globalavgpool | truncation of the window sums | [`truncation_cost`] per element |
+//! | relu | MSB and `x·[b]` | [`relu_cost`] (lean variant) |
+//! | maxpool2d | tournament over the `kh·kw` window with argmax | [`max_axis_cost`] |
+//! | flatten, add, pad | local | none |
 
 use std::collections::BTreeMap;
 

@@ -150,7 +150,7 @@ fn lenet_costs_match_a_run() {
     for pool in [Pool::Avg, Pool::Max] {
         let g = lenet(pool).to_graph();
         check(&g, 1, CostConfig::default());
-        check(&g, 2, config(1, &[1]));
+        check(&g, 3, config(1, &[1]));
     }
 }
 

@@ -44,7 +44,8 @@ pub enum DataChoice {
 }
 
 impl DataChoice {
-    fn dataset(self) -> Dataset {
+    /// The geometry zoo models are built for.
+    pub(crate) fn dataset(self) -> Dataset {
         match self {
             DataChoice::Mnist => Dataset::Mnist,
             DataChoice::Cifar10 => Dataset::Cifar10,
@@ -101,7 +102,8 @@ pub struct RoleArgs {
 }
 
 impl RoleArgs {
-    fn roles(&self) -> Result<Roles> {
+    /// The roles, checked.
+    pub(crate) fn roles(&self) -> Result<Roles> {
         Ok(Roles::new(self.model_owner, self.data_owner, self.output_to)?)
     }
 }

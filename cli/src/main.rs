@@ -2,6 +2,7 @@
 
 mod bench;
 mod device;
+mod inspect;
 mod keys;
 mod learn;
 mod matmul;
@@ -54,6 +55,8 @@ enum Command {
     Train(learn::TrainArgs),
     /// Private inference with given weights (safetensors), compared with the plaintext model.
     Infer(learn::InferArgs),
+    /// A model's layers, shapes, parameters and the private cost of one forward pass (nothing runs).
+    Inspect(inspect::Args),
     /// Private fixed-point matrix product: party 0 shares an M x K matrix, party 1 a K x N one.
     Matmul(matmul::Args),
     /// Private ReLU: party 0 shares N fixed-point values; reports rounds, bytes and mismatches.
@@ -79,6 +82,7 @@ fn main() {
         Command::Demo(args) => learn::demo(&args),
         Command::Train(args) => learn::train(&args),
         Command::Infer(args) => learn::infer(&args),
+        Command::Inspect(args) => inspect::run(&args),
         Command::Matmul(args) => matmul::run(&args),
         Command::Relu(args) => relu::run(&args),
         Command::Softmax(args) => softmax::run(&args),

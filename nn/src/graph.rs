@@ -113,6 +113,24 @@ impl Op {
         })
     }
 
+    /// The op's name in reports: `conv2d`, `linear`, `relu`, `maxpool2d`, `avgpool2d`,
+    /// `globalavgpool`, `batchnorm`, `affine`, `flatten`, `add`, `pad`.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Op::Conv2d { .. } => "conv2d",
+            Op::Linear { .. } => "linear",
+            Op::Relu => "relu",
+            Op::MaxPool2d { .. } => "maxpool2d",
+            Op::AvgPool2d { .. } => "avgpool2d",
+            Op::GlobalAvgPool => "globalavgpool",
+            Op::BatchNorm { .. } => "batchnorm",
+            Op::Affine { .. } => "affine",
+            Op::Flatten => "flatten",
+            Op::Add => "add",
+            Op::Pad { .. } => "pad",
+        }
+    }
+
     fn arity(&self) -> usize {
         if matches!(self, Op::Add) {
             2

@@ -7,6 +7,7 @@
 //! * [`engine`]: one [`Model`](engine::Model) walker (forward, backward, SGD with momentum and weight
 //!   decay) over an [`Engine`](engine::Engine): [`private::PrivateEngine`] computes on secret shares,
 //!   [`plain::PlainEngine`] is its f64 twin, so accuracy can be checked layer for layer.
+//! * [`cost`]: the private cost (rounds, bytes per party) of a forward pass, before anything runs.
 //! * [`ranges`]: the twin's values against the fixed-point bounds of the private engine.
 //! * [`data`]: MNIST and CIFAR-10 readers; [`weights`]: initialisation, safetensors (with range
 //!   checks), batch-norm folding.
@@ -18,6 +19,7 @@
 //! * [`train`]: the private training and evaluation loops, their plaintext twins and scores.
 #![deny(missing_docs)]
 
+pub mod cost;
 pub mod data;
 pub mod engine;
 pub mod error;

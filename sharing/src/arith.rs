@@ -309,3 +309,15 @@ impl<B: Backend, T: Transport> Party<B, T> {
         self.truncate_by(x, f)
     }
 }
+
+/// Rounds and bytes sent by `party` in [`Party::input`] of `n` elements owned by `owner`: 1 round;
+/// the owner sends 8 B per element, the others nothing.
+pub fn input_cost(owner: usize, party: usize, n: usize) -> (u64, u64) {
+    (1, if party == owner { 8 * n as u64 } else { 0 })
+}
+
+/// Rounds and bytes sent by `party` in [`Party::reveal_to`] of `n` elements opened to `to`:
+/// 1 round; party `to - 1` sends 8 B per element, the others nothing.
+pub fn reveal_to_cost(to: usize, party: usize, n: usize) -> (u64, u64) {
+    (1, if party == (to + 2) % 3 { 8 * n as u64 } else { 0 })
+}

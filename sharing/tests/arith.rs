@@ -6,6 +6,7 @@ use std::time::Duration;
 use cryptgpu_kernels_cpu::CpuBackend;
 use cryptgpu_net::{Counters, LocalTransport, NetError};
 use cryptgpu_ring::{Backend, BinaryOp, Conv2dParams, FixedPoint, RingTensor};
+use cryptgpu_sharing::arith::{input_cost, reveal_to_cost};
 use cryptgpu_sharing::trunc::{product_cost, TruncMode};
 use cryptgpu_sharing::{run_local, KeySource, Party, RunConfig, SharingError};
 use rand::{Rng, SeedableRng};
@@ -61,10 +62,10 @@ fn input_reveal_from_every_owner() {
         for (i, (got, _)) in out.iter().enumerate() {
             assert_eq!(got, &v, "seed {seed} owner {owner} party {i}");
         }
-        // Input costs the owner 8 B/element, the others nothing; reveal 8 B/element each.
-        let mut bytes = [8 * 111; 3];
-        bytes[owner] += 8 * 111;
-        assert_cost(&out, 2, bytes, "input + reveal");
+        // Input costs the owner 8 B/element, the others nothing ([`input_cost`]); reveal 8 B/element each.
+        let bytes: [u64; 3] = std::array::from_fn(|i| input_cost(owner, i, 111).1 + 8 * 111);
+        assert_eq!(bytes[owner], 16 * 111);
+        assert_cost(&out, input_cost(owner, 0, 111).0 + 1, bytes, "input + reveal");
         let to = (owner + 1) % 3;
         let out = run3(|p| {
             let x = p.input(owner, (p.id() == owner).then_some(&v), &[37, 3])?;
@@ -75,7 +76,7 @@ fn input_reveal_from_every_owner() {
         for (i, ((got, c), _)) in out.iter().enumerate() {
             assert_eq!(got.as_ref(), (i == to).then_some(&v), "reveal_to {to}, party {i}");
             assert_eq!(c.bytes_sent, if i == (to + 2) % 3 { 8 * 111 } else { 0 });
-            assert_eq!(c.rounds, 1);
+            assert_eq!((c.rounds, c.bytes_sent), reveal_to_cost(to, i, 111));
         }
     }
 }

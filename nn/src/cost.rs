@@ -1,0 +1,196 @@
+//! The private cost of one inference forward pass, computed from the graph alone (nothing runs):
+//! rounds and bytes sent by each party, from the costs the protocols of `cryptgpu-sharing`
+//! document, step by step as [`PrivateEngine`](crate::private::PrivateEngine) records them in its
+//! traffic map during [`infer_private`](crate::train::infer_private): `input` (the data owner
+//! secret-shares the batch), one entry per labelled node (an unlabelled node counts with the next
+//! labelled one, or with `reveal` after the last), and `reveal` (the logits opened to their
+//! receivers). Batch norms are folded ([`Graph::fold_batchnorm`]), as private inference runs them.
+//!
+//! Costs of each op, for the `n` elements of its output (`N·C·oh·ow` windows for max pooling):
+//!
+//! | op | protocol | rounds and bytes per party |
+//! |---|---|---|
+//! | conv2d, linear, affine | product with truncation | [`product_cost`] per element |
+//! | avgpool2d, globalavgpool | truncation of the window sums | [`truncation_cost`] per element |
+//! | relu | MSB and `x·[b]` | [`relu_cost`] (lean variant) |
+//! | maxpool2d | tournament over the `kh·kw` window with argmax | [`max_axis_cost`] |
+//! | flatten, add, pad | local | none |
+
+use std::collections::BTreeMap;
+
+use cryptgpu_sharing::arith::{input_cost, reveal_to_cost};
+use cryptgpu_sharing::compare::{max_axis_cost, relu_cost};
+use cryptgpu_sharing::convert::MsbVariant;
+use cryptgpu_sharing::trunc::{product_cost, truncation_cost, TruncMode};
+use serde::Serialize;
+
+use crate::error::{NnError, Result};
+use crate::graph::{Graph, Op};
+use crate::session::{Roles, MAX_COUNT};
+
+/// What changes the cost of a forward pass besides the graph and the batch.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct CostConfig {
+    /// How fixed-point products are truncated (`RunConfig::trunc`).
+    pub trunc: TruncMode,
+    /// Who shares the input (`data_owner`) and who receives the logits (`output_to`).
+    pub roles: Roles,
+}
+
+/// Rounds and bytes sent by each party in one step.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct StepCost {
+    /// Rounds (the same at every party).
+    pub rounds: u64,
+    /// Bytes sent by parties 0, 1 and 2.
+    pub bytes_sent_per_party: [u64; 3],
+}
+
+impl StepCost {
+    /// The cost of a protocol whose cost at party `p` is `f(p)` = (rounds, bytes).
+    fn of(f: impl Fn(usize) -> (u64, u64)) -> StepCost {
+        StepCost { rounds: f(0).0, bytes_sent_per_party: std::array::from_fn(|p| f(p).1) }
+    }
+
+    /// A protocol costing `f(p)` = (rounds, bytes per element) on each of `n` elements at once.
+    fn per_element(n: usize, f: impl Fn(usize) -> (u64, u64)) -> StepCost {
+        StepCost::of(|p| {
+            let (r, b) = f(p);
+            (r, b * n as u64)
+        })
+    }
+
+    /// The cost of this step followed by `other`.
+    pub fn then(self, other: StepCost) -> StepCost {
+        StepCost {
+            rounds: self.rounds + other.rounds,
+            bytes_sent_per_party: std::array::from_fn(|p| self.bytes_sent_per_party[p] + other.bytes_sent_per_party[p]),
+        }
+    }
+}
+
+/// One labelled node of the forward pass.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct NodeCost {
+    /// The node's label, as in the engine's traffic map.
+    pub label: String,
+    /// The op's name ([`Op::name`]).
+    pub op: &'static str,
+    /// The output shape at the given batch.
+    pub output_shape: Vec<usize>,
+    /// Parameters the node computes with (and those of the unlabelled nodes counted with it).
+    pub params: usize,
+    /// Its communication (with that of the unlabelled nodes counted with it).
+    #[serde(flatten)]
+    pub cost: StepCost,
+}
+
+/// The private cost of one inference forward pass.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ForwardCost {
+    /// The graph's name.
+    pub model: String,
+    /// Examples per pass.
+    pub batch: usize,
+    /// Secret-sharing the input batch (by the data owner).
+    pub input: StepCost,
+    /// The labelled nodes in order.
+    pub nodes: Vec<NodeCost>,
+    /// Opening the logits to their receivers (and any unlabelled nodes after the last labelled one).
+    pub reveal: StepCost,
+    /// Parameters of the inference graph (batch norms folded: scale and shift per channel).
+    pub params: usize,
+    /// The whole pass: input, nodes and reveal.
+    pub total: StepCost,
+}
+
+impl ForwardCost {
+    /// The cost per label (`input`, node labels, `reveal`), summed over nodes that share a label:
+    /// what the engine's traffic map holds for the pass.
+    pub fn by_label(&self) -> BTreeMap<String, StepCost> {
+        let mut out = BTreeMap::new();
+        let steps = std::iter::once(("input", self.input))
+            .chain(self.nodes.iter().map(|n| (n.label.as_str(), n.cost)))
+            .chain(std::iter::once(("reveal", self.reveal)));
+        for (label, c) in steps {
+            let e: &mut StepCost = out.entry(label.to_string()).or_default();
+            *e = e.then(c);
+        }
+        out
+    }
+}
+
+/// The communication of one node computing `out` (the output shape).
+fn op_cost(op: &Op, out: &[usize], trunc: TruncMode) -> StepCost {
+    let n: usize = out.iter().product();
+    match op {
+        Op::Conv2d { .. } | Op::Linear { .. } | Op::BatchNorm { .. } | Op::Affine { .. } => {
+            StepCost::per_element(n, |p| product_cost(trunc, p))
+        }
+        Op::AvgPool2d { .. } | Op::GlobalAvgPool => StepCost::per_element(n, |p| truncation_cost(trunc, p)),
+        Op::Relu => StepCost::of(|p| relu_cost(MsbVariant::Lean, p, n)),
+        Op::MaxPool2d { kernel, .. } => StepCost::of(|p| max_axis_cost(p, n, kernel.0 * kernel.1, true)),
+        Op::Flatten | Op::Add | Op::Pad { .. } => StepCost::default(),
+    }
+}
+
+/// The private cost of one inference forward pass of `graph` on `batch` examples, with the
+/// input shared by `config.roles.data_owner` and the logits opened to `config.roles.output_to`
+/// (see the [module docs](self)). Errors: a batch of 0 or above [`MAX_COUNT`], invalid roles, or
+/// a graph that fails [`Graph::check`].
+///
+/// ```rust
+/// use cryptgpu_nn::cost::{forward_cost, CostConfig};
+/// use cryptgpu_nn::session::{Receivers, Roles};
+/// use cryptgpu_nn::zoo::{lenet, Pool};
+///
+/// let graph = lenet(Pool::Avg).to_graph();
+/// let cost = forward_cost(&graph, 1, &CostConfig::default())?;
+/// // The first convolution: 20x24x24 outputs, each a product with exact truncation (3 rounds;
+/// // 24, 16 and 16 B per element).
+/// let conv = &cost.nodes[0];
+/// assert_eq!((conv.label.as_str(), conv.op, conv.params), ("0:features.0", "conv2d", 520));
+/// assert_eq!(conv.cost.rounds, 3);
+/// assert_eq!(conv.cost.bytes_sent_per_party, [24 * 11520, 16 * 11520, 16 * 11520]);
+/// // Everything at party 0: party 0 sends the 784 pixels, party 2 opens the 10 logits to it.
+/// assert_eq!(cost.input.bytes_sent_per_party, [8 * 784, 0, 0]);
+/// assert_eq!(cost.reveal.bytes_sent_per_party, [0, 0, 8 * 10]);
+/// // A client (party 1) that shares the image and alone receives the logits.
+/// let client = CostConfig { roles: Roles::new(0, 1, Receivers::only(1))?, ..CostConfig::default() };
+/// let c = forward_cost(&graph, 1, &client)?;
+/// assert_eq!((c.input.bytes_sent_per_party, c.reveal.bytes_sent_per_party), ([0, 6272, 0], [80, 0, 0]));
+/// assert_eq!(c.total.rounds, cost.total.rounds);
+/// # Ok::<(), cryptgpu_nn::NnError>(())
+/// ```
+pub fn forward_cost(graph: &Graph, batch: usize, config: &CostConfig) -> Result<ForwardCost> {
+    if batch == 0 || batch as u64 > MAX_COUNT {
+        return Err(NnError::Shape(format!("the batch must be 1 to {MAX_COUNT}, got {batch}")));
+    }
+    config.roles.check()?;
+    let g = graph.fold_batchnorm();
+    let shapes = g.check(batch)?;
+    let sizes: BTreeMap<&str, usize> = g.params.iter().map(|(n, s)| (n.as_str(), s.iter().product())).collect();
+    let shape = |v: &str| shapes.get(v).map(Vec::as_slice).unwrap_or_default();
+    let roles = config.roles;
+    let input = StepCost::of(|p| input_cost(roles.data_owner, p, shape(&g.input).iter().product()));
+    let (mut pending, mut pending_params) = (StepCost::default(), 0);
+    let mut nodes = Vec::new();
+    for node in &g.nodes {
+        let out = shape(&node.output);
+        pending = pending.then(op_cost(&node.op, out, config.trunc));
+        pending_params += node.op.param_names().iter().map(|p| sizes[p]).sum::<usize>();
+        if !node.label.is_empty() {
+            nodes.push(NodeCost {
+                label: node.label.clone(),
+                op: node.op.name(),
+                output_shape: out.to_vec(),
+                params: std::mem::take(&mut pending_params),
+                cost: std::mem::take(&mut pending),
+            });
+        }
+    }
+    let logits: usize = shape(&g.output).iter().product();
+    let reveal = roles.output_to.iter().fold(pending, |c, to| c.then(StepCost::of(|p| reveal_to_cost(to, p, logits))));
+    let total = nodes.iter().fold(input, |t, n| t.then(n.cost)).then(reveal);
+    Ok(ForwardCost { model: g.name.clone(), batch, input, nodes, reveal, params: sizes.values().sum(), total })
+}

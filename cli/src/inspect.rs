@@ -2,14 +2,15 @@
 //! one inference forward pass (rounds and bytes sent by each party, from the protocols'
 //! documented costs, `cryptgpu_nn::cost`) before anything runs.
 
-use anyhow::{bail, Context, Result};
+use anyhow::{bail, Result};
 use clap::{Args as ClapArgs, ValueEnum};
 use cryptgpu_nn::cost::{forward_cost, CostConfig, ForwardCost, StepCost};
 use cryptgpu_nn::graph::Graph;
-use cryptgpu_nn::onnx::load_onnx;
+use cryptgpu_nn::onnx::Lowering;
 use cryptgpu_nn::zoo::by_name;
 
 use crate::learn::{DataChoice, RoleArgs};
+use crate::model::{is_onnx, NamedModel};
 
 /// Pooling of a zoo model.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -64,18 +65,17 @@ fn zoo_name(model: &str, pool: Option<PoolChoice>) -> Result<String> {
 
 /// The graph of the model argument: a zoo model, or an ONNX file.
 fn graph_for(args: &Args) -> Result<Graph> {
-    if args.model.ends_with(".onnx") {
-        if args.pool.is_some() {
-            bail!("--pool applies to zoo models, not to {}", args.model);
-        }
-        let onnx = load_onnx(&args.model).with_context(|| format!("reading {}", args.model))?;
-        print!("{}", onnx.summary());
-        bail!(
-            "the private cost of an ONNX model needs its lowering to a cryptgpu graph, which this build does not \
-             have yet (above: the imported operators)"
-        );
+    if !is_onnx(&args.model) {
+        return Ok(by_name(&zoo_name(&args.model, args.pool)?, args.dataset.dataset())?.to_graph());
     }
-    Ok(by_name(&zoo_name(&args.model, args.pool)?, args.dataset.dataset())?.to_graph())
+    if args.pool.is_some() {
+        bail!("--pool applies to zoo models, not to {}", args.model);
+    }
+    let model = NamedModel::resolve(&args.model, args.dataset.dataset(), Lowering::Inference)?;
+    if let Some(note) = model.head_note() {
+        eprintln!("{note}");
+    }
+    Ok(model.graph)
 }
 
 /// `1.5 MiB`, `312 B`.

@@ -72,13 +72,22 @@ fn onnx_dir() -> Option<std::path::PathBuf> {
 }
 
 #[test]
-fn onnx_fixtures_print_their_operators() {
+fn onnx_fixtures_cost_their_layers() {
     let Some(dir) = onnx_dir() else { return };
     for name in ["lenet_maxpool", "bn_cnn", "tiny_resnet", "mlp"] {
         let path = dir.join(format!("{name}.onnx"));
         let (ok, stdout, stderr) = run(&["inspect", path.to_str().unwrap()]);
-        assert!(stdout.contains("Conv") || stdout.contains("Gemm"), "{name}:\n{stdout}");
-        // Until ONNX graphs lower to cryptgpu graphs, the cost is refused with that reason.
-        assert!(ok || stderr.contains("lowering"), "{name}: {stderr}");
+        assert!(ok && stdout.contains("total") && stdout.contains("linear"), "{name}: {stderr}\n{stdout}");
+        let (ok, stdout, stderr) = run(&["inspect", path.to_str().unwrap(), "--batch", "4", "--json"]);
+        assert!(ok, "{name}: {stderr}");
+        let v = last_json(&stdout);
+        assert_eq!(v["model"], name);
+        assert_eq!(v["batch"], 4);
+        let rows = v["nodes"].as_array().unwrap();
+        let rounds: u64 = rows.iter().map(|r| r["rounds"].as_u64().unwrap()).sum::<u64>()
+            + v["input"]["rounds"].as_u64().unwrap()
+            + v["reveal"]["rounds"].as_u64().unwrap();
+        assert_eq!(v["total"]["rounds"].as_u64(), Some(rounds), "{name}");
+        assert!(v["params"].as_u64().unwrap() > 0, "{name}");
     }
 }

@@ -15,6 +15,9 @@ use cryptgpu_nn::NnError;
 use cryptgpu_sharing::trunc::TruncMode;
 use cryptgpu_sharing::{run_local, RunConfig};
 
+#[allow(dead_code)]
+mod onnx_common;
+
 fn node(label: &str, op: Op, inputs: &[&str], output: &str) -> Node {
     Node { label: label.into(), op, inputs: inputs.iter().map(|s| s.to_string()).collect(), output: output.into() }
 }
@@ -212,4 +215,15 @@ fn bad_requests_are_errors() {
     bad.nodes[3].inputs = vec!["nowhere".into()];
     let e = forward_cost(&bad, 1, &CostConfig::default()).unwrap_err().to_string();
     assert!(e.contains("nowhere") && e.contains("3:features.3"), "{e}");
+}
+
+/// The PyTorch exports of ../shared/data/onnx, lowered for inference, cost what they measure.
+#[test]
+fn onnx_fixture_costs_match_a_run() {
+    let Some(dir) = onnx_common::onnx_dir() else { return };
+    for name in onnx_common::MODELS {
+        let onnx = cryptgpu_nn::onnx::load_onnx(dir.join(format!("{name}.onnx"))).unwrap();
+        let graph = onnx.to_model(cryptgpu_nn::onnx::Lowering::Inference).unwrap().graph;
+        check(&graph, 2, config(1, &[2]));
+    }
 }

@@ -2,11 +2,11 @@
 //! one inference forward pass (rounds and bytes sent by each party, from the protocols'
 //! documented costs, `cryptgpu_nn::cost`) before anything runs.
 
-use anyhow::{bail, Result};
+use anyhow::{bail, Context, Result};
 use clap::{Args as ClapArgs, ValueEnum};
 use cryptgpu_nn::cost::{forward_cost, CostConfig, ForwardCost, StepCost};
 use cryptgpu_nn::graph::Graph;
-use cryptgpu_nn::onnx::Lowering;
+use cryptgpu_nn::onnx::{strip_weights, Lowering};
 use cryptgpu_nn::zoo::by_name;
 
 use crate::learn::{DataChoice, RoleArgs};
@@ -43,6 +43,10 @@ pub struct Args {
     /// Print one JSON object instead of the table.
     #[arg(long)]
     json: bool,
+    /// Also write the ONNX file with every weight set to zero to this path: the architecture
+    /// for the parties other than the model owner of a three-machine run (`cryptgpu party`).
+    #[arg(long)]
+    strip_weights: Option<std::path::PathBuf>,
 }
 
 /// What `--json` prints.
@@ -122,6 +126,14 @@ fn table(c: &ForwardCost, roles: &str) -> String {
 /// `cryptgpu inspect`.
 pub fn run(args: &Args) -> Result<()> {
     let graph = graph_for(args)?;
+    if let Some(out) = &args.strip_weights {
+        if !is_onnx(&args.model) {
+            bail!("--strip-weights applies to ONNX files, not to the zoo model {}", args.model);
+        }
+        let bytes = std::fs::read(&args.model).with_context(|| format!("reading {}", args.model))?;
+        std::fs::write(out, strip_weights(&bytes)?).with_context(|| format!("writing {}", out.display()))?;
+        eprintln!("wrote {} without its weights to {}", args.model, out.display());
+    }
     let roles = args.roles.roles()?;
     let cost = forward_cost(&graph, args.batch, &CostConfig { roles, ..CostConfig::default() })?;
     if args.json {

@@ -277,6 +277,67 @@ fn three_processes_infer_with_the_owners_weights() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
+/// A PyTorch export between three processes, client-server: the server (party 0) alone has the
+/// weights (the others read the architecture from a copy without them, `inspect --strip-weights`),
+/// the client (party 1) alone reads the input tensor and receives the logits, which match
+/// PyTorch's.
+#[test]
+fn three_processes_infer_an_onnx_model_on_a_tensor() {
+    let onnx = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/data/onnx");
+    if !onnx.is_dir() {
+        assert_ne!(std::env::var("CRYPTGPU_REQUIRE_DATA").as_deref(), Ok("1"), "{} is missing", onnx.display());
+        eprintln!("SKIPPED: {} is missing", onnx.display());
+        return;
+    }
+    let dir = keys_dir("onnx");
+    let config = dir.join("test.toml");
+    write_config(&config, &dir, free_ports(), 60.0, 30.0);
+    let (model, io) = (onnx.join("tiny_resnet.onnx"), onnx.join("tiny_resnet.io.safetensors"));
+    let stripped = dir.join("tiny_resnet.onnx");
+    let out = bin().args(["inspect"]).arg(&model).arg("--strip-weights").arg(&stripped).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let logits = dir.join("logits.safetensors");
+    let children: Vec<Child> = (0..3)
+        .map(|i| {
+            let m = if i == 0 { &model } else { &stripped };
+            let input = if i == 1 { io.to_str().unwrap() } else { "unused" };
+            let job = [
+                "infer",
+                "--model",
+                m.to_str().unwrap(),
+                "--input",
+                input,
+                "--output",
+                logits.to_str().unwrap(),
+                "--data-owner",
+                "1",
+                "--output-to",
+                "1",
+                "--backend",
+                "cpu",
+                "--json",
+            ];
+            spawn_party(&config, i, &job)
+        })
+        .collect();
+    for (i, c) in children.into_iter().enumerate() {
+        let out = c.wait_with_output().unwrap();
+        assert!(out.status.success(), "party {i}: {}", String::from_utf8_lossy(&out.stderr));
+        let v = last_json(&out);
+        assert_eq!(v["input_shape"], serde_json::json!([2, 3, 32, 32]), "party {i}");
+        if i == 1 {
+            assert!(v["reference_max_abs_error"].as_f64().unwrap() < 1e-3, "{v}");
+            assert!(v.get("max_abs_error").is_none(), "the client has no plaintext model: {v}");
+        } else {
+            assert_no_results(i, &v, &String::from_utf8_lossy(&out.stdout));
+            assert!(v.get("logits_shape").is_none() && v.get("reference_max_abs_error").is_none(), "{v}");
+        }
+    }
+    let written = cryptgpu_nn::weights::read_safetensors(&logits).unwrap();
+    assert_eq!(written["logits"].shape, [2, 10]);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
 /// Parties 1 and 2 of a train or infer job: no prediction, accuracy or digest in their JSON, no
 /// percentage in their human output.
 fn assert_no_results(i: usize, v: &serde_json::Value, stdout: &str) {

@@ -379,3 +379,22 @@ fn a_batch_norm_after_a_bias_less_conv_folds_into_it_for_inference() {
         }
     }
 }
+
+/// A fixture with its weights stripped lowers to the same graph (both ways) with every
+/// parameter zero: what the parties other than the model owner read.
+#[test]
+fn stripped_fixtures_keep_the_architecture_and_lose_the_weights() {
+    let Some(dir) = onnx_dir() else { return };
+    for name in MODELS {
+        let bytes = std::fs::read(dir.join(format!("{name}.onnx"))).unwrap();
+        let stripped = read_onnx(&cryptgpu_nn::onnx::strip_weights(&bytes).unwrap()).unwrap();
+        let full = read_onnx(&bytes).unwrap();
+        for lowering in [Lowering::Inference, Lowering::Training] {
+            let (a, b) = (full.to_model(lowering).unwrap(), stripped.to_model(lowering).unwrap());
+            assert_eq!(a.graph, b.graph, "{name} {lowering:?}");
+            assert!(b.params.values().all(|t| t.data.iter().all(|&v| v == 0.0)), "{name}: weights left");
+            assert!(a.params.values().any(|t| t.data.iter().any(|&v| v != 0.0)), "{name}");
+        }
+    }
+    assert!(cryptgpu_nn::onnx::strip_weights(b"not a model").is_err());
+}

@@ -121,6 +121,33 @@ pub fn save_onnx(path: impl AsRef<Path>, graph: &Graph, params: &Params) -> Resu
     std::fs::write(path, bytes).map_err(|source| NnError::Io { path: path.display().to_string(), source })
 }
 
+/// The model of `bytes` (a file [`read_onnx`](super::read_onnx) accepts) with every FLOAT
+/// constant, initializers and `Constant` values alike, set to zero: the architecture without the
+/// weights. The parties of a three-machine run other than the model owner need a model's shapes
+/// but must not see its parameters; the stripped file lowers to the same graph (so all three
+/// agree on the job) and every weight is used only at the model owner.
+pub fn strip_weights(bytes: &[u8]) -> Result<Vec<u8>> {
+    super::read_onnx(bytes)?;
+    let mut model = ModelProto::decode(bytes).map_err(|e| NnError::OnnxModel(format!("not an ONNX model: {e}")))?;
+    let zero = |t: &mut TensorProto| {
+        if t.data_type == DATA_TYPE_FLOAT {
+            t.raw_data.iter_mut().for_each(|b| *b = 0);
+            t.float_data.iter_mut().for_each(|v| *v = 0.0);
+        }
+    };
+    if let Some(g) = model.graph.as_mut() {
+        g.initializer.iter_mut().for_each(zero);
+        for n in g.node.iter_mut().filter(|n| n.op_type == "Constant") {
+            n.attribute.iter_mut().filter_map(|a| a.t.as_mut()).for_each(zero);
+            n.attribute.iter_mut().for_each(|a| {
+                a.f = 0.0;
+                a.floats.iter_mut().for_each(|v| *v = 0.0);
+            });
+        }
+    }
+    Ok(model.encode_to_vec())
+}
+
 /// The ONNX graph being written.
 struct Writer<'a> {
     /// Every graph value's shape at batch 1.

@@ -33,7 +33,7 @@ mod import;
 mod lower;
 pub mod proto;
 
-pub use export::{save_onnx, write_onnx};
+pub use export::{save_onnx, strip_weights, write_onnx};
 pub use lower::{Head, Lowering, OnnxModel};
 
 use std::collections::BTreeMap;

@@ -23,7 +23,7 @@ use cryptgpu_nn::train::{
     infer_private, per_layer, predict_plain, score, train_plain, train_private, LayerTraffic, PrivateTraining,
     Progress, Scores, Stage, TrainOutcome, TrainSettings,
 };
-use cryptgpu_nn::weights::{fold_batchnorm, init_params, load_safetensors, save_safetensors, Params};
+use cryptgpu_nn::weights::{fold_batchnorm, init_params, save_safetensors, Params};
 use cryptgpu_nn::zoo::{by_name, Dataset};
 use cryptgpu_ring::{Backend, FixedPoint};
 use cryptgpu_sharing::{run_local, KeySource, Party, RunConfig};
@@ -31,6 +31,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 
 use crate::device::BackendChoice;
 use crate::party::{digest, key_label, key_source, PartyJob};
+use crate::prep::{NormalizeArgs, WeightsArgs};
 
 /// Datasets with readers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -146,6 +147,8 @@ pub struct TrainArgs {
     #[arg(long)]
     save: Option<PathBuf>,
     #[command(flatten)]
+    normalize: NormalizeArgs,
+    #[command(flatten)]
     roles: RoleArgs,
     /// INSECURE: derive the PRG keys from this public seed (reproducibility tests only; needs
     /// CRYPTGPU_ALLOW_INSECURE_KEYS=1 in the environment of every party).
@@ -172,8 +175,8 @@ impl TrainArgs {
 
     /// The training and test images, limited as asked, checked against the model.
     fn load(&self, spec: &ModelSpec) -> Result<(Images, Images)> {
-        let mut train = load_data(self.dataset, &self.data, Split::Train)?;
-        let mut test = load_data(self.dataset, &self.data, Split::Test)?;
+        let mut train = self.normalize.apply(load_data(self.dataset, &self.data, Split::Train)?)?;
+        let mut test = self.normalize.apply(load_data(self.dataset, &self.data, Split::Test)?)?;
         if let Some(n) = self.limit {
             train = train.take(n);
         }
@@ -195,6 +198,8 @@ pub struct InferArgs {
     /// Weights (safetensors with PyTorch state_dict names); needed by the model owner only.
     #[arg(long)]
     weights: Option<PathBuf>,
+    #[command(flatten)]
+    weights_match: WeightsArgs,
     /// Dataset format.
     #[arg(long, value_enum, default_value_t = DataChoice::Mnist)]
     dataset: DataChoice,
@@ -209,6 +214,8 @@ pub struct InferArgs {
     #[arg(long, default_value_t = 100)]
     batch: usize,
     #[command(flatten)]
+    normalize: NormalizeArgs,
+    #[command(flatten)]
     roles: RoleArgs,
     /// Device.
     #[arg(long, value_enum, default_value_t = BackendChoice::Auto)]
@@ -220,7 +227,7 @@ pub struct InferArgs {
 
 impl InferArgs {
     fn images(&self, spec: &ModelSpec) -> Result<Images> {
-        let mut test = load_data(self.dataset, &self.data, Split::Test)?;
+        let mut test = self.normalize.apply(load_data(self.dataset, &self.data, Split::Test)?)?;
         if let Some(n) = self.limit {
             test = test.take(n);
         }
@@ -230,7 +237,7 @@ impl InferArgs {
 
     fn params(&self, spec: &ModelSpec) -> Result<Params> {
         let path = self.weights.as_ref().context("--weights FILE is needed by the model owner")?;
-        Ok(fold_batchnorm(spec, &load_safetensors(path, spec)?)?)
+        Ok(fold_batchnorm(spec, &self.weights_match.load(path, spec)?)?)
     }
 }
 
@@ -610,9 +617,9 @@ impl PartyJob for TrainJob {
     fn public_params(&self) -> String {
         let a = &self.args;
         format!(
-            "train model={} dataset={:?} epochs={} batch={} lr={} momentum={} wd={} limit={:?} test_limit={:?} seed={} save={} {}",
+            "train model={} dataset={:?} epochs={} batch={} lr={} momentum={} wd={} limit={:?} test_limit={:?} seed={} save={} normalize={} {}",
             a.model, a.dataset, a.epochs, a.batch, a.lr, a.momentum, a.weight_decay, a.limit, a.test_limit, a.seed,
-            a.save.is_some(), self.roles.label()
+            a.save.is_some(), a.normalize.how(), self.roles.label()
         )
     }
 
@@ -741,11 +748,12 @@ impl PartyJob for InferJob {
     fn public_params(&self) -> String {
         let a = &self.args;
         format!(
-            "infer model={} dataset={:?} limit={:?} batch={} {}",
+            "infer model={} dataset={:?} limit={:?} batch={} normalize={} {}",
             a.model,
             a.dataset,
             a.limit,
             a.batch,
+            a.normalize.how(),
             self.roles.label()
         )
     }

@@ -6,6 +6,7 @@ mod keys;
 mod learn;
 mod matmul;
 mod party;
+mod prep;
 mod relu;
 mod selftest;
 mod softmax;

@@ -98,7 +98,7 @@ impl Images {
             Normalize::PerChannel { mean, std } if mean.len() == c && std.len() == c => (mean.clone(), std.clone()),
             Normalize::PerChannel { mean, std } => {
                 let detail = format!(
-                    "{} means and {} standard deviations for images of {c} channels (give one of each, or {c} of each)",
+                    "{} means and {} standard deviations for {c}-channel images (give one of each, or {c} of each)",
                     mean.len(),
                     std.len()
                 );
@@ -449,7 +449,7 @@ mod tests {
         close(x(&two_channels().normalized(&Normalize::Pixels).unwrap()), [0.0, 1.0, 0.2, 0.4]);
         assert_eq!(x(&two_channels().normalized(&Normalize::Dataset).unwrap()), x(&two_channels()));
         let err = two_channels().normalized(&"1,2,3,1,1,1".parse().unwrap()).unwrap_err().to_string();
-        assert!(err.contains("3 means and 3 standard deviations for images of 2 channels"), "{err}");
+        assert!(err.contains("3 means and 3 standard deviations for 2-channel images"), "{err}");
         let direct = Normalize::PerChannel { mean: vec![0.0], std: vec![-1.0] };
         let err = two_channels().normalized(&direct).unwrap_err().to_string();
         assert!(err.contains("standard deviation -1 is not positive"), "{err}");

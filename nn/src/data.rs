@@ -97,8 +97,9 @@ impl Images {
             }
             Normalize::PerChannel { mean, std } if mean.len() == c && std.len() == c => (mean.clone(), std.clone()),
             Normalize::PerChannel { mean, std } => {
+                let each = if c == 1 { String::new() } else { format!(", or {c} of each") };
                 let detail = format!(
-                    "{} means and {} standard deviations for {c}-channel images (give one of each, or {c} of each)",
+                    "{} means and {} standard deviations for {c}-channel images (give one of each{each})",
                     mean.len(),
                     std.len()
                 );

@@ -193,7 +193,7 @@ pub fn load_graph_safetensors_as(path: &Path, graph: &Graph, how: Match) -> Resu
     let pairs = match how {
         Match::ByName => pair_by_name(&file, graph).map_err(|mut problems| {
             if pair_by_order(&file, graph).is_ok() {
-                problems.push(BY_ORDER_HINT.to_string());
+                problems.insert(0, BY_ORDER_HINT.to_string());
             }
             problems
         }),

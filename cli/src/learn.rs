@@ -33,6 +33,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 use crate::device::BackendChoice;
 use crate::model::NamedModel;
 use crate::party::{digest, key_label, key_source, PartyJob};
+use crate::prep::{NormalizeArgs, WeightsArgs};
 
 /// Datasets with readers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -152,6 +153,8 @@ pub struct TrainArgs {
     #[arg(long)]
     save: Option<PathBuf>,
     #[command(flatten)]
+    normalize: NormalizeArgs,
+    #[command(flatten)]
     roles: RoleArgs,
     /// INSECURE: derive the PRG keys from this public seed (reproducibility tests only; needs
     /// CRYPTGPU_ALLOW_INSECURE_KEYS=1 in the environment of every party).
@@ -178,8 +181,8 @@ impl TrainArgs {
 
     /// The training and test images, limited as asked, checked against the model.
     fn load(&self, model: &NamedModel) -> Result<(Images, Images)> {
-        let mut train = load_data(self.dataset, &self.data, Split::Train)?;
-        let mut test = load_data(self.dataset, &self.data, Split::Test)?;
+        let mut train = self.normalize.apply(load_data(self.dataset, &self.data, Split::Train)?)?;
+        let mut test = self.normalize.apply(load_data(self.dataset, &self.data, Split::Test)?)?;
         if let Some(n) = self.limit {
             train = train.take(n);
         }
@@ -217,6 +220,8 @@ pub struct InferArgs {
     /// `--input`): the outputs are then probabilities or log-probabilities, not logits.
     #[arg(long, requires = "input")]
     apply_head: bool,
+    #[command(flatten)]
+    weights_match: WeightsArgs,
     /// Dataset format.
     #[arg(long, value_enum, default_value_t = DataChoice::Mnist)]
     dataset: DataChoice,
@@ -230,6 +235,8 @@ pub struct InferArgs {
     /// Images per private forward pass.
     #[arg(long, default_value_t = 100)]
     batch: usize,
+    #[command(flatten)]
+    normalize: NormalizeArgs,
     #[command(flatten)]
     roles: RoleArgs,
     /// Device.
@@ -246,7 +253,7 @@ impl InferArgs {
     }
 
     fn images(&self, model: &NamedModel) -> Result<Images> {
-        let mut test = load_data(self.dataset, &self.data, Split::Test)?;
+        let mut test = self.normalize.apply(load_data(self.dataset, &self.data, Split::Test)?)?;
         if let Some(n) = self.limit {
             test = test.take(n);
         }
@@ -266,7 +273,7 @@ impl InferArgs {
 
     /// The model owner's parameters, batch norms folded.
     fn params(&self, model: &NamedModel) -> Result<Params> {
-        Ok(fold_graph_batchnorm(&model.graph, &model.weights(self.weights.as_deref())?)?)
+        Ok(fold_graph_batchnorm(&model.graph, &model.weights(self.weights.as_deref(), self.weights_match.how())?)?)
     }
 }
 
@@ -810,9 +817,9 @@ impl PartyJob for TrainJob {
     fn public_params(&self) -> String {
         let a = &self.args;
         format!(
-            "train model={} dataset={:?} epochs={} batch={} lr={} momentum={} wd={} limit={:?} test_limit={:?} seed={} save={} {}",
+            "train model={} dataset={:?} epochs={} batch={} lr={} momentum={} wd={} limit={:?} test_limit={:?} seed={} save={} normalize={} {}",
             self.model.architecture(), a.dataset, a.epochs, a.batch, a.lr, a.momentum, a.weight_decay, a.limit, a.test_limit, a.seed,
-            a.save.is_some(), self.roles.label()
+            a.save.is_some(), a.normalize.how(), self.roles.label()
         )
     }
 
@@ -943,12 +950,13 @@ impl PartyJob for InferJob {
     fn public_params(&self) -> String {
         let a = &self.args;
         format!(
-            "infer model={} dataset={:?} limit={:?} input={} batch={} {}",
+            "infer model={} dataset={:?} limit={:?} input={} batch={} normalize={} {}",
             self.model.architecture(),
             a.dataset,
             a.limit,
             a.input.is_some(),
             a.batch,
+            a.normalize.how(),
             self.roles.label()
         )
     }

@@ -8,6 +8,7 @@ mod learn;
 mod matmul;
 mod model;
 mod party;
+mod prep;
 mod relu;
 mod selftest;
 mod softmax;

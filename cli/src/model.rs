@@ -6,7 +6,7 @@ use anyhow::{bail, Context, Result};
 use cryptgpu_nn::data::Images;
 use cryptgpu_nn::graph::Graph;
 use cryptgpu_nn::onnx::{load_onnx, Head, Lowering};
-use cryptgpu_nn::weights::{load_graph_safetensors, Params};
+use cryptgpu_nn::weights::{load_graph_safetensors_as, Match, Params};
 use cryptgpu_nn::zoo::{by_name, Dataset};
 
 /// A model resolved from the command line.
@@ -50,11 +50,11 @@ impl NamedModel {
         format!("{:?}", self.graph)
     }
 
-    /// The model owner's weights: `weights` when given (safetensors, checked against the graph),
-    /// else the ONNX file's.
-    pub fn weights(&self, weights: Option<&Path>) -> Result<Params> {
+    /// The model owner's weights: `weights` when given (safetensors, paired with the graph's
+    /// parameters as `how` says and checked), else the ONNX file's.
+    pub fn weights(&self, weights: Option<&Path>, how: Match) -> Result<Params> {
         match (weights, &self.file_params) {
-            (Some(path), _) => Ok(load_graph_safetensors(path, &self.graph)?),
+            (Some(path), _) => Ok(load_graph_safetensors_as(path, &self.graph, how)?),
             (None, Some(p)) => Ok(p.clone()),
             (None, None) => bail!("--weights FILE is needed by the model owner of {}", self.name),
         }

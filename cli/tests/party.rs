@@ -526,15 +526,27 @@ fn bin_party_insecure(config: &Path, id: usize) -> Child {
 
 #[test]
 fn parties_that_disagree_on_the_roles_refuse_each_other() {
-    let dir = keys_dir("roles");
-    let config = dir.join("test.toml");
-    write_config(&config, &dir, free_ports(), 10.0, 5.0);
     let client_server: &[&str] =
         &["infer", "--model", "lenet", "--backend", "cpu", "--data-owner", "1", "--output-to", "1"];
     let default_roles: &[&str] = &["infer", "--model", "lenet", "--backend", "cpu"];
+    assert_refused("roles", client_server, default_roles);
+}
+
+#[test]
+fn parties_that_disagree_on_the_normalisation_refuse_each_other() {
+    let pixels: &[&str] = &["infer", "--model", "lenet", "--backend", "cpu", "--no-normalize"];
+    let default: &[&str] = &["infer", "--model", "lenet", "--backend", "cpu"];
+    assert_refused("normalize", pixels, default);
+}
+
+/// Parties 0 and 1 started with `args`, party 2 with `other`: all three refuse at once, before
+/// reading any file.
+fn assert_refused(name: &str, args: &[&str], other: &[&str]) {
+    let dir = keys_dir(name);
+    let config = dir.join("test.toml");
+    write_config(&config, &dir, free_ports(), 10.0, 5.0);
     let start = Instant::now();
-    let children: Vec<Child> =
-        (0..3).map(|i| spawn_party(&config, i, if i == 2 { default_roles } else { client_server })).collect();
+    let children: Vec<Child> = (0..3).map(|i| spawn_party(&config, i, if i == 2 { other } else { args })).collect();
     for (i, c) in children.into_iter().enumerate() {
         let out = c.wait_with_output().unwrap();
         let stderr = String::from_utf8_lossy(&out.stderr);

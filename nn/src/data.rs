@@ -84,6 +84,107 @@ impl Images {
     pub fn labels_at(&self, indices: &[usize]) -> Vec<usize> {
         indices.iter().map(|&i| self.labels[i] as usize).collect()
     }
+
+    /// The images normalised as `how` says (see [`Normalize`]); given statistics must have one
+    /// value, or one per channel.
+    pub fn normalized(mut self, how: &Normalize) -> Result<Self> {
+        let c = self.shape[0];
+        let (mean, std) = match how {
+            Normalize::Dataset => return Ok(self),
+            Normalize::Pixels => (vec![0.0; c], vec![1.0; c]),
+            Normalize::PerChannel { mean, std } if mean.len() == 1 && std.len() == 1 => {
+                (vec![mean[0]; c], vec![std[0]; c])
+            }
+            Normalize::PerChannel { mean, std } if mean.len() == c && std.len() == c => (mean.clone(), std.clone()),
+            Normalize::PerChannel { mean, std } => {
+                let each = if c == 1 { String::new() } else { format!(", or {c} of each") };
+                let detail = format!(
+                    "{} means and {} standard deviations for {c}-channel images (give one of each{each})",
+                    mean.len(),
+                    std.len()
+                );
+                return Err(normalisation_error(&how.to_string(), detail));
+            }
+        };
+        check_stats(&mean, &std).map_err(|e| normalisation_error(&how.to_string(), e))?;
+        (self.mean, self.std) = (mean, std);
+        Ok(self)
+    }
+}
+
+/// The MNIST statistics of pixel/255 (mean, standard deviation), the usual normalisation.
+pub const MNIST_STATS: ([f64; 1], [f64; 1]) = ([0.1307], [0.3081]);
+
+/// The CIFAR-10 per-channel statistics of pixel/255 (means, standard deviations; RGB).
+pub const CIFAR10_STATS: ([f64; 3], [f64; 3]) = ([0.4914, 0.4822, 0.4465], [0.2470, 0.2435, 0.2616]);
+
+/// How images are normalised: `(pixel/255 - mean[c]) / std[c]` per channel `c`.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Normalize {
+    /// The dataset's usual statistics ([`MNIST_STATS`], [`CIFAR10_STATS`]), as the readers set them.
+    Dataset,
+    /// pixel/255 (mean 0, standard deviation 1).
+    Pixels,
+    /// Given statistics: one mean and one standard deviation for every channel, or one each per
+    /// channel.
+    PerChannel {
+        /// The means (one, or one per channel).
+        mean: Vec<f64>,
+        /// The standard deviations (as many as the means).
+        std: Vec<f64>,
+    },
+}
+
+impl std::str::FromStr for Normalize {
+    type Err = NnError;
+
+    /// Parses `MEAN,STD` (for every channel) or `M1,..,MC,S1,..,SC` (per channel): finite numbers,
+    /// standard deviations positive.
+    fn from_str(s: &str) -> Result<Self> {
+        let bad = |detail: String| normalisation_error(s, detail);
+        let values = s
+            .split(',')
+            .map(|v| v.trim().parse::<f64>().map_err(|e| bad(format!("{v:?} is not a number ({e})"))))
+            .collect::<Result<Vec<f64>>>()?;
+        if values.len() % 2 != 0 {
+            return Err(bad(format!(
+                "{} values: give MEAN,STD or the means of all channels then their standard deviations",
+                values.len()
+            )));
+        }
+        let (mean, std) = values.split_at(values.len() / 2);
+        check_stats(mean, std).map_err(bad)?;
+        Ok(Normalize::PerChannel { mean: mean.to_vec(), std: std.to_vec() })
+    }
+}
+
+fn normalisation_error(what: &str, detail: String) -> NnError {
+    NnError::Format { path: format!("normalisation {what:?}"), detail }
+}
+
+/// Checks normalisation statistics: finite, standard deviations positive.
+fn check_stats(mean: &[f64], std: &[f64]) -> std::result::Result<(), String> {
+    if let Some(v) = mean.iter().chain(std).find(|v| !v.is_finite()) {
+        return Err(format!("{v} is not finite"));
+    }
+    match std.iter().find(|&&v| v <= 0.0) {
+        Some(v) => Err(format!("standard deviation {v} is not positive")),
+        None => Ok(()),
+    }
+}
+
+impl std::fmt::Display for Normalize {
+    /// `dataset`, `pixels`, or the statistics as [`FromStr`](std::str::FromStr) reads them.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Normalize::Dataset => write!(f, "dataset"),
+            Normalize::Pixels => write!(f, "pixels"),
+            Normalize::PerChannel { mean, std } => {
+                let all: Vec<String> = mean.iter().chain(std).map(|v| v.to_string()).collect();
+                write!(f, "{}", all.join(","))
+            }
+        }
+    }
 }
 
 /// Index batches of `batch` images over `n` images, shuffled by `seed` (the last batch may be short).
@@ -222,7 +323,14 @@ pub fn mnist_from_bytes(images: &[u8], labels: &[u8], name: &str) -> Result<Imag
     if let Some(l) = labels.iter().find(|&&l| l > 9) {
         return Err(fmt(format!("label {l} out of range 0..10")));
     }
-    Ok(Images { shape: [1, idims[1], idims[2]], pixels, labels, classes: 10, mean: vec![0.1307], std: vec![0.3081] })
+    Ok(Images {
+        shape: [1, idims[1], idims[2]],
+        pixels,
+        labels,
+        classes: 10,
+        mean: MNIST_STATS.0.to_vec(),
+        std: MNIST_STATS.1.to_vec(),
+    })
 }
 
 /// Bytes per CIFAR-10 record: a label and a 3x32x32 image.
@@ -275,8 +383,8 @@ pub fn load_cifar10(dir: &Path, split: Split) -> Result<Images> {
         pixels,
         labels,
         classes: 10,
-        mean: vec![0.4914, 0.4822, 0.4465],
-        std: vec![0.2470, 0.2435, 0.2616],
+        mean: CIFAR10_STATS.0.to_vec(),
+        std: CIFAR10_STATS.1.to_vec(),
     })
 }
 
@@ -314,5 +422,52 @@ mod tests {
         let err = read_idx(&gzip(&header(&[1 << 16, 1 << 16])), "huge").unwrap_err().to_string();
         assert!(err.contains("above the limit"), "{err}");
         assert!(read_idx(&gzip(&[0, 0, 8, 3, 0, 0]), "cut").is_err());
+    }
+
+    fn two_channels() -> Images {
+        // Two 1x1 images of 2 channels.
+        Images {
+            shape: [2, 1, 1],
+            pixels: vec![0, 255, 51, 102],
+            labels: vec![0, 1],
+            classes: 2,
+            mean: vec![0.5; 2],
+            std: vec![0.5; 2],
+        }
+    }
+
+    #[test]
+    fn normalisations_parse_and_apply_per_channel() {
+        let x = |im: &Images| im.batch(&[0, 1]).0.data;
+        let close =
+            |a: Vec<f64>, b: [f64; 4]| assert!(approx::abs_diff_eq!(a[..], b[..], epsilon = 1e-12), "{a:?} vs {b:?}");
+        let n: Normalize = "0.5,0.25".parse().unwrap();
+        assert_eq!(n, Normalize::PerChannel { mean: vec![0.5], std: vec![0.25] });
+        close(x(&two_channels().normalized(&n).unwrap()), [-2.0, 2.0, -1.2, -0.4]);
+        let n: Normalize = "0, 1, 1, 0.5".parse().unwrap();
+        assert_eq!(n.to_string(), "0,1,1,0.5");
+        close(x(&two_channels().normalized(&n).unwrap()), [0.0, 0.0, 0.2, -1.2]);
+        close(x(&two_channels().normalized(&Normalize::Pixels).unwrap()), [0.0, 1.0, 0.2, 0.4]);
+        assert_eq!(x(&two_channels().normalized(&Normalize::Dataset).unwrap()), x(&two_channels()));
+        let err = two_channels().normalized(&"1,2,3,1,1,1".parse().unwrap()).unwrap_err().to_string();
+        assert!(err.contains("3 means and 3 standard deviations for 2-channel images"), "{err}");
+        let direct = Normalize::PerChannel { mean: vec![0.0], std: vec![-1.0] };
+        let err = two_channels().normalized(&direct).unwrap_err().to_string();
+        assert!(err.contains("standard deviation -1 is not positive"), "{err}");
+    }
+
+    #[test]
+    fn bad_normalisations_are_named() {
+        for (text, needle) in [
+            ("0.5,0", "standard deviation 0 is not positive"),
+            ("0.5", "1 values: give MEAN,STD"),
+            ("0.5,x", "\"x\" is not a number"),
+            ("", "\"\" is not a number"),
+            ("NaN,1", "NaN is not finite"),
+            ("0,inf", "inf is not finite"),
+        ] {
+            let err = text.parse::<Normalize>().unwrap_err().to_string();
+            assert!(err.contains(needle) && err.starts_with("normalisation"), "{text}: {err}");
+        }
     }
 }

@@ -8,7 +8,7 @@
 //! variances in `[0, 2^17 - eps)`, the private inverse square root's domain
 //! ([`BN_INV_SQRT_RANGE`]). The default codec (f = 20, every job's) sets the limits.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::Path;
 
 use rand::{Rng, SeedableRng};
@@ -23,6 +23,8 @@ use crate::error::{NnError, Result};
 use crate::graph::{folded_names, Graph, Op};
 use crate::plain::PlainTensor;
 use crate::spec::{ModelSpec, BN_EPS};
+
+mod order;
 
 /// Parameters by name, in the clear (held by the model owner).
 pub type Params = BTreeMap<String, PlainTensor>;
@@ -77,9 +79,9 @@ fn unravel(mut i: usize, shape: &[usize]) -> String {
     idx.iter().map(|v| v.to_string()).collect::<Vec<_>>().join(", ")
 }
 
-/// The first element of `name` outside its range (see the module documentation), as a message;
-/// a name ending in `.running_var` is checked as a running variance.
-pub(crate) fn out_of_range(name: &str, t: &PlainTensor) -> Option<String> {
+/// The first element of parameter `name` outside its range (see the module documentation), as a
+/// message naming it `shown`; a name ending in `.running_var` is checked as a running variance.
+pub(crate) fn out_of_range(name: &str, shown: &str, t: &PlainTensor) -> Option<String> {
     let limit = param_limit(&FixedPoint::default());
     let top = (BN_INV_SQRT_RANGE.1 as f64 + 1.0).exp2() - BN_EPS;
     let var = name.ends_with(".running_var");
@@ -92,7 +94,7 @@ pub(crate) fn out_of_range(name: &str, t: &PlainTensor) -> Option<String> {
     } else {
         format!("beyond ±{limit}, the largest parameter magnitude (2^(31-f): its products with activations no larger stay below the truncation bound 2^(62-2f))")
     };
-    Some(format!("{name}[{}] = {} is {why}", unravel(i, &t.shape), t.data[i]))
+    Some(format!("{shown}[{}] = {} is {why}", unravel(i, &t.shape), t.data[i]))
 }
 
 /// Folds the batch norms of a layer sequence: [`fold_graph_batchnorm`] of its graph.
@@ -124,7 +126,7 @@ pub fn fold_graph_batchnorm(graph: &Graph, params: &Params) -> Result<Params> {
                 .collect::<Result<_>>()?,
         };
         for (name, t) in ts {
-            if let Some(bad) = out_of_range(&name, &t) {
+            if let Some(bad) = out_of_range(&name, &name, &t) {
                 return Err(NnError::Weights(format!("folding the batch norms: {bad}")));
             }
             out.insert(name, t);
@@ -136,6 +138,31 @@ pub fn fold_graph_batchnorm(graph: &Graph, params: &Params) -> Result<Params> {
 fn get<'a>(p: &'a Params, name: &str) -> Result<&'a PlainTensor> {
     p.get(name).ok_or_else(|| NnError::Weights(format!("missing parameter {name}")))
 }
+
+/// How [`load_graph_safetensors_as`] pairs a file's tensors with a model's [`Graph::params`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Match {
+    /// By name: the file's `state_dict` names are the model's.
+    #[default]
+    ByName,
+    /// By order and shape, whatever the names. A safetensors file keeps no order (the format's
+    /// writer, which `safetensors.torch.save_file` also calls, lays tensors out by dtype and name,
+    /// and the reader indexes them by name), so the order is PyTorch's module order recovered from
+    /// the names: tensors grouped by module path (the name less its last component), modules in
+    /// natural order (components compared part by part, digits as numbers: `features.3` <
+    /// `features.10`, `conv1` < `conv2` < `fc1`, a module before its children), and within a
+    /// module PyTorch's registration order (`weight`, `bias`, `running_mean`, `running_var`, then
+    /// anything else by name). This is the definition order of `nn.Sequential` models and of
+    /// modules named in order (`conv1`, `conv2`, `fc1`); a model whose names sort otherwise
+    /// (`bn1` before `conv1`, or the zoo's own `classifier` before `features`) pairs wrongly,
+    /// which the shape checks usually catch: load such files by name. The `i`-th tensor is paired
+    /// with the `i`-th parameter: counts and every pair's shape must agree.
+    ByOrder,
+}
+
+/// The suggestion added to a by-name mismatch when matching by order would succeed.
+const BY_ORDER_HINT: &str =
+    "the tensors match the model by order and shape: load them by order (`--weights-by-order`, Match::ByOrder)";
 
 /// Loads a safetensors file (as `safetensors.torch.save_file(model.state_dict(), path)` writes it:
 /// F32, F64, F16 or BF16 tensors) and checks it against the model: every missing, unexpected or
@@ -149,40 +176,48 @@ pub fn load_safetensors(path: &Path, spec: &ModelSpec) -> Result<Params> {
 
 /// [`load_safetensors`] for a graph: its [`Graph::params`], with the same checks.
 pub fn load_graph_safetensors(path: &Path, graph: &Graph) -> Result<Params> {
+    load_graph_safetensors_as(path, graph, Match::ByName)
+}
+
+/// [`load_graph_safetensors`] with the tensors paired to the parameters as `how` says; the result
+/// is keyed by the model's names. The range checks apply to the model's parameter each tensor
+/// becomes. A by-name mismatch that [`Match::ByOrder`] would resolve says so.
+pub fn load_graph_safetensors_as(path: &Path, graph: &Graph, how: Match) -> Result<Params> {
     let pstr = path.display().to_string();
     let bytes = std::fs::read(path).map_err(|source| NnError::Io { path: pstr.clone(), source })?;
     let st = SafeTensors::deserialize(&bytes)
         .map_err(|e| NnError::Format { path: pstr.clone(), detail: format!("not a safetensors file: {e}") })?;
-    let want: HashMap<String, Vec<usize>> = graph.params.iter().cloned().collect();
-    let mut problems = Vec::new();
+    let mut file: Vec<(String, TensorView<'_>)> =
+        st.tensors().into_iter().filter(|(n, _)| !n.ends_with(".num_batches_tracked")).collect();
+    file.sort_by(|a, b| order::torch_order(&a.0, &b.0));
+    let pairs = match how {
+        Match::ByName => pair_by_name(&file, graph).map_err(|mut problems| {
+            if pair_by_order(&file, graph).is_ok() {
+                problems.insert(0, BY_ORDER_HINT.to_string());
+            }
+            problems
+        }),
+        Match::ByOrder => pair_by_order(&file, graph).map_err(|p| vec![p]),
+    };
+    let mismatch =
+        |problems: Vec<String>| NnError::Weights(format!("{pstr} for {}: {}", graph.name, problems.join("; ")));
+    let pairs = pairs.map_err(mismatch)?;
     let mut out = Params::new();
-    for (name, view) in st.tensors() {
-        if name.ends_with(".num_batches_tracked") {
-            continue;
-        }
-        let Some(shape) = want.get(&name) else {
-            problems.push(format!("unexpected tensor {name}"));
+    let (mut dtypes, mut bad) = (Vec::new(), Vec::new());
+    for (file_name, model_name, view) in pairs {
+        let Some(data) = to_f64(view) else {
+            dtypes.push(format!("{file_name} has unsupported dtype {:?}", view.dtype()));
             continue;
         };
-        if view.shape() != shape.as_slice() {
-            problems.push(format!("{name} has shape {:?}, the model needs {shape:?}", view.shape()));
-            continue;
-        }
-        match to_f64(&view) {
-            Some(data) => {
-                out.insert(name, PlainTensor { shape: shape.clone(), data });
-            }
-            None => problems.push(format!("{name} has unsupported dtype {:?}", view.dtype())),
-        }
+        let t = PlainTensor { shape: view.shape().to_vec(), data };
+        let shown =
+            if file_name == model_name { file_name.to_string() } else { format!("{file_name} (as {model_name})") };
+        bad.extend(out_of_range(model_name, &shown, &t));
+        out.insert(model_name.to_string(), t);
     }
-    let mut missing: Vec<&String> =
-        want.keys().filter(|k| !out.contains_key(*k) && !problems.iter().any(|p| p.contains(k.as_str()))).collect();
-    missing.sort();
-    problems.extend(missing.into_iter().map(|m| format!("missing tensor {m}")));
-    if !problems.is_empty() {
-        return Err(NnError::Weights(format!("{pstr} for {}: {}", graph.name, problems.join("; "))));
+    if !dtypes.is_empty() {
+        return Err(mismatch(dtypes));
     }
-    let bad: Vec<String> = out.iter().filter_map(|(name, t)| out_of_range(name, t)).collect();
     if !bad.is_empty() {
         return Err(NnError::Weights(format!("{pstr}: {}", bad.join("; "))));
     }
@@ -206,6 +241,64 @@ pub fn read_safetensors(path: &Path) -> Result<Params> {
             }),
         })
         .collect()
+}
+
+/// A file tensor's name, the model parameter it becomes, and its data.
+type Pair<'f, 'd> = (&'f str, &'f str, &'f TensorView<'d>);
+
+/// Pairs tensors and parameters of the same name; else every unexpected, mis-shaped and missing one.
+fn pair_by_name<'f, 'd>(
+    file: &'f [(String, TensorView<'d>)],
+    graph: &'f Graph,
+) -> std::result::Result<Vec<Pair<'f, 'd>>, Vec<String>> {
+    let want: HashMap<&str, &[usize]> = graph.params.iter().map(|(n, s)| (n.as_str(), s.as_slice())).collect();
+    let mut problems = Vec::new();
+    let mut pairs = Vec::new();
+    for (name, view) in file {
+        match want.get(name.as_str()) {
+            None => problems.push(format!("unexpected tensor {name}")),
+            Some(&shape) if view.shape() != shape => {
+                problems.push(format!("{name} has shape {:?}, the model needs {shape:?}", view.shape()))
+            }
+            Some(_) => pairs.push((name.as_str(), name.as_str(), view)),
+        }
+    }
+    let in_file: HashSet<&str> = file.iter().map(|(n, _)| n.as_str()).collect();
+    let mut missing: Vec<&str> = want.keys().copied().filter(|n| !in_file.contains(n)).collect();
+    missing.sort();
+    problems.extend(missing.into_iter().map(|m| format!("missing tensor {m}")));
+    if problems.is_empty() {
+        Ok(pairs)
+    } else {
+        Err(problems)
+    }
+}
+
+/// Pairs the file's tensors (in [`Match::ByOrder`]'s order) one to one with the graph's
+/// parameters; else the count mismatch and the first pair whose shapes differ.
+fn pair_by_order<'f, 'd>(
+    file: &'f [(String, TensorView<'d>)],
+    graph: &'f Graph,
+) -> std::result::Result<Vec<Pair<'f, 'd>>, String> {
+    let first_bad = file.iter().zip(&graph.params).enumerate().find(|(_, ((_, v), (_, s)))| v.shape() != s.as_slice());
+    let differ = first_bad.map(|(i, ((f, v), (m, s)))| {
+        format!("tensor {i} in order, {f} {:?} in the file, is the model's {m} {s:?}", v.shape())
+    });
+    let counts = (file.len() != graph.params.len()).then(|| {
+        format!(
+            "by order, the file's {} tensors (num_batches_tracked aside) cannot pair with the model's {} parameters",
+            file.len(),
+            graph.params.len()
+        )
+    });
+    match (counts, differ) {
+        (None, None) => {
+            Ok(file.iter().zip(&graph.params).map(|((f, v), (m, _))| (f.as_str(), m.as_str(), v)).collect())
+        }
+        (Some(c), Some(d)) => Err(format!("{c}; the first pair that differs: {d}")),
+        (Some(c), None) => Err(c),
+        (None, Some(d)) => Err(format!("by order, {d}")),
+    }
 }
 
 fn to_f64(v: &TensorView<'_>) -> Option<Vec<f64>> {

@@ -303,7 +303,7 @@ impl<'a> Lower<'a> {
     /// Checks parameter `name` against the ranges of loaded weights; `note` says where it comes
     /// from when that is not the initializer of its name.
     fn check(&self, n: &OnnxNode, name: &str, t: &PlainTensor, note: Option<&str>) -> Result<()> {
-        match (out_of_range(name, t), note) {
+        match (out_of_range(name, name, t), note) {
             (None, _) => Ok(()),
             (Some(bad), None) => Err(err(n, bad)),
             (Some(bad), Some(note)) => Err(err(n, format!("{bad} ({note})"))),

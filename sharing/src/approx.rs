@@ -85,6 +85,18 @@ impl Default for SoftmaxConfig {
     }
 }
 
+/// The shared first steps of softmax and log-softmax along the last axis.
+struct Shifted<B: Backend> {
+    /// `x - max`.
+    u: AShare<B>,
+    /// `exp(x - max)`.
+    e: AShare<B>,
+    /// Row sums of `e` (the last axis kept as 1).
+    sums: AShare<B>,
+    /// The last axis's length.
+    classes: usize,
+}
+
 /// Rounds of [`Party::exp`] in truncation mode `mode`.
 pub fn exp_rounds(mode: TruncMode, cfg: &ExpConfig) -> u64 {
     let (pr, tr) = (product_cost(mode, 0).0, truncation_cost(mode, 0).0);
@@ -306,8 +318,8 @@ impl<B: Backend, T: Transport> Party<B, T> {
     /// the reciprocal's + one product's**; rounds and bytes per party: [`softmax_cost`].
     pub fn softmax(&mut self, x: &AShare<B>, cfg: &SoftmaxConfig) -> Result<AShare<B>> {
         let be = self.backend().clone();
-        let (_, e, s, c) = self.shifted_exp("softmax", x, cfg)?;
-        let inv = self.reciprocal(&s, -1, ceil_log2(c).max(0), cfg.nr_iters)?;
+        let Shifted { e, sums, classes, .. } = self.shifted_exp("softmax", x, cfg)?;
+        let inv = self.reciprocal(&sums, -1, ceil_log2(classes).max(0), cfg.nr_iters)?;
         let inv = inv.map(|t| be.broadcast_to(t, x.shape()))?;
         let f = self.codec().frac_bits();
         self.mul_shift(&e, &inv, f)
@@ -319,20 +331,14 @@ impl<B: Backend, T: Transport> Party<B, T> {
     /// logits in [-30, 30]). **Rounds and bytes per party: [`log_softmax_cost`].**
     pub fn log_softmax(&mut self, x: &AShare<B>, cfg: &SoftmaxConfig) -> Result<AShare<B>> {
         let be = self.backend().clone();
-        let (u, _, s, c) = self.shifted_exp("log_softmax", x, cfg)?;
-        let l = self.ln(&s, -1, ceil_log2(c).max(0))?;
+        let Shifted { u, sums, classes, .. } = self.shifted_exp("log_softmax", x, cfg)?;
+        let l = self.ln(&sums, -1, ceil_log2(classes).max(0))?;
         let l = l.map(|t| be.broadcast_to(t, x.shape()))?;
         self.sub(&u, &l)
     }
 
-    /// `u = x - max` along the last axis, `e = exp(u)` and the row sums of `e` (shape with the
-    /// last axis kept as 1), and the axis length.
-    fn shifted_exp(
-        &mut self,
-        what: &str,
-        x: &AShare<B>,
-        cfg: &SoftmaxConfig,
-    ) -> Result<(AShare<B>, AShare<B>, AShare<B>, usize)> {
+    /// `x - max` along the last axis, its exponential and the exponential's row sums.
+    fn shifted_exp(&mut self, what: &str, x: &AShare<B>, cfg: &SoftmaxConfig) -> Result<Shifted<B>> {
         let be = self.backend().clone();
         let shape = x.shape().to_vec();
         let Some(&c) = shape.last() else {
@@ -348,8 +354,8 @@ impl<B: Backend, T: Transport> Party<B, T> {
         let m = m.map(|t| be.broadcast_to(&be.reshape(t, &kept)?, &shape))?;
         let u = self.sub(x, &m)?;
         let e = self.exp(&u, &cfg.exp)?;
-        let s = e.map(|t| be.sum_axis(t, last, true))?;
-        Ok((u, e, s, c))
+        let sums = e.map(|t| be.sum_axis(t, last, true))?;
+        Ok(Shifted { u, e, sums, classes: c })
     }
 
     /// Gradient of the mean cross-entropy of softmax outputs `p` (`[N, C]`) against one-hot

@@ -79,13 +79,13 @@ const PINNED: &str = "
 0:c1 Backward 12 9504
 10:fc2 Forward 9 432
 10:fc2 Backward 12 1200
-1:bn1 Forward 90 437080
+1:bn1 Forward 90 318040
 1:bn1 Backward 34 31680
 2:relu Forward 27 36072
 2:relu Backward 4 10368
 3.b0:r1.a Forward 9 15552
 3.b0:r1.a Backward 12 14256
-3.b1:r1.bn Forward 90 437080
+3.b1:r1.bn Forward 90 318040
 3.b1:r1.bn Backward 34 31680
 4:maxpool Forward 108 227736
 4:maxpool Backward 2 7776
@@ -95,7 +95,7 @@ const PINNED: &str = "
 5.b1:relu Backward 4 3456
 5.s0:r2.s Forward 9 5184
 5.s0:r2.s Backward 12 3168
-5.s1:r2.sbn Forward 90 556800
+5.s1:r2.sbn Forward 90 398080
 5.s1:r2.sbn Backward 34 11136
 6:avgpool Forward 6 2304
 6:avgpool Backward 4 1536

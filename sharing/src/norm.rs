@@ -18,13 +18,13 @@
 //!    `Q` = [`BN_SUB_OCTAVES`]), each edge rounded to the fixed-point grid: one batched MSB
 //!    ([`MsbVariant::LowLatency`]), **6 rounds**, on `(J - 1)·C` elements. XORs of neighbouring
 //!    bits give the one-hot bucket `o_j` (local).
-//! 4. One [`Party::mul_bit_one_round`] on `2·J·C` elements gives `o_j` and `o_j·u` as arithmetic
-//!    sharings. **1 round.**
-//! 5. `1/sqrt(σ² + eps) = sqrt(ρ)·u^{-1/2}`, and `u^{-1/2}` on bucket `j` is its minimax line
-//!    `α_j + β_j (u - τ_j)` over the grid points of the bucket, so
-//!    `Σ_j A_j·o_j + B_j·(o_j u - τ_j o_j)` with the public integers `A_j = sqrt(ρ)·α_j·2^F`,
-//!    `B_j = sqrt(ρ)·β_j·2^{F-f}` (`F` = [`ISTD_BITS`]) is local; one truncation by `F - f`
-//!    gives `istd`. **`T` on `C` elements.**
+//! 4. `1/sqrt(σ² + eps) = sqrt(ρ)·u^{-1/2}`, and `u^{-1/2}` on bucket `j` is its minimax line
+//!    `α_j + β_j (u - τ_j)` over the grid points of the bucket. Every bucket's line
+//!    `L_j = A_j + B_j·(u - τ_j)`, with the public integers `A_j = sqrt(ρ)·α_j·2^F`,
+//!    `B_j = sqrt(ρ)·β_j·2^{F-f}` (`F` = [`ISTD_BITS`]), is local (and meaningless outside its
+//!    bucket); one [`Party::mul_bit_one_round`] on `J·C` elements gives `o_j·L_j`, exactly
+//!    (ring arithmetic), and their sum is `istd` at scale `2^F`. **1 round.**
+//! 5. One truncation by `F - f` gives `istd`. **`T` on `C` elements.**
 //! 6. `scale = gamma·istd`. **`P` on `C` elements.**
 //! 7. `xhat = xc·istd` and `y = xc·scale + beta`, one product call. **`P` on `2·N·C·...` elements.**
 //!
@@ -110,13 +110,13 @@ pub fn batch_norm_cost(mode: TruncMode, party: usize, shape: &[usize]) -> Result
     let rounds = 2 * tr + 3 * pr + msb_variant_rounds(VARIANT) + 1;
     let bytes = (2 * tb + 2 * pb) * c as u64
         + msb_variant_bytes(VARIANT, party, (j - 1) * c)
-        + mul_bit_one_round_bytes(party, 2 * j * c)
+        + mul_bit_one_round_bytes(party, j * c)
         + 2 * pb * n as u64;
     Ok((rounds, bytes))
 }
 
 /// The bucket edges on the grid (`J + 1` integers, `T_0 = 2^{lo-1}`, `T_J = 2^{hi+1}` at scale
-/// `2^f`) and each bucket's line `(A_j, B_j)` of step 5 (wrapping integers).
+/// `2^f`) and each bucket's line `(A_j, B_j)` of step 4 (wrapping integers).
 fn bucket_lines(f: u32, rho: f64) -> (Vec<u64>, Vec<u64>, Vec<u64>) {
     let (lo, q) = (BN_VAR_RANGE.0 - 1, BN_SUB_OCTAVES);
     let j = buckets();
@@ -201,8 +201,9 @@ impl<B: Backend, T: Transport> Party<B, T> {
         let column = |w: &[u64]| -> Result<B::Tensor> {
             Ok(be.broadcast_to(&be.upload_owned(RingTensor::new(&[w.len(), 1], w.to_vec())?)?, &[w.len(), c])?)
         };
-        let inner_edges: Vec<u64> = edges[1..j].iter().map(|v| v.wrapping_neg()).collect();
-        let d = self.add_public(&rep(&u, j - 1)?, &column(&inner_edges)?)?;
+        let neg_edges: Vec<u64> = edges[..j].iter().map(|v| v.wrapping_neg()).collect();
+        let dev = self.add_public(&rep(&u, j)?, &column(&neg_edges)?)?;
+        let d = dev.map(|t| be.slice(t, 0, 1, j))?;
         let ge = self.msb_with(&d, VARIANT)?;
         let ge = self.b_not_bit(&ge)?;
         let ones = self.b_public(&be.upload_owned(RingTensor::new(&[1, c], vec![1; c])?)?)?;
@@ -211,17 +212,10 @@ impl<B: Backend, T: Transport> Party<B, T> {
         let below = self.cat(&[&ge, &zeros], 0)?;
         let onehot = self.b_xor(&above, &below)?;
 
-        // 4. o_j and o_j·u.
-        let both = self.cat(&[&onehot, &onehot], 0)?;
-        let values = self.cat(&[&self.public_share(&[j, c], 1)?, &rep(&u, j)?], 0)?;
-        let got = self.mul_bit_one_round(&values, &both)?;
-        let o = got.map(|t| be.slice(t, 0, 0, j))?;
-        let ou = got.map(|t| be.slice(t, 0, j, 2 * j))?;
-
-        // 5. Σ_j A_j o_j + B_j (o_j u - τ_j o_j), truncated by F - f.
-        let dev = self.sub(&ou, &self.mul_public(&o, &column(&edges[..j])?)?)?;
-        let raw = self.add(&self.mul_public(&o, &column(&a)?)?, &self.mul_public(&dev, &column(&b)?)?)?;
-        let raw = raw.map(|t| be.sum_axis(t, 0, false))?;
+        // 4, 5. Every bucket's line A_j + B_j (u - τ_j) (local; wrong outside its bucket), times
+        // o_j, summed, truncated by F - f.
+        let lines = self.add_public(&self.mul_public(&dev, &column(&b)?)?, &column(&a)?)?;
+        let raw = self.mul_bit_one_round(&lines, &onehot)?.map(|t| be.sum_axis(t, 0, false))?;
         let istd = self.truncate_by(&raw, ISTD_BITS - f)?;
 
         // 6, 7. gamma·istd; xc·istd and xc·scale in one call.

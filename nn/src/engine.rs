@@ -8,16 +8,25 @@ use std::collections::BTreeMap;
 
 use cryptgpu_ring::{Conv2dParams, Pool2dParams};
 
+use cryptgpu_sharing::norm::pow2_bits;
+
 use crate::error::{NnError, Result};
 use crate::graph::{Graph, Node, Op};
 use crate::spec::{LayerKind, ModelSpec};
 
-/// Where batch-norm variances (plus epsilon) must lie: `[2^-17, 2^17)`, that is a standard
-/// deviation of the channel between about 0.003 and 362 (the private inverse square root, with 3
-/// Newton steps, is accurate to 4e-4 relative there, see `cryptgpu_sharing::approx`; its error
-/// outside is documented there too). `eps` = 1e-5 keeps the bottom; [`crate::ranges`] measures the
-/// top on the plaintext twin.
+/// Where batch-norm running variances (plus epsilon) must lie for inference with trainable
+/// (unfolded) batch norms: `[2^-17, 2^17)`, that is a standard deviation of the channel between
+/// about 0.003 and 362 (the private inverse square root, with 3 Newton steps, is accurate to 4e-4
+/// relative there, see `cryptgpu_sharing::approx`; its error outside is documented there too).
+/// `eps` = 1e-5 keeps the bottom; [`crate::ranges`] measures the top on the plaintext twin.
+/// Training normalises with the batch's variance, in [`BN_TRAIN_VAR_RANGE`].
 pub const BN_INV_SQRT_RANGE: (i32, i32) = (-17, 16);
+
+/// Where the batch variances (plus epsilon) of a training batch norm must lie: `[2^-17, 2^13)`,
+/// a standard deviation between about 0.003 and 90.5 ([`cryptgpu_sharing::norm::BN_VAR_RANGE`],
+/// where the choice is explained). Running variances, used by inference, keep the wider
+/// [`BN_INV_SQRT_RANGE`].
+pub const BN_TRAIN_VAR_RANGE: (i32, i32) = cryptgpu_sharing::norm::BN_VAR_RANGE;
 
 /// PyTorch's batch-norm momentum: `running = 0.9·running + 0.1·batch`.
 pub const BN_MOMENTUM: f64 = 0.1;
@@ -109,6 +118,16 @@ pub trait Engine {
     fn broadcast_channels(&mut self, v: &Self::T, shape: &[usize]) -> Result<Self::T>;
     /// `1 / sqrt(x + eps)` elementwise, for `x + eps` in [`BN_INV_SQRT_RANGE`] (batch-norm variances).
     fn inv_sqrt(&mut self, x: &Self::T, eps: f64) -> Result<Self::T>;
+    /// A training batch norm of `x` (`[N, C, ...]`, more than one value per channel) with the
+    /// batch statistics, for `σ² + eps` in [`BN_TRAIN_VAR_RANGE`]. The default composes the
+    /// methods above ([`batch_norm_composed`]); the private engine runs
+    /// `cryptgpu_sharing::norm` (20 rounds).
+    fn batch_norm_train(&mut self, x: &Self::T, gamma: &Self::T, beta: &Self::T, eps: f64) -> Result<BnTrain<Self::T>>
+    where
+        Self: Sized,
+    {
+        batch_norm_composed(self, x, gamma, beta, eps)
+    }
 
     /// Called after each layer's forward or backward pass and after the loss and the update, with a
     /// label such as `"3:features.3"`; engines that count communication attribute it here.
@@ -131,6 +150,55 @@ pub enum Phase {
 /// Values per channel of an `[N, C, ...]` shape.
 fn per_channel(shape: &[usize]) -> usize {
     shape.iter().enumerate().filter(|(i, _)| *i != 1).map(|(_, d)| d).product()
+}
+
+/// The outputs of [`Engine::batch_norm_train`].
+pub struct BnTrain<T> {
+    /// `gamma·xhat + beta`.
+    pub y: T,
+    /// `(x - mean) / sqrt(σ² + eps)`.
+    pub xhat: T,
+    /// `gamma / sqrt(σ² + eps)` per channel.
+    pub scale: T,
+    /// The batch mean per channel.
+    pub mean: T,
+    /// `Σ (x - mean)² / 2^t` per channel, `t = ceil(log2 m)` for `m` values per channel
+    /// ([`cryptgpu_sharing::norm::pow2_bits`]): `m / 2^t` times the biased variance `σ²`.
+    pub var: T,
+}
+
+/// [`Engine::batch_norm_train`] composed from the other methods: the mean, `var` (of
+/// [`BnTrain`]), `1/sqrt(σ² + eps)` by [`Engine::inv_sqrt`], then `xhat = xc·istd` and
+/// `y = xc·(gamma·istd) + beta`, the private protocol's formulas.
+pub fn batch_norm_composed<E: Engine>(
+    e: &mut E,
+    x: &E::T,
+    gamma: &E::T,
+    beta: &E::T,
+    eps: f64,
+) -> Result<BnTrain<E::T>> {
+    let s = e.shape(x);
+    let m = per_channel(&s);
+    if m < 2 {
+        return Err(NnError::Shape(format!(
+            "training batch norm needs more than one value per channel, got input {s:?}"
+        )));
+    }
+    let pow2 = (pow2_bits(m) as f64).exp2();
+    let mean = e.channel_sum(x)?;
+    let mean = e.scale(&mean, 1.0 / m as f64)?;
+    let xc = e.broadcast_channels(&mean, &s)?;
+    let xc = e.sub(x, &xc)?;
+    let sq = e.mul(&xc, &xc)?;
+    let sq = e.channel_sum(&sq)?;
+    let var = e.scale(&sq, 1.0 / pow2)?;
+    let biased = e.scale(&sq, 1.0 / m as f64)?;
+    let istd = e.inv_sqrt(&biased, eps)?;
+    let scale = e.mul(gamma, &istd)?;
+    let b = e.broadcast_channels(&istd, &s)?;
+    let xhat = e.mul(&xc, &b)?;
+    let y = e.affine_channels(&xc, &scale, beta)?;
+    Ok(BnTrain { y, xhat, scale, mean, var })
 }
 
 /// For an average pool that divides by the positions inside the input: `1 / count` per output
@@ -166,15 +234,16 @@ pub enum Tape<E: Engine> {
     MaxPool(E::PoolSaved, Vec<usize>),
     /// The input shape (average pooling, flatten, global pooling).
     Shape(Vec<usize>),
-    /// A training batch norm: the normalised input, `1/sqrt(var + eps)` and the batch statistics.
+    /// A training batch norm: the normalised input, `gamma/sqrt(σ² + eps)` and the batch
+    /// statistics (as [`BnTrain`] holds them).
     BatchNorm {
-        /// `(x - mean) / sqrt(var + eps)`.
+        /// `(x - mean) / sqrt(σ² + eps)`.
         xhat: E::T,
-        /// `1 / sqrt(var + eps)` per channel.
-        istd: E::T,
+        /// `gamma / sqrt(σ² + eps)` per channel.
+        scale: E::T,
         /// The batch mean per channel.
         mean: E::T,
-        /// The (biased) batch variance per channel.
+        /// `Σ (x - mean)² / 2^ceil(log2 m)` per channel.
         var: E::T,
     },
     /// Nothing (inference, additions, padding).
@@ -398,25 +467,14 @@ impl<T: Clone> Model<T> {
             return Ok((e.affine_channels(x, &scale, &shift)?, Tape::None));
         }
         let s = e.shape(x);
-        let m = per_channel(&s);
-        if m < 2 {
+        if per_channel(&s) < 2 {
             let name = w.strip_suffix(".weight").unwrap_or(w);
             return Err(NnError::Shape(format!(
                 "{name}: training batch norm needs more than one value per channel, got input {s:?}"
             )));
         }
-        let mean = e.channel_sum(x)?;
-        let mean = e.scale(&mean, 1.0 / m as f64)?;
-        let xc = e.broadcast_channels(&mean, &s)?;
-        let xc = e.sub(x, &xc)?;
-        let var = e.mul(&xc, &xc)?;
-        let var = e.channel_sum(&var)?;
-        let var = e.scale(&var, 1.0 / m as f64)?;
-        let istd = e.inv_sqrt(&var, eps)?;
-        let xhat = e.broadcast_channels(&istd, &s)?;
-        let xhat = e.mul(&xc, &xhat)?;
-        let y = e.affine_channels(&xhat, gamma, beta)?;
-        Ok((y, Tape::BatchNorm { xhat, istd, mean, var }))
+        let BnTrain { y, xhat, scale, mean, var } = e.batch_norm_train(x, gamma, beta, eps)?;
+        Ok((y, Tape::BatchNorm { xhat, scale, mean, var }))
     }
 
     /// Batch-norm backward: `dbeta = Σ g`, `dgamma = Σ g·xhat`, and
@@ -430,7 +488,7 @@ impl<T: Clone> Model<T> {
         g: &T,
     ) -> Result<T> {
         let [w, b, rm, rv] = names;
-        let Tape::BatchNorm { xhat, istd, mean, var } = t else {
+        let Tape::BatchNorm { xhat, scale: k, mean, var } = t else {
             return Err(NnError::Unsupported(format!("backward through batch norm {w} without its forward tape")));
         };
         let s = e.shape(g);
@@ -438,7 +496,6 @@ impl<T: Clone> Model<T> {
         let dbeta = e.channel_sum(g)?;
         let gx = e.mul(g, &xhat)?;
         let dgamma = e.channel_sum(&gx)?;
-        let k = e.mul(self.param(w)?, &istd)?;
         let mg = e.scale(&dbeta, 1.0 / m)?;
         let mg = e.broadcast_channels(&mg, &s)?;
         let mgx = e.scale(&dgamma, 1.0 / m)?;
@@ -451,7 +508,8 @@ impl<T: Clone> Model<T> {
         self.grads.insert(w.clone(), dgamma);
         self.grads.insert(b.clone(), dbeta);
         let new_rm = e.lincomb(&[(1.0 - BN_MOMENTUM, self.param(rm)?), (BN_MOMENTUM, &mean)])?;
-        let unbiased = BN_MOMENTUM * m / (m - 1.0);
+        // `var` is Σ (x - mean)² / 2^t: the unbiased variance is `var · 2^t / (m - 1)`.
+        let unbiased = BN_MOMENTUM * (pow2_bits(m as usize) as f64).exp2() / (m - 1.0);
         let new_rv = e.lincomb(&[(1.0 - BN_MOMENTUM, self.param(rv)?), (unbiased, &var)])?;
         self.params.insert(rm.clone(), new_rm);
         self.params.insert(rv.clone(), new_rv);

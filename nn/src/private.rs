@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use cryptgpu_net::Counters;
 
-use crate::engine::{pool_inv_counts, Engine, LayerGrads, Phase, BN_INV_SQRT_RANGE};
+use crate::engine::{pool_inv_counts, BnTrain, Engine, LayerGrads, Phase, BN_INV_SQRT_RANGE};
 use crate::error::{NnError, Result};
 
 /// Communication per (layer label, phase), summed over every pass through it.
@@ -339,6 +339,18 @@ impl<B: Backend, T: Transport> Engine for PrivateEngine<'_, B, T> {
         let y = self.party.add_scalar(x, e)?;
         let (lo, hi) = BN_INV_SQRT_RANGE;
         Ok(self.party.inv_sqrt(&y, lo, hi, 3)?)
+    }
+
+    /// [`Party::batch_norm_train`]: 20 rounds (see `cryptgpu_sharing::norm`).
+    fn batch_norm_train(
+        &mut self,
+        x: &AShare<B>,
+        gamma: &AShare<B>,
+        beta: &AShare<B>,
+        eps: f64,
+    ) -> Result<BnTrain<AShare<B>>> {
+        let o = self.party.batch_norm_train(x, gamma, beta, eps)?;
+        Ok(BnTrain { y: o.y, xhat: o.xhat, scale: o.scale, mean: o.mean, var: o.var })
     }
 
     fn step_done(&mut self, label: &str, phase: Phase) {

@@ -12,7 +12,10 @@
 //!   [`Engine::lincomb`] (pooling means, SGD) whose constants the private engine encodes with `e`
 //!   extra bits. Bound: [`FixedPoint::max_product`], `2^(62-2f)`.
 //! * [`RangeOp::InvSqrt`]: the largest input `x + eps` of batch norm's inverse square root, against
-//!   the top of [`BN_INV_SQRT_RANGE`], `2^17` (its bottom, `2^-17`, is below `eps`).
+//!   the top of [`BN_INV_SQRT_RANGE`], `2^17`, for running variances (inference), and of
+//!   [`BN_TRAIN_VAR_RANGE`], `2^13`, for batch variances (training); the bottoms, `2^-17`, are
+//!   below `eps`. A training batch norm also records its truncations (the mean's, `Σ (x - mean)²`,
+//!   `xhat`, `y`, `gamma/sqrt(σ² + eps)`).
 //! * [`RangeOp::ExpMax`], [`RangeOp::ExpMin`]: the largest and smallest input of the loss's exp
 //!   (logits minus their row's max), against `cryptgpu_sharing::approx::exp_domain`.
 //!
@@ -24,7 +27,9 @@ use cryptgpu_ring::{Conv2dParams, FixedPoint, Pool2dParams};
 use cryptgpu_sharing::approx::{exp_domain, SoftmaxConfig};
 use serde::{Serialize, Serializer};
 
-use crate::engine::{Engine, LayerGrads, Phase, BN_INV_SQRT_RANGE};
+use cryptgpu_sharing::norm::pow2_bits;
+
+use crate::engine::{batch_norm_composed, BnTrain, Engine, LayerGrads, Phase, BN_INV_SQRT_RANGE, BN_TRAIN_VAR_RANGE};
 use crate::error::Result;
 use crate::plain::{add_bias, PlainEngine, PlainTensor};
 use crate::private::lincomb_extra_bits;
@@ -378,6 +383,35 @@ impl Engine for RangeRecorder {
             self.note(RangeOp::InvSqrt, m, top);
         }
         PlainEngine.inv_sqrt(x, eps)
+    }
+
+    /// Records the private protocol's truncations (the mean's `2^e·mean`, `Σ (x - mean)²`, the
+    /// products `xhat`, `y` and `gamma·istd`) and `σ² + eps` against the top of
+    /// [`BN_TRAIN_VAR_RANGE`].
+    fn batch_norm_train(
+        &mut self,
+        x: &PlainTensor,
+        gamma: &PlainTensor,
+        beta: &PlainTensor,
+        eps: f64,
+    ) -> Result<BnTrain<PlainTensor>> {
+        let out = batch_norm_composed(&mut PlainEngine, x, gamma, beta, eps)?;
+        let m = (x.data.len() / gamma.data.len().max(1)) as f64;
+        let pow2 = (pow2_bits(m as usize) as f64).exp2();
+        let e = self.extra_bits(1.0 / m);
+        self.truncation(&out.mean.data, e);
+        let sums: Vec<f64> = out.var.data.iter().map(|v| v * pow2).collect();
+        self.truncation(&sums, 0);
+        let top = (BN_TRAIN_VAR_RANGE.1 as f64 + 1.0).exp2();
+        let worst =
+            sums.iter().fold(f64::NEG_INFINITY, |w, s| if s / m + eps > w || s.is_nan() { s / m + eps } else { w });
+        if !sums.is_empty() {
+            self.note(RangeOp::InvSqrt, worst, top);
+        }
+        for t in [&out.xhat, &out.y, &out.scale] {
+            self.truncation(&t.data, 0);
+        }
+        Ok(out)
     }
 
     fn step_done(&mut self, label: &str, phase: Phase) {

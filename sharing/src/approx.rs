@@ -23,7 +23,7 @@ use cryptgpu_net::Transport;
 use cryptgpu_ring::shape::check_same;
 use cryptgpu_ring::{Backend, BinaryOp, RingTensor};
 
-use crate::ashare::AShare;
+use crate::ashare::{AShare, ShareKind, Shares};
 use crate::compare::max_axis_cost_with;
 use crate::convert::{b2a_bit_one_round_bytes, msb_bytes, mul_bit_bytes, MsbVariant, MSB_ROUNDS};
 use crate::error::{Result, SharingError};
@@ -380,12 +380,12 @@ impl<B: Backend, T: Transport> Party<B, T> {
         self.truncate_by(&scaled, f)
     }
 
-    /// Concatenation of sharings along `axis` (local).
-    fn cat(&self, parts: &[&AShare<B>], axis: usize) -> Result<AShare<B>> {
+    /// Concatenation of sharings (arithmetic or binary) along `axis` (local).
+    pub(crate) fn cat<K: ShareKind>(&self, parts: &[&Shares<B, K>], axis: usize) -> Result<Shares<B, K>> {
         let be = self.backend();
         let firsts: Vec<&B::Tensor> = parts.iter().map(|p| p.first()).collect();
         let seconds: Vec<&B::Tensor> = parts.iter().map(|p| p.second()).collect();
-        AShare::from_parts(be.concat(&firsts, axis)?, be.concat(&seconds, axis)?)
+        Shares::from_parts(be.concat(&firsts, axis)?, be.concat(&seconds, axis)?)
     }
 
     /// Natural logarithm of fixed-point `x` in `[2^lo, 2^{hi+1})` (`hi <= f`): with

@@ -7,6 +7,7 @@
 //! * [`convert`]: MSB, A2B, bit injection and `x * [b]`.
 //! * [`compare`]: DReLU, ReLU, comparisons, sign, abs, max / argmax, max pooling.
 //! * [`approx`]: exp, reciprocal, inverse square root, softmax, cross-entropy gradient.
+//! * [`norm`]: the forward pass of a training batch norm (batch statistics, normalisation).
 //! * [`protocol`]: how to write a protocol outside the crate (rounds, named streams, shares).
 //! * [`runner`]: runs a closure as three in-process parties and collects outputs and counters.
 //! * [`deploy`]: runs a closure as one party of a TCP deployment ([`run_tcp`]); job tags, key sources.
@@ -28,6 +29,7 @@ pub mod convert;
 pub mod deploy;
 pub mod error;
 mod io;
+pub mod norm;
 pub mod party;
 pub mod protocol;
 pub mod runner;

@@ -29,6 +29,7 @@ use cryptgpu_ring::{Backend, Conv2dParams, FixedPoint, Pool2dParams, RingTensor}
 use cryptgpu_sharing::approx::{ExpConfig, SoftmaxConfig};
 use cryptgpu_sharing::audit::{Audit, Finding, Report, Test};
 use cryptgpu_sharing::convert::MsbVariant;
+use cryptgpu_sharing::norm::pow2_bits;
 use cryptgpu_sharing::{run_local_keyed, AShare, BShare, KeySource, Party, Result, RunConfig, TruncMode};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -429,7 +430,8 @@ fn broadcast(p: &P, v: &A, to: &[usize]) -> Result<A> {
 
 #[test]
 fn batch_norm_training_step() {
-    // The private engine's training batch norm, forward and backward (nn/src/engine.rs).
+    // The private engine's training batch norm: `Party::batch_norm_train`, then the backward
+    // pass and the running-variance update of nn/src/engine.rs.
     const SHAPE: [usize; 4] = [8, 16, 8, 8];
     let m = (SHAPE[0] * SHAPE[2] * SHAPE[3]) as f64;
     audit(
@@ -444,26 +446,18 @@ fn batch_norm_training_step() {
             Ok((x, g, gamma, beta, running))
         },
         |p, (x, g, gamma, beta, running)| {
-            let mean = lincomb(p, &[(1.0 / m, &channel_sum(p, &x)?)])?;
-            let xc = p.sub(&x, &broadcast(p, &mean, &SHAPE)?)?;
-            let sq = p.mul_fp(&xc, &xc)?;
-            let var = lincomb(p, &[(1.0 / m, &channel_sum(p, &sq)?)])?;
-            let var_eps = p.add_scalar(&var, p.codec().encode(1e-5)?)?;
-            let istd = p.inv_sqrt(&var_eps, -17, 16, 3)?;
-            let xhat = p.mul_fp(&xc, &broadcast(p, &istd, &SHAPE)?)?;
-            let y = p.mul_fp(&xhat, &broadcast(p, &gamma, &SHAPE)?)?;
-            let _y = p.add(&y, &broadcast(p, &beta, &SHAPE)?)?;
+            let o = p.batch_norm_train(&x, &gamma, &beta, 1e-5)?;
             let dbeta = channel_sum(p, &g)?;
-            let gx = p.mul_fp(&g, &xhat)?;
+            let gx = p.mul_fp(&g, &o.xhat)?;
             let dgamma = channel_sum(p, &gx)?;
-            let k = p.mul_fp(&gamma, &istd)?;
             let mg = lincomb(p, &[(1.0 / m, &dbeta)])?;
             let mgx = lincomb(p, &[(1.0 / m, &dgamma)])?;
             let t = p.sub(&g, &broadcast(p, &mg, &SHAPE)?)?;
-            let xm = p.mul_fp(&xhat, &broadcast(p, &mgx, &SHAPE)?)?;
+            let xm = p.mul_fp(&o.xhat, &broadcast(p, &mgx, &SHAPE)?)?;
             let t = p.sub(&t, &xm)?;
-            let dx = p.mul_fp(&t, &broadcast(p, &k, &SHAPE)?)?;
-            let rv = lincomb(p, &[(0.9, &running), (0.1 * m / (m - 1.0), &var)])?;
+            let dx = p.mul_fp(&t, &broadcast(p, &o.scale, &SHAPE)?)?;
+            let pow2 = (pow2_bits(m as usize) as f64).exp2();
+            let rv = lincomb(p, &[(0.9, &running), (0.1 * pow2 / (m - 1.0), &o.var)])?;
             Ok((dx, rv))
         },
     );

@@ -24,7 +24,7 @@ use cryptgpu_ring::{Conv2dParams, FixedPoint, Pool2dParams};
 use cryptgpu_sharing::approx::{exp_domain, SoftmaxConfig};
 use serde::{Serialize, Serializer};
 
-use crate::engine::{Engine, LayerGrads, Phase, BN_INV_SQRT_RANGE};
+use crate::engine::{Engine, LayerGrads, Phase, Product, BN_INV_SQRT_RANGE};
 use crate::error::Result;
 use crate::plain::{add_bias, PlainEngine, PlainTensor};
 use crate::private::lincomb_extra_bits;
@@ -173,6 +173,7 @@ impl RangeRecorder {
 
 impl Engine for RangeRecorder {
     type T = PlainTensor;
+    type Held = PlainTensor;
     type ReluSaved = Vec<bool>;
     type PoolSaved = Vec<usize>;
 
@@ -233,6 +234,18 @@ impl Engine for RangeRecorder {
 
     fn relu(&mut self, x: &PlainTensor) -> Result<(PlainTensor, Vec<bool>)> {
         PlainEngine.relu(x)
+    }
+
+    fn product(&mut self, layer: &Product<'_, PlainTensor>) -> Result<PlainTensor> {
+        layer.apply(self)
+    }
+
+    fn product_held(&mut self, layer: &Product<'_, PlainTensor>) -> Result<PlainTensor> {
+        layer.apply(self)
+    }
+
+    fn relu_held(&mut self, held: PlainTensor) -> Result<(PlainTensor, Vec<bool>)> {
+        self.relu(&held)
     }
 
     fn relu_backward(&mut self, gy: &PlainTensor, saved: &Vec<bool>) -> Result<PlainTensor> {

@@ -358,6 +358,18 @@ impl<B: Backend, T: Transport> Party<B, T> {
     /// **`9·ceil(log2(kh·kw))` rounds**; bytes: [`max_axis_cost`] with `rows = N*C*oh*ow`,
     /// `len = kh*kw`, `argmax = true`.
     pub fn max_pool2d(&mut self, x: &AShare<B>, p: &Pool2dParams) -> Result<(AShare<B>, AShare<B>)> {
+        self.max_pool2d_with(x, p, MsbVariant::Lean)
+    }
+
+    /// [`max_pool2d`](Self::max_pool2d) with the comparisons of
+    /// [`relu_with`](Self::relu_with)`(variant)`: **9 (`Lean`) or 7 (`LowLatency`) rounds per tree
+    /// level**; bytes: [`max_axis_cost_with`].
+    pub fn max_pool2d_with(
+        &mut self,
+        x: &AShare<B>,
+        p: &Pool2dParams,
+        variant: MsbVariant,
+    ) -> Result<(AShare<B>, AShare<B>)> {
         let be = self.backend().clone();
         let win = pool2d_window("max_pool2d", x.shape(), p)?;
         let (nc, k, plane) = (win.n * win.c, win.kh * win.kw, win.oh * win.ow);
@@ -373,7 +385,7 @@ impl<B: Backend, T: Transport> Party<B, T> {
         } else {
             cols
         };
-        let (y, onehot) = self.max_axis(&cols, 0, true)?;
+        let (y, onehot) = self.max_axis_with(&cols, 0, true, variant)?;
         let y = y.map(|t| be.reshape(t, &[win.n, win.c, win.oh, win.ow]))?;
         Ok((y, onehot.expect("argmax requested")))
     }

@@ -23,6 +23,11 @@
 //! | exact truncation of a sharing | 2 | 24 B | 8 B | 8 B |
 //! | product + probabilistic truncation | 2 | 8 B | 8 B | 8 B |
 //! | probabilistic truncation of a sharing | 2 | 8 B | 8 B | 8 B |
+//!
+//! A truncation can be held back before its last round ([`Truncating`]: `P2`'s message in exact
+//! mode, `P0`'s in probabilistic mode, 8 B per element), so that a ReLU after it sends that
+//! message with its MSB's input round ([`Party::relu_truncating`]): a product then costs 2
+//! rounds (exact: 24, 16, 8 B per element; [`product_held_cost`]) before the ReLU's own.
 
 use cryptgpu_net::{Peer, Round, Transport};
 use cryptgpu_ring::{Backend, BinaryOp, DeviceTensor, ScalarOp, ShiftOp, UnaryOp};

@@ -37,7 +37,7 @@ fn run(mode: TruncMode, variant: MsbVariant, n: usize) -> [Seen; 3] {
         let bias = p.input(2, (p.id() == 2).then_some(&tc), &[n])?;
         let mul = |be: &CpuBackend, s: &_, t: &_| cryptgpu_ring::Backend::binary(be, BinaryOp::Mul, s, t);
         let c0 = p.counters();
-        let h = p.bilinear_held(&x, &y, &mul)?;
+        let h = p.bilinear_held(&x, &y, &mul, codec.frac_bits())?;
         let h = p.add_to_truncating(h, &bias)?;
         let c1 = p.counters();
         let (r, d) = p.relu_truncating(h, variant)?;

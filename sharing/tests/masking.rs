@@ -340,7 +340,7 @@ fn product_then_relu() {
                 mode,
                 |p, s| two(p, s, &[N], &[N], FP),
                 |p, (x, y)| {
-                    let held = p.bilinear_held(&x, &y, &mul)?;
+                    let held = p.bilinear_held(&x, &y, &mul, p.codec().frac_bits())?;
                     p.relu_truncating(held, v)
                 },
             );

@@ -11,30 +11,43 @@
 //! | op | protocol | rounds and bytes per party |
 //! |---|---|---|
 //! | conv2d, linear, affine | product with truncation | [`product_cost`] per element |
+//! | the same, followed by a ReLU ([`Graph::relu_fusions`]) | product, truncation without its last round | [`product_held_cost`] per element |
 //! | avgpool2d, globalavgpool | truncation of the window sums | [`truncation_cost`] per element |
-//! | relu | MSB and `x·[b]` | [`relu_cost`] (lean variant) |
-//! | maxpool2d | tournament over the `kh·kw` window with argmax | [`max_axis_cost`] |
+//! | avgpool2d by `2^s` into a product ([`Graph::pool_folds`]) | window sums; the product truncates `s` bits more | none |
+//! | relu | MSB and `x·[b]` | [`relu_cost`] (MSB of [`CostConfig::msb`]) |
+//! | relu after a held product | the same, the product's last round in the MSB's first | [`relu_truncating_cost`] |
+//! | maxpool2d | tournament over the `kh·kw` window with argmax | [`max_axis_cost_with`] |
 //! | flatten, add, pad | local | none |
 
 use std::collections::BTreeMap;
 
 use cryptgpu_sharing::arith::{input_cost, reveal_to_cost};
-use cryptgpu_sharing::compare::{max_axis_cost, relu_cost};
+use cryptgpu_sharing::compare::{max_axis_cost_with, relu_cost, relu_truncating_cost};
 use cryptgpu_sharing::convert::MsbVariant;
-use cryptgpu_sharing::trunc::{product_cost, truncation_cost, TruncMode};
+use cryptgpu_sharing::trunc::{product_cost, product_held_cost, truncation_cost, TruncMode};
 use serde::Serialize;
 
 use crate::error::{NnError, Result};
 use crate::graph::{Graph, Op};
+use crate::private::RELU_MSB;
 use crate::session::{Roles, MAX_COUNT};
 
 /// What changes the cost of a forward pass besides the graph and the batch.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct CostConfig {
     /// How fixed-point products are truncated (`RunConfig::trunc`).
     pub trunc: TruncMode,
     /// Who shares the input (`data_owner`) and who receives the logits (`output_to`).
     pub roles: Roles,
+    /// The MSB protocol of ReLUs and max pools ([`PrivateEngine::msb`](crate::private::PrivateEngine::msb)).
+    pub msb: MsbVariant,
+}
+
+impl Default for CostConfig {
+    /// Exact truncation, the default roles and the engine's default MSB ([`RELU_MSB`]).
+    fn default() -> Self {
+        CostConfig { trunc: TruncMode::default(), roles: Roles::default(), msb: RELU_MSB }
+    }
 }
 
 /// Rounds and bytes sent by each party in one step.
@@ -120,16 +133,32 @@ impl ForwardCost {
     }
 }
 
+/// How a node runs with its neighbours ([`Graph::relu_fusions`]).
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Fusion {
+    /// On its own.
+    None,
+    /// A product whose truncation's last round the next node (a ReLU) sends.
+    Held,
+    /// A ReLU sending the held round of the product before it.
+    AfterHeld,
+}
+
 /// The communication of one node computing `out` (the output shape).
-fn op_cost(op: &Op, out: &[usize], trunc: TruncMode) -> StepCost {
+fn op_cost(op: &Op, out: &[usize], config: &CostConfig, fusion: Fusion) -> StepCost {
+    let (trunc, msb) = (config.trunc, config.msb);
     let n: usize = out.iter().product();
     match op {
-        Op::Conv2d { .. } | Op::Linear { .. } | Op::BatchNorm { .. } | Op::Affine { .. } => {
-            StepCost::per_element(n, |p| product_cost(trunc, p))
-        }
+        Op::Conv2d { .. } | Op::Linear { .. } | Op::BatchNorm { .. } | Op::Affine { .. } => match fusion {
+            Fusion::Held => StepCost::per_element(n, |p| product_held_cost(trunc, p)),
+            _ => StepCost::per_element(n, |p| product_cost(trunc, p)),
+        },
         Op::AvgPool2d { .. } | Op::GlobalAvgPool => StepCost::per_element(n, |p| truncation_cost(trunc, p)),
-        Op::Relu => StepCost::of(|p| relu_cost(MsbVariant::Lean, p, n)),
-        Op::MaxPool2d { kernel, .. } => StepCost::of(|p| max_axis_cost(p, n, kernel.0 * kernel.1, true)),
+        Op::Relu => match fusion {
+            Fusion::AfterHeld => StepCost::of(|p| relu_truncating_cost(msb, trunc, p, n)),
+            _ => StepCost::of(|p| relu_cost(msb, p, n)),
+        },
+        Op::MaxPool2d { kernel, .. } => StepCost::of(|p| max_axis_cost_with(msb, p, n, kernel.0 * kernel.1, true)),
         Op::Flatten | Op::Add | Op::Pad { .. } => StepCost::default(),
     }
 }
@@ -146,12 +175,15 @@ fn op_cost(op: &Op, out: &[usize], trunc: TruncMode) -> StepCost {
 ///
 /// let graph = lenet(Pool::Avg).to_graph();
 /// let cost = forward_cost(&graph, 1, &CostConfig::default())?;
-/// // The first convolution: 20x24x24 outputs, each a product with exact truncation (3 rounds;
-/// // 24, 16 and 16 B per element).
+/// // The first convolution: 20x24x24 outputs, each a product with exact truncation whose last
+/// // round (8 B per element from party 2) the ReLU after it sends (2 rounds; 24, 16 and 8 B).
 /// let conv = &cost.nodes[0];
 /// assert_eq!((conv.label.as_str(), conv.op, conv.params), ("0:features.0", "conv2d", 520));
-/// assert_eq!(conv.cost.rounds, 3);
-/// assert_eq!(conv.cost.bytes_sent_per_party, [24 * 11520, 16 * 11520, 16 * 11520]);
+/// assert_eq!(conv.cost.rounds, 2);
+/// assert_eq!(conv.cost.bytes_sent_per_party, [24 * 11520, 16 * 11520, 8 * 11520]);
+/// // The average pooling's division by 4 joins the next convolution's truncation.
+/// assert_eq!(cost.nodes[2].cost.rounds, 0);
+/// assert_eq!(cost.total.rounds, 32);
 /// // Everything at party 0: party 0 sends the 784 pixels, party 2 opens the 10 logits to it.
 /// assert_eq!(cost.input.bytes_sent_per_party, [8 * 784, 0, 0]);
 /// assert_eq!(cost.reveal.bytes_sent_per_party, [0, 0, 8 * 10]);
@@ -175,9 +207,16 @@ pub fn forward_cost(graph: &Graph, batch: usize, config: &CostConfig) -> Result<
     let input = StepCost::of(|p| input_cost(roles.data_owner, p, shape(&g.input).iter().product()));
     let (mut pending, mut pending_params) = (StepCost::default(), 0);
     let mut nodes = Vec::new();
-    for node in &g.nodes {
+    let (fusions, folds) = (g.relu_fusions(), g.pool_folds());
+    for (i, node) in g.nodes.iter().enumerate() {
         let out = shape(&node.output);
-        pending = pending.then(op_cost(&node.op, out, config.trunc));
+        let fusion = match (fusions[i], i > 0 && fusions[i - 1]) {
+            (true, _) => Fusion::Held,
+            (false, true) => Fusion::AfterHeld,
+            (false, false) => Fusion::None,
+        };
+        let folded = folds[i] > 0 && matches!(node.op, Op::AvgPool2d { .. });
+        pending = pending.then(if folded { StepCost::default() } else { op_cost(&node.op, out, config, fusion) });
         pending_params += node.op.param_names().iter().map(|p| sizes[p]).sum::<usize>();
         if !node.label.is_empty() {
             nodes.push(NodeCost {

@@ -34,10 +34,73 @@ pub const BN_MOMENTUM: f64 = 0.1;
 /// Gradients of a layer with weights: (input, weight, bias when the layer has one).
 pub type LayerGrads<T> = (T, T, Option<T>);
 
+/// A product layer with its operands: what [`Engine::product_held`] computes.
+pub enum Product<'a, T> {
+    /// [`Engine::conv2d`].
+    Conv2d {
+        /// Input.
+        x: &'a T,
+        /// Weight.
+        w: &'a T,
+        /// Bias.
+        b: Option<&'a T>,
+        /// Stride and (symmetric) padding.
+        p: Conv2dParams,
+        /// The input is `2^div` times the layer's (window sums of a folded average pooling,
+        /// [`Graph::pool_folds`]): the product is divided by `2^div` before the bias.
+        div: u32,
+    },
+    /// [`Engine::linear`].
+    Linear {
+        /// Input.
+        x: &'a T,
+        /// Weight.
+        w: &'a T,
+        /// Bias.
+        b: Option<&'a T>,
+        /// As for [`Product::Conv2d`].
+        div: u32,
+    },
+    /// [`Engine::affine_channels`].
+    Affine {
+        /// Input.
+        x: &'a T,
+        /// Per-channel scale.
+        scale: &'a T,
+        /// Per-channel shift.
+        shift: &'a T,
+    },
+}
+
+impl<T> Product<'_, T> {
+    /// The layer's output by the engine's own methods (the division by `2^div` with
+    /// [`Engine::scale`]).
+    pub fn apply<E: Engine<T = T>>(&self, e: &mut E) -> Result<T> {
+        let (y, b, div) = match *self {
+            Product::Conv2d { x, w, b, ref p, div: 0 } => return e.conv2d(x, w, b, p),
+            Product::Linear { x, w, b, div: 0 } => return e.linear(x, w, b),
+            Product::Affine { x, scale, shift } => return e.affine_channels(x, scale, shift),
+            Product::Conv2d { x, w, b, ref p, div } => (e.conv2d(x, w, None, p)?, b, div),
+            Product::Linear { x, w, b, div } => (e.linear(x, w, None)?, b, div),
+        };
+        let y = e.scale(&y, (-(div as f64)).exp2())?;
+        match b {
+            Some(b) => {
+                let bb = e.broadcast_channels(b, &e.shape(&y))?;
+                e.add(&y, &bb)
+            }
+            None => Ok(y),
+        }
+    }
+}
+
 /// The per-layer computations of a model.
 pub trait Engine {
     /// Activations and parameters.
     type T: Clone;
+    /// A product layer's output held back before its last round, for
+    /// [`relu_held`](Self::relu_held) (the plaintext engines: the output itself).
+    type Held;
     /// What ReLU keeps for its backward pass.
     type ReluSaved;
     /// What max pooling keeps for its backward pass.
@@ -62,11 +125,24 @@ pub trait Engine {
     fn linear_grads(&mut self, x: &Self::T, w: &Self::T, gy: &Self::T, bias: bool) -> Result<LayerGrads<Self::T>>;
     /// ReLU and its saved derivative.
     fn relu(&mut self, x: &Self::T) -> Result<(Self::T, Self::ReluSaved)>;
+    /// The output of `layer` (the plaintext engines: [`Product::apply`]).
+    fn product(&mut self, layer: &Product<'_, Self::T>) -> Result<Self::T>;
+    /// `layer` held back before its last round (the private engine: its truncation's last message).
+    fn product_held(&mut self, layer: &Product<'_, Self::T>) -> Result<Self::Held>;
+    /// ReLU of a held product and its saved derivative (the private engine sends the held round
+    /// with the first round of the ReLU's MSB).
+    fn relu_held(&mut self, held: Self::Held) -> Result<(Self::T, Self::ReluSaved)>;
     /// ReLU backward.
     fn relu_backward(&mut self, gy: &Self::T, saved: &Self::ReluSaved) -> Result<Self::T>;
     /// Average pooling; the divisor is the window (`count_include_pad`) or its positions inside
     /// the input.
     fn avg_pool(&mut self, x: &Self::T, p: &Pool2dParams, count_include_pad: bool) -> Result<Self::T>;
+    /// The window sums of average pooling (padding counts as zeros), for a layer that divides
+    /// ([`Graph::pool_folds`]); by default the pooling times the window.
+    fn pool_sums(&mut self, x: &Self::T, p: &Pool2dParams) -> Result<Self::T> {
+        let y = self.avg_pool(x, p, true)?;
+        self.scale(&y, (p.kernel.0 * p.kernel.1) as f64)
+    }
     /// Average pooling backward.
     fn avg_pool_backward(
         &mut self,
@@ -369,13 +445,30 @@ impl<T: Clone> Model<T> {
         let mut vals: BTreeMap<&str, T> = BTreeMap::new();
         vals.insert(&g.input, x.clone());
         let mut tape = Vec::new();
+        let fusions = g.relu_fusions();
+        // Training keeps the pooled values (the layer after needs them for its weight gradient).
+        let folds = if train { vec![0; g.nodes.len()] } else { g.pool_folds() };
+        let mut held: Option<E::Held> = None;
         for (i, node) in g.nodes.iter().enumerate() {
-            let ins = node
-                .inputs
-                .iter()
-                .map(|v| vals.get(v.as_str()).ok_or_else(|| NnError::Shape(format!("value {v} is not defined"))))
-                .collect::<Result<Vec<&T>>>()?;
-            let (y, t) = self.node_forward(e, node, &ins, train)?;
+            let (y, t) = if let Some(h) = held.take() {
+                // The ReLU after a held product (the only reader of its output).
+                let (y, s) = e.relu_held(h)?;
+                (Some(y), Tape::Relu(s))
+            } else {
+                let ins = node
+                    .inputs
+                    .iter()
+                    .map(|v| vals.get(v.as_str()).ok_or_else(|| NnError::Shape(format!("value {v} is not defined"))))
+                    .collect::<Result<Vec<&T>>>()?;
+                if fusions[i] {
+                    let (h, t) = self.with_product(e, node, ins[0], train, folds[i], |e, l| e.product_held(l))?;
+                    held = Some(h);
+                    (None, t)
+                } else {
+                    let (y, t) = self.node_forward(e, node, &ins, train, folds[i])?;
+                    (Some(y), t)
+                }
+            };
             if !node.label.is_empty() {
                 e.step_done(&node.label, Phase::Forward);
             }
@@ -387,7 +480,9 @@ impl<T: Clone> Model<T> {
                     vals.remove(v.as_str());
                 }
             }
-            vals.insert(&node.output, y);
+            if let Some(y) = y {
+                vals.insert(&node.output, y);
+            }
         }
         let y = vals
             .remove(g.output.as_str())
@@ -395,24 +490,22 @@ impl<T: Clone> Model<T> {
         Ok((y, tape))
     }
 
-    fn node_forward<E: Engine<T = T>>(&self, e: &mut E, node: &Node, ins: &[&T], train: bool) -> Result<(T, Tape<E>)> {
+    /// The forward pass of one node; `fold` as [`Graph::pool_folds`] gives it.
+    fn node_forward<E: Engine<T = T>>(
+        &self,
+        e: &mut E,
+        node: &Node,
+        ins: &[&T],
+        train: bool,
+        fold: u32,
+    ) -> Result<(T, Tape<E>)> {
         let x = ins[0];
-        let keep = |t: T| if train { Tape::Input(t) } else { Tape::None };
         Ok(match &node.op {
-            Op::Conv2d { weight, bias, stride, padding } => {
-                let b = bias.as_deref().map(|b| self.param(b)).transpose()?;
-                let w = self.param(weight)?;
-                match symmetric(*padding) {
-                    Some(p) => (e.conv2d(x, w, b, &conv_params(*stride, p))?, keep(x.clone())),
-                    None => {
-                        let xp = e.pad2d(x, *padding)?;
-                        (e.conv2d(&xp, w, b, &conv_params(*stride, (0, 0)))?, keep(xp))
-                    }
-                }
+            Op::Conv2d { .. } | Op::Linear { .. } | Op::Affine { .. } => {
+                self.with_product(e, node, x, train, fold, |e, layer| e.product(layer))?
             }
-            Op::Linear { weight, bias } => {
-                let b = bias.as_deref().map(|b| self.param(b)).transpose()?;
-                (e.linear(x, self.param(weight)?, b)?, keep(x.clone()))
+            Op::AvgPool2d { kernel, stride, padding, .. } if fold > 0 => {
+                (e.pool_sums(x, &pool_params(*kernel, *stride, *padding))?, Tape::Shape(e.shape(x)))
             }
             Op::Relu => {
                 let (y, s) = e.relu(x)?;
@@ -428,15 +521,6 @@ impl<T: Clone> Model<T> {
             Op::BatchNorm { weight, bias, running_mean, running_var, eps } => {
                 self.batch_norm(e, [weight, bias, running_mean, running_var], *eps, x, train)?
             }
-            Op::Affine { scale, shift } => {
-                if train {
-                    let name = scale.strip_suffix(".scale").unwrap_or(scale);
-                    return Err(NnError::Unsupported(format!(
-                        "training through the folded batch norm {name}: start from trainable (unfolded) parameters"
-                    )));
-                }
-                (e.affine_channels(x, self.param(scale)?, self.param(shift)?)?, Tape::None)
-            }
             Op::GlobalAvgPool => (e.global_avg_pool(x)?, Tape::Shape(e.shape(x))),
             Op::Flatten => {
                 let s = e.shape(x);
@@ -445,6 +529,48 @@ impl<T: Clone> Model<T> {
             Op::Add => (e.add(x, ins[1])?, Tape::None),
             Op::Pad { pads } => (e.pad2d(x, *pads)?, Tape::None),
         })
+    }
+
+    /// Runs `f` on the product layer of a convolution, linear or folded batch-norm node on `x`
+    /// (padded first when the padding is asymmetric; `div` as in [`Product::Conv2d`]); returns its
+    /// result and the node's tape.
+    fn with_product<E: Engine<T = T>, R>(
+        &self,
+        e: &mut E,
+        node: &Node,
+        x: &T,
+        train: bool,
+        div: u32,
+        f: impl FnOnce(&mut E, &Product<'_, T>) -> Result<R>,
+    ) -> Result<(R, Tape<E>)> {
+        let bias = |b: &Option<String>| b.as_deref().map(|b| self.param(b)).transpose();
+        match &node.op {
+            Op::Conv2d { weight, bias: b, stride, padding } => {
+                let (b, w) = (bias(b)?, self.param(weight)?);
+                let (padded, p) = match symmetric(*padding) {
+                    Some(p) => (None, conv_params(*stride, p)),
+                    None => (Some(e.pad2d(x, *padding)?), conv_params(*stride, (0, 0))),
+                };
+                let input = padded.as_ref().unwrap_or(x);
+                let r = f(e, &Product::Conv2d { x: input, w, b, p, div })?;
+                let t = if train { Tape::Input(padded.unwrap_or_else(|| x.clone())) } else { Tape::None };
+                Ok((r, t))
+            }
+            Op::Linear { weight, bias: b } => {
+                let r = f(e, &Product::Linear { x, w: self.param(weight)?, b: bias(b)?, div })?;
+                Ok((r, if train { Tape::Input(x.clone()) } else { Tape::None }))
+            }
+            Op::Affine { scale, shift } => {
+                if train {
+                    let name = scale.strip_suffix(".scale").unwrap_or(scale);
+                    return Err(NnError::Unsupported(format!(
+                        "training through the folded batch norm {name}: start from trainable (unfolded) parameters"
+                    )));
+                }
+                Ok((f(e, &Product::Affine { x, scale: self.param(scale)?, shift: self.param(shift)? })?, Tape::None))
+            }
+            op => Err(NnError::Unsupported(format!("{} is not a product layer", op.name()))),
+        }
     }
 
     /// Batch norm with parameters `[weight, bias, running_mean, running_var]`.

@@ -246,6 +246,61 @@ impl Graph {
         }
     }
 
+    /// For each node, whether it is a product layer (convolution, linear, folded batch norm)
+    /// whose output is read by the next node, a ReLU, and nothing else: the engines then run
+    /// the two together ([`Engine::relu_held`](crate::engine::Engine::relu_held)), the private one
+    /// with one round fewer.
+    pub fn relu_fusions(&self) -> Vec<bool> {
+        let readers = |v: &str| self.nodes.iter().filter(|n| n.inputs.iter().any(|i| i == v)).count();
+        let fuses = |(node, next): (&Node, &Node)| {
+            matches!(node.op, Op::Conv2d { .. } | Op::Linear { .. } | Op::Affine { .. })
+                && matches!(next.op, Op::Relu)
+                && next.inputs == [node.output.as_str()]
+                && node.output != self.output
+                && readers(&node.output) == 1
+        };
+        let mut out: Vec<bool> = self.nodes.windows(2).map(|w| fuses((&w[0], &w[1]))).collect();
+        out.push(false);
+        out.truncate(self.nodes.len());
+        out
+    }
+
+    /// For each node, the exponent `s` of an average pooling by a window of `2^s` positions
+    /// (divisor the window: `count_include_pad` or no padding) whose output only a convolution or
+    /// linear layer reads (directly or through a flatten), at the pooling and at that layer; 0
+    /// elsewhere. Inference then moves the division into the layer's truncation (window sums in,
+    /// output truncated by `2^s` more), which saves the pooling's own.
+    pub fn pool_folds(&self) -> Vec<u32> {
+        let readers = |v: &str| self.nodes.iter().filter(|n| n.inputs.iter().any(|i| i == v)).count();
+        // The node at `j` reads `v` alone, and nothing else does.
+        let only_reader = |v: &str, j: usize| {
+            v != self.output && readers(v) == 1 && self.nodes.get(j).is_some_and(|n| n.inputs == [v])
+        };
+        let mut out = vec![0; self.nodes.len()];
+        for (i, node) in self.nodes.iter().enumerate() {
+            let Op::AvgPool2d { kernel, padding, count_include_pad, .. } = &node.op else { continue };
+            let k = kernel.0 * kernel.1;
+            if k < 2 || !k.is_power_of_two() || !(*count_include_pad || *padding == (0, 0)) {
+                continue;
+            }
+            let mut j = i + 1;
+            if !only_reader(&node.output, j) {
+                continue;
+            }
+            if matches!(self.nodes[j].op, Op::Flatten) {
+                if !only_reader(&self.nodes[j].output, j + 1) {
+                    continue;
+                }
+                j += 1;
+            }
+            if matches!(self.nodes[j].op, Op::Conv2d { .. } | Op::Linear { .. }) {
+                out[i] = k.trailing_zeros();
+                out[j] = out[i];
+            }
+        }
+        out
+    }
+
     /// True when the graph has batch norms.
     pub fn has_batchnorm(&self) -> bool {
         self.nodes.iter().any(|n| matches!(n.op, Op::BatchNorm { .. }))

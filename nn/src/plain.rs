@@ -28,7 +28,7 @@ use ndarray::{
     ShapeBuilder, ShapeError, StrideShape, Zip,
 };
 
-use crate::engine::{pool_inv_counts, Engine, LayerGrads};
+use crate::engine::{pool_inv_counts, Engine, LayerGrads, Product};
 use crate::error::{NnError, Result};
 
 /// A dense row-major f64 tensor.
@@ -184,6 +184,7 @@ pub(crate) fn add_bias(mut y: PlainTensor, b: &PlainTensor) -> Result<PlainTenso
 
 impl Engine for PlainEngine {
     type T = PlainTensor;
+    type Held = PlainTensor;
     type ReluSaved = Vec<bool>;
     type PoolSaved = Vec<usize>;
 
@@ -251,6 +252,18 @@ impl Engine for PlainEngine {
         // The derivative at 0 is 1, as the private DReLU (NOT msb) gives.
         let mask: Vec<bool> = x.data.iter().map(|&v| v >= 0.0).collect();
         Ok((x.view()?.mapv(|v| v.max(0.0)).into(), mask))
+    }
+
+    fn product(&mut self, layer: &Product<'_, PlainTensor>) -> Result<PlainTensor> {
+        layer.apply(self)
+    }
+
+    fn product_held(&mut self, layer: &Product<'_, PlainTensor>) -> Result<PlainTensor> {
+        layer.apply(self)
+    }
+
+    fn relu_held(&mut self, held: PlainTensor) -> Result<(PlainTensor, Vec<bool>)> {
+        self.relu(&held)
     }
 
     fn relu_backward(&mut self, gy: &PlainTensor, mask: &Vec<bool>) -> Result<PlainTensor> {

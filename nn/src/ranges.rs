@@ -29,7 +29,9 @@ use serde::{Serialize, Serializer};
 
 use cryptgpu_sharing::norm::pow2_bits;
 
-use crate::engine::{batch_norm_composed, BnTrain, Engine, LayerGrads, Phase, BN_INV_SQRT_RANGE, BN_TRAIN_VAR_RANGE};
+use crate::engine::{
+    batch_norm_composed, BnTrain, Engine, LayerGrads, Phase, Product, BN_INV_SQRT_RANGE, BN_TRAIN_VAR_RANGE,
+};
 use crate::error::Result;
 use crate::plain::{add_bias, PlainEngine, PlainTensor};
 use crate::private::lincomb_extra_bits;
@@ -178,6 +180,7 @@ impl RangeRecorder {
 
 impl Engine for RangeRecorder {
     type T = PlainTensor;
+    type Held = PlainTensor;
     type ReluSaved = Vec<bool>;
     type PoolSaved = Vec<usize>;
 
@@ -238,6 +241,18 @@ impl Engine for RangeRecorder {
 
     fn relu(&mut self, x: &PlainTensor) -> Result<(PlainTensor, Vec<bool>)> {
         PlainEngine.relu(x)
+    }
+
+    fn product(&mut self, layer: &Product<'_, PlainTensor>) -> Result<PlainTensor> {
+        layer.apply(self)
+    }
+
+    fn product_held(&mut self, layer: &Product<'_, PlainTensor>) -> Result<PlainTensor> {
+        layer.apply(self)
+    }
+
+    fn relu_held(&mut self, held: PlainTensor) -> Result<(PlainTensor, Vec<bool>)> {
+        self.relu(&held)
     }
 
     fn relu_backward(&mut self, gy: &PlainTensor, saved: &Vec<bool>) -> Result<PlainTensor> {

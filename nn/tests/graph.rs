@@ -295,3 +295,37 @@ fn real_position_divisors_and_zero_padding_are_exact() {
     assert_eq!(padded.data, [0.0, 0.0, 0.0, 0.0, 3.0, 4.0, 0.0, 0.0]);
     assert_eq!(e.crop2d(&padded, [1, 0, 0, 2]).unwrap(), x);
 }
+
+#[test]
+fn relu_fusions_and_pool_folds_pick_single_reader_chains() {
+    let g = lenet(Pool::Avg).to_graph();
+    let ops: Vec<&str> = g.nodes.iter().map(|n| n.op.name()).collect();
+    let fused: Vec<&str> = g.relu_fusions().iter().zip(&ops).filter(|(f, _)| **f).map(|(_, o)| *o).collect();
+    assert_eq!(fused, ["conv2d", "conv2d", "linear"], "{ops:?}");
+    let folds: Vec<(u32, &str)> = g.pool_folds().into_iter().zip(ops.iter().copied()).filter(|(s, _)| *s > 0).collect();
+    assert_eq!(folds, [(2, "avgpool2d"), (2, "conv2d"), (2, "avgpool2d"), (2, "linear")]);
+    // A second reader, a window of 9 or a divisor counting real positions only: no fold; the
+    // graph's output is never held.
+    let pool = |k: usize, count_include_pad: bool| Op::AvgPool2d {
+        kernel: (k, k),
+        stride: (k, k),
+        padding: (1, 1),
+        count_include_pad,
+    };
+    for (op, second_reader) in [(pool(2, true), true), (pool(3, true), false), (pool(2, false), false)] {
+        let mut g = Graph {
+            name: "t".into(),
+            input: "x".into(),
+            input_shape: vec![1, 4, 4],
+            output: "y".into(),
+            classes: 1,
+            params: vec![("w".into(), vec![1, 1, 1, 1])],
+            nodes: vec![node("p", op, &["x"], "p"), node("c", conv("w", None, [0; 4]), &["p"], "y")],
+        };
+        if second_reader {
+            g.nodes.push(node("a", Op::Add, &["p", "y"], "z"));
+        }
+        assert_eq!(g.pool_folds(), vec![0; g.nodes.len()]);
+        assert_eq!(g.relu_fusions(), vec![false; g.nodes.len()]);
+    }
+}

@@ -20,6 +20,7 @@ use crate::ashare::AShare;
 use crate::error::Result;
 use crate::party::Party;
 use crate::streams::{KeyRole, Purpose};
+use crate::trunc::Truncating;
 
 /// A bilinear map over the ring (elementwise product, matrix product, convolution, ...).
 pub type BilinearOp<'a, B> =
@@ -197,13 +198,30 @@ impl<B: Backend, T: Transport> Party<B, T> {
         op: BilinearOp<'_, B>,
         truncate: bool,
     ) -> Result<AShare<B>> {
-        let z = self.product_term(x, y, op)?;
         if truncate {
             let f = self.codec().frac_bits();
-            self.truncate_terms_by(z, f)
+            let held = self.bilinear_held(x, y, op, f)?;
+            self.finish_truncation(held)
         } else {
+            let z = self.product_term(x, y, op)?;
             self.reshare(z)
         }
+    }
+
+    /// [`bilinear`](Self::bilinear) truncated by `2^bits` (`f` for fixed-point operands), held
+    /// back before the truncation's last round ([`Truncating`]): **2 rounds** in exact mode (P0 sends 24 B, P1 16 B, P2 8 B per output
+    /// element; [`product_held_cost`](crate::trunc::product_held_cost)); finish it with
+    /// [`finish_truncation`](Self::finish_truncation) or feed it to
+    /// [`relu_truncating`](Self::relu_truncating).
+    pub fn bilinear_held(
+        &mut self,
+        x: &AShare<B>,
+        y: &AShare<B>,
+        op: BilinearOp<'_, B>,
+        bits: u32,
+    ) -> Result<Truncating<B>> {
+        let z = self.product_term(x, y, op)?;
+        self.truncate_terms_held(z, bits)
     }
 
     /// Elementwise integer product over Z_2^64. **1 round, 8 B per element per party.**

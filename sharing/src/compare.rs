@@ -14,12 +14,14 @@ use cryptgpu_ring::shape::{check_same, pool2d_window};
 use cryptgpu_ring::{Backend, Pool2dParams, RingTensor, ScalarOp};
 
 use crate::ashare::AShare;
-use crate::binary::BShare;
+use crate::binary::{from_words, BShare};
 use crate::convert::{
-    msb_bytes, msb_variant_bytes, msb_variant_rounds, mul_bit_bytes, mul_bit_one_round_bytes, MsbVariant, MSB_ROUNDS,
+    msb_bytes, msb_role_bytes, msb_variant_bytes, msb_variant_rounds, mul_bit_bytes, mul_bit_one_round_bytes,
+    MsbVariant, MSB_ROUNDS,
 };
 use crate::error::{Result, SharingError};
 use crate::party::Party;
+use crate::trunc::{last_round_sender, TruncMode, Truncating};
 
 /// The value that padded positions of max pooling take: `-2^62`. Inputs of the max protocols
 /// must lie in `(-2^62, 2^62)` (ring units), so that differences never wrap and padding never wins.
@@ -58,6 +60,19 @@ pub fn relu_cost(variant: MsbVariant, party: usize, n: usize) -> (u64, u64) {
             (msb_variant_rounds(variant) + 1, msb_variant_bytes(variant, party, n) + mul_bit_one_round_bytes(party, n))
         }
     }
+}
+
+/// Rounds and bytes sent by party `party` in [`Party::relu_truncating`] of `n` elements after a
+/// truncation in `mode`: the MSB's roles rotated to the truncation's sender, which also sends
+/// its last message (8 B per element).
+pub fn relu_truncating_cost(variant: MsbVariant, mode: TruncMode, party: usize, n: usize) -> (u64, u64) {
+    let lead = last_round_sender(mode);
+    let select = match variant {
+        MsbVariant::Lean => mul_bit_bytes(party, n),
+        MsbVariant::LowLatency => mul_bit_one_round_bytes(party, n),
+    };
+    let last = if party == lead { 8 * n as u64 } else { 0 };
+    (relu_cost(variant, party, n).0, msb_role_bytes(variant, lead, party, n) + select + last)
 }
 
 /// Bytes sent by party `party` in [`Party::relu_with`] of `n` elements ([`relu_cost`]).
@@ -111,6 +126,30 @@ impl<B: Backend, T: Transport> Party<B, T> {
     pub fn relu_with(&mut self, x: &AShare<B>, variant: MsbVariant) -> Result<(AShare<B>, BShare<B>)> {
         let d = self.drelu_with(x, variant)?;
         let y = self.select_bit(x, &d, variant)?;
+        Ok((y, d))
+    }
+
+    /// [`relu_with`](Self::relu_with) of a truncation held back before its last round (the
+    /// output of [`bilinear_held`](Self::bilinear_held)): the last message rides on the MSB's
+    /// input round, led by the truncation's sender (see [`crate::convert`]). Exact, with the
+    /// result of `relu_with(finish_truncation(t))`. **The rounds of `relu_with`**, 1 fewer than
+    /// both steps; bytes per party: [`relu_truncating_cost`].
+    pub fn relu_truncating(&mut self, mut t: Truncating<B>, variant: MsbVariant) -> Result<(AShare<B>, BShare<B>)> {
+        let be = self.backend().clone();
+        if t.shape().iter().product::<usize>() == 0 {
+            let x = self.finish_truncation(t)?;
+            return self.relu_with(&x, variant);
+        }
+        let lead = t.sender();
+        let shape = t.shape().to_vec();
+        let n = shape.iter().product::<usize>();
+        let receiver = self.id() == (lead + 2) % 3;
+        let v = self.operand(t.share(), lead)?;
+        let (m, missing) = self.msb_core(&v, variant, lead, t.take_message(), if receiver { n } else { 0 })?;
+        let x = if receiver { t.complete(&be, from_words(&be, &shape, missing)?)? } else { t.into_share() };
+        let m = m.map(|b| be.reshape(b, &shape))?;
+        let d = self.b_not_bit(&m)?;
+        let y = self.select_bit(&x, &d, variant)?;
         Ok((y, d))
     }
 
@@ -319,6 +358,18 @@ impl<B: Backend, T: Transport> Party<B, T> {
     /// **`9·ceil(log2(kh·kw))` rounds**; bytes: [`max_axis_cost`] with `rows = N*C*oh*ow`,
     /// `len = kh*kw`, `argmax = true`.
     pub fn max_pool2d(&mut self, x: &AShare<B>, p: &Pool2dParams) -> Result<(AShare<B>, AShare<B>)> {
+        self.max_pool2d_with(x, p, MsbVariant::Lean)
+    }
+
+    /// [`max_pool2d`](Self::max_pool2d) with the comparisons of
+    /// [`relu_with`](Self::relu_with)`(variant)`: **9 (`Lean`) or 7 (`LowLatency`) rounds per tree
+    /// level**; bytes: [`max_axis_cost_with`].
+    pub fn max_pool2d_with(
+        &mut self,
+        x: &AShare<B>,
+        p: &Pool2dParams,
+        variant: MsbVariant,
+    ) -> Result<(AShare<B>, AShare<B>)> {
         let be = self.backend().clone();
         let win = pool2d_window("max_pool2d", x.shape(), p)?;
         let (nc, k, plane) = (win.n * win.c, win.kh * win.kw, win.oh * win.ow);
@@ -334,7 +385,7 @@ impl<B: Backend, T: Transport> Party<B, T> {
         } else {
             cols
         };
-        let (y, onehot) = self.max_axis(&cols, 0, true)?;
+        let (y, onehot) = self.max_axis_with(&cols, 0, true, variant)?;
         let y = y.map(|t| be.reshape(t, &[win.n, win.c, win.oh, win.ow]))?;
         Ok((y, onehot.expect("argmax requested")))
     }

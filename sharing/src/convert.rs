@@ -47,9 +47,13 @@
 //! (`G <- G ^ P & (G << d)`, `P <- P & (P << d)`, d = 1..32) and `x = P ^ (G << 1)`:
 //! **7 rounds; party 0 sends 104 B, parties 1 and 2 96 B per element.**
 //!
-//! A further round could be saved after a fixed-point product: the truncation already leaves
-//! `x = u + t_2` with `u` known to party 0 and `t_2` to parties 1 and 2, so the input round could be
-//! merged with the truncation's second round (not done here).
+//! **After a truncation** ([`Party::relu_truncating`](crate::compare)): before the truncation's
+//! last round, its sender `L` (`P2` exact, `P0` probabilistic) knows the sum of its two shares and
+//! the other two parties both know the third, so the input round runs with `L` in party 0's role
+//! (party `L + r` in role `r`; keys and peers are named relative to each party, so the rotated
+//! run is the same protocol with the same masks), and the truncation's last message rides on
+//! `L`'s input-round message to the party before it: one round fewer, the bytes of roles 0, 1, 2
+//! going to parties `L, L + 1, L + 2` ([`msb_role_bytes`]).
 
 use cryptgpu_net::{Peer, Round, Transport};
 use cryptgpu_ring::shape::check_same;
@@ -74,6 +78,12 @@ pub fn msb_tree_words(n: usize) -> usize {
 pub fn msb_bytes(party: usize, n: usize) -> u64 {
     let input = if party == 0 { 16 } else { 8 } * n as u64;
     input + 8 * msb_tree_words(n) as u64
+}
+
+/// Bytes party `party` sends in an MSB whose input round party `lead` leads (role
+/// `party - lead` of [`msb_variant_bytes`]; `lead` 0 is [`Party::msb_with`]).
+pub fn msb_role_bytes(variant: MsbVariant, lead: usize, party: usize, n: usize) -> u64 {
+    msb_variant_bytes(variant, (party + 3 - lead) % 3, n)
 }
 
 /// Rounds of [`Party::msb`].
@@ -137,12 +147,19 @@ pub fn b2a_bit_bytes(party: usize, n: usize) -> u64 {
 }
 
 impl<B: Backend, T: Transport> Party<B, T> {
-    /// This party's operand of `x = a + b`, flattened: `a = x_0 + x_1` at party 0, `b = x_2` at
-    /// parties 1 and 2. Local.
-    fn operand(&self, x: &AShare<B>) -> Result<B::Tensor> {
+    /// This party's role in an MSB / A2B whose input round party `lead` leads: role `r` is party
+    /// `lead + r` (mod 3), and the protocols below name roles as parties. With every key and peer
+    /// named relative to the party, a rotated run is the same protocol.
+    fn role(&self, lead: usize) -> usize {
+        (self.id() + 3 - lead) % 3
+    }
+
+    /// This party's operand of `x = a + b`, flattened, in the roles of `lead`
+    /// ([`role`](Self::role)): `a = x_0 + x_1` at role 0, `b = x_2` at roles 1 and 2. Local.
+    pub(crate) fn operand(&self, x: &AShare<B>, lead: usize) -> Result<B::Tensor> {
         let be = self.backend();
         let n = x.len();
-        Ok(match self.id() {
+        Ok(match self.role(lead) {
             0 => be.reshape(&be.binary(BinaryOp::Add, x.first(), x.second())?, &[n])?,
             1 => be.reshape(x.second(), &[n])?,
             _ => be.reshape(x.first(), &[n])?,
@@ -151,11 +168,12 @@ impl<B: Backend, T: Transport> Party<B, T> {
 
     /// Round 1 of MSB / A2B (see the module doc): binary sharings of the generate word `G = a & b`
     /// and the propagate word `P = a ^ b` of `x = a + b`, `[n]`, from this party's operand `v`
-    /// ([`operand`](Self::operand)). Party 0 may put `piggy` in front of its message to party 2,
-    /// which then expects `piggy_len` more words and returns them.
+    /// ([`operand`](Self::operand)), parties named as roles of `lead`. Party 0 may put `piggy` in
+    /// front of its message to party 2, which then expects `piggy_len` more words and returns them.
     fn carry_inputs(
         &mut self,
         v: &B::Tensor,
+        lead: usize,
         piggy: Vec<u64>,
         piggy_len: usize,
     ) -> Result<(BShare<B>, BShare<B>, Vec<u64>)> {
@@ -164,7 +182,7 @@ impl<B: Backend, T: Transport> Party<B, T> {
         let shape = [n];
         let and = |p: &B::Tensor, q: &B::Tensor| be.binary(BinaryOp::And, p, q);
         let xor = |p: &B::Tensor, q: &B::Tensor| be.binary(BinaryOp::Xor, p, q);
-        match self.id() {
+        match self.role(lead) {
             0 => {
                 let a = v;
                 let a0 = self.draw_builtin(KeyRole::Own, Purpose::BinaryInput, &shape)?;
@@ -228,18 +246,19 @@ impl<B: Backend, T: Transport> Party<B, T> {
         if x.is_empty() {
             return self.b_public(&be.zeros(x.shape())?);
         }
-        let v = self.operand(x)?;
-        let (bits, _) = self.msb_core(&v, variant, Vec::new(), 0)?;
+        let v = self.operand(x, 0)?;
+        let (bits, _) = self.msb_core(&v, variant, 0, Vec::new(), 0)?;
         bits.map(|t| be.reshape(t, x.shape()))
     }
 
-    /// MSB of `a + b` from this party's operand `v` ([`operand`](Self::operand)), as `[n]` bits;
-    /// `piggy` / `piggy_len` ride on party 0's first-round message to party 2 (see
-    /// [`carry_inputs`](Self::carry_inputs)); party 2 gets them back.
+    /// MSB of `a + b` from this party's operand `v` ([`operand`](Self::operand)) in the roles of
+    /// `lead`, as `[n]` bits; `piggy` / `piggy_len` ride on role 0's first-round message to role 2
+    /// (see [`carry_inputs`](Self::carry_inputs)); role 2 gets them back.
     pub(crate) fn msb_core(
         &mut self,
         v: &B::Tensor,
         variant: MsbVariant,
+        lead: usize,
         piggy: Vec<u64>,
         piggy_len: usize,
     ) -> Result<(BShare<B>, Vec<u64>)> {
@@ -247,12 +266,12 @@ impl<B: Backend, T: Transport> Party<B, T> {
         let n = v.len();
         let (mut g, mut p, top, first_level, piggy) = match variant {
             MsbVariant::Lean => {
-                let (g, p, piggy) = self.carry_inputs(v, piggy, piggy_len)?;
+                let (g, p, piggy) = self.carry_inputs(v, lead, piggy, piggy_len)?;
                 let top = p.map(|t| be.pack_bits(&be.shift(ShiftOp::RightLogical, t, 63)?))?;
                 (self.b_shift(&g, ShiftOp::Left, 1)?, self.b_shift(&p, ShiftOp::Left, 1)?, top, 0, piggy)
             }
             MsbVariant::LowLatency => {
-                let (t, p, piggy) = self.level1_inputs(v, piggy, piggy_len)?;
+                let (t, p, piggy) = self.level1_inputs(v, lead, piggy, piggy_len)?;
                 let top = p.map(|t| be.pack_bits(&be.shift(ShiftOp::RightLogical, t, 63)?))?;
                 let g = self.b_shift(&self.b_and_scalar(&t, HI_GROUPS[0])?, ShiftOp::RightLogical, 1)?;
                 let p = self.b_and_scalar(&t, !HI_GROUPS[0])?;
@@ -291,10 +310,11 @@ impl<B: Backend, T: Transport> Party<B, T> {
     /// `a` (party 0) and `b = x_2` (parties 1, 2), as `T = Σ_i α_i(a) & β_i(b) ^ D(b)` with three
     /// terms (see [`MsbVariant`]); returns the sharing of `T` (level-1 `G'` on odd bits, `P'` on
     /// even bits, leaves `(a << 1, b << 1)`) and of `P = a ^ b`, `[n]`, from this party's operand
-    /// `v`; `piggy` as in [`carry_inputs`](Self::carry_inputs).
+    /// `v`; `lead` and `piggy` as in [`carry_inputs`](Self::carry_inputs).
     fn level1_inputs(
         &mut self,
         v: &B::Tensor,
+        lead: usize,
         piggy: Vec<u64>,
         piggy_len: usize,
     ) -> Result<(BShare<B>, BShare<B>, Vec<u64>)> {
@@ -324,7 +344,7 @@ impl<B: Backend, T: Transport> Party<B, T> {
             }
             Ok(acc)
         };
-        match self.id() {
+        match self.role(lead) {
             0 => {
                 let a = v;
                 let aw = shl(a, 1)?;
@@ -403,8 +423,8 @@ impl<B: Backend, T: Transport> Party<B, T> {
     /// **7 rounds; party 0 sends 104 B, parties 1 and 2 96 B per element.**
     pub fn a2b(&mut self, x: &AShare<B>) -> Result<BShare<B>> {
         let be = self.backend().clone();
-        let v = self.operand(x)?;
-        let (g0, p0, _) = self.carry_inputs(&v, Vec::new(), 0)?;
+        let v = self.operand(x, 0)?;
+        let (g0, p0, _) = self.carry_inputs(&v, 0, Vec::new(), 0)?;
         let (mut g, mut p) = (g0, p0.clone());
         for level in 0..6 {
             let d = 1u32 << level;

@@ -331,6 +331,25 @@ fn relu() {
 }
 
 #[test]
+fn product_then_relu() {
+    // The truncation's last message rides on the MSB's input round led by its sender.
+    let mul = |be: &CpuBackend, x: &_, y: &_| cryptgpu_ring::Backend::binary(be, cryptgpu_ring::BinaryOp::Mul, x, y);
+    for (name, mode) in [("mul_fp + relu (exact)", EXACT), ("mul_fp + relu (probabilistic)", PROB)] {
+        for v in [MsbVariant::Lean, MsbVariant::LowLatency] {
+            audit(
+                &format!("{name} {v:?}"),
+                mode,
+                |p, s| two(p, s, &[N], &[N], FP),
+                |p, (x, y)| {
+                    let held = p.bilinear_held(&x, &y, &mul, p.codec().frac_bits())?;
+                    p.relu_truncating(held, v)
+                },
+            );
+        }
+    }
+}
+
+#[test]
 fn relu_backward() {
     for (name, v) in [("relu backward", MsbVariant::Lean), ("relu backward (low latency)", MsbVariant::LowLatency)] {
         audit(

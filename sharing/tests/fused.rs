@@ -1,0 +1,108 @@
+//! A fixed-point product held back before its truncation's last round and a ReLU whose MSB
+//! input round carries that round: `relu(a·b + c)` to one LSB, one round fewer than the two steps
+//! apart, consistent replicated outputs and the documented costs.
+
+use cryptgpu_kernels_cpu::CpuBackend;
+use cryptgpu_net::{Counters, LocalTransport};
+use cryptgpu_ring::{BinaryOp, FixedPoint, RingTensor};
+use cryptgpu_sharing::compare::{relu_cost, relu_truncating_cost};
+use cryptgpu_sharing::convert::MsbVariant;
+use cryptgpu_sharing::trunc::{product_cost, product_held_cost, TruncMode};
+use cryptgpu_sharing::{run_local, Party, RunConfig, SharingError};
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+
+type P = Party<CpuBackend, LocalTransport>;
+
+/// What one party saw: the fused ReLU's output and DReLU bits (opened), its output shares, and the counters of the held product, the fused ReLU and the two steps.
+struct Seen {
+    fused: (RingTensor, RingTensor),
+    shares: [RingTensor; 4],
+    held: Counters,
+    relu: Counters,
+    finish_and_relu: Counters,
+}
+
+fn run(mode: TruncMode, variant: MsbVariant, n: usize) -> [Seen; 3] {
+    let codec = FixedPoint::default();
+    let mut rng = ChaCha8Rng::seed_from_u64(n as u64);
+    let mut values = |scale: f64| -> Vec<f64> { (0..n).map(|_| rng.gen_range(-scale..scale)).collect() };
+    let (a, b, c) = (values(8.0), values(2.0), values(1.0));
+    let enc = |v: &[f64]| codec.encode_tensor(&[n], v).unwrap();
+    let (ta, tb, tc) = (enc(&a), enc(&b), enc(&c));
+    let config = RunConfig { trunc: mode, ..RunConfig::default() };
+    let out = run_local(CpuBackend, config, |p: &mut P| {
+        let x = p.input(0, (p.id() == 0).then_some(&ta), &[n])?;
+        let y = p.input(1, (p.id() == 1).then_some(&tb), &[n])?;
+        let bias = p.input(2, (p.id() == 2).then_some(&tc), &[n])?;
+        let mul = |be: &CpuBackend, s: &_, t: &_| cryptgpu_ring::Backend::binary(be, BinaryOp::Mul, s, t);
+        let c0 = p.counters();
+        let h = p.bilinear_held(&x, &y, &mul, codec.frac_bits())?;
+        let h = p.add_to_truncating(h, &bias)?;
+        let c1 = p.counters();
+        let (r, d) = p.relu_truncating(h, variant)?;
+        let c2 = p.counters();
+        let z = p.mul_fp(&x, &y)?;
+        let z = p.add(&z, &bias)?;
+        let c3 = p.counters();
+        p.relu_with(&z, variant)?;
+        let c4 = p.counters();
+        let mut apart = c4.since(&c3);
+        let finish = c3.since(&c2);
+        let product = product_cost(mode, p.id());
+        assert_eq!((finish.rounds, finish.bytes_sent), (product.0, product.1 * n as u64));
+        apart.rounds += 1;
+        apart.bytes_sent += finish.bytes_sent - product_held_cost(mode, p.id()).1 * n as u64;
+        let shares = [p.download(r.first())?, p.download(r.second())?, p.download(d.first())?, p.download(d.second())?];
+        Ok::<_, SharingError>(Seen {
+            fused: (p.reveal(&r)?, p.b_reveal(&d)?),
+            shares,
+            held: c1.since(&c0),
+            relu: c2.since(&c1),
+            finish_and_relu: apart,
+        })
+    })
+    .expect("protocol run failed");
+    let out = out.map(|o| o.value);
+    // relu(a·b + c) to one LSB of the truncation; DReLU bits agree away from 0.
+    let (r, d) = &out[0].fused;
+    let f = codec.frac_bits();
+    for k in 0..n {
+        let (x, y, c) = (ta.data()[k] as i64, tb.data()[k] as i64, tc.data()[k] as i64);
+        let z = ((x as i128 * y as i128) >> f) as i64 + c;
+        let got = r.data()[k] as i64;
+        assert!((got - z.max(0)).abs() <= 1, "{mode:?} {variant:?}: relu({z}) = {got}");
+        if z.abs() > 1 {
+            assert_eq!(d.data()[k], (z >= 0) as u64, "{mode:?} {variant:?}: drelu({z})");
+        }
+    }
+    out
+}
+
+#[test]
+fn relu_after_a_held_truncation_is_the_same_relu_one_round_sooner() {
+    for mode in [TruncMode::Exact, TruncMode::Probabilistic] {
+        for variant in [MsbVariant::Lean, MsbVariant::LowLatency] {
+            for n in [1usize, 3, 200] {
+                let out = run(mode, variant, n);
+                let what = format!("{mode:?} {variant:?} n={n}");
+                for (i, s) in out.iter().enumerate() {
+                    let held = product_held_cost(mode, i);
+                    assert_eq!((s.held.rounds, s.held.bytes_sent), (held.0, held.1 * n as u64), "{what}: held {i}");
+                    let relu = relu_truncating_cost(variant, mode, i, n);
+                    assert_eq!((s.relu.rounds, s.relu.bytes_sent), relu, "{what}: relu {i}");
+                    assert_eq!(relu.0, relu_cost(variant, i, n).0, "{what}: the ReLU's own rounds");
+                    // One round fewer than the two steps (the finished product's last round).
+                    assert_eq!(s.held.rounds + s.relu.rounds + 1, held.0 + s.finish_and_relu.rounds, "{what}");
+                    assert_eq!(s.relu.rounds + 1, s.finish_and_relu.rounds, "{what}");
+                    let next = &out[(i + 1) % 3];
+                    assert_eq!(s.shares[1], next.shares[0], "{what}: party {i}'s second ReLU share");
+                    assert_eq!(s.shares[3], next.shares[2], "{what}: party {i}'s second DReLU share");
+                }
+                let total: u64 = out.iter().map(|s| s.held.bytes_sent + s.relu.bytes_sent).sum();
+                let apart: u64 = out.iter().map(|s| s.held.bytes_sent + s.finish_and_relu.bytes_sent).sum();
+                assert_eq!(total, apart, "{what}: bytes in all");
+            }
+        }
+    }
+}

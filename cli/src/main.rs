@@ -7,6 +7,7 @@ mod keys;
 mod learn;
 mod matmul;
 mod model;
+mod net;
 mod party;
 mod prep;
 mod relu;

@@ -154,16 +154,29 @@ impl FromStr for LinkModel {
     }
 }
 
+/// The serialised form: `{"name": "lan", "latency_ms": 0.2, "gbit_per_s": 5.0}` (`null`: unlimited).
+#[derive(serde::Serialize, serde::Deserialize)]
+struct LinkReport {
+    name: String,
+    latency_ms: f64,
+    gbit_per_s: Option<f64>,
+}
+
 impl serde::Serialize for LinkModel {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        #[derive(serde::Serialize)]
-        struct Report {
-            name: &'static str,
-            latency_ms: f64,
-            gbit_per_s: Option<f64>,
+        let latency_ms = self.latency.as_secs_f64() * 1e3;
+        LinkReport { name: self.name().into(), latency_ms, gbit_per_s: self.gbit_per_s }.serialize(s)
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for LinkModel {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let r = LinkReport::deserialize(d)?;
+        match r.gbit_per_s {
+            None if r.latency_ms == 0.0 => Ok(LinkModel::NONE),
+            None => Err(serde::de::Error::custom("a link with latency needs a bandwidth")),
+            Some(g) => format!("{},{g}", r.latency_ms).parse().map_err(serde::de::Error::custom),
         }
-        Report { name: self.name(), latency_ms: self.latency.as_secs_f64() * 1e3, gbit_per_s: self.gbit_per_s }
-            .serialize(s)
     }
 }
 
@@ -296,6 +309,9 @@ mod tests {
         assert_eq!(json, serde_json::json!({"name": "wan", "latency_ms": 35.0, "gbit_per_s": 0.32}));
         let json = serde_json::to_value(LinkModel::NONE).unwrap();
         assert_eq!(json, serde_json::json!({"name": "none", "latency_ms": 0.0, "gbit_per_s": null}));
+        for m in [LinkModel::NONE, LinkModel::LAN, LinkModel::WAN, "20,1.5".parse().unwrap()] {
+            assert_eq!(serde_json::from_value::<LinkModel>(serde_json::to_value(m).unwrap()).unwrap(), m);
+        }
     }
 
     #[test]

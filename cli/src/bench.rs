@@ -240,7 +240,7 @@ mod tests {
             points: None,
             batch: None,
             out: None,
-            net: NetArgs { model: LinkModel::NONE },
+            net: NetArgs { link: LinkModel::NONE },
             json: false,
         }
     }

@@ -525,7 +525,7 @@ pub fn demo(args: &DemoArgs) -> Result<()> {
         settings: TrainSettings { epochs: args.epochs, batch: 64, ..TrainSettings::default() },
         save: None,
         backend: args.backend,
-        net: args.net.model,
+        net: args.net.link,
         json: args.json,
     };
     run.run(&train, &test)
@@ -553,7 +553,7 @@ pub fn train(args: &TrainArgs) -> Result<()> {
         settings,
         save: args.save.clone(),
         backend: args.backend,
-        net: args.net.model,
+        net: args.net.link,
         json: args.json,
     };
     run.run(&train, &test)
@@ -606,7 +606,7 @@ pub fn infer(args: &InferArgs) -> Result<()> {
     let device = args.backend.open()?;
     let backend_name = device.name();
     let receiver = roles.output_to.iter().next().expect("roles have a receiver");
-    let out = run_local(device, RunConfig { net: args.net.model, ..RunConfig::default() }, |party| {
+    let out = run_local(device, RunConfig { net: args.net.link, ..RunConfig::default() }, |party| {
         let id = party.id();
         let shared = share_model(party, &model.graph, roles.model_owner, (id == roles.model_owner).then_some(&params))?;
         let images = (id == roles.data_owner).then_some(&test);
@@ -625,7 +625,7 @@ pub fn infer(args: &InferArgs) -> Result<()> {
         bytes_sent_per_party: std::array::from_fn(|i| out[i].counters.bytes_sent),
         rounds: out[0].counters.rounds,
         keys: key_label(KeySource::Os),
-        net: args.net.model,
+        net: args.net.link,
         per_layer: per_layer([&out[0].value.traffic, &out[1].value.traffic, &out[2].value.traffic]),
         predictions_digest: prediction_digest(preds),
         ranges: rec.report().clone(),
@@ -747,7 +747,7 @@ fn infer_tensor(
     let device = args.backend.open()?;
     let backend_name = device.name();
     let receiver = roles.output_to.iter().next().expect("roles have a receiver");
-    let out = run_local(device, RunConfig { net: args.net.model, ..RunConfig::default() }, |party| {
+    let out = run_local(device, RunConfig { net: args.net.link, ..RunConfig::default() }, |party| {
         let id = party.id();
         let shared = share_model(party, &model.graph, roles.model_owner, (id == roles.model_owner).then_some(&params))?;
         let mine = (id == roles.data_owner).then_some(&x);
@@ -775,7 +775,7 @@ fn infer_tensor(
         bytes_sent_per_party: std::array::from_fn(|i| out[i].counters.bytes_sent),
         rounds: out[0].counters.rounds,
         keys: key_label(KeySource::Os),
-        net: args.net.model,
+        net: args.net.link,
         per_layer: per_layer([&out[0].value.traffic, &out[1].value.traffic, &out[2].value.traffic]),
         predictions_digest: prediction_digest(&preds),
         ranges: rec.report().clone(),
@@ -854,7 +854,7 @@ impl PartyJob for TrainJob {
     }
 
     fn net(&self) -> LinkModel {
-        self.args.net.model
+        self.args.net.link
     }
 
     fn run_party<B: Backend, T: Transport>(&self, p: &mut Party<B, T>) -> Result<()> {
@@ -997,7 +997,7 @@ impl PartyJob for InferJob {
     }
 
     fn net(&self) -> LinkModel {
-        self.args.net.model
+        self.args.net.link
     }
 
     fn run_party<B: Backend, T: Transport>(&self, p: &mut Party<B, T>) -> Result<()> {

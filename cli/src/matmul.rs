@@ -164,7 +164,7 @@ impl Job {
             seed: args.seed,
             backend: args.backend,
             json: args.json,
-            net: args.net.model,
+            net: args.net.link,
             keys: key_source(args.insecure_key_seed)?,
             codec,
             a,

@@ -16,6 +16,6 @@ pub struct NetArgs {
     /// Shape the links between the parties: `none` (free and instant), `lan` (0.2 ms one way,
     /// 5 Gbit/s), `wan` (35 ms one way, 320 Mbit/s; both Falcon's evaluation settings) or
     /// `LATENCY_MS,GBITPS` (one-way latency in milliseconds, bandwidth in Gbit/s).
-    #[arg(long = "net", value_name = "none|lan|wan|MS,GBITPS", default_value = "none")]
-    pub model: LinkModel,
+    #[arg(id = "net", long = "net", value_name = "none|lan|wan|MS,GBITPS", default_value = "none")]
+    pub link: LinkModel,
 }

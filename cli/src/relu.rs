@@ -194,7 +194,7 @@ impl Job {
             msb: args.msb,
             backend: args.backend,
             json: args.json,
-            net: args.net.model,
+            net: args.net.link,
             keys: key_source(args.insecure_key_seed)?,
             codec,
             xt,

@@ -138,7 +138,7 @@ fn run_sweeps(bench: &str, args: &CommonArgs, mut sweeps: Vec<Sweep>, paper: ser
             paper: record.paper.get(sweep.id).and_then(|v| v.as_str()).unwrap_or_default().to_string(),
         };
         for device in &devices {
-            let points = run_series(device, sweep, &plan, args.net.model);
+            let points = run_series(device, sweep, &plan, args.net.link);
             fig.series.push(Series { backend: device.name().into(), points });
         }
         fig.compute_speedup();

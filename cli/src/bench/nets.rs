@@ -140,7 +140,7 @@ fn run_nets(
     let plan = Plan { warmup: args.warmup, reps: args.reps(), budget: args.point_budget };
     for cfg in configs.iter().filter(|c| args.selected(&c.id())) {
         for device in &devices {
-            record.nets.push(run_config(device, cfg, &plan, train, args.net.model));
+            record.nets.push(run_config(device, cfg, &plan, train, args.net.link));
         }
     }
     Ok(record)

@@ -320,7 +320,7 @@ impl Record {
                 reps: args.reps(),
                 point_budget_seconds: args.point_budget,
                 backends: devices.iter().map(|d| d.name().to_string()).collect(),
-                net: args.net.model,
+                net: args.net.link,
                 timing: TIMING.into(),
             },
             figures: Vec::new(),

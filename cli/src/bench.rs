@@ -30,6 +30,8 @@ use cryptgpu_kernels_cuda::CudaBackend;
 
 use cryptgpu::device::AnyBackend;
 
+use crate::net::NetArgs;
+
 pub use report::Record;
 
 /// Benchmarks.
@@ -122,6 +124,9 @@ pub struct CommonArgs {
     /// Write `<bench>.json` and the plots (SVG and PNG) into this folder.
     #[arg(long)]
     pub out: Option<PathBuf>,
+    /// The links between the parties.
+    #[command(flatten)]
+    pub net: NetArgs,
     /// Print the JSON record as the last line of standard output.
     #[arg(long)]
     pub json: bool,
@@ -222,6 +227,7 @@ fn finish(args: &CommonArgs, record: &Record) -> Result<()> {
 mod tests {
     use super::report::{Figure, LayerCost, NetRun, Point, Record, Series, Stats};
     use super::*;
+    use cryptgpu_net::LinkModel;
 
     fn args() -> CommonArgs {
         CommonArgs {
@@ -234,6 +240,7 @@ mod tests {
             points: None,
             batch: None,
             out: None,
+            net: NetArgs { link: LinkModel::NONE },
             json: false,
         }
     }
@@ -245,6 +252,7 @@ mod tests {
             seconds: Some(Stats::new(vec![t, t * 1.1, t * 0.95], vec![t * 2.0])),
             rounds: 9,
             bytes_sent_per_party: [56, 48, 40],
+            lower_bound_seconds: 0.0,
             note: None,
         }
     }
@@ -266,6 +274,7 @@ mod tests {
             input_seconds: 0.01,
             bytes_sent_per_party: [300_000_000, 280_000_000, 260_000_000],
             rounds: 220,
+            lower_bound_seconds: 0.0,
             bytes_by_kind: Default::default(),
             layers: vec![LayerCost {
                 label: "0:features.0".into(),
@@ -358,7 +367,9 @@ mod tests {
     /// The whole path of a point (three parties, warm-up, repetitions, costs) on 1,000 elements.
     #[test]
     fn tiny_relu_point_measures_three_reps_and_exact_costs() {
-        let (stats, bytes, rounds) = micro::tiny_relu_point(1000, 3).unwrap();
+        let micro::Measured { stats, bytes, rounds, lower_bound } =
+            micro::tiny_relu_point(1000, 3, LinkModel::NONE).unwrap();
+        assert_eq!(lower_bound, 0.0);
         assert_eq!(stats.samples.len(), 3);
         assert_eq!(stats.warmup.len(), 1);
         assert!(stats.min > 0.0 && stats.min <= stats.median && stats.median <= stats.max);
@@ -367,6 +378,25 @@ mod tests {
             let formula = cryptgpu_sharing::compare::relu_cost(cryptgpu_sharing::convert::MsbVariant::Lean, i, 1000).1;
             assert_eq!(b, formula, "party {i}");
         }
+    }
+
+    /// Over shaped links (20 ms, 0.01 Gbit/s) every repetition takes at least the lower bound
+    /// computed from its counters, and not much more.
+    #[test]
+    fn a_shaped_relu_point_takes_its_lower_bound() {
+        let net: LinkModel = "20,0.01".parse().unwrap();
+        let plain = micro::tiny_relu_point(1000, 2, LinkModel::NONE).unwrap();
+        let m = micro::tiny_relu_point(1000, 2, net).unwrap();
+        assert_eq!((m.bytes, m.rounds), (plain.bytes, plain.rounds), "shaping changes no count");
+        let expected = net.lower_bound(&[cryptgpu_net::Counters {
+            rounds: 9,
+            bytes_to_next: m.bytes.into_iter().max().unwrap(),
+            ..Default::default()
+        }]);
+        assert!(m.lower_bound >= 0.18 && m.lower_bound <= expected.as_secs_f64(), "{}", m.lower_bound);
+        assert!(m.stats.min >= m.lower_bound, "{} < {}", m.stats.min, m.lower_bound);
+        let slack = (m.lower_bound + plain.stats.max + 0.05) * 1.3;
+        assert!(m.stats.max < slack, "{} >= {slack}", m.stats.max);
     }
 
     #[test]

@@ -12,7 +12,7 @@ use std::path::PathBuf;
 
 use anyhow::{bail, Context, Result};
 use clap::{Args as ClapArgs, ValueEnum};
-use cryptgpu_net::Transport;
+use cryptgpu_net::{LinkModel, Transport};
 use cryptgpu_nn::data::{load_cifar10, load_mnist, mnist_from_bytes, Images, Split};
 use cryptgpu_nn::engine::{Model, Sgd};
 use cryptgpu_nn::graph::Graph;
@@ -32,6 +32,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 
 use crate::device::BackendChoice;
 use crate::model::NamedModel;
+use crate::net::NetArgs;
 use crate::party::{digest, key_label, key_source, PartyJob};
 use crate::prep::{NormalizeArgs, WeightsArgs};
 
@@ -82,6 +83,8 @@ pub struct DemoArgs {
     /// Passes over the 2,000 shipped training images.
     #[arg(long, default_value_t = 2)]
     epochs: usize,
+    #[command(flatten)]
+    net: NetArgs,
     /// Print a JSON object as the last line of standard output.
     #[arg(long)]
     json: bool,
@@ -163,6 +166,8 @@ pub struct TrainArgs {
     /// Device.
     #[arg(long, value_enum, default_value_t = BackendChoice::Auto)]
     backend: BackendChoice,
+    #[command(flatten)]
+    net: NetArgs,
     /// Print a JSON object as the last line of standard output.
     #[arg(long)]
     json: bool,
@@ -242,6 +247,8 @@ pub struct InferArgs {
     /// Device.
     #[arg(long, value_enum, default_value_t = BackendChoice::Auto)]
     backend: BackendChoice,
+    #[command(flatten)]
+    net: NetArgs,
     /// Print a JSON object as the last line of standard output.
     #[arg(long)]
     json: bool,
@@ -349,6 +356,8 @@ struct TrainReport {
     rounds: u64,
     /// Where the PRG keys came from (`os`, or `insecure-seed:S`).
     keys: String,
+    /// The links' model (`--net`).
+    net: LinkModel,
     /// Training traffic per layer and phase (inputs, forward, backward, loss, update).
     per_layer: Vec<LayerTraffic>,
     /// Digest of the private test predictions (compares runs, e.g. over TCP).
@@ -411,6 +420,7 @@ struct InProcess {
     settings: TrainSettings,
     save: Option<PathBuf>,
     backend: BackendChoice,
+    net: LinkModel,
     json: bool,
 }
 
@@ -432,7 +442,7 @@ impl InProcess {
         warn_ranges(&ranges);
         let device = self.backend.open()?;
         let backend_name = device.name();
-        let config = RunConfig { keys: self.keys, ..RunConfig::default() };
+        let config = RunConfig { keys: self.keys, net: self.net, ..RunConfig::default() };
         let receiver = roles.output_to.iter().next().expect("roles have a receiver");
         let out = run_local(device, config, |party| {
             let id = party.id();
@@ -468,6 +478,7 @@ impl InProcess {
             bytes_sent_per_party: std::array::from_fn(|i| out[i].counters.bytes_sent),
             rounds: out[0].counters.rounds,
             keys: key_label(self.keys),
+            net: self.net,
             per_layer: per_layer([&out[0].value.traffic, &out[1].value.traffic, &out[2].value.traffic]),
             predictions_digest: prediction_digest(preds),
             ranges,
@@ -514,6 +525,7 @@ pub fn demo(args: &DemoArgs) -> Result<()> {
         settings: TrainSettings { epochs: args.epochs, batch: 64, ..TrainSettings::default() },
         save: None,
         backend: args.backend,
+        net: args.net.link,
         json: args.json,
     };
     run.run(&train, &test)
@@ -541,6 +553,7 @@ pub fn train(args: &TrainArgs) -> Result<()> {
         settings,
         save: args.save.clone(),
         backend: args.backend,
+        net: args.net.link,
         json: args.json,
     };
     run.run(&train, &test)
@@ -561,6 +574,8 @@ struct InferReport {
     rounds: u64,
     /// Where the PRG keys came from (always `os`).
     keys: String,
+    /// The links' model (`--net`).
+    net: LinkModel,
     /// Inference traffic per layer.
     per_layer: Vec<LayerTraffic>,
     /// Digest of the private predictions.
@@ -591,7 +606,7 @@ pub fn infer(args: &InferArgs) -> Result<()> {
     let device = args.backend.open()?;
     let backend_name = device.name();
     let receiver = roles.output_to.iter().next().expect("roles have a receiver");
-    let out = run_local(device, RunConfig::default(), |party| {
+    let out = run_local(device, RunConfig { net: args.net.link, ..RunConfig::default() }, |party| {
         let id = party.id();
         let shared = share_model(party, &model.graph, roles.model_owner, (id == roles.model_owner).then_some(&params))?;
         let images = (id == roles.data_owner).then_some(&test);
@@ -610,6 +625,7 @@ pub fn infer(args: &InferArgs) -> Result<()> {
         bytes_sent_per_party: std::array::from_fn(|i| out[i].counters.bytes_sent),
         rounds: out[0].counters.rounds,
         keys: key_label(KeySource::Os),
+        net: args.net.link,
         per_layer: per_layer([&out[0].value.traffic, &out[1].value.traffic, &out[2].value.traffic]),
         predictions_digest: prediction_digest(preds),
         ranges: rec.report().clone(),
@@ -707,6 +723,7 @@ struct TensorReport {
     bytes_sent_per_party: [u64; 3],
     rounds: u64,
     keys: String,
+    net: LinkModel,
     per_layer: Vec<LayerTraffic>,
     predictions_digest: String,
     ranges: RangeReport,
@@ -730,7 +747,7 @@ fn infer_tensor(
     let device = args.backend.open()?;
     let backend_name = device.name();
     let receiver = roles.output_to.iter().next().expect("roles have a receiver");
-    let out = run_local(device, RunConfig::default(), |party| {
+    let out = run_local(device, RunConfig { net: args.net.link, ..RunConfig::default() }, |party| {
         let id = party.id();
         let shared = share_model(party, &model.graph, roles.model_owner, (id == roles.model_owner).then_some(&params))?;
         let mine = (id == roles.data_owner).then_some(&x);
@@ -758,6 +775,7 @@ fn infer_tensor(
         bytes_sent_per_party: std::array::from_fn(|i| out[i].counters.bytes_sent),
         rounds: out[0].counters.rounds,
         keys: key_label(KeySource::Os),
+        net: args.net.link,
         per_layer: per_layer([&out[0].value.traffic, &out[1].value.traffic, &out[2].value.traffic]),
         predictions_digest: prediction_digest(&preds),
         ranges: rec.report().clone(),
@@ -835,6 +853,10 @@ impl PartyJob for TrainJob {
         self.args.backend
     }
 
+    fn net(&self) -> LinkModel {
+        self.args.net.link
+    }
+
     fn run_party<B: Backend, T: Transport>(&self, p: &mut Party<B, T>) -> Result<()> {
         let (a, roles, id) = (&self.args, self.roles, p.id());
         let settings = a.settings();
@@ -863,6 +885,7 @@ impl PartyJob for TrainJob {
             "model": self.model.name,
             "backend": p.backend().name(),
             "keys": key_label(self.keys),
+            "net": self.net(),
             "roles": roles.label(),
             "received": train_received(&roles, id, job.open_weights),
             "train_images": job.n_train,
@@ -973,6 +996,10 @@ impl PartyJob for InferJob {
         self.args.backend
     }
 
+    fn net(&self) -> LinkModel {
+        self.args.net.link
+    }
+
     fn run_party<B: Backend, T: Transport>(&self, p: &mut Party<B, T>) -> Result<()> {
         let (a, roles, id) = (&self.args, self.roles, p.id());
         let params = if id == roles.model_owner { Some(a.params(&self.model)?) } else { None };
@@ -991,6 +1018,7 @@ impl PartyJob for InferJob {
             "model": self.model.name,
             "backend": p.backend().name(),
             "keys": key_label(KeySource::Os),
+            "net": self.net(),
             "roles": roles.label(),
             "received": infer_received(&roles, id),
             "images": n,
@@ -1069,6 +1097,7 @@ impl InferJob {
             "model": self.model.name,
             "backend": p.backend().name(),
             "keys": key_label(KeySource::Os),
+            "net": self.net(),
             "roles": roles.label(),
             "input_shape": shape,
             "seconds_per_input": out.seconds / n as f64,

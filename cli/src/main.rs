@@ -7,6 +7,7 @@ mod keys;
 mod learn;
 mod matmul;
 mod model;
+mod net;
 mod party;
 mod prep;
 mod relu;
@@ -95,5 +96,16 @@ fn main() {
     if let Err(e) = result {
         eprintln!("error: {e:#}");
         std::process::exit(1);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    /// Every command's arguments are consistent (unique names, valid defaults).
+    #[test]
+    fn the_command_line_is_well_formed() {
+        super::Cli::command().debug_assert();
     }
 }

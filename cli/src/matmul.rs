@@ -11,7 +11,7 @@ use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
 use clap::Args as ClapArgs;
-use cryptgpu_net::{Counters, Transport};
+use cryptgpu_net::{Counters, LinkModel, Transport};
 use cryptgpu_ring::{Backend, FixedPoint, RingTensor};
 use cryptgpu_sharing::trunc::{product_cost, TruncMode};
 use cryptgpu_sharing::{run_local, KeySource, Party, RunConfig};
@@ -19,6 +19,7 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
 use crate::device::BackendChoice;
+use crate::net::NetArgs;
 use crate::party::{digest, key_label, key_source, PartyJob};
 
 /// Arguments of `cryptgpu matmul`.
@@ -46,6 +47,9 @@ pub struct Args {
     /// runs (in-process and three processes) give bit-identical results. For tests only.
     #[arg(long, value_name = "SEED")]
     insecure_key_seed: Option<u64>,
+    /// The links between the parties.
+    #[command(flatten)]
+    net: NetArgs,
     /// Print a JSON object as the last line of standard output.
     #[arg(long)]
     json: bool,
@@ -73,6 +77,11 @@ struct Report {
     total_bytes_sent_per_party: [u64; 3],
     /// Where the PRG keys came from (`os`, or `insecure-seed:S`).
     keys: String,
+    /// The links' model (`--net`).
+    net: LinkModel,
+    /// The least time the operation takes over such links: its rounds times the latency plus the
+    /// busiest link's bytes over the bandwidth.
+    lower_bound_seconds: f64,
     /// Largest |revealed - f64 product of the original inputs| (at party 0, the receiver).
     max_abs_error: f64,
     /// FNV-1a digest of the revealed ring elements (compares runs bit for bit).
@@ -102,6 +111,8 @@ struct PartyReport {
     total_bytes_sent: u64,
     /// Where the PRG keys came from.
     keys: String,
+    /// The links' model (`--net`).
+    net: LinkModel,
     /// What this party received: the product at party 0, nothing at the others.
     received: &'static [&'static str],
     /// Largest |revealed - f64 product of the inputs| (party 0 only).
@@ -120,6 +131,7 @@ pub struct Job {
     seed: u64,
     backend: BackendChoice,
     json: bool,
+    net: LinkModel,
     keys: KeySource,
     codec: FixedPoint,
     a: Vec<f64>,
@@ -152,6 +164,7 @@ impl Job {
             seed: args.seed,
             backend: args.backend,
             json: args.json,
+            net: args.net.link,
             keys: key_source(args.insecure_key_seed)?,
             codec,
             a,
@@ -231,6 +244,10 @@ impl PartyJob for Job {
         self.backend
     }
 
+    fn net(&self) -> LinkModel {
+        self.net
+    }
+
     fn run_party<B: Backend, T: Transport>(&self, p: &mut Party<B, T>) -> Result<()> {
         let (revealed, seconds, cost) = program(p, self)?;
         let (m, k, n) = (self.args_m, self.args_k, self.args_n);
@@ -249,6 +266,7 @@ impl PartyJob for Job {
             bytes_formula: product_cost(p.trunc_mode(), p.id()).1 * (m * n) as u64,
             total_bytes_sent: p.counters().bytes_sent,
             keys: key_label(self.keys),
+            net: self.net,
             received: if revealed.is_some() { &["product"] } else { &[] },
             max_abs_error: revealed.as_ref().map(|r| self.max_abs_error(r)),
             result_digest: revealed.as_ref().map(|r| digest(r.data())),
@@ -277,7 +295,7 @@ pub fn run(args: &Args) -> Result<()> {
     let (m, k, n) = (job.args_m, job.args_k, job.args_n);
     let device = args.backend.open()?;
     let backend = device.name();
-    let config = RunConfig { codec: job.codec, keys: job.keys, ..RunConfig::default() };
+    let config = RunConfig { codec: job.codec, keys: job.keys, net: job.net, ..RunConfig::default() };
     let out = run_local(device, config, |p| program(p, &job))?;
 
     let revealed = out[0].value.0.as_ref().context("party 0 received no product")?;
@@ -296,11 +314,16 @@ pub fn run(args: &Args) -> Result<()> {
         bytes_formula_per_party: std::array::from_fn(|i| product_cost(TruncMode::default(), i).1 * (m * n) as u64),
         total_bytes_sent_per_party: std::array::from_fn(|i| out[i].counters.bytes_sent),
         keys: key_label(job.keys),
+        net: job.net,
+        lower_bound_seconds: job.net.lower_bound(&costs).as_secs_f64(),
         max_abs_error: job.max_abs_error(revealed),
         result_digest: digest(revealed.data()),
     };
     println!("private matmul {m}x{k} · {k}x{n} on {backend}, {} fractional bits", report.frac_bits);
     println!("  time           {:.4} s", report.seconds);
+    if !job.net.is_none() {
+        println!("  links          --net {} (lower bound {:.4} s)", job.net, report.lower_bound_seconds);
+    }
     println!("  rounds         {}", report.rounds);
     println!(
         "  bytes sent     {:?} per party (formula {:?})",

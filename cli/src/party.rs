@@ -16,7 +16,7 @@ use std::path::PathBuf;
 use anyhow::{bail, Context, Result};
 use clap::{Args as ClapArgs, Subcommand};
 use cryptgpu_net::deploy::seconds;
-use cryptgpu_net::{Deployment, Protection, Transport};
+use cryptgpu_net::{Deployment, LinkModel, Protection, Transport};
 use cryptgpu_ring::{Backend, FixedPoint};
 pub use cryptgpu_sharing::deploy::{digest, key_label, ALLOW_INSECURE_KEYS};
 use cryptgpu_sharing::{run_tcp, KeySource, Party, RunConfig};
@@ -78,6 +78,8 @@ pub trait PartyJob {
     fn keys(&self) -> KeySource;
     /// The device for the local computation (may differ between parties).
     fn backend(&self) -> BackendChoice;
+    /// The links' model (`--net`): a public parameter, part of the job tag (see [`crate::net`]).
+    fn net(&self) -> LinkModel;
     /// Runs the party program and prints this party's report.
     fn run_party<B: Backend, T: Transport>(&self, party: &mut Party<B, T>) -> Result<()>;
 }
@@ -129,7 +131,7 @@ fn run_job<J: PartyJob>(args: &Args, job: &J) -> Result<()> {
     }
     // Open the device first: a GPU takes a while to initialise, and the links have a deadline.
     let device = job.backend().open()?;
-    let config = RunConfig { codec: job.codec(), keys: job.keys(), ..RunConfig::default() };
+    let config = RunConfig { codec: job.codec(), keys: job.keys(), net: job.net(), ..RunConfig::default() };
     run_tcp(device, setup, config, &job.public_params(), |party| {
         eprintln!(
             "party {id}: connected to parties {} and {} ({})",
@@ -149,8 +151,8 @@ mod tests {
     use clap::Parser;
     use cryptgpu_kernels_cpu::CpuBackend;
     use cryptgpu_net::tcp::on_loopback;
-    use cryptgpu_net::{Security, TcpOptions, TcpSetup, TcpTransport};
-    use cryptgpu_sharing::{run_local, PartyOutput};
+    use cryptgpu_net::{Security, TcpOptions, TcpSetup};
+    use cryptgpu_sharing::{run_local, PartyOutput, TcpLink};
 
     #[derive(Parser)]
     struct Cli {
@@ -162,7 +164,7 @@ mod tests {
     /// results and counters.
     fn over_tcp<R: Send>(
         config: RunConfig,
-        program: impl Fn(&mut Party<CpuBackend, TcpTransport>) -> cryptgpu_sharing::Result<R> + Sync,
+        program: impl Fn(&mut Party<CpuBackend, TcpLink>) -> cryptgpu_sharing::Result<R> + Sync,
     ) -> Vec<PartyOutput<R>> {
         let addrs = ["127.0.0.1:9".parse().unwrap(); 3];
         let mut setups = [0, 1, 2].map(|id| TcpSetup {

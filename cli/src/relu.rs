@@ -8,7 +8,7 @@ use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
 use clap::Args as ClapArgs;
-use cryptgpu_net::{Counters, Transport};
+use cryptgpu_net::{Counters, LinkModel, Transport};
 use cryptgpu_ring::{Backend, FixedPoint, RingTensor};
 use cryptgpu_sharing::compare::relu_cost;
 use cryptgpu_sharing::convert::{msb_variant_rounds, MsbVariant};
@@ -17,6 +17,7 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
 use crate::device::BackendChoice;
+use crate::net::NetArgs;
 use crate::party::{digest, key_label, key_source, PartyJob};
 
 /// Arguments of `cryptgpu relu`.
@@ -45,6 +46,9 @@ pub struct Args {
     /// runs (in-process and three processes) give bit-identical shares. For tests only.
     #[arg(long, value_name = "SEED")]
     insecure_key_seed: Option<u64>,
+    /// The links between the parties.
+    #[command(flatten)]
+    net: NetArgs,
     /// Print a JSON object as the last line of standard output.
     #[arg(long)]
     json: bool,
@@ -103,6 +107,11 @@ struct Report {
     bytes_per_element_per_party: f64,
     /// Where the PRG keys came from (`os`, or `insecure-seed:S`).
     keys: String,
+    /// The links' model (`--net`).
+    net: LinkModel,
+    /// The least time the operation takes over such links: its rounds times the latency plus the
+    /// busiest link's bytes over the bandwidth.
+    lower_bound_seconds: f64,
     /// Outputs that differ from the plaintext ReLU of the encoded input (bit-exact comparison, at
     /// party 0, the receiver).
     mismatches: usize,
@@ -134,6 +143,8 @@ struct PartyReport {
     total_bytes_sent: u64,
     /// Where the PRG keys came from.
     keys: String,
+    /// The links' model (`--net`).
+    net: LinkModel,
     /// What this party received: the ReLU at party 0, nothing at the others.
     received: &'static [&'static str],
     /// Outputs that differ from the plaintext ReLU of the encoded input (party 0 only).
@@ -156,6 +167,7 @@ pub struct Job {
     msb: MsbChoice,
     backend: BackendChoice,
     json: bool,
+    net: LinkModel,
     keys: KeySource,
     codec: FixedPoint,
     xt: RingTensor,
@@ -182,6 +194,7 @@ impl Job {
             msb: args.msb,
             backend: args.backend,
             json: args.json,
+            net: args.net.link,
             keys: key_source(args.insecure_key_seed)?,
             codec,
             xt,
@@ -242,6 +255,10 @@ impl PartyJob for Job {
         self.backend
     }
 
+    fn net(&self) -> LinkModel {
+        self.net
+    }
+
     fn run_party<B: Backend, T: Transport>(&self, p: &mut Party<B, T>) -> Result<()> {
         let (revealed, seconds, _msb_seconds, cost, msb_cost) = program(p, self)?;
         let n = self.n;
@@ -260,6 +277,7 @@ impl PartyJob for Job {
             bytes_formula: relu_cost(self.msb.variant(), p.id(), n).1,
             total_bytes_sent: p.counters().bytes_sent,
             keys: key_label(self.keys),
+            net: self.net,
             received: if revealed.is_some() { &["relu"] } else { &[] },
             mismatches: revealed.as_ref().map(|r| self.mismatches(r)),
             result_digest: revealed.as_ref().map(|r| digest(r.data())),
@@ -288,7 +306,7 @@ pub fn run(args: &Args) -> Result<()> {
     let (n, codec) = (job.n, job.codec);
     let device = args.backend.open()?;
     let backend = device.name();
-    let config = RunConfig { codec, keys: job.keys, ..RunConfig::default() };
+    let config = RunConfig { codec, keys: job.keys, net: job.net, ..RunConfig::default() };
     let out = run_local(device, config, |p| program(p, &job))?;
 
     let revealed = out[0].value.0.as_ref().context("party 0 received no result")?;
@@ -312,11 +330,16 @@ pub fn run(args: &Args) -> Result<()> {
         bytes_formula_per_party: std::array::from_fn(|i| relu_cost(args.msb.variant(), i, n).1),
         bytes_per_element_per_party: bytes.iter().sum::<u64>() as f64 / (3 * n) as f64,
         keys: key_label(job.keys),
+        net: job.net,
+        lower_bound_seconds: job.net.lower_bound(&costs).as_secs_f64(),
         mismatches,
         result_digest: digest(revealed.data()),
     };
     println!("private ReLU of {n} values on {backend}, {} fractional bits", report.frac_bits);
     println!("  time           {:.4} s (MSB {:.4} s)", report.seconds, report.msb_seconds);
+    if !job.net.is_none() {
+        println!("  links          --net {} (lower bound {:.4} s)", job.net, report.lower_bound_seconds);
+    }
     println!(
         "  rounds         {} (MSB {}, {}, documented {}; ReLU documented {})",
         report.rounds,

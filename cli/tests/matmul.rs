@@ -34,3 +34,32 @@ fn matmul_rejects_bad_arguments() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("frac"));
 }
+
+/// `--net 20,1`: the product's 3 rounds take at least 3 x 20 ms plus the busiest link's bytes at
+/// 1 Gbit/s (the reported lower bound), and not much more; the JSON records the link model.
+#[test]
+fn shaped_matmul_takes_its_lower_bound_and_records_the_link() {
+    let out = run(&["matmul", "--m", "64", "--k", "64", "--n", "64", "--backend", "cpu", "--net", "20,1", "--json"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    let v: serde_json::Value = serde_json::from_str(stdout.lines().last().unwrap()).unwrap();
+    assert_eq!(v["net"], serde_json::json!({"name": "custom", "latency_ms": 20.0, "gbit_per_s": 1.0}));
+    assert_eq!(v["rounds"], 3);
+    let bound = v["lower_bound_seconds"].as_f64().unwrap();
+    // Party 0 sends 24·m·n B over its two links, at least half of it on one: 49,152 B = 0.39 ms.
+    assert!((0.060..0.062).contains(&bound), "{bound}");
+    let seconds = v["seconds"].as_f64().unwrap();
+    assert!(seconds >= bound && seconds < (bound + 0.05) * 1.3, "{seconds} s for a bound of {bound} s");
+
+    let out = run(&["matmul", "--m", "4", "--k", "4", "--n", "4", "--backend", "cpu", "--net", "lan", "--json"]);
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    let v: serde_json::Value = serde_json::from_str(stdout.lines().last().unwrap()).unwrap();
+    assert_eq!(v["net"]["name"], "lan");
+    let out = run(&["matmul", "--net", "fast"]);
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("bad link model"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

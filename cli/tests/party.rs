@@ -556,3 +556,37 @@ fn assert_refused(name: &str, args: &[&str], other: &[&str]) {
     assert!(start.elapsed() < Duration::from_secs(20), "took {:?}", start.elapsed());
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// `--net` is a public job parameter: three processes with the same model run shaped and report
+/// it; a party with another model is refused at connection time. (A party's own time may be below
+/// rounds x latency when its neighbours sent before its clock started; the in-process tests check
+/// the bound.)
+#[test]
+fn the_link_model_is_reported_and_must_agree() {
+    let dir = keys_dir("net");
+    let config = dir.join("test.toml");
+    write_config(&config, &dir, free_ports(), 30.0, 30.0);
+    let job: Vec<&str> = SMALL.iter().copied().chain(["--net", "20,1", "--json"]).collect();
+    let children: Vec<Child> = (0..3).map(|i| spawn_party(&config, i, &job)).collect();
+    for (i, c) in children.into_iter().enumerate() {
+        let out = c.wait_with_output().unwrap();
+        assert!(out.status.success(), "party {i}: {}", String::from_utf8_lossy(&out.stderr));
+        let v = last_json(&out);
+        assert_eq!(v["net"], serde_json::json!({"name": "custom", "latency_ms": 20.0, "gbit_per_s": 1.0}));
+        assert_eq!(v["rounds"], 3, "party {i}: {v}");
+    }
+
+    write_config(&config, &dir, free_ports(), 10.0, 5.0);
+    let lan: Vec<&str> = SMALL.iter().copied().chain(["--net", "lan"]).collect();
+    let children: Vec<Child> = (0..3).map(|i| spawn_party(&config, i, if i == 2 { SMALL } else { &lan })).collect();
+    let errors: Vec<String> = children
+        .into_iter()
+        .map(|c| {
+            let out = c.wait_with_output().unwrap();
+            assert!(!out.status.success());
+            String::from_utf8_lossy(&out.stderr).into_owned()
+        })
+        .collect();
+    assert!(errors.iter().any(|e| e.contains("job tags differ")), "{errors:?}");
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -14,7 +14,9 @@
 //! channels) and [`TcpTransport`] (one party per process or machine, over TCP with mutual TLS;
 //! see [`tcp`] for connection setup and failure handling, [`frame`] for the wire format and
 //! [`tls`] for the trust model). Both count traffic identically. [`Recording`] wraps either and
-//! logs every message sent and received (for tests and masking audits). [`deploy`] reads a
+//! logs every message sent and received (for tests and masking audits). [`ShapedTransport`]
+//! wraps either and delays every message as a link of a given latency and bandwidth would
+//! ([`LinkModel`]: `none`, `lan`, `wan` or custom; see [`shaped`]). [`deploy`] reads a
 //! deployment's configuration and certificates into one party's [`TcpSetup`].
 
 #![deny(missing_docs)]
@@ -23,12 +25,14 @@ pub mod deploy;
 pub mod frame;
 mod local;
 mod record;
+pub mod shaped;
 pub mod tcp;
 pub mod tls;
 
 pub use deploy::{DeployError, Deployment, Protection};
 pub use local::LocalTransport;
 pub use record::{Direction, RecordLog, RecordedMessage, Recording};
+pub use shaped::{LinkModel, LinkModelError, ShapedTransport};
 pub use tcp::{Security, TcpOptions, TcpSetup, TcpTransport};
 pub use tls::TlsIdentity;
 

@@ -7,7 +7,7 @@
 //! the same seeds ([`KeySource::InsecureSeed`]) both drivers give bit-identical results and
 //! counters.
 
-use cryptgpu_net::{NetError, TcpSetup, TcpTransport};
+use cryptgpu_net::{NetError, ShapedTransport, TcpSetup, TcpTransport};
 use cryptgpu_ring::Backend;
 use thiserror::Error;
 
@@ -62,13 +62,20 @@ fn fnv1a(bytes: impl IntoIterator<Item = u8>) -> u64 {
     bytes.into_iter().fold(0xcbf2_9ce4_8422_2325u64, |h, b| (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3))
 }
 
+/// The transport of a party of [`run_tcp`]: TCP, shaped by [`RunConfig::net`].
+pub type TcpLink = ShapedTransport<TcpTransport>;
+
 /// Runs `f` as party `setup.id` of a TCP deployment and returns its result with the party's
 /// counters (key setup included).
 ///
 /// `public_params` must describe every public parameter the three parties must agree on; with
-/// `config.keys` it makes the job tag ([`job_tag`]) checked when the links come up. The links are
+/// `config.keys` and `config.net` it makes the job tag ([`job_tag`]) checked when the links come
+/// up, so that parties with different link models fail to connect instead of misreading each
+/// other's messages. The links are
 /// set up with `setup` (its job tag is replaced), then the PRG keys with `config.codec` and
-/// `config.keys`, and products are truncated with `config.trunc`; `config.timeout` is not used
+/// `config.keys`, and products are truncated with `config.trunc`; messages are delayed as over
+/// links of `config.net` (on top of the real network's own delays: meant for parties on one host,
+/// see [`cryptgpu_net::shaped`]); `config.timeout` is not used
 /// (the transport's is `setup.options.timeout`). Every failure of the run itself reaches the
 /// caller as `E` (from [`SharingError`]); a link that cannot be set up is a
 /// [`NetError::Connect`] whose detail names this party's key source.
@@ -82,9 +89,9 @@ pub fn run_tcp<B, R, E, F>(
 where
     B: Backend,
     E: From<SharingError>,
-    F: FnOnce(&mut Party<B, TcpTransport>) -> Result<R, E>,
+    F: FnOnce(&mut Party<B, TcpLink>) -> Result<R, E>,
 {
-    setup.options.job_tag = job_tag(public_params, config.keys);
+    setup.options.job_tag = job_tag(&format!("{public_params} net={}", config.net), config.keys);
     let transport = TcpTransport::connect(setup).map_err(|e| match e {
         NetError::Connect { peer, detail } => NetError::Connect {
             peer,
@@ -96,7 +103,8 @@ where
         },
         e => e,
     });
-    let mut party = Party::setup(backend, transport.map_err(SharingError::Net)?, config.codec, config.keys)?;
+    let transport = ShapedTransport::new(transport.map_err(SharingError::Net)?, config.net);
+    let mut party = Party::setup(backend, transport, config.codec, config.keys)?;
     party.set_trunc_mode(config.trunc);
     let value = f(&mut party)?;
     Ok(PartyOutput { value, counters: party.counters() })

@@ -39,9 +39,9 @@ pub mod trunc;
 
 pub use ashare::AShare;
 pub use binary::BShare;
-pub use deploy::run_tcp;
+pub use deploy::{run_tcp, TcpLink};
 pub use error::{Result, SharingError};
 pub use party::{KeySource, Party};
-pub use runner::{run_local, run_local_keyed, run_local_with, PartyOutput, RunConfig};
+pub use runner::{run_local, run_local_keyed, run_local_with, LocalLink, PartyOutput, RunConfig};
 pub use streams::{KeyRole, Stream};
 pub use trunc::TruncMode;

@@ -1,12 +1,12 @@
-//! Runs a computation as three in-process parties (one thread each, [`LocalTransport`] or any
-//! other in-process [`Transport`]).
+//! Runs a computation as three in-process parties (one thread each, [`LocalTransport`] shaped
+//! by [`RunConfig::net`], or any other in-process [`Transport`]).
 
 use std::any::Any;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use cryptgpu_net::{Counters, LocalTransport, Transport, DEFAULT_TIMEOUT};
+use cryptgpu_net::{Counters, LinkModel, LocalTransport, ShapedTransport, Transport, DEFAULT_TIMEOUT};
 use cryptgpu_ring::{Backend, FixedPoint};
 
 use crate::error::{Result, SharingError};
@@ -24,7 +24,12 @@ pub struct RunConfig {
     pub timeout: Duration,
     /// How fixed-point products are truncated.
     pub trunc: TruncMode,
+    /// The links' latency and bandwidth ([`LinkModel::NONE`]: free and instant).
+    pub net: LinkModel,
 }
+
+/// The transport of an in-process party of [`run_local`]: channels, shaped by [`RunConfig::net`].
+pub type LocalLink = ShapedTransport<LocalTransport>;
 
 impl Default for RunConfig {
     fn default() -> Self {
@@ -33,6 +38,7 @@ impl Default for RunConfig {
             keys: KeySource::Os,
             timeout: DEFAULT_TIMEOUT,
             trunc: TruncMode::default(),
+            net: LinkModel::NONE,
         }
     }
 }
@@ -46,8 +52,9 @@ pub struct PartyOutput<R> {
     pub counters: Counters,
 }
 
-/// Runs `f` as parties 0, 1 and 2 on three threads connected by channels, each with its own clone
-/// of `backend`, and returns the three results in party order.
+/// Runs `f` as parties 0, 1 and 2 on three threads connected by channels (whose messages arrive
+/// as over links of `config.net`), each with its own clone of `backend`, and returns the three
+/// results in party order.
 ///
 /// `f` may fail with any error type `E` that protocol errors convert into (for example
 /// [`SharingError`] itself, or an application's error type). If a party fails, its neighbours see
@@ -77,14 +84,15 @@ where
     B: Backend,
     R: Send,
     E: From<SharingError> + Send,
-    F: Fn(&mut Party<B, LocalTransport>) -> Result<R, E> + Sync,
+    F: Fn(&mut Party<B, LocalLink>) -> Result<R, E> + Sync,
 {
-    run_local_with(LocalTransport::triple_with_timeout(config.timeout), backend, config, f)
+    let links = ShapedTransport::triple(LocalTransport::triple_with_timeout(config.timeout), config.net);
+    run_local_with(links, backend, config, f)
 }
 
 /// [`run_local`] over given transports, `transports[i]` being party `i`'s (for example
-/// [`LocalTransport`]s wrapped in [`cryptgpu_net::Recording`]). `config.timeout` is not used: the
-/// transports have their own.
+/// [`LocalTransport`]s wrapped in [`cryptgpu_net::Recording`]). `config.timeout` and `config.net`
+/// are not used: the transports have their own (wrap them in [`ShapedTransport`] to shape them).
 pub fn run_local_with<B, T, R, E, F>(
     transports: [T; 3],
     backend: B,

@@ -2,7 +2,7 @@
 //! against f64, with round and byte counters checked against the documented formulas.
 
 use cryptgpu_kernels_cpu::CpuBackend;
-use cryptgpu_net::{Counters, LocalTransport};
+use cryptgpu_net::Counters;
 use cryptgpu_ring::FixedPoint;
 use cryptgpu_sharing::approx::{
     exp_cost, exp_domain, exp_rounds, guess_cost, ln_cost, log_softmax_cost, softmax_cost, ExpConfig, SoftmaxConfig,
@@ -21,11 +21,11 @@ fn tc(party: usize) -> (u64, u64) {
     truncation_cost(MODE, party)
 }
 use cryptgpu_sharing::convert::{msb_bytes, mul_bit_bytes, MsbVariant};
-use cryptgpu_sharing::{run_local, KeySource, Party, RunConfig};
+use cryptgpu_sharing::{run_local, KeySource, LocalLink, Party, RunConfig};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
-type P = Party<CpuBackend, LocalTransport>;
+type P = Party<CpuBackend, LocalLink>;
 
 /// Runs `f` on three parties with seeded keys (reproducible); returns values and counters of `f`.
 fn run3<R: Send>(seed: u64, f: impl Fn(&mut P) -> cryptgpu_sharing::Result<R> + Sync) -> [(R, Counters); 3] {

@@ -8,11 +8,11 @@ use cryptgpu_net::{Counters, LocalTransport, NetError};
 use cryptgpu_ring::{Backend, BinaryOp, Conv2dParams, FixedPoint, RingTensor};
 use cryptgpu_sharing::arith::{input_cost, reveal_to_cost};
 use cryptgpu_sharing::trunc::{product_cost, TruncMode};
-use cryptgpu_sharing::{run_local, KeySource, Party, RunConfig, SharingError};
+use cryptgpu_sharing::{run_local, KeySource, LocalLink, Party, RunConfig, SharingError};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
-type P = Party<CpuBackend, LocalTransport>;
+type P = Party<CpuBackend, LocalLink>;
 
 fn rand_tensor(rng: &mut ChaCha8Rng, shape: &[usize]) -> RingTensor {
     RingTensor::from_fn(shape, |_| rng.gen())

@@ -6,10 +6,10 @@ use std::path::PathBuf;
 use cryptgpu_kernels_cpu::CpuBackend;
 use cryptgpu_net::deploy::generate_local;
 use cryptgpu_net::tcp::on_loopback;
-use cryptgpu_net::{Deployment, NetError, Protection, TcpTransport, Transport};
+use cryptgpu_net::{Deployment, LinkModel, NetError, Protection, Transport};
 use cryptgpu_ring::FixedPoint;
 use cryptgpu_sharing::deploy::{job_tag, key_label, key_source, ALLOW_INSECURE_KEYS};
-use cryptgpu_sharing::{run_local, run_tcp, KeySource, Party, PartyOutput, RunConfig, SharingError};
+use cryptgpu_sharing::{run_local, run_tcp, KeySource, Party, PartyOutput, RunConfig, SharingError, TcpLink};
 
 fn temp_dir(name: &str) -> PathBuf {
     let dir = std::env::temp_dir().join(format!("cryptgpu-sharing-{name}-{}", std::process::id()));
@@ -47,7 +47,7 @@ fn over_tls(
             .into_iter()
             .zip(params)
             .map(|(setup, params)| {
-                s.spawn(move || run_tcp(CpuBackend, setup, config, params, |p: &mut Party<_, TcpTransport>| program(p)))
+                s.spawn(move || run_tcp(CpuBackend, setup, config, params, |p: &mut Party<_, TcpLink>| program(p)))
             })
             .collect();
         hs.into_iter().map(|h| h.join().unwrap()).collect()
@@ -70,6 +70,17 @@ fn run_tcp_over_tls_matches_run_local() {
     let codec = config.codec;
     assert_eq!(codec.decode(local[0].value[0]), 0.0);
     assert_eq!(codec.decode(local[0].value[39]), 18.5);
+}
+
+#[test]
+fn shaped_tcp_links_give_the_results_and_counters_of_run_local() {
+    let config = RunConfig { keys: KeySource::InsecureSeed(12), net: LinkModel::LAN, ..RunConfig::default() };
+    let local = run_local(CpuBackend, RunConfig { net: LinkModel::NONE, ..config }, program).unwrap();
+    let tcp = over_tls("shaped", config, ["relu n=40"; 3]);
+    for (i, (l, t)) in local.iter().zip(tcp).enumerate() {
+        let t = t.unwrap_or_else(|e| panic!("party {i}: {e}"));
+        assert_eq!((&l.value, l.counters), (&t.value, t.counters), "party {i}");
+    }
 }
 
 #[test]

@@ -2,18 +2,18 @@
 //! transport counters checked against the documented costs.
 
 use cryptgpu_kernels_cpu::CpuBackend;
-use cryptgpu_net::{Counters, LocalTransport};
+use cryptgpu_net::Counters;
 use cryptgpu_ring::{Pool2dParams, RingTensor};
 use cryptgpu_sharing::compare::{max_axis_cost, max_axis_cost_with, max_pool2d_reference, relu_cost};
 use cryptgpu_sharing::convert::{
     b2a_bit_bytes, b2a_bit_one_round_bytes, msb_bytes, msb_variant_bytes, msb_variant_rounds, mul_bit_bytes,
     mul_bit_one_round_bytes, MsbVariant, MSB_ROUNDS,
 };
-use cryptgpu_sharing::{run_local, Party, RunConfig};
+use cryptgpu_sharing::{run_local, LocalLink, Party, RunConfig};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
-type P = Party<CpuBackend, LocalTransport>;
+type P = Party<CpuBackend, LocalLink>;
 
 /// Runs `f` on three parties; returns each party's value and the counters of the work inside `f`.
 fn run3<R: Send>(f: impl Fn(&mut P) -> cryptgpu_sharing::Result<R> + Sync) -> [(R, Counters); 3] {

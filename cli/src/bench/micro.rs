@@ -2,13 +2,14 @@
 
 use anyhow::{bail, Result};
 use cryptgpu::device::AnyBackend;
+use cryptgpu_net::LinkModel;
 use cryptgpu_ring::{Backend, Conv2dParams, FixedPoint, RingTensor};
 use cryptgpu_sharing::timing::{cost, repeat, runs_of, slowest, Plan};
 use cryptgpu_sharing::{run_local, RunConfig};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
-use super::report::{Figure, Point, Record, Series, Stats};
+use super::report::{self, Figure, Point, Record, Series, Stats};
 use super::{open_devices, paper, CommonArgs};
 
 /// One convolution of a sweep: input `[k, c, n, n]`, `f` filters of `r x r`.
@@ -137,7 +138,8 @@ fn run_sweeps(bench: &str, args: &CommonArgs, mut sweeps: Vec<Sweep>, paper: ser
             paper: record.paper.get(sweep.id).and_then(|v| v.as_str()).unwrap_or_default().to_string(),
         };
         for device in &devices {
-            fig.series.push(Series { backend: device.name().into(), points: run_series(device, sweep, &plan) });
+            let points = run_series(device, sweep, &plan, args.net.link);
+            fig.series.push(Series { backend: device.name().into(), points });
         }
         fig.compute_speedup();
         record.figures.push(fig);
@@ -147,22 +149,29 @@ fn run_sweeps(bench: &str, args: &CommonArgs, mut sweeps: Vec<Sweep>, paper: ser
 
 /// Measures a sweep's points on one device; once a warm-up exceeds the budget, the larger points
 /// are skipped. A failing point (e.g. out of device memory) is recorded and the sweep goes on.
-fn run_series(device: &AnyBackend, sweep: &Sweep, plan: &Plan) -> Vec<Point> {
+fn run_series(device: &AnyBackend, sweep: &Sweep, plan: &Plan, net: LinkModel) -> Vec<Point> {
     let mut over: Option<f64> = None;
     let mut points = Vec::new();
     for &xv in &sweep.xs {
         let (x, job) = (xv as f64, (sweep.job)(xv));
-        let mut point =
-            Point { x, shape: job.describe(), seconds: None, rounds: 0, bytes_sent_per_party: [0; 3], note: None };
+        let mut point = Point {
+            x,
+            shape: job.describe(),
+            seconds: None,
+            rounds: 0,
+            bytes_sent_per_party: [0; 3],
+            lower_bound_seconds: 0.0,
+            note: None,
+        };
         if let Some(t) = over {
             point.note = Some(format!("skipped: a smaller point's warm-up took {t:.1} s, over --point-budget"));
             points.push(point);
             continue;
         }
         let started = std::time::Instant::now();
-        let measured = measure(device, job, plan);
+        let measured = measure(device, job, plan, net);
         match measured {
-            Ok((stats, bytes, rounds)) => {
+            Ok(Measured { stats, bytes, rounds, lower_bound }) => {
                 eprintln!(
                     "{} {:<4} x={:<9} median {:.4} s (min {:.4}, max {:.4}, {} reps; {:.0} s with warm-up and setup)",
                     sweep.id,
@@ -179,6 +188,7 @@ fn run_series(device: &AnyBackend, sweep: &Sweep, plan: &Plan) -> Vec<Point> {
                     over = Some(warm);
                 }
                 (point.seconds, point.bytes_sent_per_party, point.rounds) = (Some(stats), bytes, rounds);
+                point.lower_bound_seconds = lower_bound;
             }
             Err(e) => {
                 eprintln!("{} {} x={x}: failed: {e:#}", sweep.id, device.name());
@@ -199,17 +209,30 @@ fn random_fixed(shape: &[usize], range: f64, seed: u64) -> Result<RingTensor> {
     Ok(codec.encode_tensor(shape, &vals)?)
 }
 
-/// Runs one point with three in-process parties: time statistics, bytes sent per party, rounds.
+/// What one point measured.
+pub struct Measured {
+    /// The repetitions' times.
+    pub stats: Stats,
+    /// Bytes each party sent in one run.
+    pub bytes: [u64; 3],
+    /// Rounds of one run.
+    pub rounds: u64,
+    /// The least time of one run over the links ([`report::lower_bound`]).
+    pub lower_bound: f64,
+}
+
+/// Runs one point with three in-process parties over links of `net`.
 /// Conv: party 0 shares the input, party 1 the weights; the timed protocol is the fixed-point
 /// convolution with its truncation. ReLU: party 0 shares the values; the timed protocol is the
 /// exact ReLU (MSB, then `x * [x >= 0]`).
-fn measure<B: Backend>(be: &B, job: Job, plan: &Plan) -> Result<(Stats, [u64; 3], u64)> {
+fn measure<B: Backend>(be: &B, job: Job, plan: &Plan, net: LinkModel) -> Result<Measured> {
+    let config = RunConfig { net, ..RunConfig::default() };
     let out = match job {
         Job::Conv(s) => {
             let x = random_fixed(&[s.k, s.c, s.n, s.n], 1.0, 1)?;
             let w = random_fixed(&[s.f, s.c, s.r, s.r], 0.5, 2)?;
             let p = Conv2dParams { stride: (s.stride, s.stride), padding: (s.pad, s.pad) };
-            run_local(be.clone(), RunConfig::default(), |party| {
+            run_local(be.clone(), config, |party| {
                 let id = party.id();
                 let xs = party.input(0, (id == 0).then_some(&x), x.shape())?;
                 let ws = party.input(1, (id == 1).then_some(&w), w.shape())?;
@@ -218,7 +241,7 @@ fn measure<B: Backend>(be: &B, job: Job, plan: &Plan) -> Result<(Stats, [u64; 3]
         }
         Job::Relu(n) => {
             let x = random_fixed(&[n], 8.0, 3)?;
-            run_local(be.clone(), RunConfig::default(), |party| {
+            run_local(be.clone(), config, |party| {
                 let xs = party.input(0, (party.id() == 0).then_some(&x), x.shape())?;
                 repeat(party, plan, |party| party.relu(&xs).map(drop))
             })?
@@ -226,11 +249,16 @@ fn measure<B: Backend>(be: &B, job: Job, plan: &Plan) -> Result<(Stats, [u64; 3]
     };
     let (samples, warmup) = slowest(runs_of(&out));
     let (bytes, rounds) = cost(runs_of(&out));
-    Ok((Stats::new(samples, warmup), bytes, rounds))
+    Ok(Measured {
+        stats: Stats::new(samples, warmup),
+        bytes,
+        rounds,
+        lower_bound: report::lower_bound(net, runs_of(&out)),
+    })
 }
 
 /// A tiny ReLU point, for tests of the whole path (CPU).
 #[cfg(test)]
-pub fn tiny_relu_point(n: usize, reps: usize) -> Result<(Stats, [u64; 3], u64)> {
-    measure(&cryptgpu_kernels_cpu::CpuBackend, Job::Relu(n), &Plan { warmup: 1, reps, budget: None })
+pub fn tiny_relu_point(n: usize, reps: usize, net: LinkModel) -> Result<Measured> {
+    measure(&cryptgpu_kernels_cpu::CpuBackend, Job::Relu(n), &Plan { warmup: 1, reps, budget: None }, net)
 }

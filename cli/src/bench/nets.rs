@@ -9,7 +9,7 @@ use std::time::Instant;
 
 use anyhow::Result;
 use cryptgpu::device::AnyBackend;
-use cryptgpu_net::Counters;
+use cryptgpu_net::{Counters, LinkModel};
 use cryptgpu_nn::engine::{layer_labels, Engine, Phase, Sgd};
 use cryptgpu_nn::plain::PlainTensor;
 use cryptgpu_nn::private::{PrivateEngine, Timing, Traffic};
@@ -23,7 +23,7 @@ use cryptgpu_sharing::{run_local, RunConfig};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
-use super::report::{LayerCost, NetRun, Record, Stats};
+use super::report::{lower_bound, LayerCost, NetRun, Record, Stats};
 use super::{open_devices, paper, CommonArgs};
 
 /// The layer kinds of the split, in report order.
@@ -140,14 +140,14 @@ fn run_nets(
     let plan = Plan { warmup: args.warmup, reps: args.reps(), budget: args.point_budget };
     for cfg in configs.iter().filter(|c| args.selected(&c.id())) {
         for device in &devices {
-            record.nets.push(run_config(device, cfg, &plan, train));
+            record.nets.push(run_config(device, cfg, &plan, train, args.net.link));
         }
     }
     Ok(record)
 }
 
 /// Measures one configuration on one device; a failure is recorded in the result's note.
-fn run_config(device: &AnyBackend, cfg: &NetConfig, plan: &Plan, train: bool) -> NetRun {
+fn run_config(device: &AnyBackend, cfg: &NetConfig, plan: &Plan, train: bool, net: LinkModel) -> NetRun {
     let mut run = NetRun {
         id: cfg.id(),
         model: cfg.model.into(),
@@ -162,6 +162,7 @@ fn run_config(device: &AnyBackend, cfg: &NetConfig, plan: &Plan, train: bool) ->
         input_seconds: 0.0,
         bytes_sent_per_party: [0; 3],
         rounds: 0,
+        lower_bound_seconds: 0.0,
         bytes_by_kind: BTreeMap::new(),
         layers: Vec::new(),
         note: None,
@@ -171,7 +172,7 @@ fn run_config(device: &AnyBackend, cfg: &NetConfig, plan: &Plan, train: bool) ->
     let started = Instant::now();
     let result = by_name(cfg.model, cfg.dataset).map_err(anyhow::Error::from).and_then(|spec| {
         run.parameters = spec.num_params();
-        measure(device, &spec, cfg.batch, train, plan, &mut run)
+        measure(device, &spec, cfg.batch, train, plan, net, &mut run)
     });
     match result {
         Ok(()) => {
@@ -239,6 +240,7 @@ fn measure<B: Backend>(
     batch: usize,
     train: bool,
     plan: &Plan,
+    net: LinkModel,
     run: &mut NetRun,
 ) -> Result<()> {
     spec.check(batch)?;
@@ -255,7 +257,7 @@ fn measure<B: Backend>(
     }
     let y = PlainTensor::new(&[batch, spec.classes], onehot)?;
     let opt = Sgd { lr: 0.01, momentum: 0.9, weight_decay: 0.0 };
-    let out = run_local(be.clone(), RunConfig::default(), |party| {
+    let out = run_local(be.clone(), RunConfig { net, ..RunConfig::default() }, |party| {
         let owner = party.id() == 0;
         let mut model = if train {
             share_trainable_model(party, spec, 0, owner.then_some(&params))?
@@ -286,6 +288,7 @@ fn measure<B: Backend>(
     let runs: [&Runs<StepCosts>; 3] = [&out[0].value.1, &out[1].value.1, &out[2].value.1];
     let (samples, warmup) = slowest(runs);
     (run.bytes_sent_per_party, run.rounds) = cost(runs);
+    run.lower_bound_seconds = lower_bound(net, runs);
     run.input_seconds = out[0].value.0;
     // The repetition whose (slowest-party) time is the median gives the split.
     let mut order: Vec<usize> = (0..samples.len()).collect();

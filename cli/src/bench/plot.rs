@@ -510,6 +510,7 @@ mod tests {
             seconds: Some(Stats::new(vec![t, t * 1.2], vec![t])),
             rounds: 9,
             bytes_sent_per_party: [0; 3],
+            lower_bound_seconds: 0.0,
             note: None,
         };
         let fig = Figure {

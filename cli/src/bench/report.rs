@@ -7,7 +7,9 @@ use anyhow::{Context, Result};
 use serde::{Deserialize, Serialize};
 
 use cryptgpu::device::AnyBackend;
+use cryptgpu_net::LinkModel;
 use cryptgpu_ring::Backend;
+use cryptgpu_sharing::timing::Runs;
 
 use crate::device::gpu_info;
 
@@ -75,6 +77,13 @@ impl Machine {
     }
 }
 
+/// The least time one repetition of `runs` takes over links of `net`
+/// ([`LinkModel::lower_bound`] of the three parties' counters of the first timed repetition).
+pub fn lower_bound<R>(net: LinkModel, runs: [&Runs<R>; 3]) -> f64 {
+    let counters = runs.map(|r| r.samples.first().map(|s| s.cost).unwrap_or_default());
+    net.lower_bound(&counters).as_secs_f64()
+}
+
 /// Median and spread of the timed repetitions, in seconds.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct Stats {
@@ -122,6 +131,10 @@ pub struct Point {
     pub rounds: u64,
     /// Bytes each party sent in one run.
     pub bytes_sent_per_party: [u64; 3],
+    /// The least time one run takes over the links of `settings.net`: rounds times the latency
+    /// plus the busiest link's bytes over the bandwidth (0 without shaping).
+    #[serde(default)]
+    pub lower_bound_seconds: f64,
     /// Why the point has no time (skipped over the budget, or the error).
     pub note: Option<String>,
 }
@@ -229,6 +242,10 @@ pub struct NetRun {
     pub bytes_sent_per_party: [u64; 3],
     /// Rounds of one iteration or inference.
     pub rounds: u64,
+    /// The least time one iteration or inference takes over the links of `settings.net` (as for
+    /// a [`Point`]).
+    #[serde(default)]
+    pub lower_bound_seconds: f64,
     /// Bytes and rounds per kind (sums of `layers`).
     pub bytes_by_kind: BTreeMap<String, [u64; 3]>,
     /// Per layer and phase.
@@ -250,6 +267,9 @@ pub struct Settings {
     pub point_budget_seconds: Option<f64>,
     /// Devices measured.
     pub backends: Vec<String>,
+    /// The links between the parties (`--net`; `none` in records made before it existed).
+    #[serde(default)]
+    pub net: LinkModel,
     /// How a time is taken.
     pub timing: String,
 }
@@ -300,6 +320,7 @@ impl Record {
                 reps: args.reps(),
                 point_budget_seconds: args.point_budget,
                 backends: devices.iter().map(|d| d.name().to_string()).collect(),
+                net: args.net.link,
                 timing: TIMING.into(),
             },
             figures: Vec::new(),

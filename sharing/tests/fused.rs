@@ -3,16 +3,16 @@
 //! apart, consistent replicated outputs and the documented costs.
 
 use cryptgpu_kernels_cpu::CpuBackend;
-use cryptgpu_net::{Counters, LocalTransport};
+use cryptgpu_net::Counters;
 use cryptgpu_ring::{BinaryOp, FixedPoint, RingTensor};
 use cryptgpu_sharing::compare::{relu_cost, relu_truncating_cost};
 use cryptgpu_sharing::convert::MsbVariant;
 use cryptgpu_sharing::trunc::{product_cost, product_held_cost, TruncMode};
-use cryptgpu_sharing::{run_local, Party, RunConfig, SharingError};
+use cryptgpu_sharing::{run_local, LocalLink, Party, RunConfig, SharingError};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
-type P = Party<CpuBackend, LocalTransport>;
+type P = Party<CpuBackend, LocalLink>;
 
 /// What one party saw: the fused ReLU's output and DReLU bits (opened), its output shares, and the counters of the held product, the fused ReLU and the two steps.
 struct Seen {

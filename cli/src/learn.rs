@@ -14,17 +14,16 @@ use anyhow::{bail, Context, Result};
 use clap::{Args as ClapArgs, ValueEnum};
 use cryptgpu_net::{LinkModel, Transport};
 use cryptgpu_nn::data::{load_cifar10, load_mnist, mnist_from_bytes, Images, Split};
-use cryptgpu_nn::engine::{Model, Sgd};
+use cryptgpu_nn::engine::Sgd;
 use cryptgpu_nn::graph::Graph;
 use cryptgpu_nn::onnx::{save_onnx, Lowering};
-use cryptgpu_nn::plain::PlainTensor;
 use cryptgpu_nn::ranges::{RangeRecorder, RangeReport};
 use cryptgpu_nn::session::{open_counts, plain_model, share_model, Receivers, Roles};
 use cryptgpu_nn::train::{
-    infer_private, logits_private, per_layer, plain_head, predict_plain, score, train_plain, train_private,
-    LayerTraffic, Outputs, PrivateTraining, Progress, Scores, Stage, TrainOutcome, TrainSettings,
+    check_input, infer_private, logits_plain, logits_private, per_layer, plain_head, predict_plain, score, train_plain,
+    train_private, LayerTraffic, Outputs, PrivateTraining, Progress, Scores, Stage, TrainOutcome, TrainSettings,
 };
-use cryptgpu_nn::weights::{fold_graph_batchnorm, init_graph_params, read_safetensors, save_safetensors, Params};
+use cryptgpu_nn::weights::{fold_graph_batchnorm, init_graph_params, read_input, save_safetensors, Params};
 use cryptgpu_nn::zoo::Dataset;
 use cryptgpu_ring::{Backend, FixedPoint};
 use cryptgpu_sharing::{run_local, KeySource, Party, RunConfig};
@@ -648,57 +647,6 @@ pub fn infer(args: &InferArgs) -> Result<()> {
     Ok(())
 }
 
-/// The tensor to classify from an `--input` file: the one named `input`, or the only one; and a
-/// `logits` tensor next to `input` as reference outputs.
-fn read_input(path: &std::path::Path) -> Result<(PlainTensor, Option<PlainTensor>)> {
-    let mut tensors = read_safetensors(path)?;
-    let x = match tensors.remove("input") {
-        Some(x) => x,
-        None if tensors.len() == 1 => tensors.pop_first().expect("one tensor").1,
-        None => bail!(
-            "{}: no tensor named `input`, and {} tensors to choose from ({})",
-            path.display(),
-            tensors.len(),
-            tensors.keys().cloned().collect::<Vec<_>>().join(", ")
-        ),
-    };
-    Ok((x, tensors.remove("logits")))
-}
-
-/// The plaintext twin's logits of `x`, `batch` rows at a time, recording value ranges in `rec`.
-fn twin_logits(
-    twin: &Model<PlainTensor>,
-    x: &PlainTensor,
-    batch: usize,
-    rec: &mut RangeRecorder,
-) -> Result<PlainTensor> {
-    let n = x.shape[0];
-    let mut data = Vec::with_capacity(n * twin.graph.classes);
-    for lo in (0..n).step_by(batch) {
-        data.extend(twin.forward(rec, &x.rows(lo..(lo + batch).min(n))?, false)?.0.data);
-    }
-    Ok(PlainTensor::new(&[n, twin.graph.classes], data)?)
-}
-
-/// Checks an `--input` tensor against the model: `[N, ...input]` with `N` positive.
-fn check_input(model: &NamedModel, x: &PlainTensor) -> Result<()> {
-    if x.shape.len() != model.graph.input_shape.len() + 1
-        || x.shape[1..] != model.graph.input_shape[..]
-        || x.shape[0] == 0
-    {
-        bail!(
-            "the input has shape {:?}; {} takes [N, {:?}...] with N > 0",
-            x.shape,
-            model.name,
-            model.graph.input_shape
-        );
-    }
-    if let Some(v) = x.data.iter().find(|v| !v.is_finite()) {
-        bail!("the input has a non-finite value ({v})");
-    }
-    Ok(())
-}
-
 /// What an inference run on a given tensor measured.
 #[derive(serde::Serialize)]
 struct TensorReport {
@@ -738,11 +686,11 @@ fn infer_tensor(
     input: &std::path::Path,
 ) -> Result<()> {
     let (x, reference) = read_input(input)?;
-    check_input(model, &x)?;
+    check_input(&model.graph, &x)?;
     let outputs = args.outputs(model)?;
     let twin = plain_model(&model.graph, params.clone())?;
     let mut rec = RangeRecorder::new(FixedPoint::default());
-    let plain = plain_head(outputs.head, twin_logits(&twin, &x, args.batch, &mut rec)?)?;
+    let plain = plain_head(outputs.head, logits_plain(&twin, &x, args.batch, &mut rec)?)?;
     warn_ranges(rec.report());
     let device = args.backend.open()?;
     let backend_name = device.name();
@@ -1079,7 +1027,7 @@ impl InferJob {
         let (a, roles, id) = (&self.args, self.roles, p.id());
         let file = if id == roles.data_owner {
             let (x, reference) = read_input(input)?;
-            check_input(&self.model, &x)?;
+            check_input(&self.model.graph, &x)?;
             Some((x, reference))
         } else {
             None
@@ -1117,7 +1065,7 @@ impl InferJob {
         if let (Some(params), Some((x, _))) = (params, &file) {
             let twin = plain_model(&self.model.graph, params.clone())?;
             let mut rec = RangeRecorder::new(FixedPoint::default());
-            let plain = plain_head(outputs.head, twin_logits(&twin, x, a.batch, &mut rec)?)?;
+            let plain = plain_head(outputs.head, logits_plain(&twin, x, a.batch, &mut rec)?)?;
             report["max_abs_error"] = logits.max_abs_diff(&plain)?.into();
             println!("  max abs error {:.2e} against the plaintext model", logits.max_abs_diff(&plain)?);
         }

@@ -307,6 +307,49 @@ pub struct LogitsOutcome {
     pub traffic: Traffic,
 }
 
+/// Checks that `shape` is `[N, ...graph.input_shape]` with `N` positive.
+fn check_input_shape(graph: &Graph, shape: &[usize]) -> Result<()> {
+    if shape.len() != graph.input_shape.len() + 1 || shape[1..] != graph.input_shape[..] || shape[0] == 0 {
+        let dims: Vec<String> = graph.input_shape.iter().map(ToString::to_string).collect();
+        return Err(NnError::Shape(format!(
+            "input of shape {shape:?}: {} takes [N, {}] with N > 0",
+            graph.name,
+            dims.join(", ")
+        )));
+    }
+    Ok(())
+}
+
+/// Checks a tensor to classify against the model: shape `[N, ...input]` with `N` positive, and
+/// finite values.
+pub fn check_input(graph: &Graph, x: &PlainTensor) -> Result<()> {
+    check_input_shape(graph, &x.shape)?;
+    match x.data.iter().find(|v| !v.is_finite()) {
+        Some(v) => Err(NnError::Shape(format!("the input has a non-finite value ({v})"))),
+        None => Ok(()),
+    }
+}
+
+/// The plaintext twin's logits of `x`, `batch` rows at a time (as [`logits_private`] runs them),
+/// recording value ranges in `rec`.
+pub fn logits_plain(
+    model: &Model<PlainTensor>,
+    x: &PlainTensor,
+    batch: usize,
+    rec: &mut RangeRecorder,
+) -> Result<PlainTensor> {
+    check_input(&model.graph, x)?;
+    if batch == 0 {
+        return Err(NnError::Shape("the inference batch must be positive".into()));
+    }
+    let (n, classes) = (x.shape[0], model.graph.classes);
+    let mut data = Vec::with_capacity(n * classes);
+    for lo in (0..n).step_by(batch) {
+        data.extend(model.forward(rec, &x.rows(lo..(lo + batch).min(n))?, false)?.0.data);
+    }
+    PlainTensor::new(&[n, classes], data)
+}
+
 /// How [`logits_private`] computes its outputs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Outputs {
@@ -351,12 +394,14 @@ pub fn logits_private<B: Backend, T: Transport>(
             roles.data_owner
         )));
     }
-    if shape.is_empty() || shape[1..] != model.graph.input_shape[..] || x.is_some_and(|x| x.shape != shape) {
-        return Err(NnError::Shape(format!(
-            "input of shape {:?}, the model takes [N, {}]",
-            x.map_or(shape, |x| &x.shape[..]),
-            model.graph.input_shape.iter().map(ToString::to_string).collect::<Vec<_>>().join(", ")
-        )));
+    check_input_shape(&model.graph, x.map_or(shape, |x| &x.shape[..]))?;
+    if let Some(x) = x {
+        check_input(&model.graph, x)?;
+        if x.shape != shape {
+            return Err(NnError::Shape(format!("input of shape {:?}, announced as {shape:?}", x.shape)));
+        }
+    } else {
+        check_input_shape(&model.graph, shape)?;
     }
     if batch == 0 {
         return Err(NnError::Shape("the inference batch must be positive".into()));

@@ -301,6 +301,27 @@ fn pair_by_order<'f, 'd>(
     }
 }
 
+/// A tensor to classify from a safetensors file: the one named `input`, or the only one; and a
+/// `logits` tensor next to `input`, if any, as reference outputs (e.g. PyTorch's).
+pub fn read_input(path: &Path) -> Result<(PlainTensor, Option<PlainTensor>)> {
+    let mut tensors = read_safetensors(path)?;
+    let x = match tensors.remove("input") {
+        Some(x) => x,
+        None if tensors.len() == 1 => tensors.pop_first().expect("one tensor").1,
+        None => {
+            return Err(NnError::Format {
+                path: path.display().to_string(),
+                detail: format!(
+                    "no tensor named `input`, and {} tensors to choose from ({})",
+                    tensors.len(),
+                    tensors.keys().cloned().collect::<Vec<_>>().join(", ")
+                ),
+            })
+        }
+    };
+    Ok((x, tensors.remove("logits")))
+}
+
 fn to_f64(v: &TensorView<'_>) -> Option<Vec<f64>> {
     let d = v.data();
     Some(match v.dtype() {

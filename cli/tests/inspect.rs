@@ -2,7 +2,7 @@
 
 mod common;
 
-use common::{last_json, run};
+use common::{last_json, onnx_dir, run};
 use serde_json::Value;
 
 fn u(v: &Value) -> u64 {
@@ -55,20 +55,6 @@ fn bad_arguments_are_clear_errors() {
     assert!(!ok && stderr.contains("--pool avg"), "{stderr}");
     let (ok, _, stderr) = run(&["inspect", "missing.onnx"]);
     assert!(!ok && stderr.contains("missing.onnx"), "{stderr}");
-}
-
-/// The shared ONNX fixtures' folder; `None` (said loudly) when it is missing, a failure then
-/// if CRYPTGPU_REQUIRE_DATA=1.
-fn onnx_dir() -> Option<std::path::PathBuf> {
-    let p = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/data/onnx");
-    if p.is_dir() {
-        return Some(p);
-    }
-    if std::env::var("CRYPTGPU_REQUIRE_DATA").as_deref() == Ok("1") {
-        panic!("CRYPTGPU_REQUIRE_DATA=1 but {} is missing", p.display());
-    }
-    eprintln!("SKIPPED: {} is missing (set CRYPTGPU_REQUIRE_DATA=1 to fail)", p.display());
-    None
 }
 
 #[test]

@@ -4,24 +4,10 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
-use common::{last_json, run};
+use common::{last_json, onnx_dir, run};
 use cryptgpu_nn::weights::read_safetensors;
-
-/// The shared ONNX fixtures' folder; `None` (said loudly) when it is missing, a failure then
-/// if CRYPTGPU_REQUIRE_DATA=1.
-fn onnx_dir() -> Option<PathBuf> {
-    let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/data/onnx");
-    if p.is_dir() {
-        return Some(p);
-    }
-    if std::env::var("CRYPTGPU_REQUIRE_DATA").as_deref() == Ok("1") {
-        panic!("CRYPTGPU_REQUIRE_DATA=1 but {} is missing", p.display());
-    }
-    eprintln!("SKIPPED: {} is missing (set CRYPTGPU_REQUIRE_DATA=1 to fail)", p.display());
-    None
-}
 
 fn temp_dir(what: &str) -> PathBuf {
     let dir = std::env::temp_dir().join(format!("cryptgpu-cli-onnx-{what}-{}", std::process::id()));

@@ -83,7 +83,7 @@ mod tests {
             }
         }
         // Setup (16 B each), two inputs (owner sends 8 B per element), matmul_fp (24 / 16 / 16 B
-        // per output element, 3 rounds) and reveal_to(1) (party 0 sends 8 B per element).
+        // per output element, 2 rounds) and reveal_to(1) (party 0 sends 8 B per element).
         let (a_in, b_in, out) = (8 * (m * k) as u64, 8 * (k * n) as u64, (m * n) as u64);
         let sent = [16 + a_in + 24 * out + 8 * out, 16 + b_in + 16 * out, 16 + 16 * out];
         for (i, c) in product.counters.iter().enumerate() {

@@ -176,14 +176,15 @@ fn op_cost(op: &Op, out: &[usize], config: &CostConfig, fusion: Fusion) -> StepC
 /// let graph = lenet(Pool::Avg).to_graph();
 /// let cost = forward_cost(&graph, 1, &CostConfig::default())?;
 /// // The first convolution: 20x24x24 outputs, each a product with exact truncation whose last
-/// // round (8 B per element from party 2) the ReLU after it sends (2 rounds; 24, 16 and 8 B).
+/// // round (24, 8 and 8 B per element) the ReLU after it sends with its MSB's first round (1
+/// // round; 0, 8 and 8 B).
 /// let conv = &cost.nodes[0];
 /// assert_eq!((conv.label.as_str(), conv.op, conv.params), ("0:features.0", "conv2d", 520));
-/// assert_eq!(conv.cost.rounds, 2);
-/// assert_eq!(conv.cost.bytes_sent_per_party, [24 * 11520, 16 * 11520, 8 * 11520]);
+/// assert_eq!(conv.cost.rounds, 1);
+/// assert_eq!(conv.cost.bytes_sent_per_party, [0, 8 * 11520, 8 * 11520]);
 /// // The average pooling's division by 4 joins the next convolution's truncation.
 /// assert_eq!(cost.nodes[2].cost.rounds, 0);
-/// assert_eq!(cost.total.rounds, 32);
+/// assert_eq!(cost.total.rounds, 28);
 /// // Everything at party 0: party 0 sends the 784 pixels, party 2 opens the 10 logits to it.
 /// assert_eq!(cost.input.bytes_sent_per_party, [8 * 784, 0, 0]);
 /// assert_eq!(cost.reveal.bytes_sent_per_party, [0, 0, 8 * 10]);

@@ -197,7 +197,7 @@ pub trait Engine {
     /// A training batch norm of `x` (`[N, C, ...]`, more than one value per channel) with the
     /// batch statistics, for `σ² + eps` in [`BN_TRAIN_VAR_RANGE`]. The default composes the
     /// methods above ([`batch_norm_composed`]); the private engine runs
-    /// `cryptgpu_sharing::norm` (20 rounds).
+    /// `cryptgpu_sharing::norm` (15 rounds).
     fn batch_norm_train(&mut self, x: &Self::T, gamma: &Self::T, beta: &Self::T, eps: f64) -> Result<BnTrain<Self::T>>
     where
         Self: Sized,

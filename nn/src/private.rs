@@ -381,7 +381,7 @@ impl<B: Backend, T: Transport> Engine for PrivateEngine<'_, B, T> {
         Ok(self.party.inv_sqrt(&y, lo, hi, 3)?)
     }
 
-    /// [`Party::batch_norm_train`]: 20 rounds (see `cryptgpu_sharing::norm`).
+    /// [`Party::batch_norm_train`]: 15 rounds (see `cryptgpu_sharing::norm`).
     fn batch_norm_train(
         &mut self,
         x: &AShare<B>,

@@ -5,7 +5,7 @@
 //! LSB; in the default exact mode no wrap failures). Costs below are written with `P`, the cost of
 //! one fixed-point product per element, and `T`, that of truncating a sharing
 //! ([`crate::trunc::product_cost`], [`crate::trunc::truncation_cost`]): in exact mode `P` is
-//! 3 rounds and 24 / 16 / 16 B (parties 0 / 1 / 2) and `T` 2 rounds and 24 / 8 / 8 B; in
+//! 2 rounds and 24 / 16 / 16 B (parties 0 / 1 / 2) and `T` 1 round and 24 / 8 / 8 B; in
 //! probabilistic mode both are 2 rounds and 8 B. Comparisons inside (max-shift, exp guard, initial guesses) use the
 //! exact protocols of [`crate::compare`].
 //!

@@ -189,8 +189,8 @@ impl<B: Backend, T: Transport> Party<B, T> {
 
     /// Secure product under any bilinear ring map `op` (elementwise, matmul, convolution, their
     /// gradients). Without truncation: **1 round, 8 B per output element per party**; with
-    /// truncation by `2^f` (both operands fixed point): **3 rounds; P0 sends 24 B, P1 and P2 16 B per
-    /// output element**.
+    /// truncation by `2^f` (both operands fixed point), in exact mode: **2 rounds; P0 sends 24 B,
+    /// P1 and P2 16 B per output element** ([`product_cost`](crate::trunc::product_cost)).
     pub fn bilinear(
         &mut self,
         x: &AShare<B>,
@@ -209,8 +209,8 @@ impl<B: Backend, T: Transport> Party<B, T> {
     }
 
     /// [`bilinear`](Self::bilinear) truncated by `2^bits` (`f` for fixed-point operands), held
-    /// back before the truncation's last round ([`Truncating`]): **2 rounds** in exact mode (P0 sends 24 B, P1 16 B, P2 8 B per output
-    /// element; [`product_held_cost`](crate::trunc::product_held_cost)); finish it with
+    /// back before the truncation's last round ([`Truncating`]): **1 round** (P1 and P2 send 8 B
+    /// per output element; [`product_held_cost`](crate::trunc::product_held_cost)); finish it with
     /// [`finish_truncation`](Self::finish_truncation) or feed it to
     /// [`relu_truncating`](Self::relu_truncating).
     pub fn bilinear_held(
@@ -233,7 +233,7 @@ impl<B: Backend, T: Transport> Party<B, T> {
         self.bilinear(x, y, &|b, p, q| b.binary(BinaryOp::Mul, p, q), false)
     }
 
-    /// Elementwise product of fixed-point sharings, truncated. **3 rounds; 24 / 16 / 16 B per element.**
+    /// Elementwise product of fixed-point sharings, truncated. **2 rounds; 24 / 16 / 16 B per element.**
     ///
     /// ```rust
     /// use cryptgpu_kernels_cpu::CpuBackend;
@@ -267,7 +267,7 @@ impl<B: Backend, T: Transport> Party<B, T> {
     }
 
     /// Matrix product of fixed-point sharings, truncated.
-    /// **3 rounds; P0 sends 24 B, P1 and P2 16 B per output element** (`24·m·n`, `16·m·n`, `16·m·n`
+    /// **2 rounds; P0 sends 24 B, P1 and P2 16 B per output element** (`24·m·n`, `16·m·n`, `16·m·n`
     /// B for an `m x k` by `k x n` product).
     ///
     /// Error bound (no truncation failure), with `δ = 2^-f` and real inputs `a`, `b` encoded by
@@ -307,7 +307,7 @@ impl<B: Backend, T: Transport> Party<B, T> {
         self.bilinear(x, w, &move |b, s, t| b.conv2d(s, t, &p), false)
     }
 
-    /// 2-D convolution of fixed-point sharings, truncated. **3 rounds; 24 / 16 / 16 B per output element.**
+    /// 2-D convolution of fixed-point sharings, truncated. **2 rounds; 24 / 16 / 16 B per output element.**
     pub fn conv2d_fp(&mut self, x: &AShare<B>, w: &AShare<B>, p: &Conv2dParams) -> Result<AShare<B>> {
         let p = *p;
         self.bilinear(x, w, &move |b, s, t| b.conv2d(s, t, &p), true)

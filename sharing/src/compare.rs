@@ -14,14 +14,14 @@ use cryptgpu_ring::shape::{check_same, pool2d_window};
 use cryptgpu_ring::{Backend, Pool2dParams, RingTensor, ScalarOp};
 
 use crate::ashare::AShare;
-use crate::binary::{from_words, BShare};
+use crate::binary::BShare;
 use crate::convert::{
-    msb_bytes, msb_role_bytes, msb_variant_bytes, msb_variant_rounds, mul_bit_bytes, mul_bit_one_round_bytes,
+    msb_bytes, msb_variant_bytes, msb_variant_rounds, mul_bit_bytes, mul_bit_one_round_bytes,
     MsbVariant, MSB_ROUNDS,
 };
 use crate::error::{Result, SharingError};
 use crate::party::Party;
-use crate::trunc::{last_round_sender, TruncMode, Truncating};
+use crate::trunc::{held_round_cost, TruncMode, Truncating};
 
 /// The value that padded positions of max pooling take: `-2^62`. Inputs of the max protocols
 /// must lie in `(-2^62, 2^62)` (ring units), so that differences never wrap and padding never wins.
@@ -63,16 +63,11 @@ pub fn relu_cost(variant: MsbVariant, party: usize, n: usize) -> (u64, u64) {
 }
 
 /// Rounds and bytes sent by party `party` in [`Party::relu_truncating`] of `n` elements after a
-/// truncation in `mode`: the MSB's roles rotated to the truncation's sender, which also sends
-/// its last message (8 B per element).
+/// truncation in `mode`: the rounds of [`relu_cost`], with the truncation's last round
+/// ([`held_round_cost`]) riding on the MSB's first.
 pub fn relu_truncating_cost(variant: MsbVariant, mode: TruncMode, party: usize, n: usize) -> (u64, u64) {
-    let lead = last_round_sender(mode);
-    let select = match variant {
-        MsbVariant::Lean => mul_bit_bytes(party, n),
-        MsbVariant::LowLatency => mul_bit_one_round_bytes(party, n),
-    };
-    let last = if party == lead { 8 * n as u64 } else { 0 };
-    (relu_cost(variant, party, n).0, msb_role_bytes(variant, lead, party, n) + select + last)
+    let (rounds, bytes) = relu_cost(variant, party, n);
+    (rounds, bytes + held_round_cost(mode, party).1 * n as u64)
 }
 
 /// Bytes sent by party `party` in [`Party::relu_with`] of `n` elements ([`relu_cost`]).
@@ -130,23 +125,20 @@ impl<B: Backend, T: Transport> Party<B, T> {
     }
 
     /// [`relu_with`](Self::relu_with) of a truncation held back before its last round (the
-    /// output of [`bilinear_held`](Self::bilinear_held)): the last message rides on the MSB's
-    /// input round, led by the truncation's sender (see [`crate::convert`]). Exact, with the
-    /// result of `relu_with(finish_truncation(t))`. **The rounds of `relu_with`**, 1 fewer than
+    /// output of [`bilinear_held`](Self::bilinear_held)): that round rides on the MSB's input
+    /// round, led by `P0`; in exact mode the MSB is that of the undivided value, whose sign the
+    /// division keeps (see [`crate::trunc`]). Exact, with the result of
+    /// `relu_with(finish_truncation(t))`, except that the DReLU bit is that of the undivided value
+    /// (0 for a product in `(-2^d, 0)` that rounds to 0). **The rounds of `relu_with`**, 1 fewer than
     /// both steps; bytes per party: [`relu_truncating_cost`].
-    pub fn relu_truncating(&mut self, mut t: Truncating<B>, variant: MsbVariant) -> Result<(AShare<B>, BShare<B>)> {
+    pub fn relu_truncating(&mut self, t: Truncating<B>, variant: MsbVariant) -> Result<(AShare<B>, BShare<B>)> {
         let be = self.backend().clone();
-        if t.shape().iter().product::<usize>() == 0 {
+        let shape = t.shape().to_vec();
+        if shape.iter().product::<usize>() == 0 {
             let x = self.finish_truncation(t)?;
             return self.relu_with(&x, variant);
         }
-        let lead = t.sender();
-        let shape = t.shape().to_vec();
-        let n = shape.iter().product::<usize>();
-        let receiver = self.id() == (lead + 2) % 3;
-        let v = self.operand(t.share(), lead)?;
-        let (m, missing) = self.msb_core(&v, variant, lead, t.take_message(), if receiver { n } else { 0 })?;
-        let x = if receiver { t.complete(&be, from_words(&be, &shape, missing)?)? } else { t.into_share() };
+        let (m, x) = self.truncation_riding(t, |p, v| p.msb_core(&v, variant))?;
         let m = m.map(|b| be.reshape(b, &shape))?;
         let d = self.b_not_bit(&m)?;
         let y = self.select_bit(&x, &d, variant)?;

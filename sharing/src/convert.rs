@@ -47,13 +47,10 @@
 //! (`G <- G ^ P & (G << d)`, `P <- P & (P << d)`, d = 1..32) and `x = P ^ (G << 1)`:
 //! **7 rounds; party 0 sends 104 B, parties 1 and 2 96 B per element.**
 //!
-//! **After a truncation** ([`Party::relu_truncating`](crate::compare)): before the truncation's
-//! last round, its sender `L` (`P2` exact, `P0` probabilistic) knows the sum of its two shares and
-//! the other two parties both know the third, so the input round runs with `L` in party 0's role
-//! (party `L + r` in role `r`; keys and peers are named relative to each party, so the rotated
-//! run is the same protocol with the same masks), and the truncation's last message rides on
-//! `L`'s input-round message to the party before it: one round fewer, the bytes of roles 0, 1, 2
-//! going to parties `L, L + 1, L + 2` ([`msb_role_bytes`]).
+//! **After a product** ([`Party::relu_truncating`](crate::compare)): once the product's terms are
+//! gathered, party 0 knows `S` and parties 1 and 2 know `T` with `S + T` the undivided product,
+//! exactly the operands of the input round, so the MSB starts at once and the truncation's one
+//! round ([`crate::trunc`]) rides on the MSB's input round ([`Party::ride_next_round`]).
 
 use cryptgpu_net::{Peer, Round, Transport};
 use cryptgpu_ring::shape::check_same;
@@ -78,12 +75,6 @@ pub fn msb_tree_words(n: usize) -> usize {
 pub fn msb_bytes(party: usize, n: usize) -> u64 {
     let input = if party == 0 { 16 } else { 8 } * n as u64;
     input + 8 * msb_tree_words(n) as u64
-}
-
-/// Bytes party `party` sends in an MSB whose input round party `lead` leads (role
-/// `party - lead` of [`msb_variant_bytes`]; `lead` 0 is [`Party::msb_with`]).
-pub fn msb_role_bytes(variant: MsbVariant, lead: usize, party: usize, n: usize) -> u64 {
-    msb_variant_bytes(variant, (party + 3 - lead) % 3, n)
 }
 
 /// Rounds of [`Party::msb`].
@@ -147,19 +138,12 @@ pub fn b2a_bit_bytes(party: usize, n: usize) -> u64 {
 }
 
 impl<B: Backend, T: Transport> Party<B, T> {
-    /// This party's role in an MSB / A2B whose input round party `lead` leads: role `r` is party
-    /// `lead + r` (mod 3), and the protocols below name roles as parties. With every key and peer
-    /// named relative to the party, a rotated run is the same protocol.
-    fn role(&self, lead: usize) -> usize {
-        (self.id() + 3 - lead) % 3
-    }
-
-    /// This party's operand of `x = a + b`, flattened, in the roles of `lead`
-    /// ([`role`](Self::role)): `a = x_0 + x_1` at role 0, `b = x_2` at roles 1 and 2. Local.
-    pub(crate) fn operand(&self, x: &AShare<B>, lead: usize) -> Result<B::Tensor> {
+    /// This party's operand of `x = a + b`, flattened: `a = x_0 + x_1` at party 0, `b = x_2` at
+    /// parties 1 and 2. Local.
+    pub(crate) fn operand(&self, x: &AShare<B>) -> Result<B::Tensor> {
         let be = self.backend();
         let n = x.len();
-        Ok(match self.role(lead) {
+        Ok(match self.id() {
             0 => be.reshape(&be.binary(BinaryOp::Add, x.first(), x.second())?, &[n])?,
             1 => be.reshape(x.second(), &[n])?,
             _ => be.reshape(x.first(), &[n])?,
@@ -168,21 +152,14 @@ impl<B: Backend, T: Transport> Party<B, T> {
 
     /// Round 1 of MSB / A2B (see the module doc): binary sharings of the generate word `G = a & b`
     /// and the propagate word `P = a ^ b` of `x = a + b`, `[n]`, from this party's operand `v`
-    /// ([`operand`](Self::operand)), parties named as roles of `lead`. Party 0 may put `piggy` in
-    /// front of its message to party 2, which then expects `piggy_len` more words and returns them.
-    fn carry_inputs(
-        &mut self,
-        v: &B::Tensor,
-        lead: usize,
-        piggy: Vec<u64>,
-        piggy_len: usize,
-    ) -> Result<(BShare<B>, BShare<B>, Vec<u64>)> {
+    /// ([`operand`](Self::operand)).
+    fn carry_inputs(&mut self, v: &B::Tensor) -> Result<(BShare<B>, BShare<B>)> {
         let be = self.backend().clone();
         let n = v.len();
         let shape = [n];
         let and = |p: &B::Tensor, q: &B::Tensor| be.binary(BinaryOp::And, p, q);
         let xor = |p: &B::Tensor, q: &B::Tensor| be.binary(BinaryOp::Xor, p, q);
-        match self.role(lead) {
+        match self.id() {
             0 => {
                 let a = v;
                 let a0 = self.draw_builtin(KeyRole::Own, Purpose::BinaryInput, &shape)?;
@@ -191,10 +168,8 @@ impl<B: Backend, T: Transport> Party<B, T> {
                 let z1 = self.draw_builtin(KeyRole::Next, Purpose::CarryGenerate, &shape)?;
                 let a1 = xor(a, &a0)?;
                 let e = xor(&a1, &s)?;
-                let mut to_p2 = piggy;
-                to_p2.extend(to_words(&be, &e)?);
-                self.round(Round::new().send(Peer::Next, to_words(&be, &a1)?).send(Peer::Prev, to_p2))?;
-                Ok((BShare::from_parts(z0, z1)?, BShare::from_parts(a0, a1)?, Vec::new()))
+                self.round(Round::new().send(Peer::Next, to_words(&be, &a1)?).send(Peer::Prev, to_words(&be, &e)?))?;
+                Ok((BShare::from_parts(z0, z1)?, BShare::from_parts(a0, a1)?))
             }
             1 => {
                 let x2 = v;
@@ -206,7 +181,7 @@ impl<B: Backend, T: Transport> Party<B, T> {
                 let a1 = from_words(&be, &shape, got.take(Peer::Prev)?)?;
                 let u = from_words(&be, &shape, got.take(Peer::Next)?)?;
                 let g2 = xor(&xor(&and(&a1, x2)?, &z1)?, &u)?;
-                Ok((BShare::from_parts(z1, g2)?, BShare::from_parts(a1, x2.clone())?, Vec::new()))
+                Ok((BShare::from_parts(z1, g2)?, BShare::from_parts(a1, x2.clone())?))
             }
             _ => {
                 let x2 = v;
@@ -214,18 +189,13 @@ impl<B: Backend, T: Transport> Party<B, T> {
                 let z0 = self.draw_builtin(KeyRole::Next, Purpose::CarryGenerate, &shape)?;
                 let a0x2 = and(&a0, x2)?;
                 let u = xor(&a0x2, &z0)?;
-                let mut got = self.round(
-                    Round::new()
-                        .send(Peer::Prev, to_words(&be, &u)?)
-                        .recv(Peer::Next, piggy_len + n)
-                        .recv(Peer::Prev, n),
-                )?;
-                let mut piggy = got.take(Peer::Next)?;
-                let e = from_words(&be, &shape, piggy.split_off(piggy_len))?;
+                let mut got =
+                    self.round(Round::new().send(Peer::Prev, to_words(&be, &u)?).recv(Peer::Next, n).recv(Peer::Prev, n))?;
+                let e = from_words(&be, &shape, got.take(Peer::Next)?)?;
                 let f = from_words(&be, &shape, got.take(Peer::Prev)?)?;
                 let v = xor(&and(&e, x2)?, &f)?;
                 let g2 = xor(&xor(&v, &a0x2)?, &z0)?;
-                Ok((BShare::from_parts(g2, z0)?, BShare::from_parts(x2.clone(), a0)?, piggy))
+                Ok((BShare::from_parts(g2, z0)?, BShare::from_parts(x2.clone(), a0)?))
             }
         }
     }
@@ -246,36 +216,27 @@ impl<B: Backend, T: Transport> Party<B, T> {
         if x.is_empty() {
             return self.b_public(&be.zeros(x.shape())?);
         }
-        let v = self.operand(x, 0)?;
-        let (bits, _) = self.msb_core(&v, variant, 0, Vec::new(), 0)?;
+        let v = self.operand(x)?;
+        let bits = self.msb_core(&v, variant)?;
         bits.map(|t| be.reshape(t, x.shape()))
     }
 
-    /// MSB of `a + b` from this party's operand `v` ([`operand`](Self::operand)) in the roles of
-    /// `lead`, as `[n]` bits; `piggy` / `piggy_len` ride on role 0's first-round message to role 2
-    /// (see [`carry_inputs`](Self::carry_inputs)); role 2 gets them back.
-    pub(crate) fn msb_core(
-        &mut self,
-        v: &B::Tensor,
-        variant: MsbVariant,
-        lead: usize,
-        piggy: Vec<u64>,
-        piggy_len: usize,
-    ) -> Result<(BShare<B>, Vec<u64>)> {
+    /// MSB of `a + b` from this party's operand `v` ([`operand`](Self::operand)), as `[n]` bits.
+    pub(crate) fn msb_core(&mut self, v: &B::Tensor, variant: MsbVariant) -> Result<BShare<B>> {
         let be = self.backend().clone();
         let n = v.len();
-        let (mut g, mut p, top, first_level, piggy) = match variant {
+        let (mut g, mut p, top, first_level) = match variant {
             MsbVariant::Lean => {
-                let (g, p, piggy) = self.carry_inputs(v, lead, piggy, piggy_len)?;
+                let (g, p) = self.carry_inputs(v)?;
                 let top = p.map(|t| be.pack_bits(&be.shift(ShiftOp::RightLogical, t, 63)?))?;
-                (self.b_shift(&g, ShiftOp::Left, 1)?, self.b_shift(&p, ShiftOp::Left, 1)?, top, 0, piggy)
+                (self.b_shift(&g, ShiftOp::Left, 1)?, self.b_shift(&p, ShiftOp::Left, 1)?, top, 0)
             }
             MsbVariant::LowLatency => {
-                let (t, p, piggy) = self.level1_inputs(v, lead, piggy, piggy_len)?;
+                let (t, p) = self.level1_inputs(v)?;
                 let top = p.map(|t| be.pack_bits(&be.shift(ShiftOp::RightLogical, t, 63)?))?;
                 let g = self.b_shift(&self.b_and_scalar(&t, HI_GROUPS[0])?, ShiftOp::RightLogical, 1)?;
                 let p = self.b_and_scalar(&t, !HI_GROUPS[0])?;
-                (g.map(|t| merge_word_pairs(&be, t, 1))?, p.map(|t| merge_word_pairs(&be, t, 1))?, top, 1, piggy)
+                (g.map(|t| merge_word_pairs(&be, t, 1))?, p.map(|t| merge_word_pairs(&be, t, 1))?, top, 1)
             }
         };
         // Levels 1..5: k = 1, 2, 4, 8, 16 elements per word; element slot s holds its group j at
@@ -303,21 +264,15 @@ impl<B: Backend, T: Transport> Party<B, T> {
         let z = self.b_and(&x_op, &y_op)?;
         let carry = self.b_xor(&g_hi, &z)?;
         let msb = self.b_xor(&carry, &top)?;
-        Ok((self.b_unpack_bits(&msb, &[n])?, piggy))
+        self.b_unpack_bits(&msb, &[n])
     }
 
     /// Round 1 of [`MsbVariant::LowLatency`]: the first tree level computed directly from
     /// `a` (party 0) and `b = x_2` (parties 1, 2), as `T = Σ_i α_i(a) & β_i(b) ^ D(b)` with three
     /// terms (see [`MsbVariant`]); returns the sharing of `T` (level-1 `G'` on odd bits, `P'` on
     /// even bits, leaves `(a << 1, b << 1)`) and of `P = a ^ b`, `[n]`, from this party's operand
-    /// `v`; `lead` and `piggy` as in [`carry_inputs`](Self::carry_inputs).
-    fn level1_inputs(
-        &mut self,
-        v: &B::Tensor,
-        lead: usize,
-        piggy: Vec<u64>,
-        piggy_len: usize,
-    ) -> Result<(BShare<B>, BShare<B>, Vec<u64>)> {
+    /// `v`.
+    fn level1_inputs(&mut self, v: &B::Tensor) -> Result<(BShare<B>, BShare<B>)> {
         const ODD: u64 = 0xAAAA_AAAA_AAAA_AAAA;
         const EVEN: u64 = !ODD;
         let be = self.backend().clone();
@@ -344,7 +299,7 @@ impl<B: Backend, T: Transport> Party<B, T> {
             }
             Ok(acc)
         };
-        match self.role(lead) {
+        match self.id() {
             0 => {
                 let a = v;
                 let aw = shl(a, 1)?;
@@ -364,12 +319,12 @@ impl<B: Backend, T: Transport> Party<B, T> {
                 let mut to_p1 = to_words(&be, &a1)?;
                 to_p1.extend(to_words(&be, &ones[1])?);
                 to_p1.extend(to_words(&be, &ones[2])?);
-                let mut to_p2 = piggy;
+                let mut to_p2 = Vec::with_capacity(3 * n);
                 for (o, si) in ones.iter().zip(&s) {
                     to_p2.extend(to_words(&be, &xor(o, si)?)?);
                 }
                 self.round(Round::new().send(Peer::Next, to_p1).send(Peer::Prev, to_p2))?;
-                Ok((BShare::from_parts(z0, z1)?, BShare::from_parts(a0, a1)?, Vec::new()))
+                Ok((BShare::from_parts(z0, z1)?, BShare::from_parts(a0, a1)?))
             }
             1 => {
                 let x2 = v;
@@ -390,7 +345,7 @@ impl<B: Backend, T: Transport> Party<B, T> {
                 let u = from_words(&be, &shape, got.take(Peer::Next)?)?;
                 let w = dot(&[&shl(&a1, 1)?, &b1, &c1], &betas)?;
                 let t2 = xor(&xor(&xor(&w, &z1)?, &u)?, &d)?;
-                Ok((BShare::from_parts(z1, t2)?, BShare::from_parts(a1, x2.clone())?, Vec::new()))
+                Ok((BShare::from_parts(z1, t2)?, BShare::from_parts(a1, x2.clone())?))
             }
             _ => {
                 let x2 = v;
@@ -401,20 +356,16 @@ impl<B: Backend, T: Transport> Party<B, T> {
                 let z0 = self.draw_builtin(KeyRole::Next, Purpose::CarryGenerate, &shape)?;
                 let u = xor(&dot(&[&shl(&a0, 1)?, &b0, &c0], &betas)?, &z0)?;
                 let mut got = self.round(
-                    Round::new()
-                        .send(Peer::Prev, to_words(&be, &u)?)
-                        .recv(Peer::Next, piggy_len + 3 * n)
-                        .recv(Peer::Prev, n),
+                    Round::new().send(Peer::Prev, to_words(&be, &u)?).recv(Peer::Next, 3 * n).recv(Peer::Prev, n),
                 )?;
-                let mut piggy = got.take(Peer::Next)?;
-                let mut w = piggy.split_off(piggy_len);
+                let mut w = got.take(Peer::Next)?;
                 let ec = from_words(&be, &shape, w.split_off(2 * n))?;
                 let eb = from_words(&be, &shape, w.split_off(n))?;
                 let ea = from_words(&be, &shape, w)?;
                 let f = from_words(&be, &shape, got.take(Peer::Prev)?)?;
                 let w = xor(&dot(&[&ea, &eb, &ec], &betas)?, &f)?;
                 let t2 = xor(&xor(&w, &u)?, &d)?;
-                Ok((BShare::from_parts(t2, z0)?, BShare::from_parts(x2.clone(), a0)?, piggy))
+                Ok((BShare::from_parts(t2, z0)?, BShare::from_parts(x2.clone(), a0)?))
             }
         }
     }
@@ -423,8 +374,8 @@ impl<B: Backend, T: Transport> Party<B, T> {
     /// **7 rounds; party 0 sends 104 B, parties 1 and 2 96 B per element.**
     pub fn a2b(&mut self, x: &AShare<B>) -> Result<BShare<B>> {
         let be = self.backend().clone();
-        let v = self.operand(x, 0)?;
-        let (g0, p0, _) = self.carry_inputs(&v, 0, Vec::new(), 0)?;
+        let v = self.operand(x)?;
+        let (g0, p0) = self.carry_inputs(&v)?;
         let (mut g, mut p) = (g0, p0.clone());
         for level in 0..6 {
             let d = 1u32 << level;

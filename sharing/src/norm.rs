@@ -1,5 +1,5 @@
 //! The forward pass of a batch norm in training ([`Party::batch_norm_train`]): batch statistics,
-//! normalisation and the affine map in **20 rounds** (exact truncation; 17 in probabilistic mode),
+//! normalisation and the affine map in **15 rounds** (exact truncation; 17 in probabilistic mode),
 //! where composing products, [`Party::inv_sqrt`] (3 Newton steps) and an affine map takes 54.
 //! Nothing is opened.
 //!

@@ -37,6 +37,10 @@ pub struct Party<B: Backend, T: Transport> {
     codec: FixedPoint,
     streams: Streams,
     trunc: TruncMode,
+    /// Messages that travel with the next round ([`ride_next_round`](Self::ride_next_round)).
+    rider: Option<Round>,
+    /// What the last rider received ([`take_ridden`](Self::take_ridden)).
+    ridden: Option<Received>,
 }
 
 impl<B: Backend, T: Transport> std::fmt::Debug for Party<B, T> {
@@ -68,6 +72,8 @@ impl<B: Backend, T: Transport> Party<B, T> {
             codec,
             streams: Streams::new(own, next, local),
             trunc: TruncMode::default(),
+            rider: None,
+            ridden: None,
         })
     }
 
@@ -126,7 +132,55 @@ impl<B: Backend, T: Transport> Party<B, T> {
     /// # Ok::<(), cryptgpu_sharing::SharingError>(())
     /// ```
     pub fn round(&mut self, round: Round) -> Result<Received> {
-        Ok(self.transport.round(round)?)
+        let Some(rider) = self.rider.take() else {
+            return Ok(self.transport.round(round)?);
+        };
+        // The rider's words go first in each direction; it receives the first words it expects.
+        let join = |ride: Option<Vec<u64>>, own: Option<Vec<u64>>| match (ride, own) {
+            (Some(mut r), Some(o)) => {
+                r.extend(o);
+                Some(r)
+            }
+            (r, o) => r.filter(|r| !r.is_empty()).or(o),
+        };
+        let expect = |ride: Option<usize>, own: Option<usize>| match (ride.filter(|&r| r > 0), own) {
+            (None, own) => own,
+            (Some(r), own) => Some(r + own.unwrap_or(0)),
+        };
+        let merged = Round {
+            to_next: join(rider.to_next, round.to_next),
+            to_prev: join(rider.to_prev, round.to_prev),
+            from_next: expect(rider.from_next, round.from_next),
+            from_prev: expect(rider.from_prev, round.from_prev),
+        };
+        let mut got = self.transport.round(merged)?;
+        let split = |words: Option<Vec<u64>>, ride: Option<usize>, own: Option<usize>| {
+            let mut words = words.unwrap_or_default();
+            let r = ride.unwrap_or(0).min(words.len());
+            let rest = words.split_off(r);
+            (ride.map(|_| words), own.map(|_| rest))
+        };
+        let (ride_next, own_next) = split(got.from_next.take(), rider.from_next, round.from_next);
+        let (ride_prev, own_prev) = split(got.from_prev.take(), rider.from_prev, round.from_prev);
+        self.ridden = Some(Received { from_next: ride_next, from_prev: ride_prev });
+        Ok(Received { from_next: own_next, from_prev: own_prev })
+    }
+
+    /// Sends `ride`'s messages and receives the words it expects in front of those of the next
+    /// [`round`](Self::round), whatever protocol runs it, so that two protocols share a round; the
+    /// three parties must add matching riders before the same round. Its messages arrive through
+    /// [`take_ridden`](Self::take_ridden).
+    pub(crate) fn ride_next_round(&mut self, ride: Round) -> Result<()> {
+        if self.rider.is_some() || self.ridden.is_some() {
+            return Err(SharingError::Invalid("a message is already riding on the next round".into()));
+        }
+        self.rider = Some(ride);
+        Ok(())
+    }
+
+    /// The messages a rider ([`ride_next_round`](Self::ride_next_round)) received in its round.
+    pub(crate) fn take_ridden(&mut self) -> Result<Received> {
+        self.ridden.take().ok_or_else(|| SharingError::Invalid("no rider has travelled since it was added".into()))
     }
 
     /// Registers the correlated-randomness stream `name` for a protocol outside this crate and

@@ -6,11 +6,12 @@
 //!   to `P1` and `P2`, after adding the public offset `2^62` so that `X` lies in `[0, 2^63)` whenever
 //!   `|z| < 2^62`. For such an `X` the wrap bit of the split is `w = msb(S) OR msb(T)`, so
 //!   `floor(X / 2^d) = floor((S + T) / 2^d) - w·2^(64-d)`; the OR's cross term `msb(S)·msb(T)` is
-//!   obtained with one three-party OT (sender `P0`, receiver `P2`, helper `P1`, masks from the key
-//!   `P0` shares with `P1`). The result is `z / 2^d + e` with `|e| < 1` LSB, unbiased (`S` is rounded
-//!   up and `T` down) and **no failure probability** for `|z| < 2^62`. CryptGPU's (and ABY3's
-//!   Π_trunc1) truncation instead fails with probability `|z| / 2^64` per element, an error of
-//!   `2^(64-d)` that is certain to occur in long trainings.
+//!   a product of a bit known to `P0` and one known to `P1` and `P2`, which both of them receive
+//!   in the same round as `P0`'s share of the result (masks from the keys `P0` shares with each).
+//!   The result is `z / 2^d + e` with `|e| < 1` LSB, unbiased (`S` is rounded up and `T` down) and
+//!   **no failure probability** for `|z| < 2^62`. CryptGPU's (and ABY3's Π_trunc1) truncation
+//!   instead fails with probability `|z| / 2^64` per element, an error of `2^(64-d)` that is
+//!   certain to occur in long trainings.
 //! * **Probabilistic**: ABY3's share truncation fused with the resharing (CryptGPU's behaviour, for
 //!   comparison): 2 rounds and 8 B per element per party for a product, but wrong by `±2^(64-d)` with
 //!   probability about `|z| / 2^64` per element.
@@ -19,18 +20,19 @@
 //!
 //! | | rounds | P0 | P1 | P2 |
 //! |---|---|---|---|---|
-//! | product + exact truncation | 3 | 24 B | 16 B | 16 B |
-//! | exact truncation of a sharing | 2 | 24 B | 8 B | 8 B |
+//! | product + exact truncation | 2 | 24 B | 16 B | 16 B |
+//! | exact truncation of a sharing | 1 | 24 B | 8 B | 8 B |
 //! | product + probabilistic truncation | 2 | 8 B | 8 B | 8 B |
 //! | probabilistic truncation of a sharing | 2 | 8 B | 8 B | 8 B |
 //!
-//! A truncation can be held back before its last round ([`Truncating`]: `P2`'s message in exact
-//! mode, `P0`'s in probabilistic mode, 8 B per element), so that a ReLU after it sends that
-//! message with its MSB's input round ([`Party::relu_truncating`]): a product then costs 2
-//! rounds (exact: 24, 16, 8 B per element; [`product_held_cost`]) before the ReLU's own.
+//! A product's truncation can be held back before its last round ([`Truncating`]: in exact mode
+//! the whole split, in probabilistic mode `P0`'s last message), so that a ReLU after it sends
+//! that round with its MSB's input round ([`Party::relu_truncating`]): the product then costs 1
+//! round (8 B from `P1` and `P2`; [`product_held_cost`]) before the ReLU's own. In exact mode the
+//! MSB runs on `X` itself, whose sign the division keeps, so it does not wait for the truncation.
 
-use cryptgpu_net::{Peer, Round, Transport};
-use cryptgpu_ring::{Backend, BinaryOp, DeviceTensor, ScalarOp, ShiftOp, UnaryOp};
+use cryptgpu_net::{Peer, Received, Round, Transport};
+use cryptgpu_ring::{Backend, BinaryOp, DeviceTensor, ScalarOp, ShiftOp};
 
 use crate::ashare::AShare;
 use crate::binary::{from_words, to_words};
@@ -41,7 +43,7 @@ use crate::streams::{KeyRole, Purpose};
 /// How fixed-point products are truncated.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum TruncMode {
-    /// Exact up to one LSB for `|z| < 2^62` (no wrap failures); 3 rounds per product.
+    /// Exact up to one LSB for `|z| < 2^62` (no wrap failures); 2 rounds per product.
     #[default]
     Exact,
     /// ABY3/CryptGPU share truncation: 2 rounds per product, fails with probability `|z| / 2^64`.
@@ -76,7 +78,7 @@ impl<B: Backend, T: Transport> Party<B, T> {
         match self.trunc_mode() {
             TruncMode::Probabilistic => self.probabilistic_terms(z, bits),
             TruncMode::Exact => {
-                // Round 1: P1 sends z_1 to P0 and P2 sends z_2 to P1, so P0 knows S = z_0 + z_1 and
+                // P1 sends z_1 to P0 and P2 sends z_2 to P1, so P0 knows S = z_0 + z_1 and
                 // P1, P2 know T = z_2.
                 let part = match self.id() {
                     0 => {
@@ -94,38 +96,50 @@ impl<B: Backend, T: Transport> Party<B, T> {
                         z
                     }
                 };
-                self.exact_split(part, bits)
+                Ok(Truncating { held: Held::Split { part, bits } })
             }
         }
     }
 
-    /// The last round of a held-back truncation: its sender sends the missing share to the party
-    /// before it. **1 round, 8 B per element from the sender** ([`last_round_sender`]).
-    pub fn finish_truncation(&mut self, mut t: Truncating<B>) -> Result<AShare<B>> {
-        let be = self.backend().clone();
-        let n = t.share.len();
-        let id = self.id();
-        let mut round = Round::new();
-        if id == t.sender {
-            round = round.send(Peer::Prev, t.take_message());
-        } else if id == (t.sender + 2) % 3 {
-            round = round.recv(Peer::Next, n);
+    /// The last round of a held-back truncation ([`Truncating`]). **1 round**; bytes per element:
+    /// [`truncation_cost`] in exact mode, 8 B from `P0` in probabilistic mode.
+    pub fn finish_truncation(&mut self, t: Truncating<B>) -> Result<AShare<B>> {
+        match t.held {
+            Held::Split { part, bits } => {
+                let (round, state) = self.split_start(&part, bits)?;
+                let got = self.round(round)?;
+                self.split_finish(state, got)
+            }
+            Held::Last { share, message } => {
+                let (round, state) = self.last_start(share, message);
+                let got = self.round(round)?;
+                self.last_finish(state, got)
+            }
         }
-        let mut got = self.round(round)?;
-        if id == (t.sender + 2) % 3 {
-            let missing = from_words(&be, t.share.shape(), got.take(Peer::Next)?)?;
-            return t.complete(&be, missing);
-        }
-        Ok(t.share)
     }
 
     /// `t + y` for a replicated sharing `y` of `t`'s shape (the bias of a layer). Local.
     pub fn add_to_truncating(&self, t: Truncating<B>, y: &AShare<B>) -> Result<Truncating<B>> {
-        Ok(Truncating { share: self.add(&t.share, y)?, ..t })
+        check_same_shape("add_to_truncating", t.shape(), y.shape())?;
+        let be = self.backend();
+        let held = match t.held {
+            Held::Split { part, bits } => {
+                // `y · 2^bits` added to `X` before the division: P0 adds y_0 + y_1, P1 and P2 y_2.
+                let mine = match self.id() {
+                    0 => be.binary(BinaryOp::Add, y.first(), y.second())?,
+                    1 => y.second().clone(),
+                    _ => y.first().clone(),
+                };
+                let part = be.binary(BinaryOp::Add, &part, &be.shift(ShiftOp::Left, &mine, bits)?)?;
+                Held::Split { part, bits }
+            }
+            Held::Last { share, message } => Held::Last { share: self.add(&share, y)?, message },
+        };
+        Ok(Truncating { held })
     }
 
     /// Truncates a replicated sharing by `2^bits` in the party's [`TruncMode`]. In exact mode the
-    /// split needs no message (`P0` holds `x_0, x_1`; `P1` and `P2` hold `x_2`), so it costs 2 rounds.
+    /// split needs no message (`P0` holds `x_0, x_1`; `P1` and `P2` hold `x_2`), so it costs 1 round.
     pub fn truncate_by(&mut self, x: &AShare<B>, bits: u32) -> Result<AShare<B>> {
         check_bits(bits)?;
         let be = self.backend().clone();
@@ -142,78 +156,158 @@ impl<B: Backend, T: Transport> Party<B, T> {
                     1 => x.second().clone(),
                     _ => x.first().clone(),
                 };
-                let held = self.exact_split(part, bits)?;
-                self.finish_truncation(held)
+                self.finish_truncation(Truncating { held: Held::Split { part, bits } })
             }
         }
     }
 
-    /// The exact truncation of `X = S + T` where `part` is `S` at `P0` and `T` at `P1` and `P2`.
+    /// The one round of the exact truncation of `X = S + T`, where `part` is `S` at `P0` and `T`
+    /// at `P1` and `P2`: the messages to send (and the words to expect) and what the party keeps.
     ///
-    /// Round A: `P0` sends `t_1 = A + s - ρ_0 - ρ_2` to `P1` and the OT pair
-    /// `(m_t ^ w_t)`, `m_t = t·a·2^(64-d) - s` (t = 0, 1), to `P2`; `P1` sends `w_b` to `P2`.
-    /// Round B: `P2` sends `t_2 = B + m_b + ρ_2` to `P1`. Here `a = msb(S + 2^62)`, `b = msb(T)`,
-    /// `A = ceil((S + 2^62) / 2^d) - a·2^(64-d) - 2^(62-d)`, `B = floor(T / 2^d) - b·2^(64-d)`;
-    /// `w_0, w_1, s` come from `K_1` (`P0`, `P1`) and `ρ_0, ρ_2` from `K_0` (`P0`, `P2`); `t_0 = ρ_0`.
-    /// Every message is masked by randomness its receiver does not know. Round B is held back
-    /// (sender `P2`, [`finish_truncation`](Self::finish_truncation)).
-    fn exact_split(&mut self, part: B::Tensor, d: u32) -> Result<Truncating<B>> {
+    /// With `a = msb(S + 2^62)`, `b = msb(T)`, `A = ceil((S + 2^62) / 2^d) - a·2^(64-d) -
+    /// 2^(62-d)` (known to `P0`), `B = floor(T / 2^d) - b·2^(64-d)` (known to `P1`, `P2`), the
+    /// result is `A + B + C` with the cross term `C = a·b·2^(64-d)`. `k, s` come from `K_1`
+    /// (`P0`, `P1`) and `k', s', ρ` from `K_0` (`P0`, `P2`):
+    /// * `P0 -> P2`: `u = a·2^(64-d) + k`; `P1 -> P2`: `w = b·k + s`; so `P2` gets
+    ///   `b·u - w = C - s`;
+    /// * `P0 -> P1`: `u' = a·2^(64-d) + k'` and `y_1 = A + s + s' - ρ`; `P2 -> P1`:
+    ///   `w' = b·k' + s'`; so `P1` gets `C - s'`;
+    /// * the sharing is `(y_0, y_1, y_2) = (ρ, y_1, B + C - s - s')`: `P1` and `P2` both compute
+    ///   `y_2`.
+    ///
+    /// Each party's view is uniform given its output: `P2` sees `(a·2^(64-d) + k, b·k + s)` with
+    /// `k, s` unknown to it, `P1` sees `(A + s + s' - ρ, a·2^(64-d) + k', b·k' + s')` with
+    /// `s', ρ, k'` unknown (an invertible map of them), and `P0` receives nothing.
+    fn split_start(&mut self, part: &B::Tensor, d: u32) -> Result<(Round, Split<B>)> {
         let be = self.backend().clone();
         let shape = part.shape().to_vec();
         let n = part.len();
         let high = 64 - d; // bit position of 2^(64-d)
-        match self.id() {
+        let add = |p: &B::Tensor, q: &B::Tensor| be.binary(BinaryOp::Add, p, q);
+        let sub = |p: &B::Tensor, q: &B::Tensor| be.binary(BinaryOp::Sub, p, q);
+        let mul = |p: &B::Tensor, q: &B::Tensor| be.binary(BinaryOp::Mul, p, q);
+        let part_b = |b: &B::Tensor| sub(&be.shift(ShiftOp::RightLogical, part, d)?, &be.shift(ShiftOp::Left, b, high)?);
+        Ok(match self.id() {
             0 => {
-                let s_off = be.scalar(ScalarOp::Add, &part, OFFSET)?;
+                let s_off = be.scalar(ScalarOp::Add, part, OFFSET)?;
                 let a = be.shift(ShiftOp::RightLogical, &s_off, 63)?;
                 // ceil(S'/2^d) = (S' >> d) + ((S' mod 2^d) + 2^d - 1) >> d
                 let low = be.scalar(ScalarOp::And, &s_off, (1u64 << d) - 1)?;
                 let up = be.shift(ShiftOp::RightLogical, &be.scalar(ScalarOp::Add, &low, (1u64 << d) - 1)?, d)?;
-                let ceil = be.binary(BinaryOp::Add, &be.shift(ShiftOp::RightLogical, &s_off, d)?, &up)?;
+                let ceil = add(&be.shift(ShiftOp::RightLogical, &s_off, d)?, &up)?;
                 let a_high = be.shift(ShiftOp::Left, &a, high)?;
-                let part_a = be.scalar(ScalarOp::Sub, &be.binary(BinaryOp::Sub, &ceil, &a_high)?, OFFSET >> d)?;
-                let w0 = self.draw_builtin(KeyRole::Next, Purpose::ExactTruncation, &shape)?;
-                let w1 = self.draw_builtin(KeyRole::Next, Purpose::ExactTruncation, &shape)?;
+                let part_a = be.scalar(ScalarOp::Sub, &sub(&ceil, &a_high)?, OFFSET >> d)?;
+                let k = self.draw_builtin(KeyRole::Next, Purpose::ExactTruncation, &shape)?;
                 let s = self.draw_builtin(KeyRole::Next, Purpose::ExactTruncation, &shape)?;
-                let rho0 = self.draw_builtin(KeyRole::Own, Purpose::ExactTruncation, &shape)?;
-                let rho2 = self.draw_builtin(KeyRole::Own, Purpose::ExactTruncation, &shape)?;
-                let m0 = be.binary(BinaryOp::Xor, &be.unary(UnaryOp::Neg, &s)?, &w0)?;
-                let m1 = be.binary(BinaryOp::Xor, &be.binary(BinaryOp::Sub, &a_high, &s)?, &w1)?;
-                let t1 = be.binary(BinaryOp::Add, &part_a, &s)?;
-                let t1 = be.binary(BinaryOp::Sub, &be.binary(BinaryOp::Sub, &t1, &rho0)?, &rho2)?;
-                let mut pair = to_words(&be, &m0)?;
-                pair.extend(to_words(&be, &m1)?);
-                self.round(Round::new().send(Peer::Next, to_words(&be, &t1)?).send(Peer::Prev, pair))?;
-                Ok(Truncating::new(AShare::from_parts(rho0, t1)?, 2, Vec::new()))
+                let k2 = self.draw_builtin(KeyRole::Own, Purpose::ExactTruncation, &shape)?;
+                let s2 = self.draw_builtin(KeyRole::Own, Purpose::ExactTruncation, &shape)?;
+                let rho = self.draw_builtin(KeyRole::Own, Purpose::ExactTruncation, &shape)?;
+                let y1 = sub(&add(&add(&part_a, &s)?, &s2)?, &rho)?;
+                let mut to_p1 = to_words(&be, &y1)?;
+                to_p1.extend(to_words(&be, &add(&a_high, &k2)?)?);
+                let to_p2 = to_words(&be, &add(&a_high, &k)?)?;
+                let round = Round::new().send(Peer::Next, to_p1).send(Peer::Prev, to_p2);
+                (round, Split::Done(AShare::from_parts(rho, y1)?))
             }
             1 => {
-                let b = be.shift(ShiftOp::RightLogical, &part, 63)?;
-                let w0 = self.draw_builtin(KeyRole::Own, Purpose::ExactTruncation, &shape)?;
-                let w1 = self.draw_builtin(KeyRole::Own, Purpose::ExactTruncation, &shape)?;
-                let _s = self.draw_builtin(KeyRole::Own, Purpose::ExactTruncation, &shape)?;
-                let wb = select(&be, &b, &w0, &w1)?;
-                let mut got = self.round(Round::new().send(Peer::Next, to_words(&be, &wb)?).recv(Peer::Prev, n))?;
-                let t1 = from_words(&be, &shape, got.take(Peer::Prev)?)?;
-                Ok(Truncating::new(AShare::from_parts(t1, be.zeros(&shape)?)?, 2, Vec::new()))
+                let b = be.shift(ShiftOp::RightLogical, part, 63)?;
+                let k = self.draw_builtin(KeyRole::Own, Purpose::ExactTruncation, &shape)?;
+                let s = self.draw_builtin(KeyRole::Own, Purpose::ExactTruncation, &shape)?;
+                let w = add(&mul(&b, &k)?, &s)?;
+                let base = sub(&part_b(&b)?, &s)?;
+                let round = Round::new().send(Peer::Next, to_words(&be, &w)?).recv(Peer::Prev, 2 * n).recv(Peer::Next, n);
+                (round, Split::Second { base, b })
             }
             _ => {
-                let b = be.shift(ShiftOp::RightLogical, &part, 63)?;
-                let part_b = be.binary(
-                    BinaryOp::Sub,
-                    &be.shift(ShiftOp::RightLogical, &part, d)?,
-                    &be.shift(ShiftOp::Left, &b, high)?,
-                )?;
-                let rho0 = self.draw_builtin(KeyRole::Next, Purpose::ExactTruncation, &shape)?;
-                let rho2 = self.draw_builtin(KeyRole::Next, Purpose::ExactTruncation, &shape)?;
-                let mut got = self.round(Round::new().recv(Peer::Next, 2 * n).recv(Peer::Prev, n))?;
-                let mut pair = got.take(Peer::Next)?;
-                let m1 = from_words(&be, &shape, pair.split_off(n))?;
-                let m0 = from_words(&be, &shape, pair)?;
-                let wb = from_words(&be, &shape, got.take(Peer::Prev)?)?;
-                let mb = be.binary(BinaryOp::Xor, &select(&be, &b, &m0, &m1)?, &wb)?;
-                let t2 = be.binary(BinaryOp::Add, &be.binary(BinaryOp::Add, &part_b, &mb)?, &rho2)?;
-                let message = to_words(&be, &t2)?;
-                Ok(Truncating::new(AShare::from_parts(t2, rho0)?, 2, message))
+                let b = be.shift(ShiftOp::RightLogical, part, 63)?;
+                let k2 = self.draw_builtin(KeyRole::Next, Purpose::ExactTruncation, &shape)?;
+                let s2 = self.draw_builtin(KeyRole::Next, Purpose::ExactTruncation, &shape)?;
+                let rho = self.draw_builtin(KeyRole::Next, Purpose::ExactTruncation, &shape)?;
+                let w2 = add(&mul(&b, &k2)?, &s2)?;
+                let base = sub(&part_b(&b)?, &s2)?;
+                let round = Round::new().send(Peer::Prev, to_words(&be, &w2)?).recv(Peer::Next, n).recv(Peer::Prev, n);
+                (round, Split::Third { base, b, rho })
+            }
+        })
+    }
+
+    /// The sharing from [`split_start`](Self::split_start)'s state and the round's messages.
+    fn split_finish(&self, state: Split<B>, mut got: Received) -> Result<AShare<B>> {
+        let be = self.backend();
+        // y_2 = base + b·u - w
+        let y2 = |base: &B::Tensor, b: &B::Tensor, u: &B::Tensor, w: &B::Tensor| -> Result<B::Tensor> {
+            let bu = be.binary(BinaryOp::Mul, b, u)?;
+            Ok(be.binary(BinaryOp::Sub, &be.binary(BinaryOp::Add, base, &bu)?, w)?)
+        };
+        match state {
+            Split::Done(share) => Ok(share),
+            Split::Second { base, b } => {
+                let shape = base.shape().to_vec();
+                let mut from_p0 = got.take(Peer::Prev)?;
+                let u2 = from_words(be, &shape, from_p0.split_off(base.len()))?;
+                let y1 = from_words(be, &shape, from_p0)?;
+                let w2 = from_words(be, &shape, got.take(Peer::Next)?)?;
+                AShare::from_parts(y1, y2(&base, &b, &u2, &w2)?)
+            }
+            Split::Third { base, b, rho } => {
+                let shape = base.shape().to_vec();
+                let u = from_words(be, &shape, got.take(Peer::Next)?)?;
+                let w = from_words(be, &shape, got.take(Peer::Prev)?)?;
+                AShare::from_parts(y2(&base, &b, &u, &w)?, rho)
+            }
+        }
+    }
+
+    /// The last round of a probabilistic truncation: `P0` sends `t_0` to `P2`.
+    fn last_start(&self, share: AShare<B>, message: Vec<u64>) -> (Round, Last<B>) {
+        let n = share.len();
+        let round = match self.id() {
+            0 => Round::new().send(Peer::Prev, message),
+            2 => Round::new().recv(Peer::Next, n),
+            _ => Round::new(),
+        };
+        (round, Last(share))
+    }
+
+    /// The sharing after [`last_start`](Self::last_start)'s round.
+    fn last_finish(&self, Last(share): Last<B>, mut got: Received) -> Result<AShare<B>> {
+        if self.id() != 2 {
+            return Ok(share);
+        }
+        let be = self.backend();
+        let missing = from_words(be, share.shape(), got.take(Peer::Next)?)?;
+        let second = be.binary(BinaryOp::Add, share.second(), &missing)?;
+        AShare::from_parts(share.first().clone(), second)
+    }
+
+    /// [`finish_truncation`](Self::finish_truncation) with its round riding on the next round
+    /// ([`Party::ride_next_round`]), whatever runs it; `then` runs that round (and any after it),
+    /// and the result comes back with the truncated sharing. With `Some(operand)`, `then` gets
+    /// this party's operand of an MSB led by `P0` whose sign is the result's: in exact mode that of
+    /// `X` itself (the division keeps the sign), in probabilistic mode the result's
+    /// ([`Party::operand`]). The caller must run at least one round in `then`.
+    pub(crate) fn truncation_riding<R>(
+        &mut self,
+        t: Truncating<B>,
+        then: impl FnOnce(&mut Self, B::Tensor) -> Result<R>,
+    ) -> Result<(R, AShare<B>)> {
+        let be = self.backend().clone();
+        match t.held {
+            Held::Split { part, bits } => {
+                let n = part.len();
+                let (round, state) = self.split_start(&part, bits)?;
+                self.ride_next_round(round)?;
+                let out = then(self, be.reshape(&part, &[n])?)?;
+                let got = self.take_ridden()?;
+                Ok((out, self.split_finish(state, got)?))
+            }
+            Held::Last { share, message } => {
+                let v = self.operand(&share)?;
+                let (round, state) = self.last_start(share, message);
+                self.ride_next_round(round)?;
+                let out = then(self, v)?;
+                let got = self.take_ridden()?;
+                Ok((out, self.last_finish(state, got)?))
             }
         }
     }
@@ -225,7 +319,7 @@ impl<B: Backend, T: Transport> Party<B, T> {
     /// and `P1` and `r = G(K_0)` to `P0` and `P2`. Round 2: `P0` sends `t_0` to `P2`. Without `r`,
     /// `t_2` would carry `d` copies of its sign bit, so neither the message nor the output share
     /// would be uniform. Wrong by `±2^(64-d)` with probability about `|z| / 2^64`. Round 2 is
-    /// held back (sender `P0`, [`finish_truncation`](Self::finish_truncation)).
+    /// held back ([`finish_truncation`](Self::finish_truncation)).
     fn probabilistic_terms(&mut self, z: B::Tensor, bits: u32) -> Result<Truncating<B>> {
         let be = self.backend().clone();
         let shape = z.shape().to_vec();
@@ -241,103 +335,95 @@ impl<B: Backend, T: Transport> Party<B, T> {
                 let r = self.draw_builtin(KeyRole::Own, Purpose::Truncation, &shape)?;
                 let t0 = be.binary(BinaryOp::Sub, &be.binary(BinaryOp::Sub, &u, &t1)?, &r)?;
                 let message = to_words(&be, &t0)?;
-                Ok(Truncating::new(AShare::from_parts(t0, t1)?, 0, message))
+                Ok(Truncating { held: Held::Last { share: AShare::from_parts(t0, t1)?, message } })
             }
             1 => {
                 let mut got = self.round(Round::new().send(Peer::Prev, to_words(&be, &z)?).recv(Peer::Next, n))?;
                 let t2 = from_words(&be, &shape, got.take(Peer::Next)?)?;
                 let t1 = self.draw_builtin(KeyRole::Own, Purpose::Truncation, &shape)?;
-                Ok(Truncating::new(AShare::from_parts(t1, t2)?, 0, Vec::new()))
+                Ok(Truncating { held: Held::Last { share: AShare::from_parts(t1, t2)?, message: Vec::new() } })
             }
             _ => {
                 let r = self.draw_builtin(KeyRole::Next, Purpose::Truncation, &shape)?;
                 let t2 = be.binary(BinaryOp::Add, &be.shift(ShiftOp::RightArith, &z, bits)?, &r)?;
                 self.round(Round::new().send(Peer::Prev, to_words(&be, &t2)?))?;
-                Ok(Truncating::new(AShare::from_parts(t2, be.zeros(&shape)?)?, 0, Vec::new()))
+                Ok(Truncating { held: Held::Last { share: AShare::from_parts(t2, be.zeros(&shape)?)?, message: Vec::new() } })
             }
         }
     }
 }
 
-/// A truncation held back before its last round, in which its sender (`P2` in exact mode, `P0`
-/// in probabilistic mode) sends one share, 8 B per element, to the party before it. Every party
-/// then holds the sum of two shares of the result and the sender's predecessor one, which is all
-/// the input round of an MSB needs: [`Party::relu_truncating`] sends the last message with that
-/// round; [`Party::finish_truncation`] sends it alone.
+/// A truncation held back before its last round: [`Party::finish_truncation`] sends that round
+/// alone, [`Party::relu_truncating`] with the first round of the ReLU's MSB.
+///
+/// In exact mode the held state is the split `X = S + T` before the truncation's only round (the
+/// MSB then runs on `X`, whose sign the division keeps); in probabilistic mode, the result before
+/// `P0` sends its share `t_0` to `P2`.
 pub struct Truncating<B: Backend> {
-    /// The result's shares; at the receiver, the second holds only what was added since.
-    share: AShare<B>,
-    /// The party that sends the last message.
-    sender: usize,
-    /// The sender's last message (empty elsewhere).
-    message: Vec<u64>,
+    held: Held<B>,
+}
+
+enum Held<B: Backend> {
+    /// `part` is `S` at `P0` and `T` at `P1`, `P2`; the result is `X / 2^bits`.
+    Split { part: B::Tensor, bits: u32 },
+    /// The result's shares (at `P2`, the second lacks `t_0`) and `P0`'s last message.
+    Last { share: AShare<B>, message: Vec<u64> },
 }
 
 impl<B: Backend> Truncating<B> {
-    fn new(share: AShare<B>, sender: usize, message: Vec<u64>) -> Self {
-        Truncating { share, sender, message }
-    }
-
     /// The result's shape.
     pub fn shape(&self) -> &[usize] {
-        self.share.shape()
-    }
-
-    /// The party that sends the last message (the lead of a fused MSB's input round).
-    pub fn sender(&self) -> usize {
-        self.sender
-    }
-
-    /// Takes the sender's message (empty at the other parties), leaving none.
-    pub(crate) fn take_message(&mut self) -> Vec<u64> {
-        std::mem::take(&mut self.message)
-    }
-
-    /// The sharing: as held by the sender and its successor, or by the receiver once `missing`
-    /// (the last message) arrives. For the receiver only.
-    pub(crate) fn complete(self, be: &B, missing: B::Tensor) -> Result<AShare<B>> {
-        let second = be.binary(BinaryOp::Add, self.share.second(), &missing)?;
-        AShare::from_parts(self.share.first().clone(), second)
-    }
-
-    /// The shares as they are (complete except at the receiver).
-    pub(crate) fn share(&self) -> &AShare<B> {
-        &self.share
-    }
-
-    /// The sharing, at the sender and its successor (complete there).
-    pub(crate) fn into_share(self) -> AShare<B> {
-        self.share
+        match &self.held {
+            Held::Split { part, .. } => part.shape(),
+            Held::Last { share, .. } => share.shape(),
+        }
     }
 }
 
-/// The party that sends the last (held-back) round of a truncation in `mode` ([`Truncating`]).
-pub fn last_round_sender(mode: TruncMode) -> usize {
-    match mode {
-        TruncMode::Exact => 2,
-        TruncMode::Probabilistic => 0,
+/// What a party keeps between the exact truncation's messages and its sharing.
+enum Split<B: Backend> {
+    /// `P0`: the sharing is complete.
+    Done(AShare<B>),
+    /// `P1`: `B - s` and the bit `b`.
+    Second { base: B::Tensor, b: B::Tensor },
+    /// `P2`: `B - s'`, the bit `b` and `y_0 = ρ`.
+    Third { base: B::Tensor, b: B::Tensor, rho: B::Tensor },
+}
+
+/// What a party keeps before the last round of a probabilistic truncation.
+struct Last<B: Backend>(AShare<B>);
+
+fn check_same_shape(op: &str, a: &[usize], b: &[usize]) -> Result<()> {
+    if a == b {
+        Ok(())
+    } else {
+        Err(SharingError::Invalid(format!("{op}: shapes {a:?} and {b:?} differ")))
     }
 }
 
 /// Rounds and bytes sent by `party`, per element, of a fixed-point product held back before its
-/// last round ([`Party::bilinear_held`]): [`product_cost`] less 1 round and the sender's 8 B.
+/// truncation's last round ([`Party::bilinear_held`]): the product terms' one round (8 B from
+/// `P1` and `P2`) in both modes.
 pub fn product_held_cost(mode: TruncMode, party: usize) -> (u64, u64) {
     let (rounds, bytes) = product_cost(mode, party);
-    (rounds - 1, bytes - if party == last_round_sender(mode) { 8 } else { 0 })
+    let (last_rounds, last_bytes) = held_round_cost(mode, party);
+    (rounds - last_rounds, bytes - last_bytes)
 }
 
-/// `b ? y : x` elementwise for `b` in {0, 1}: `x ^ ((x ^ y) & -b)`.
-fn select<B: Backend>(be: &B, b: &B::Tensor, x: &B::Tensor, y: &B::Tensor) -> cryptgpu_ring::Result<B::Tensor> {
-    let mask = be.unary(UnaryOp::Neg, b)?;
-    let diff = be.binary(BinaryOp::And, &be.binary(BinaryOp::Xor, x, y)?, &mask)?;
-    be.binary(BinaryOp::Xor, x, &diff)
+/// Rounds and bytes sent by `party`, per element, of a held truncation's last round
+/// ([`Party::finish_truncation`]): the exact truncation's one round, or `P0`'s 8 B.
+pub fn held_round_cost(mode: TruncMode, party: usize) -> (u64, u64) {
+    match mode {
+        TruncMode::Exact => truncation_cost(mode, party),
+        TruncMode::Probabilistic => (1, if party == 0 { 8 } else { 0 }),
+    }
 }
 
 /// Rounds and bytes sent by `party`, per element, of a fixed-point product (product terms plus
 /// truncation) in `mode`.
 pub fn product_cost(mode: TruncMode, party: usize) -> (u64, u64) {
     match mode {
-        TruncMode::Exact => (3, if party == 0 { 24 } else { 16 }),
+        TruncMode::Exact => (2, if party == 0 { 24 } else { 16 }),
         TruncMode::Probabilistic => (2, 8),
     }
 }
@@ -345,7 +431,7 @@ pub fn product_cost(mode: TruncMode, party: usize) -> (u64, u64) {
 /// Rounds and bytes sent by `party`, per element, of truncating a replicated sharing in `mode`.
 pub fn truncation_cost(mode: TruncMode, party: usize) -> (u64, u64) {
     match mode {
-        TruncMode::Exact => (2, if party == 0 { 24 } else { 8 }),
+        TruncMode::Exact => (1, if party == 0 { 24 } else { 8 }),
         TruncMode::Probabilistic => (2, 8),
     }
 }

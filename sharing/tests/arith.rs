@@ -325,8 +325,8 @@ fn exact_truncation_edges_and_costs() {
                 assert!(diff.abs() < 1i128 << f, "{what} of {v}: {got}");
             }
         }
-        assert_eq!((cp.rounds, cp.bytes_sent), (3, [24, 16, 16][i] * n as u64), "product cost of party {i}");
-        assert_eq!((ct.rounds, ct.bytes_sent), (2, [24, 8, 8][i] * n as u64), "truncation cost of party {i}");
+        assert_eq!((cp.rounds, cp.bytes_sent), (2, [24, 16, 16][i] * n as u64), "product cost of party {i}");
+        assert_eq!((ct.rounds, ct.bytes_sent), (1, [24, 8, 8][i] * n as u64), "truncation cost of party {i}");
     }
 }
 

@@ -20,7 +20,8 @@
 //!   and `a ^ b` for the words `a`, `b` a party received in two runs on the same secrets in which it
 //!   held the same keys and only the key it lacks differed ([`crate::run_local_keyed`]): catches a
 //!   message padded only with randomness its receiver knows, which looks uniform to the tests
-//!   above;
+//!   above; and the pair tests on those differences (sums and differences of two messages' key
+//!   differences, XORs of their key XORs): catches such a pad spread over two messages;
 //! * **homogeneity** ([`Audit::homogeneity`]): per byte position, a two-sample chi-square (a 2 x 256
 //!   table, degrees of freedom = non-empty bins - 1) between the audits of two different secret
 //!   inputs, and equal message sizes.
@@ -175,6 +176,13 @@ pub enum View {
     KeyDifferences,
     /// XORs `a ^ b` of the same word in two runs with the receiver's keys unchanged.
     KeyXors,
+    /// Sums of two aligned [`KeyDifferences`](View::KeyDifferences) words of two messages
+    /// (paired as for [`Sums`](View::Sums)).
+    KeyPairSums,
+    /// Differences of two aligned [`KeyDifferences`](View::KeyDifferences) words of two messages.
+    KeyPairDifferences,
+    /// XORs of two aligned [`KeyXors`](View::KeyXors) words of two messages.
+    KeyPairXors,
 }
 
 /// The rounds a statistic covers.
@@ -274,6 +282,9 @@ impl fmt::Display for Finding {
             View::Xors => "pair XORs",
             View::KeyDifferences => "key differences",
             View::KeyXors => "key XORs",
+            View::KeyPairSums => "sums of key differences",
+            View::KeyPairDifferences => "differences of key differences",
+            View::KeyPairXors => "XORs of key XORs",
         };
         write!(f, "{}: party {} receives, {view} of {}: ", self.protocol, self.party, self.scope)?;
         match self.test {
@@ -383,10 +394,24 @@ impl Audit {
     /// Adds the messages `party` received in one run (sent messages are ignored): each word, and
     /// the pairs of messages of the same or consecutive receiving rounds (see the module doc).
     pub fn add_run(&mut self, party: usize, messages: &[RecordedMessage]) {
+        let received: Vec<(u64, &[u64])> = messages
+            .iter()
+            .filter(|m| m.direction == Direction::Received && !m.words.is_empty())
+            .map(|m| (m.round, m.words.as_slice()))
+            .collect();
+        for (round, words) in &received {
+            self.hist(party, View::Words, *round).add(words.iter().copied());
+        }
+        self.add_pair_views(party, &received, [View::Sums, View::Differences, View::Xors], [true, true, true]);
+    }
+
+    /// Adds the pair statistics of `received` (round, words) to `views` (sums, differences,
+    /// XORs; only those `keep` marks): every two messages of the same round, and every message
+    /// with those of the next receiving round.
+    fn add_pair_views(&mut self, party: usize, received: &[(u64, &[u64])], views: [View; 3], keep: [bool; 3]) {
         let mut by_round: BTreeMap<u64, Vec<&[u64]>> = BTreeMap::new();
-        for m in messages.iter().filter(|m| m.direction == Direction::Received && !m.words.is_empty()) {
-            by_round.entry(m.round).or_default().push(&m.words);
-            self.hist(party, View::Words, m.round).add(m.words.iter().copied());
+        for (round, words) in received {
+            by_round.entry(*round).or_default().push(words);
         }
         let rounds: Vec<(&u64, &Vec<&[u64]>)> = by_round.iter().collect();
         for (i, (&r, msgs)) in rounds.iter().enumerate() {
@@ -397,9 +422,7 @@ impl Audit {
                     add_pairs(&mut hists, a, b);
                 }
             }
-            for (view, h) in
-                [View::Sums, View::Differences, View::Xors].iter().zip(&hists).filter(|(_, h)| h.words() > 0)
-            {
+            for ((view, h), _) in views.iter().zip(&hists).zip(keep).filter(|((_, h), k)| *k && h.words() > 0) {
                 self.hist(party, *view, r).merge(h);
             }
         }
@@ -422,10 +445,25 @@ impl Audit {
             self.mismatched.push((party, words(&a), words(&b)));
             return;
         }
-        for ((round, x), (_, y)) in a.iter().zip(&b) {
-            self.hist(party, View::KeyDifferences, *round).add(x.iter().zip(y).map(|(p, q)| p.wrapping_sub(*q)));
-            self.hist(party, View::KeyXors, *round).add(x.iter().zip(y).map(|(p, q)| p ^ q));
+        let diffs: Vec<(u64, Vec<u64>)> = a
+            .iter()
+            .zip(&b)
+            .map(|((r, x), (_, y))| (*r, x.iter().zip(y).map(|(p, q)| p.wrapping_sub(*q)).collect()))
+            .collect();
+        let xors: Vec<(u64, Vec<u64>)> =
+            a.iter().zip(&b).map(|((r, x), (_, y))| (*r, x.iter().zip(y).map(|(p, q)| p ^ q).collect())).collect();
+        for ((round, d), (_, x)) in diffs.iter().zip(&xors) {
+            self.hist(party, View::KeyDifferences, *round).add(d.iter().copied());
+            self.hist(party, View::KeyXors, *round).add(x.iter().copied());
         }
+        // A pad the receiver knows spread over two messages: their difference (or sum) does not
+        // change between the runs.
+        fn slices(m: &[(u64, Vec<u64>)]) -> Vec<(u64, &[u64])> {
+            m.iter().map(|(r, w)| (*r, w.as_slice())).collect()
+        }
+        let pairs = [View::KeyPairSums, View::KeyPairDifferences, View::KeyPairXors];
+        self.add_pair_views(party, &slices(&diffs), pairs, [true, true, false]);
+        self.add_pair_views(party, &slices(&xors), pairs, [false, false, true]);
     }
 
     fn hist(&mut self, party: usize, view: View, round: u64) -> &mut Histogram {
@@ -670,8 +708,25 @@ mod tests {
         let r = audit.uniformity();
         assert!(r.failures.iter().any(|f| f.view == View::KeyDifferences && f.test == Test::Byte(7)), "{r}");
         let mut audit = Audit::new("sizes");
-        audit.add_key_difference(1, &a, &[received(1, known)]);
+        audit.add_key_difference(1, &a, &[received(1, known.clone())]);
         assert!(audit.uniformity().failures.iter().any(|f| f.test == Test::Structure));
+        // Messages `k + r` and `r + c·q` (fresh `r`, `q`, known `k`, `c` = 0 for a quarter of the
+        // words): each one's key differences look uniform (a quarter duplicated), their
+        // differences are zero at a quarter of the words.
+        let two = |rng: &mut ChaCha8Rng| {
+            let r: Vec<u64> = (0..n).map(|_| rng.gen()).collect();
+            let first: Vec<u64> = known.iter().zip(&r).map(|(k, r)| k.wrapping_add(*r)).collect();
+            let second: Vec<u64> =
+                r.iter().map(|r| r.wrapping_add(if rng.gen_range(0..4) == 0 { 0 } else { rng.gen() })).collect();
+            vec![received(0, first), received(0, second)]
+        };
+        let (a, b) = (two(&mut rng), two(&mut rng));
+        let mut audit = Audit::new("known pad over two messages");
+        audit.add_key_difference(1, &a, &b);
+        let r = audit.uniformity();
+        let old_views = [View::Words, View::KeyDifferences, View::KeyXors];
+        assert!(r.failures.iter().all(|f| !old_views.contains(&f.view)), "{r}");
+        assert!(r.failures.iter().any(|f| f.view == View::KeyPairDifferences), "{r}");
     }
 
     /// Runs `f` on three recorded parties with fresh random replicated sharings `x`, `y` of `n`

@@ -16,8 +16,7 @@ use cryptgpu_ring::{Backend, Pool2dParams, RingTensor, ScalarOp};
 use crate::ashare::AShare;
 use crate::binary::BShare;
 use crate::convert::{
-    msb_bytes, msb_variant_bytes, msb_variant_rounds, mul_bit_bytes, mul_bit_one_round_bytes,
-    MsbVariant, MSB_ROUNDS,
+    msb_bytes, msb_variant_bytes, msb_variant_rounds, mul_bit_bytes, mul_bit_one_round_bytes, MsbVariant, MSB_ROUNDS,
 };
 use crate::error::{Result, SharingError};
 use crate::party::Party;

@@ -189,8 +189,8 @@ impl<B: Backend, T: Transport> Party<B, T> {
                 let z0 = self.draw_builtin(KeyRole::Next, Purpose::CarryGenerate, &shape)?;
                 let a0x2 = and(&a0, x2)?;
                 let u = xor(&a0x2, &z0)?;
-                let mut got =
-                    self.round(Round::new().send(Peer::Prev, to_words(&be, &u)?).recv(Peer::Next, n).recv(Peer::Prev, n))?;
+                let mut got = self
+                    .round(Round::new().send(Peer::Prev, to_words(&be, &u)?).recv(Peer::Next, n).recv(Peer::Prev, n))?;
                 let e = from_words(&be, &shape, got.take(Peer::Next)?)?;
                 let f = from_words(&be, &shape, got.take(Peer::Prev)?)?;
                 let v = xor(&and(&e, x2)?, &f)?;

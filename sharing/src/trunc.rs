@@ -186,7 +186,8 @@ impl<B: Backend, T: Transport> Party<B, T> {
         let add = |p: &B::Tensor, q: &B::Tensor| be.binary(BinaryOp::Add, p, q);
         let sub = |p: &B::Tensor, q: &B::Tensor| be.binary(BinaryOp::Sub, p, q);
         let mul = |p: &B::Tensor, q: &B::Tensor| be.binary(BinaryOp::Mul, p, q);
-        let part_b = |b: &B::Tensor| sub(&be.shift(ShiftOp::RightLogical, part, d)?, &be.shift(ShiftOp::Left, b, high)?);
+        let part_b =
+            |b: &B::Tensor| sub(&be.shift(ShiftOp::RightLogical, part, d)?, &be.shift(ShiftOp::Left, b, high)?);
         Ok(match self.id() {
             0 => {
                 let s_off = be.scalar(ScalarOp::Add, part, OFFSET)?;
@@ -215,7 +216,8 @@ impl<B: Backend, T: Transport> Party<B, T> {
                 let s = self.draw_builtin(KeyRole::Own, Purpose::ExactTruncation, &shape)?;
                 let w = add(&mul(&b, &k)?, &s)?;
                 let base = sub(&part_b(&b)?, &s)?;
-                let round = Round::new().send(Peer::Next, to_words(&be, &w)?).recv(Peer::Prev, 2 * n).recv(Peer::Next, n);
+                let round =
+                    Round::new().send(Peer::Next, to_words(&be, &w)?).recv(Peer::Prev, 2 * n).recv(Peer::Next, n);
                 (round, Split::Second { base, b })
             }
             _ => {
@@ -347,7 +349,9 @@ impl<B: Backend, T: Transport> Party<B, T> {
                 let r = self.draw_builtin(KeyRole::Next, Purpose::Truncation, &shape)?;
                 let t2 = be.binary(BinaryOp::Add, &be.shift(ShiftOp::RightArith, &z, bits)?, &r)?;
                 self.round(Round::new().send(Peer::Prev, to_words(&be, &t2)?))?;
-                Ok(Truncating { held: Held::Last { share: AShare::from_parts(t2, be.zeros(&shape)?)?, message: Vec::new() } })
+                Ok(Truncating {
+                    held: Held::Last { share: AShare::from_parts(t2, be.zeros(&shape)?)?, message: Vec::new() },
+                })
             }
         }
     }

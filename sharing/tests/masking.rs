@@ -17,9 +17,9 @@
 //! probability below 2·10^-4.
 //!
 //! Deleting a mask is caught: the zero share of `product_term` (words of every product), the AND
-//! gate's binary zero share (words of every AND), and each mask of the exact truncation (`w_0`,
-//! `w_1`: words; `s`: pair differences; `ρ_0`: pair sums; `ρ_2`: key differences) or of
-//! the probabilistic one (`r`: words; `t_1`: key differences).
+//! gate's binary zero share (words of every AND), and each mask of the exact truncation (`k`, `s`,
+//! `k'`, `s'`: words; `ρ`: sums of key differences) or of the probabilistic one (`r`: words; `t_1`:
+//! key differences).
 
 use std::time::Instant;
 

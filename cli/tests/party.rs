@@ -573,7 +573,7 @@ fn the_link_model_is_reported_and_must_agree() {
         assert!(out.status.success(), "party {i}: {}", String::from_utf8_lossy(&out.stderr));
         let v = last_json(&out);
         assert_eq!(v["net"], serde_json::json!({"name": "custom", "latency_ms": 20.0, "gbit_per_s": 1.0}));
-        assert_eq!(v["rounds"], 3, "party {i}: {v}");
+        assert_eq!(v["rounds"], 2, "party {i}: {v}");
     }
 
     write_config(&config, &dir, free_ports(), 10.0, 5.0);

@@ -50,7 +50,8 @@ pub struct PrivateEngine<'p, B: Backend, T: Transport> {
     /// The MSB protocol of ReLUs and max pools (and the matching `x·[b]`); [`RELU_MSB`] by
     /// default. Every party must use the same.
     pub msb: MsbVariant,
-    /// Softmax settings of the loss gradient.
+    /// Softmax settings of the loss gradient and of an inference head: the default, with the
+    /// max-shift tree on [`RELU_MSB`].
     pub softmax: SoftmaxConfig,
     /// This party's communication per layer and phase.
     pub traffic: Traffic,
@@ -64,8 +65,8 @@ impl<'p, B: Backend, T: Transport> PrivateEngine<'p, B, T> {
     /// An engine on `party` with default settings.
     pub fn new(party: &'p mut Party<B, T>) -> Self {
         let mark = party.counters();
-        let (softmax, traffic, timing, since) =
-            (SoftmaxConfig::default(), Traffic::new(), Timing::new(), Instant::now());
+        let softmax = SoftmaxConfig { max_variant: RELU_MSB, ..SoftmaxConfig::default() };
+        let (traffic, timing, since) = (Traffic::new(), Timing::new(), Instant::now());
         PrivateEngine { party, softmax, msb: RELU_MSB, traffic, timing, mark, since }
     }
 

@@ -6,7 +6,7 @@
 //! the protocol's own registered stream so that `z_i` reveals nothing. The three terms sum to
 //! `<x, y>`; party `i` sends `z_i` to party `i-1` (**1 round, 8 B per party**, whatever the length),
 //! and `(z_i, z_{i+1})` is a replicated sharing of the dot product at scale `2^{2f}`, which the
-//! library's public truncation ([`Party::truncate`]) brings back to `2^f` (2 more rounds).
+//! library's public truncation ([`Party::truncate`]) brings back to `2^f` (1 more round).
 //!
 //! Run with `cargo run --release -p cryptgpu --example custom_protocol`.
 
@@ -115,9 +115,9 @@ mod tests {
             assert!((o.value.0 - exact).abs() < bound, "{} vs {exact}", o.value.0);
             let dot = o.value.1;
             assert_eq!((dot.rounds, dot.bytes_sent, dot.bytes_to_prev, dot.bytes_received), (1, 8, 8, 8), "party {i}");
-            // Exact truncation of one element: 2 rounds; P0 sends 24 B, P1 and P2 8 B.
+            // Exact truncation of one element: 1 round; P0 sends 24 B, P1 and P2 8 B.
             let trunc = o.value.2;
-            assert_eq!((trunc.rounds, trunc.bytes_sent), (2, [24, 8, 8][i]), "party {i}");
+            assert_eq!((trunc.rounds, trunc.bytes_sent), (1, [24, 8, 8][i]), "party {i}");
         }
     }
 

@@ -87,7 +87,7 @@ mod tests {
         let (a_in, b_in, out) = (8 * (m * k) as u64, 8 * (k * n) as u64, (m * n) as u64);
         let sent = [16 + a_in + 24 * out + 8 * out, 16 + b_in + 16 * out, 16 + 16 * out];
         for (i, c) in product.counters.iter().enumerate() {
-            assert_eq!((c.rounds, c.bytes_sent), (1 + 2 + 3 + 1, sent[i]), "party {i}");
+            assert_eq!((c.rounds, c.bytes_sent), (1 + 2 + 2 + 1, sent[i]), "party {i}");
         }
     }
 }

@@ -65,6 +65,10 @@ impl Backend for CpuBackend {
         Ok(t.clone())
     }
 
+    fn download_owned(&self, t: RingTensor) -> Result<RingTensor> {
+        Ok(t)
+    }
+
     fn full(&self, shape: &[usize], value: u64) -> Result<RingTensor> {
         let n = shape::checked_numel("full", shape)?;
         Ok(tensor(shape, vec![value; n]))
@@ -167,6 +171,11 @@ impl Backend for CpuBackend {
     fn reshape(&self, a: &RingTensor, shape: &[usize]) -> Result<RingTensor> {
         shape::check_reshape(a.shape(), shape)?;
         Ok(tensor(shape, a.data().to_vec()))
+    }
+
+    fn reshape_owned(&self, a: RingTensor, shape: &[usize]) -> Result<RingTensor> {
+        shape::check_reshape(a.shape(), shape)?;
+        Ok(tensor(shape, a.into_data()))
     }
 
     fn permute(&self, a: &RingTensor, perm: &[usize]) -> Result<RingTensor> {

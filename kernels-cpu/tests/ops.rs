@@ -236,3 +236,12 @@ fn batched_and_transposed_matmul() {
         assert_eq!(&c.data()[bi * 45..(bi + 1) * 45], ci.data());
     }
 }
+
+#[test]
+fn owned_reshape_and_download_match_the_borrowing_ones() {
+    let be = CpuBackend;
+    let t = be.upload(&RingTensor::from_fn(&[2, 3], |i| i as u64 * 7)).unwrap();
+    assert_eq!(be.reshape_owned(t.clone(), &[3, 2]).unwrap(), be.reshape(&t, &[3, 2]).unwrap());
+    assert!(be.reshape_owned(t.clone(), &[4]).is_err());
+    assert_eq!(be.download_owned(t.clone()).unwrap(), be.download(&t).unwrap());
+}

@@ -219,6 +219,11 @@ pub trait Backend: Clone + Send + Sync + 'static {
     /// Copies a device tensor to the host.
     fn download(&self, t: &Self::Tensor) -> Result<RingTensor>;
 
+    /// Moves a device tensor to the host (backends that live in host memory avoid a copy).
+    fn download_owned(&self, t: Self::Tensor) -> Result<RingTensor> {
+        self.download(&t)
+    }
+
     /// A tensor with every element equal to `value`.
     fn full(&self, shape: &[usize], value: u64) -> Result<Self::Tensor>;
 
@@ -377,6 +382,11 @@ pub trait Backend: Clone + Send + Sync + 'static {
 
     /// The same elements under a new shape with the same element count.
     fn reshape(&self, a: &Self::Tensor, shape: &[usize]) -> Result<Self::Tensor>;
+
+    /// [`reshape`](Self::reshape) of a tensor no longer needed (backends can reuse its storage).
+    fn reshape_owned(&self, a: Self::Tensor, shape: &[usize]) -> Result<Self::Tensor> {
+        self.reshape(&a, shape)
+    }
 
     /// Permutes the axes: result axis `i` is input axis `perm[i]`.
     fn permute(&self, a: &Self::Tensor, perm: &[usize]) -> Result<Self::Tensor>;

@@ -22,6 +22,33 @@ pub(crate) fn to_words<B: Backend>(be: &B, t: &B::Tensor) -> Result<Vec<u64>> {
     Ok(be.download(t)?.into_data())
 }
 
+/// The words of a tensor no longer needed, for sending (moved, not copied, where the backend
+/// lives in host memory).
+pub(crate) fn into_words<B: Backend>(be: &B, t: B::Tensor) -> Result<Vec<u64>> {
+    Ok(be.download_owned(t)?.into_data())
+}
+
+/// Appends the words of a tensor no longer needed to a message, freeing the tensor (reserve the
+/// message's length up front, so that it is allocated once).
+pub(crate) fn push_words<B: Backend>(be: &B, msg: &mut Vec<u64>, t: B::Tensor) -> Result<()> {
+    msg.extend_from_slice(be.download_owned(t)?.data());
+    Ok(())
+}
+
+/// Splits a received message into consecutive parts of the given lengths (which must add up to
+/// its length), releasing the message's storage part by part instead of keeping it whole.
+pub(crate) fn split_words(mut words: Vec<u64>, lens: &[usize]) -> Vec<Vec<u64>> {
+    let mut parts: Vec<Vec<u64>> = Vec::with_capacity(lens.len());
+    for &len in lens[1..].iter().rev() {
+        let tail = words.split_off(words.len() - len);
+        words.shrink_to_fit();
+        parts.push(tail);
+    }
+    parts.push(words);
+    parts.reverse();
+    parts
+}
+
 /// A received message as a tensor of `shape`.
 pub(crate) fn from_words<B: Backend>(be: &B, shape: &[usize], words: Vec<u64>) -> Result<B::Tensor> {
     Ok(be.upload_owned(RingTensor::new(shape, words)?)?)
@@ -153,24 +180,25 @@ impl<B: Backend, T: Transport> Party<B, T> {
     pub fn b_and_many(&mut self, pairs: &[(&BShare<B>, &BShare<B>)]) -> Result<Vec<BShare<B>>> {
         let be = self.backend().clone();
         let mut terms = Vec::with_capacity(pairs.len());
-        let mut msg = Vec::new();
         for (x, y) in pairs {
-            let z = self.and_term(x, y)?;
-            msg.extend(to_words(&be, &z)?);
-            terms.push(z);
+            terms.push(self.and_term(x, y)?);
         }
-        let total = msg.len();
+        let lens: Vec<usize> = terms.iter().map(|z| z.len()).collect();
+        let total = lens.iter().sum();
+        let mut msg = Vec::with_capacity(total);
+        for z in &terms {
+            msg.extend_from_slice(&to_words(&be, z)?);
+        }
         let mut got = self.round(Round::new().send(Peer::Prev, msg).recv(Peer::Next, total))?;
-        let words = got.take(Peer::Next)?;
-        let mut out = Vec::with_capacity(pairs.len());
-        let mut at = 0;
-        for z in terms {
-            let n = z.len();
-            let next = from_words(&be, z.shape(), words[at..at + n].to_vec())?;
-            at += n;
-            out.push(BShare::from_parts(z, next)?);
-        }
-        Ok(out)
+        let words = split_words(got.take(Peer::Next)?, &lens);
+        terms
+            .into_iter()
+            .zip(words)
+            .map(|(z, w)| {
+                let next = from_words(&be, z.shape(), w)?;
+                BShare::from_parts(z, next)
+            })
+            .collect()
     }
 
     /// Flattens and bit-packs a sharing of 0/1 words (only bit 0 of each word is used) into
@@ -199,5 +227,30 @@ impl<B: Backend, T: Transport> Party<B, T> {
     /// Bitwise NOT of the low bit only: `x ^ 1` (on share `x_0`). No communication.
     pub fn b_not_bit(&self, x: &BShare<B>) -> Result<BShare<B>> {
         self.b_xor_scalar(x, 1)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use cryptgpu_kernels_cpu::CpuBackend;
+
+    #[test]
+    fn split_words_keeps_order_and_releases_the_tail() {
+        let words: Vec<u64> = (0..10).collect();
+        let parts = split_words(words, &[2, 5, 3]);
+        assert_eq!(parts, vec![vec![0, 1], vec![2, 3, 4, 5, 6], vec![7, 8, 9]]);
+        assert!(parts.iter().all(|p| p.capacity() == p.len()));
+        assert_eq!(split_words(vec![4, 5], &[2]), vec![vec![4, 5]]);
+    }
+
+    #[test]
+    fn owned_words_round_trip() {
+        let be = CpuBackend;
+        let t = be.upload(&RingTensor::new(&[3], vec![1, 2, 3]).unwrap()).unwrap();
+        let mut msg = Vec::with_capacity(6);
+        push_words(&be, &mut msg, t.clone()).unwrap();
+        msg.extend(into_words(&be, t).unwrap());
+        assert_eq!(msg, vec![1, 2, 3, 1, 2, 3]);
     }
 }

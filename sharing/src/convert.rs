@@ -57,7 +57,7 @@ use cryptgpu_ring::shape::check_same;
 use cryptgpu_ring::{Backend, BinaryOp, DeviceTensor, ScalarOp, ShiftOp};
 
 use crate::ashare::AShare;
-use crate::binary::{from_words, merge_word_pairs, to_words, BShare};
+use crate::binary::{from_words, into_words, merge_word_pairs, push_words, split_words, to_words, BShare};
 use crate::error::Result;
 use crate::party::Party;
 use crate::streams::{KeyRole, Purpose};
@@ -144,7 +144,7 @@ impl<B: Backend, T: Transport> Party<B, T> {
         let be = self.backend();
         let n = x.len();
         Ok(match self.id() {
-            0 => be.reshape(&be.binary(BinaryOp::Add, x.first(), x.second())?, &[n])?,
+            0 => be.reshape_owned(be.binary(BinaryOp::Add, x.first(), x.second())?, &[n])?,
             1 => be.reshape(x.second(), &[n])?,
             _ => be.reshape(x.first(), &[n])?,
         })
@@ -167,8 +167,9 @@ impl<B: Backend, T: Transport> Party<B, T> {
                 let s = self.draw_builtin(KeyRole::Next, Purpose::CarryGenerate, &shape)?;
                 let z1 = self.draw_builtin(KeyRole::Next, Purpose::CarryGenerate, &shape)?;
                 let a1 = xor(a, &a0)?;
-                let e = xor(&a1, &s)?;
-                self.round(Round::new().send(Peer::Next, to_words(&be, &a1)?).send(Peer::Prev, to_words(&be, &e)?))?;
+                let to_p2 = into_words(&be, xor(&a1, &s)?)?;
+                drop(s);
+                self.round(Round::new().send(Peer::Next, to_words(&be, &a1)?).send(Peer::Prev, to_p2))?;
                 Ok((BShare::from_parts(z0, z1)?, BShare::from_parts(a0, a1)?))
             }
             1 => {
@@ -176,8 +177,9 @@ impl<B: Backend, T: Transport> Party<B, T> {
                 let s = self.draw_builtin(KeyRole::Own, Purpose::CarryGenerate, &shape)?;
                 let z1 = self.draw_builtin(KeyRole::Own, Purpose::CarryGenerate, &shape)?;
                 let f = xor(&and(&s, x2)?, &z1)?;
-                let mut got = self
-                    .round(Round::new().send(Peer::Next, to_words(&be, &f)?).recv(Peer::Prev, n).recv(Peer::Next, n))?;
+                let mut got = self.round(
+                    Round::new().send(Peer::Next, into_words(&be, f)?).recv(Peer::Prev, n).recv(Peer::Next, n),
+                )?;
                 let a1 = from_words(&be, &shape, got.take(Peer::Prev)?)?;
                 let u = from_words(&be, &shape, got.take(Peer::Next)?)?;
                 let g2 = xor(&xor(&and(&a1, x2)?, &z1)?, &u)?;
@@ -218,7 +220,9 @@ impl<B: Backend, T: Transport> Party<B, T> {
         }
         let v = self.operand(x)?;
         let bits = self.msb_core(&v, variant)?;
-        bits.map(|t| be.reshape(t, x.shape()))
+        drop(v);
+        let (first, second) = bits.into_parts();
+        BShare::from_parts(be.reshape_owned(first, x.shape())?, be.reshape_owned(second, x.shape())?)
     }
 
     /// MSB of `a + b` from this party's operand `v` ([`operand`](Self::operand)), as `[n]` bits.
@@ -229,7 +233,8 @@ impl<B: Backend, T: Transport> Party<B, T> {
             MsbVariant::Lean => {
                 let (g, p) = self.carry_inputs(v)?;
                 let top = p.map(|t| be.pack_bits(&be.shift(ShiftOp::RightLogical, t, 63)?))?;
-                (self.b_shift(&g, ShiftOp::Left, 1)?, self.b_shift(&p, ShiftOp::Left, 1)?, top, 0)
+                let g = self.b_shift(&g, ShiftOp::Left, 1)?;
+                (g, self.b_shift(&p, ShiftOp::Left, 1)?, top, 0)
             }
             MsbVariant::LowLatency => {
                 let (t, p) = self.level1_inputs(v)?;
@@ -243,16 +248,23 @@ impl<B: Backend, T: Transport> Party<B, T> {
         // bit j·k + s, so the pair (2j+1, 2j) is k bits apart and `hi` marks the odd groups.
         for (level, hi) in HI_GROUPS.into_iter().enumerate().skip(first_level) {
             let k = 1u32 << level;
+            // Every intermediate is freed as soon as it is used (the first level's are `n` words).
             let p_hi = self.b_and_scalar(&p, hi)?;
             let x_op = self.b_xor(&p_hi, &self.b_shift(&p_hi, ShiftOp::RightLogical, k)?)?;
+            drop(p_hi);
             let g_lo = self.b_and_scalar(&self.b_shift(&g, ShiftOp::Left, k)?, hi)?;
             let y_op = self.b_xor(&g_lo, &self.b_and_scalar(&p, !hi)?)?;
+            drop((g_lo, p));
             let z = self.b_and(&x_op, &y_op)?;
+            drop((x_op, y_op));
             // G' sits on the odd groups, P' on the even ones: shift G' down so both use slot s of
             // the next layout (groups j at bit j·2k + s), then merge two words (slots k..2k).
             let g_new = self.b_shift(&self.b_and_scalar(&self.b_xor(&g, &z)?, hi)?, ShiftOp::RightLogical, k)?;
-            let p_new = self.b_and_scalar(&z, !hi)?;
+            drop(g);
             g = g_new.map(|t| merge_word_pairs(&be, t, k))?;
+            drop(g_new);
+            let p_new = self.b_and_scalar(&z, !hi)?;
+            drop(z);
             p = p_new.map(|t| merge_word_pairs(&be, t, k))?;
         }
         // Level 6: 32 elements per word, group 1 in the high half; only G' is needed, so the AND
@@ -283,88 +295,111 @@ impl<B: Backend, T: Transport> Party<B, T> {
         let shl = |p: &B::Tensor, k: u32| be.shift(ShiftOp::Left, p, k);
         let shr = |p: &B::Tensor, k: u32| be.shift(ShiftOp::RightLogical, p, k);
         let mask = |p: &B::Tensor, m: u64| be.scalar(ScalarOp::And, p, m);
-        // β_A, β_B, β_C and D from the leaf word B = b << 1 (parties 1 and 2).
-        let betas = |b: &B::Tensor| -> Result<([B::Tensor; 3], B::Tensor)> {
+        // β_A, β_B, β_C (i = 0, 1, 2) and D from the leaf word B = b << 1 (parties 1 and 2), each
+        // made when it is used rather than kept.
+        let beta = |b: &B::Tensor, i: usize| -> Result<B::Tensor> {
             let bw = shl(b, 1)?;
-            let beta_a = xor(&mask(&bw, ODD)?, &mask(&shr(&bw, 1)?, EVEN)?)?;
-            let beta_b = xor(&mask(&shl(&bw, 1)?, ODD)?, &mask(&bw, EVEN)?)?;
-            let beta_c = xor(&mask(&and(&bw, &shl(&bw, 1)?)?, ODD)?, &be.full(&shape, EVEN)?)?;
-            let d = mask(&and(&bw, &shr(&bw, 1)?)?, EVEN)?;
-            Ok(([beta_a, beta_b, beta_c], d))
+            Ok(match i {
+                0 => xor(&mask(&bw, ODD)?, &mask(&shr(&bw, 1)?, EVEN)?)?,
+                1 => xor(&mask(&shl(&bw, 1)?, ODD)?, &mask(&bw, EVEN)?)?,
+                _ => xor(&mask(&and(&bw, &shl(&bw, 1)?)?, ODD)?, &be.full(&shape, EVEN)?)?,
+            })
         };
-        let dot = |alphas: &[&B::Tensor], betas: &[B::Tensor; 3]| -> Result<B::Tensor> {
-            let mut acc = and(alphas[0], &betas[0])?;
-            for (a, b) in alphas[1..].iter().zip(&betas[1..]) {
-                acc = xor(&acc, &and(a, b)?)?;
+        let d_of = |b: &B::Tensor| -> Result<B::Tensor> {
+            let bw = shl(b, 1)?;
+            Ok(mask(&and(&bw, &shr(&bw, 1)?)?, EVEN)?)
+        };
+        // `acc ^ α & β_i(b)`, `acc` absent for the first term.
+        let add_term = |acc: Option<B::Tensor>, alpha: &B::Tensor, b: &B::Tensor, i: usize| -> Result<B::Tensor> {
+            let t = and(alpha, &beta(b, i)?)?;
+            Ok(match acc {
+                Some(acc) => xor(&acc, &t)?,
+                None => t,
+            })
+        };
+        let dot = |alphas: [&B::Tensor; 3], b: &B::Tensor| -> Result<B::Tensor> {
+            let mut acc = None;
+            for (i, alpha) in alphas.into_iter().enumerate() {
+                acc = Some(add_term(acc, alpha, b, i)?);
             }
-            Ok(acc)
+            Ok(acc.expect("three terms"))
         };
         match self.id() {
             0 => {
+                // Each message word is made, sent to both receivers' buffers and freed in turn, so
+                // that only the messages and the outputs are ever whole (the draws keep each
+                // stream's order: a0; b0, c0, z0; s_0, s_1, s_2, z1).
                 let a = v;
+                let a0 = self.draw_builtin(KeyRole::Own, Purpose::BinaryInput, &shape)?;
+                let a1 = xor(a, &a0)?;
+                let mut to_p1 = Vec::with_capacity(3 * n);
+                let mut to_p2 = Vec::with_capacity(3 * n);
+                to_p1.extend_from_slice(&to_words(&be, &a1)?);
+                let s0 = self.draw_builtin(KeyRole::Next, Purpose::CarryGenerate, &shape)?;
+                push_words(&be, &mut to_p2, xor(&shl(&a1, 1)?, &s0)?)?;
+                drop(s0);
                 let aw = shl(a, 1)?;
                 let alpha_b = xor(&mask(&and(&aw, &shl(&aw, 1)?)?, ODD)?, &mask(&shr(&aw, 1)?, EVEN)?)?;
-                let alpha_c = xor(&mask(&shl(&aw, 1)?, ODD)?, &mask(&and(&aw, &shr(&aw, 1)?)?, EVEN)?)?;
-                let a0 = self.draw_builtin(KeyRole::Own, Purpose::BinaryInput, &shape)?;
                 let b0 = self.draw_builtin(KeyRole::Own, Purpose::CarryGenerate, &shape)?;
+                let b1 = xor(&alpha_b, &b0)?;
+                drop((alpha_b, b0));
+                to_p1.extend_from_slice(&to_words(&be, &b1)?);
+                let s1 = self.draw_builtin(KeyRole::Next, Purpose::CarryGenerate, &shape)?;
+                push_words(&be, &mut to_p2, xor(&b1, &s1)?)?;
+                drop((b1, s1));
+                let alpha_c = xor(&mask(&shl(&aw, 1)?, ODD)?, &mask(&and(&aw, &shr(&aw, 1)?)?, EVEN)?)?;
+                drop(aw);
                 let c0 = self.draw_builtin(KeyRole::Own, Purpose::CarryGenerate, &shape)?;
+                let c1 = xor(&alpha_c, &c0)?;
+                drop((alpha_c, c0));
+                to_p1.extend_from_slice(&to_words(&be, &c1)?);
+                let s2 = self.draw_builtin(KeyRole::Next, Purpose::CarryGenerate, &shape)?;
+                push_words(&be, &mut to_p2, xor(&c1, &s2)?)?;
+                drop((c1, s2));
                 let z0 = self.draw_builtin(KeyRole::Own, Purpose::CarryGenerate, &shape)?;
-                let mut s = Vec::with_capacity(3);
-                for _ in 0..3 {
-                    s.push(self.draw_builtin(KeyRole::Next, Purpose::CarryGenerate, &shape)?);
-                }
                 let z1 = self.draw_builtin(KeyRole::Next, Purpose::CarryGenerate, &shape)?;
-                let a1 = xor(a, &a0)?;
-                let ones = [shl(&a1, 1)?, xor(&alpha_b, &b0)?, xor(&alpha_c, &c0)?];
-                let mut to_p1 = to_words(&be, &a1)?;
-                to_p1.extend(to_words(&be, &ones[1])?);
-                to_p1.extend(to_words(&be, &ones[2])?);
-                let mut to_p2 = Vec::with_capacity(3 * n);
-                for (o, si) in ones.iter().zip(&s) {
-                    to_p2.extend(to_words(&be, &xor(o, si)?)?);
-                }
                 self.round(Round::new().send(Peer::Next, to_p1).send(Peer::Prev, to_p2))?;
                 Ok((BShare::from_parts(z0, z1)?, BShare::from_parts(a0, a1)?))
             }
             1 => {
                 let x2 = v;
-                let (betas, d) = betas(x2)?;
-                let mut s = Vec::with_capacity(3);
-                for _ in 0..3 {
-                    s.push(self.draw_builtin(KeyRole::Own, Purpose::CarryGenerate, &shape)?);
+                let mut f = None;
+                for i in 0..3 {
+                    let si = self.draw_builtin(KeyRole::Own, Purpose::CarryGenerate, &shape)?;
+                    f = Some(add_term(f, &si, x2, i)?);
                 }
                 let z1 = self.draw_builtin(KeyRole::Own, Purpose::CarryGenerate, &shape)?;
-                let f = xor(&dot(&[&s[0], &s[1], &s[2]], &betas)?, &z1)?;
+                let f = xor(&f.expect("three terms"), &z1)?;
                 let mut got = self.round(
-                    Round::new().send(Peer::Next, to_words(&be, &f)?).recv(Peer::Prev, 3 * n).recv(Peer::Next, n),
+                    Round::new().send(Peer::Next, into_words(&be, f)?).recv(Peer::Prev, 3 * n).recv(Peer::Next, n),
                 )?;
-                let mut w = got.take(Peer::Prev)?;
-                let c1 = from_words(&be, &shape, w.split_off(2 * n))?;
-                let b1 = from_words(&be, &shape, w.split_off(n))?;
-                let a1 = from_words(&be, &shape, w)?;
+                let [a1, b1, c1] = from_parts(&be, &shape, got.take(Peer::Prev)?)?;
                 let u = from_words(&be, &shape, got.take(Peer::Next)?)?;
-                let w = dot(&[&shl(&a1, 1)?, &b1, &c1], &betas)?;
-                let t2 = xor(&xor(&xor(&w, &z1)?, &u)?, &d)?;
+                let w = dot([&shl(&a1, 1)?, &b1, &c1], x2)?;
+                drop((b1, c1));
+                let t2 = xor(&xor(&xor(&w, &z1)?, &u)?, &d_of(x2)?)?;
                 Ok((BShare::from_parts(z1, t2)?, BShare::from_parts(a1, x2.clone())?))
             }
             _ => {
                 let x2 = v;
-                let (betas, d) = betas(x2)?;
                 let a0 = self.draw_builtin(KeyRole::Next, Purpose::BinaryInput, &shape)?;
+                let u = add_term(None, &shl(&a0, 1)?, x2, 0)?;
                 let b0 = self.draw_builtin(KeyRole::Next, Purpose::CarryGenerate, &shape)?;
+                let u = add_term(Some(u), &b0, x2, 1)?;
+                drop(b0);
                 let c0 = self.draw_builtin(KeyRole::Next, Purpose::CarryGenerate, &shape)?;
+                let u = add_term(Some(u), &c0, x2, 2)?;
+                drop(c0);
                 let z0 = self.draw_builtin(KeyRole::Next, Purpose::CarryGenerate, &shape)?;
-                let u = xor(&dot(&[&shl(&a0, 1)?, &b0, &c0], &betas)?, &z0)?;
+                let u = xor(&u, &z0)?;
                 let mut got = self.round(
                     Round::new().send(Peer::Prev, to_words(&be, &u)?).recv(Peer::Next, 3 * n).recv(Peer::Prev, n),
                 )?;
-                let mut w = got.take(Peer::Next)?;
-                let ec = from_words(&be, &shape, w.split_off(2 * n))?;
-                let eb = from_words(&be, &shape, w.split_off(n))?;
-                let ea = from_words(&be, &shape, w)?;
+                let [ea, eb, ec] = from_parts(&be, &shape, got.take(Peer::Next)?)?;
                 let f = from_words(&be, &shape, got.take(Peer::Prev)?)?;
-                let w = xor(&dot(&[&ea, &eb, &ec], &betas)?, &f)?;
-                let t2 = xor(&xor(&w, &u)?, &d)?;
+                let w = xor(&dot([&ea, &eb, &ec], x2)?, &f)?;
+                drop((ea, eb, ec, f));
+                let t2 = xor(&xor(&w, &u)?, &d_of(x2)?)?;
                 Ok((BShare::from_parts(t2, z0)?, BShare::from_parts(x2.clone(), a0)?))
             }
         }
@@ -510,12 +545,10 @@ impl<B: Backend, T: Transport> Party<B, T> {
     /// The OT receiver's output: `e_c - w_c` from the sender's pair `(e_0, e_1)` and the helper's `w_c`.
     fn ot_receive(&self, choice: &B::Tensor, pair: Vec<u64>, w: Vec<u64>, shape: &[usize]) -> Result<B::Tensor> {
         let be = self.backend();
-        let n = choice.len();
-        let mut pair = pair;
-        let e1 = from_words(be, shape, pair.split_off(n))?;
-        let e0 = from_words(be, shape, pair)?;
-        let w = from_words(be, shape, w)?;
-        Ok(be.binary(BinaryOp::Sub, &select(be, choice, &e0, &e1)?, &w)?)
+        let [e0, e1] = from_parts(be, shape, pair)?;
+        let chosen = select(be, choice, &e0, &e1)?;
+        drop((e0, e1));
+        Ok(be.binary(BinaryOp::Sub, &chosen, &from_words(be, shape, w)?)?)
     }
 
     /// `x * b` for an arithmetic sharing `x` and a binary sharing `b` of bits (bit 0 of each word;
@@ -543,70 +576,66 @@ impl<B: Backend, T: Transport> Party<B, T> {
         let be = self.backend().clone();
         let shape = x.shape().to_vec();
         let n = x.len();
-        let bit = self.b_and_scalar(b, 1)?;
         let add = |p: &B::Tensor, q: &B::Tensor| be.binary(BinaryOp::Add, p, q);
         let sub = |p: &B::Tensor, q: &B::Tensor| be.binary(BinaryOp::Sub, p, q);
-        // Sender messages (m_0 + w_0, m_1 + w_1) for value `a`, local bit `u`, output pad `r`.
-        let sender =
-            |a: &B::Tensor, u: &B::Tensor, r: &B::Tensor, w0: &B::Tensor, w1: &B::Tensor| -> Result<Vec<u64>> {
-                let au = be.binary(BinaryOp::Mul, a, u)?;
-                let m0 = sub(&au, r)?;
-                let m1 = sub(&sub(a, &au)?, r)?;
-                let mut msg = to_words(&be, &add(&m0, w0)?)?;
-                msg.extend(to_words(&be, &add(&m1, w1)?)?);
-                Ok(msg)
+        let bit = |p: &B::Tensor| be.scalar(ScalarOp::And, p, 1);
+        let id = self.id();
+        if id == 2 {
+            // Helper of both OTs: b_2 is the first share, b_0 the second.
+            let w = self.draw_pair(KeyRole::Next, &shape)?;
+            let to_p1 = into_words(&be, select(&be, &bit(b.first())?, &w.0, &w.1)?)?;
+            drop(w);
+            let v = self.draw_pair(KeyRole::Own, &shape)?;
+            let to_p0 = into_words(&be, select(&be, &bit(b.second())?, &v.0, &v.1)?)?;
+            drop(v);
+            self.round(Round::new().send(Peer::Prev, to_p1).send(Peer::Next, to_p0))?;
+            self.round(Round::new())?;
+            let r1 = self.draw_builtin(KeyRole::Next, Purpose::OtOutput, &shape)?;
+            let d0 = self.draw_builtin(KeyRole::Next, Purpose::OtOutput, &shape)?;
+            let r2 = self.draw_builtin(KeyRole::Own, Purpose::OtOutput, &shape)?;
+            let d2 = self.draw_builtin(KeyRole::Own, Purpose::OtOutput, &shape)?;
+            return AShare::from_parts(sub(&r2, &d2)?, sub(&r1, &d0)?);
+        }
+        // P0 (sender of OT 1, receiver of OT 2; pads from K_0, its next peer P1) and P1 (sender of
+        // OT 2, receiver of OT 1; pads from K_2, its previous peer P0) run the same steps.
+        let (key, peer, helper) =
+            if id == 0 { (KeyRole::Own, Peer::Next, Peer::Prev) } else { (KeyRole::Next, Peer::Prev, Peer::Next) };
+        let choice = bit(if id == 0 { b.first() } else { b.second() })?;
+        let local = bit(&be.binary(BinaryOp::Xor, b.first(), b.second())?)?;
+        let r = self.draw_builtin(key, Purpose::OtOutput, &shape)?;
+        let mut msg = Vec::with_capacity(2 * n);
+        {
+            let sum;
+            let a = if id == 0 {
+                sum = add(x.first(), x.second())?;
+                &sum
+            } else {
+                x.second()
             };
-        match self.id() {
-            0 => {
-                let a = add(x.first(), x.second())?;
-                let u = be.binary(BinaryOp::Xor, bit.first(), bit.second())?;
-                let w0 = self.draw_builtin(KeyRole::Own, Purpose::OtMask, &shape)?;
-                let w1 = self.draw_builtin(KeyRole::Own, Purpose::OtMask, &shape)?;
-                let r1 = self.draw_builtin(KeyRole::Own, Purpose::OtOutput, &shape)?;
-                let d0 = self.draw_builtin(KeyRole::Own, Purpose::OtOutput, &shape)?;
-                let msg = sender(&a, &u, &r1, &w0, &w1)?;
-                let mut got =
-                    self.round(Round::new().send(Peer::Next, msg).recv(Peer::Next, 2 * n).recv(Peer::Prev, n))?;
-                let c0 = self.ot_receive(bit.first(), got.take(Peer::Next)?, got.take(Peer::Prev)?, &shape)?;
-                let m0 = add(&c0, &d0)?;
-                let mut got = self.round(Round::new().send(Peer::Next, to_words(&be, &m0)?).recv(Peer::Next, n))?;
-                let m1 = from_words(&be, &shape, got.take(Peer::Next)?)?;
-                AShare::from_parts(sub(&r1, &d0)?, add(&m0, &m1)?)
-            }
-            1 => {
-                let x2 = x.second();
-                let v = be.binary(BinaryOp::Xor, bit.first(), bit.second())?;
-                let w0 = self.draw_builtin(KeyRole::Next, Purpose::OtMask, &shape)?;
-                let w1 = self.draw_builtin(KeyRole::Next, Purpose::OtMask, &shape)?;
-                let r2 = self.draw_builtin(KeyRole::Next, Purpose::OtOutput, &shape)?;
-                let d2 = self.draw_builtin(KeyRole::Next, Purpose::OtOutput, &shape)?;
-                let msg = sender(x2, &v, &r2, &w0, &w1)?;
-                let mut got =
-                    self.round(Round::new().send(Peer::Prev, msg).recv(Peer::Prev, 2 * n).recv(Peer::Next, n))?;
-                let c1 = self.ot_receive(bit.second(), got.take(Peer::Prev)?, got.take(Peer::Next)?, &shape)?;
-                let m1 = add(&c1, &d2)?;
-                let mut got = self.round(Round::new().send(Peer::Prev, to_words(&be, &m1)?).recv(Peer::Prev, n))?;
-                let m0 = from_words(&be, &shape, got.take(Peer::Prev)?)?;
-                AShare::from_parts(add(&m0, &m1)?, sub(&r2, &d2)?)
-            }
-            _ => {
-                // Helper of both OTs: b_2 is the first share, b_0 the second.
-                let w0 = self.draw_builtin(KeyRole::Next, Purpose::OtMask, &shape)?;
-                let w1 = self.draw_builtin(KeyRole::Next, Purpose::OtMask, &shape)?;
-                let r1 = self.draw_builtin(KeyRole::Next, Purpose::OtOutput, &shape)?;
-                let d0 = self.draw_builtin(KeyRole::Next, Purpose::OtOutput, &shape)?;
-                let v0 = self.draw_builtin(KeyRole::Own, Purpose::OtMask, &shape)?;
-                let v1 = self.draw_builtin(KeyRole::Own, Purpose::OtMask, &shape)?;
-                let r2 = self.draw_builtin(KeyRole::Own, Purpose::OtOutput, &shape)?;
-                let d2 = self.draw_builtin(KeyRole::Own, Purpose::OtOutput, &shape)?;
-                let to_p1 = select(&be, bit.first(), &w0, &w1)?;
-                let to_p0 = select(&be, bit.second(), &v0, &v1)?;
-                self.round(
-                    Round::new().send(Peer::Prev, to_words(&be, &to_p1)?).send(Peer::Next, to_words(&be, &to_p0)?),
-                )?;
-                self.round(Round::new())?;
-                AShare::from_parts(sub(&r2, &d2)?, sub(&r1, &d0)?)
-            }
+            let au = be.binary(BinaryOp::Mul, a, &local)?;
+            drop(local);
+            let m0 = sub(&au, &r)?;
+            let w0 = self.draw_builtin(key, Purpose::OtMask, &shape)?;
+            push_words(&be, &mut msg, add(&m0, &w0)?)?;
+            drop((m0, w0));
+            let m1 = sub(&sub(a, &au)?, &r)?;
+            drop(au);
+            let w1 = self.draw_builtin(key, Purpose::OtMask, &shape)?;
+            push_words(&be, &mut msg, add(&m1, &w1)?)?;
+        }
+        let mut got = self.round(Round::new().send(peer, msg).recv(peer, 2 * n).recv(helper, n))?;
+        let c = self.ot_receive(&choice, got.take(peer)?, got.take(helper)?, &shape)?;
+        drop(choice);
+        let d = self.draw_builtin(key, Purpose::OtOutput, &shape)?;
+        let mine = add(&c, &d)?;
+        drop(c);
+        let mut got = self.round(Round::new().send(peer, to_words(&be, &mine)?).recv(peer, n))?;
+        let sum = add(&mine, &from_words(&be, &shape, got.take(peer)?)?)?;
+        let pad = sub(&r, &d)?;
+        if id == 0 {
+            AShare::from_parts(pad, sum)
+        } else {
+            AShare::from_parts(sum, pad)
         }
     }
 
@@ -628,37 +657,35 @@ impl<B: Backend, T: Transport> Party<B, T> {
         let be = self.backend().clone();
         let shape = x.shape().to_vec();
         let n = x.len();
-        let bit = self.b_and_scalar(b, 1)?;
         let add = |p: &B::Tensor, q: &B::Tensor| be.binary(BinaryOp::Add, p, q);
         let sub = |p: &B::Tensor, q: &B::Tensor| be.binary(BinaryOp::Sub, p, q);
+        let bit = |p: &B::Tensor| be.scalar(ScalarOp::And, p, 1);
         // The sender's two messages (without pads) for value `a`, local bit `u`, output pad `r`.
-        let messages = |a: &B::Tensor, u: &B::Tensor, r: &B::Tensor| -> Result<(B::Tensor, B::Tensor)> {
-            let au = be.binary(BinaryOp::Mul, a, u)?;
-            Ok((sub(&au, r)?, sub(&sub(a, &au)?, r)?))
+        let messages = |a: &B::Tensor, u: B::Tensor, r: B::Tensor| -> Result<(B::Tensor, B::Tensor)> {
+            let au = be.binary(BinaryOp::Mul, a, &u)?;
+            drop(u);
+            Ok((sub(&au, &r)?, sub(&sub(a, &au)?, &r)?))
         };
-        let padded = |m: &(B::Tensor, B::Tensor), w0: &B::Tensor, w1: &B::Tensor| -> Result<Vec<u64>> {
-            let mut msg = to_words(&be, &add(&m.0, w0)?)?;
-            msg.extend(to_words(&be, &add(&m.1, w1)?)?);
-            Ok(msg)
-        };
-        let draw2 = |p: &mut Self, role: KeyRole| -> Result<(B::Tensor, B::Tensor)> {
-            Ok((p.draw_builtin(role, Purpose::OtMask, &shape)?, p.draw_builtin(role, Purpose::OtMask, &shape)?))
-        };
+        // Messages are built part by part, each pad drawn when used and freed at once (every
+        // stream's draws keep their order).
         match self.id() {
             0 => {
-                let a = add(x.first(), x.second())?;
-                let u = be.binary(BinaryOp::Xor, bit.first(), bit.second())?;
-                let b0 = bit.first();
-                let w = draw2(self, KeyRole::Own)?;
-                let w_p2 = draw2(self, KeyRole::Next)?;
-                let v_p2 = draw2(self, KeyRole::Next)?;
+                let b0 = bit(b.first())?;
+                let u = bit(&be.binary(BinaryOp::Xor, b.first(), b.second())?)?;
                 let rho0 = self.draw_builtin(KeyRole::Own, Purpose::OtOutput, &shape)?;
                 let rho1 = self.draw_builtin(KeyRole::Next, Purpose::OtOutput, &shape)?;
-                let sigma1 = self.draw_builtin(KeyRole::Next, Purpose::OtOutput, &shape)?;
-                let m = messages(&a, &u, &add(&rho0, &rho1)?)?;
-                let to_p1 = padded(&m, &w.0, &w.1)?;
-                let mut to_p2 = padded(&m, &w_p2.0, &w_p2.1)?;
-                to_p2.extend(to_words(&be, &select(&be, b0, &v_p2.0, &v_p2.1)?)?);
+                let (m0, m1) = messages(&add(x.first(), x.second())?, u, add(&rho0, &rho1)?)?;
+                let (mut to_p1, mut to_p2) = (Vec::with_capacity(2 * n), Vec::with_capacity(3 * n));
+                for (msg, key) in [(&mut to_p1, KeyRole::Own), (&mut to_p2, KeyRole::Next)] {
+                    for m in [&m0, &m1] {
+                        let w = self.draw_builtin(key, Purpose::OtMask, &shape)?;
+                        push_words(&be, msg, add(m, &w)?)?;
+                    }
+                }
+                drop((m0, m1));
+                let v_p2 = self.draw_pair(KeyRole::Next, &shape)?;
+                push_words(&be, &mut to_p2, select(&be, &b0, &v_p2.0, &v_p2.1)?)?;
+                drop(v_p2);
                 let mut got = self.round(
                     Round::new()
                         .send(Peer::Next, to_p1)
@@ -666,23 +693,33 @@ impl<B: Backend, T: Transport> Party<B, T> {
                         .recv(Peer::Next, 2 * n)
                         .recv(Peer::Prev, n),
                 )?;
-                let c0 = self.ot_receive(b0, got.take(Peer::Next)?, got.take(Peer::Prev)?, &shape)?;
+                let c0 = self.ot_receive(&b0, got.take(Peer::Next)?, got.take(Peer::Prev)?, &shape)?;
+                drop(b0);
+                let sigma1 = self.draw_builtin(KeyRole::Next, Purpose::OtOutput, &shape)?;
                 AShare::from_parts(add(&rho0, &c0)?, add(&rho1, &sigma1)?)
             }
             1 => {
-                let x2 = x.second();
-                let v = be.binary(BinaryOp::Xor, bit.first(), bit.second())?;
-                let b2 = bit.second();
-                let w_p2 = draw2(self, KeyRole::Own)?;
-                let v_p2 = draw2(self, KeyRole::Own)?;
-                let v_p0 = draw2(self, KeyRole::Next)?;
+                let b2 = bit(b.second())?;
+                let v = bit(&be.binary(BinaryOp::Xor, b.first(), b.second())?)?;
+                let w_p2 = self.draw_pair(KeyRole::Own, &shape)?;
+                let helper = select(&be, &b2, &w_p2.0, &w_p2.1)?;
+                drop(w_p2);
                 let rho1 = self.draw_builtin(KeyRole::Own, Purpose::OtOutput, &shape)?;
                 let sigma1 = self.draw_builtin(KeyRole::Own, Purpose::OtOutput, &shape)?;
+                let y0 = add(&rho1, &sigma1)?;
+                drop(rho1);
                 let sigma2 = self.draw_builtin(KeyRole::Next, Purpose::OtOutput, &shape)?;
-                let m = messages(x2, &v, &add(&sigma1, &sigma2)?)?;
-                let to_p0 = padded(&m, &v_p0.0, &v_p0.1)?;
-                let mut to_p2 = padded(&m, &v_p2.0, &v_p2.1)?;
-                to_p2.extend(to_words(&be, &select(&be, b2, &w_p2.0, &w_p2.1)?)?);
+                let (m0, m1) = messages(x.second(), v, add(&sigma1, &sigma2)?)?;
+                drop(sigma1);
+                let (mut to_p0, mut to_p2) = (Vec::with_capacity(2 * n), Vec::with_capacity(3 * n));
+                for (msg, key) in [(&mut to_p2, KeyRole::Own), (&mut to_p0, KeyRole::Next)] {
+                    for m in [&m0, &m1] {
+                        let w = self.draw_builtin(key, Purpose::OtMask, &shape)?;
+                        push_words(&be, msg, add(m, &w)?)?;
+                    }
+                }
+                drop((m0, m1));
+                push_words(&be, &mut to_p2, helper)?;
                 let mut got = self.round(
                     Round::new()
                         .send(Peer::Prev, to_p0)
@@ -690,17 +727,18 @@ impl<B: Backend, T: Transport> Party<B, T> {
                         .recv(Peer::Prev, 2 * n)
                         .recv(Peer::Next, n),
                 )?;
-                let c1 = self.ot_receive(b2, got.take(Peer::Prev)?, got.take(Peer::Next)?, &shape)?;
-                AShare::from_parts(add(&rho1, &sigma1)?, add(&c1, &sigma2)?)
+                let c1 = self.ot_receive(&b2, got.take(Peer::Prev)?, got.take(Peer::Next)?, &shape)?;
+                AShare::from_parts(y0, add(&c1, &sigma2)?)
             }
             _ => {
-                let (b2, b0) = (bit.first(), bit.second());
-                let w = draw2(self, KeyRole::Next)?;
-                let v_p0 = draw2(self, KeyRole::Own)?;
-                let rho0 = self.draw_builtin(KeyRole::Next, Purpose::OtOutput, &shape)?;
-                let sigma2 = self.draw_builtin(KeyRole::Own, Purpose::OtOutput, &shape)?;
-                let to_p1 = to_words(&be, &select(&be, b2, &w.0, &w.1)?)?;
-                let to_p0 = to_words(&be, &select(&be, b0, &v_p0.0, &v_p0.1)?)?;
+                let w = self.draw_pair(KeyRole::Next, &shape)?;
+                let b2 = bit(b.first())?;
+                let to_p1 = into_words(&be, select(&be, &b2, &w.0, &w.1)?)?;
+                drop(w);
+                let v_p0 = self.draw_pair(KeyRole::Own, &shape)?;
+                let b0 = bit(b.second())?;
+                let to_p0 = into_words(&be, select(&be, &b0, &v_p0.0, &v_p0.1)?)?;
+                drop(v_p0);
                 let mut got = self.round(
                     Round::new()
                         .send(Peer::Prev, to_p1)
@@ -710,16 +748,34 @@ impl<B: Backend, T: Transport> Party<B, T> {
                 )?;
                 // From P0: OT 1's pair and the helper pad of OT 2; from P1: OT 2's pair and the
                 // helper pad of OT 1.
-                let mut from_p0 = got.take(Peer::Next)?;
-                let pad_ot2 = from_p0.split_off(2 * n);
-                let mut from_p1 = got.take(Peer::Prev)?;
-                let pad_ot1 = from_p1.split_off(2 * n);
-                let c1 = self.ot_receive(b2, from_p0, pad_ot1, &shape)?;
-                let c0 = self.ot_receive(b0, from_p1, pad_ot2, &shape)?;
+                let [pair_ot1, pad_ot2] =
+                    split_words(got.take(Peer::Next)?, &[2 * n, n]).try_into().expect("two parts");
+                let [pair_ot2, pad_ot1] =
+                    split_words(got.take(Peer::Prev)?, &[2 * n, n]).try_into().expect("two parts");
+                let c1 = self.ot_receive(&b2, pair_ot1, pad_ot1, &shape)?;
+                drop(b2);
+                let c0 = self.ot_receive(&b0, pair_ot2, pad_ot2, &shape)?;
+                drop(b0);
+                let rho0 = self.draw_builtin(KeyRole::Next, Purpose::OtOutput, &shape)?;
+                let sigma2 = self.draw_builtin(KeyRole::Own, Purpose::OtOutput, &shape)?;
                 AShare::from_parts(add(&c1, &sigma2)?, add(&rho0, &c0)?)
             }
         }
     }
+
+    /// Two consecutive [`Purpose::OtMask`] draws under `key`.
+    fn draw_pair(&mut self, key: KeyRole, shape: &[usize]) -> Result<(B::Tensor, B::Tensor)> {
+        Ok((self.draw_builtin(key, Purpose::OtMask, shape)?, self.draw_builtin(key, Purpose::OtMask, shape)?))
+    }
+}
+
+/// A received message of `K` consecutive tensors of `shape`, split without keeping the whole
+/// message alive.
+fn from_parts<B: Backend, const K: usize>(be: &B, shape: &[usize], words: Vec<u64>) -> Result<[B::Tensor; K]> {
+    let n = shape.iter().product();
+    let parts = split_words(words, &[n; K]);
+    let tensors = parts.into_iter().map(|w| from_words(be, shape, w)).collect::<Result<Vec<_>>>()?;
+    Ok(tensors.try_into().unwrap_or_else(|_| unreachable!("K parts")))
 }
 
 /// `e_0 + c·(e_1 - e_0)` for a 0/1 tensor `c`.

@@ -13,7 +13,7 @@ use cryptgpu_net::Transport;
 use cryptgpu_ring::shape::{check_same, pool2d_window};
 use cryptgpu_ring::{Backend, Pool2dParams, RingTensor, ScalarOp};
 
-use crate::ashare::AShare;
+use crate::ashare::{AShare, ShareKind, Shares};
 use crate::binary::BShare;
 use crate::convert::{
     msb_bytes, msb_variant_bytes, msb_variant_rounds, mul_bit_bytes, mul_bit_one_round_bytes, MsbVariant, MSB_ROUNDS,
@@ -51,14 +51,37 @@ pub fn max_axis_cost_with(variant: MsbVariant, party: usize, rows: usize, len: u
     (rounds, bytes)
 }
 
-/// Rounds and bytes sent by party `party` in [`Party::relu_with`] of `n` elements.
+/// Elements of one piece of a ReLU ([`Party::relu_with`], [`Party::relu_truncating`]): a larger
+/// input runs piece after piece, so that the circuit's temporaries (about 130 B per element per
+/// party) exist for one piece at a time; each piece costs the rounds of a whole ReLU, the bytes
+/// do not change (the piece is a multiple of 64 elements). 2^21 elements: a LAN's 0.2 ms per
+/// round is small against a piece's bytes (about 0.2 s at 5 Gbit/s).
+pub const RELU_PIECE: usize = 1 << 21;
+
+/// The pieces a ReLU of `n` elements runs in ([`RELU_PIECE`]; 1 for `n <= RELU_PIECE`, 0
+/// included).
+pub fn relu_pieces(n: usize) -> u64 {
+    n.div_ceil(RELU_PIECE).max(1) as u64
+}
+
+/// The element ranges of the pieces of `n` elements (none for `n = 0`).
+fn piece_ranges(n: usize) -> impl Iterator<Item = (usize, usize)> {
+    (0..n).step_by(RELU_PIECE).map(move |start| (start, (start + RELU_PIECE).min(n)))
+}
+
+/// Rounds and bytes sent by party `party` in [`Party::relu_with`] of `n` elements: per piece
+/// ([`relu_pieces`]), the MSB's rounds and the `x * [b]`'s.
 pub fn relu_cost(variant: MsbVariant, party: usize, n: usize) -> (u64, u64) {
-    match variant {
+    let one = |n: usize| match variant {
         MsbVariant::Lean => (MSB_ROUNDS + 2, msb_bytes(party, n) + mul_bit_bytes(party, n)),
         MsbVariant::LowLatency => {
             (msb_variant_rounds(variant) + 1, msb_variant_bytes(variant, party, n) + mul_bit_one_round_bytes(party, n))
         }
+    };
+    if n <= RELU_PIECE {
+        return one(n);
     }
+    piece_ranges(n).map(|(s, e)| one(e - s)).fold((0, 0), |(r, b), (pr, pb)| (r + pr, b + pb))
 }
 
 /// Rounds and bytes sent by party `party` in [`Party::relu_truncating`] of `n` elements after a
@@ -116,8 +139,25 @@ impl<B: Backend, T: Transport> Party<B, T> {
     /// ReLU optimised for bytes ([`MsbVariant::Lean`]: 7-round MSB and the 2-round `x * [b]`,
     /// **9 rounds**) or for latency ([`MsbVariant::LowLatency`]: 6-round MSB and the 1-round
     /// [`mul_bit_one_round`](Self::mul_bit_one_round), **7 rounds**, 95.6, 55.6 and 31.6 B per
-    /// element). Bytes per party: [`relu_bytes`].
+    /// element), per piece of [`RELU_PIECE`] elements. Rounds and bytes per party: [`relu_cost`].
     pub fn relu_with(&mut self, x: &AShare<B>, variant: MsbVariant) -> Result<(AShare<B>, BShare<B>)> {
+        let n = x.len();
+        if n <= RELU_PIECE {
+            return self.relu_piece(x, variant);
+        }
+        let be = self.backend().clone();
+        let flat = x.map(|t| be.reshape(t, &[n]))?;
+        let mut outs = Vec::new();
+        for (start, end) in piece_ranges(n) {
+            let piece = flat.map(|t| be.slice(t, 0, start, end))?;
+            outs.push(self.relu_piece(&piece, variant)?);
+        }
+        drop(flat);
+        join_pieces(&be, outs, x.shape())
+    }
+
+    /// [`relu_with`](Self::relu_with) of one piece.
+    fn relu_piece(&mut self, x: &AShare<B>, variant: MsbVariant) -> Result<(AShare<B>, BShare<B>)> {
         let d = self.drelu_with(x, variant)?;
         let y = self.select_bit(x, &d, variant)?;
         Ok((y, d))
@@ -129,16 +169,37 @@ impl<B: Backend, T: Transport> Party<B, T> {
     /// division keeps (see [`crate::trunc`]). Exact, with the result of
     /// `relu_with(finish_truncation(t))`, except that the DReLU bit is that of the undivided value
     /// (0 for a product in `(-2^d, 0)` that rounds to 0). **The rounds of `relu_with`**, 1 fewer than
-    /// both steps; bytes per party: [`relu_truncating_cost`].
+    /// both steps (per piece of [`RELU_PIECE`] elements); bytes per party:
+    /// [`relu_truncating_cost`].
     pub fn relu_truncating(&mut self, t: Truncating<B>, variant: MsbVariant) -> Result<(AShare<B>, BShare<B>)> {
         let be = self.backend().clone();
         let shape = t.shape().to_vec();
-        if shape.iter().product::<usize>() == 0 {
+        let n = shape.iter().product::<usize>();
+        if n == 0 {
             let x = self.finish_truncation(t)?;
             return self.relu_with(&x, variant);
         }
+        if n <= RELU_PIECE {
+            return self.relu_truncating_piece(t, variant, &shape);
+        }
+        let mut outs = Vec::new();
+        for piece in t.into_pieces(&be, &piece_ranges(n).collect::<Vec<_>>())? {
+            let len = [piece.shape().iter().product::<usize>()];
+            outs.push(self.relu_truncating_piece(piece, variant, &len)?);
+        }
+        join_pieces(&be, outs, &shape)
+    }
+
+    /// [`relu_truncating`](Self::relu_truncating) of one piece of shape `shape`.
+    fn relu_truncating_piece(
+        &mut self,
+        t: Truncating<B>,
+        variant: MsbVariant,
+        shape: &[usize],
+    ) -> Result<(AShare<B>, BShare<B>)> {
+        let be = self.backend().clone();
         let (m, x) = self.truncation_riding(t, |p, v| p.msb_core(&v, variant))?;
-        let m = m.map(|b| be.reshape(b, &shape))?;
+        let m = m.map(|b| be.reshape(b, shape))?;
         let d = self.b_not_bit(&m)?;
         let y = self.select_bit(&x, &d, variant)?;
         Ok((y, d))
@@ -450,4 +511,21 @@ pub fn max_pool2d_reference(
         }
     }
     Ok((RingTensor::new(&[win.n, win.c, win.oh, win.ow], y)?, RingTensor::new(x.shape(), gx)?))
+}
+
+/// The ReLU outputs of consecutive pieces, joined and shaped as `shape`.
+fn join_pieces<B: Backend>(
+    be: &B,
+    outs: Vec<(AShare<B>, BShare<B>)>,
+    shape: &[usize],
+) -> Result<(AShare<B>, BShare<B>)> {
+    fn join<B: Backend, K: ShareKind>(be: &B, parts: Vec<Shares<B, K>>, shape: &[usize]) -> Result<Shares<B, K>> {
+        let (firsts, seconds): (Vec<B::Tensor>, Vec<B::Tensor>) = parts.into_iter().map(Shares::into_parts).unzip();
+        let first = be.reshape_owned(be.concat(&firsts.iter().collect::<Vec<_>>(), 0)?, shape)?;
+        drop(firsts);
+        let second = be.reshape_owned(be.concat(&seconds.iter().collect::<Vec<_>>(), 0)?, shape)?;
+        Shares::from_parts(first, second)
+    }
+    let (ys, ds): (Vec<_>, Vec<_>) = outs.into_iter().unzip();
+    Ok((join(be, ys, shape)?, join(be, ds, shape)?))
 }

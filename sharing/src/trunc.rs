@@ -382,6 +382,29 @@ impl<B: Backend> Truncating<B> {
             Held::Last { share, .. } => share.shape(),
         }
     }
+
+    /// The held truncations of the flattened elements `start..end` of each range, in order.
+    pub(crate) fn into_pieces(self, be: &B, ranges: &[(usize, usize)]) -> Result<Vec<Truncating<B>>> {
+        let n = self.shape().iter().product::<usize>();
+        let mut out = Vec::with_capacity(ranges.len());
+        match self.held {
+            Held::Split { part, bits } => {
+                let flat = be.reshape_owned(part, &[n])?;
+                for &(start, end) in ranges {
+                    out.push(Truncating { held: Held::Split { part: be.slice(&flat, 0, start, end)?, bits } });
+                }
+            }
+            Held::Last { share, message } => {
+                let flat = share.map(|t| be.reshape(t, &[n]))?;
+                for &(start, end) in ranges {
+                    let piece = flat.map(|t| be.slice(t, 0, start, end))?;
+                    let message = message.get(start..end).map_or_else(Vec::new, <[u64]>::to_vec);
+                    out.push(Truncating { held: Held::Last { share: piece, message } });
+                }
+            }
+        }
+        Ok(out)
+    }
 }
 
 /// What a party keeps between the exact truncation's messages and its sharing.

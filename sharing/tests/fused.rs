@@ -5,7 +5,7 @@
 use cryptgpu_kernels_cpu::CpuBackend;
 use cryptgpu_net::Counters;
 use cryptgpu_ring::{BinaryOp, FixedPoint, RingTensor};
-use cryptgpu_sharing::compare::{relu_cost, relu_truncating_cost};
+use cryptgpu_sharing::compare::{relu_cost, relu_pieces, relu_truncating_cost, RELU_PIECE};
 use cryptgpu_sharing::convert::MsbVariant;
 use cryptgpu_sharing::trunc::{product_cost, product_held_cost, TruncMode};
 use cryptgpu_sharing::{run_local, LocalLink, Party, RunConfig, SharingError};
@@ -23,11 +23,12 @@ struct Seen {
     finish_and_relu: Counters,
 }
 
-fn run(mode: TruncMode, variant: MsbVariant, n: usize) -> [Seen; 3] {
+/// `relu(a·b + c)` on `n` random values, `a`, `b`, `c` within `scale` times 8, 2 and 1.
+fn run(mode: TruncMode, variant: MsbVariant, n: usize, scale: f64) -> [Seen; 3] {
     let codec = FixedPoint::default();
     let mut rng = ChaCha8Rng::seed_from_u64(n as u64);
     let mut values = |scale: f64| -> Vec<f64> { (0..n).map(|_| rng.gen_range(-scale..scale)).collect() };
-    let (a, b, c) = (values(8.0), values(2.0), values(1.0));
+    let (a, b, c) = (values(8.0 * scale), values(2.0 * scale), values(scale));
     let enc = |v: &[f64]| codec.encode_tensor(&[n], v).unwrap();
     let (ta, tb, tc) = (enc(&a), enc(&b), enc(&c));
     let config = RunConfig { trunc: mode, ..RunConfig::default() };
@@ -84,7 +85,7 @@ fn relu_after_a_held_truncation_is_the_same_relu_one_round_sooner() {
     for mode in [TruncMode::Exact, TruncMode::Probabilistic] {
         for variant in [MsbVariant::Lean, MsbVariant::LowLatency] {
             for n in [1usize, 3, 200] {
-                let out = run(mode, variant, n);
+                let out = run(mode, variant, n, 1.0);
                 let what = format!("{mode:?} {variant:?} n={n}");
                 for (i, s) in out.iter().enumerate() {
                     let held = product_held_cost(mode, i);
@@ -103,6 +104,29 @@ fn relu_after_a_held_truncation_is_the_same_relu_one_round_sooner() {
                 let apart: u64 = out.iter().map(|s| s.held.bytes_sent + s.finish_and_relu.bytes_sent).sum();
                 assert_eq!(total, apart, "{what}: bytes in all");
             }
+        }
+    }
+}
+
+/// Above [`RELU_PIECE`] elements both ReLUs run piece after piece: the same outputs, the bytes of
+/// one call, the rounds of one call per piece (each mode's held state is cut into pieces).
+#[test]
+fn a_relu_larger_than_a_piece_runs_in_pieces() {
+    let n = RELU_PIECE + 3;
+    assert_eq!(relu_pieces(n), 2);
+    for (mode, variant) in [(TruncMode::Exact, MsbVariant::LowLatency), (TruncMode::Probabilistic, MsbVariant::Lean)] {
+        // Small values: the probabilistic truncation fails with probability |z| / 2^64 per
+        // element (below 2^-34 here, 1.2e-4 over the 2^21 elements).
+        let out = run(mode, variant, n, 1.0 / 128.0);
+        for (i, s) in out.iter().enumerate() {
+            let relu = relu_truncating_cost(variant, mode, i, n);
+            assert_eq!((s.relu.rounds, s.relu.bytes_sent), relu, "{mode:?} {variant:?}: party {i}");
+            assert_eq!(relu.0, 2 * relu_cost(variant, i, 1).0);
+            assert_eq!(relu_cost(variant, i, n).1, relu_cost(variant, i, RELU_PIECE).1 + relu_cost(variant, i, 3).1);
+            assert_eq!(s.finish_and_relu.rounds, relu.0 + 1);
+            let next = &out[(i + 1) % 3];
+            assert_eq!(s.shares[1], next.shares[0], "party {i}'s second ReLU share");
+            assert_eq!(s.shares[3], next.shares[2], "party {i}'s second DReLU share");
         }
     }
 }

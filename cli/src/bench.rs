@@ -11,7 +11,8 @@
 //! device): warm-up runs first, then timed repetitions, each started by a one-element opening that
 //! lines the parties up and ended by a device fence ([`cryptgpu_sharing::timing`]). A
 //! repetition's time is the slowest party's; the median, minimum and maximum over repetitions are
-//! reported. `--out DIR` writes
+//! reported; `--net` shapes the links (`train` and `infer` take several link models, one
+//! measurement each, with the lower bound from rounds and bytes). `--out DIR` writes
 //! `DIR/<bench>.json` and SVG and PNG plots; `--json` prints the same JSON as the last line.
 
 mod gemm;

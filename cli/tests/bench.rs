@@ -68,7 +68,7 @@ fn train_iteration_splits_time_by_layer_kind() {
     std::fs::remove_dir_all(&dir).ok();
 }
 
-/// The seconds (median, min) and lower bound of the `nets` entry of a link model.
+/// The one `nets` entry measured over `link` (a preset's name).
 fn timing_of<'a>(nets: &'a [serde_json::Value], link: &str) -> &'a serde_json::Value {
     let found: Vec<&serde_json::Value> = nets.iter().filter(|n| n["net"]["name"] == link).collect();
     assert_eq!(found.len(), 1, "one entry for {link}");

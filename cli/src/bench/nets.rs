@@ -2,7 +2,9 @@
 //!
 //! Inputs are random images of the dataset's geometry with random labels: the protocols' time and
 //! traffic do not depend on the values, so no dataset is needed (and Tiny ImageNet and ImageNet
-//! are not shipped). Party 0 owns the model and the batch.
+//! are not shipped). Party 0 owns the model and the batch. Each configuration is measured once
+//! per device and per link model of `--net`, over the shaped links, with the lower bound its
+//! rounds and bytes give.
 
 use std::collections::{BTreeMap, HashMap};
 use std::time::Instant;

@@ -7,16 +7,21 @@
 # Stages (arguments; default: check bench):
 #   first   the first contact, 6 minutes in all (FIRST_BUDGET seconds; each step's own budget is
 #           below, cut to what is left): quick selftest, ring GEMM paths at 4096^3 with the
-#           fraction of peak, GPU-only points (ReLU, one training iteration, batch-1 inference),
+#           fraction of peak, GPU-only points (ReLU, one training iteration, batch-1 inference;
+#           the last two unshaped and over the LAN link model, VGG-16's training unshaped only),
 #           then LeNet and ReLU on this machine's CPU for the speedup. Each step writes its JSON
 #           line to $OUT/first/<step>.json as soon as it ends; progress goes to $OUT/run.log.
 #   check   selftest, ring GEMM paths, a 4096^3 private matmul
-#   bench   relu conv train infer, below
+#   bench   relu conv train infer train-wan infer-wan, below
 #   relu | conv | train | infer
 #           the paper's Fig. 2 / Fig. 1 / Table V / inference on GPU and CPU (--backend both),
 #           JSON and plots in $OUT/bench (inference: $OUT/bench/infer-batch1 on both devices at
-#           batch 1, $OUT/bench/infer-cuda on the GPU at batch 1 and 64). Each takes a few
-#           minutes; run them as separate commands where a command's time is limited.
+#           batch 1, $OUT/bench/infer-cuda on the GPU at batch 1 and 64); train and infer
+#           unshaped and over the LAN link model. Each takes a few minutes; run them as separate
+#           commands where a command's time is limited.
+#   train-wan | infer-wan
+#           Table V / batch-1 inference on the GPU over the WAN link model, one repetition, in
+#           $OUT/bench/train-wan and $OUT/bench/infer-wan.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 # Overrides, to test this script without a GPU: GPU_CHECK_BIN (the binary), GPU_CHECK_BACKEND
@@ -99,14 +104,19 @@ while [ $i -lt ${#stages[@]} ]; do
         step "first/relu_${p%%:*}_gpu" "${p#*:}" "$bin" bench relu "${on_gpu[@]}" --points "${p%%:*}" \
           --point-budget 8 "${pts[@]}"
       done
-      # The paper's batches: LeNet (MNIST) 128, AlexNet and VGG-16 (CIFAR-10) 128 and 32.
-      for m in lenet-mnist:25 alexnet-cifar10:40 vgg16-cifar10:70; do
-        step "first/train_${m%%:*}_gpu" "${m#*:}" "$bin" bench train "${on_gpu[@]}" --only "${m%%:*}" \
-          --point-budget 15 "${pts[@]}"
+      # The paper's batches: LeNet (MNIST) 128, AlexNet and VGG-16 (CIFAR-10) 128 and 32. Each
+      # point unshaped and over the LAN model (the paper's setting), except VGG-16's training,
+      # whose LAN run alone moves about 1.8 GB per link (3 s at 5 Gbit/s per repetition).
+      lan=(--net none --net lan)
+      for m in lenet-mnist:25:lan alexnet-cifar10:40:lan vgg16-cifar10:70:none; do
+        IFS=: read -r id budget links <<< "$m"
+        nets=(--net none); [ "$links" = lan ] && nets=("${lan[@]}")
+        step "first/train_${id}_gpu" "$budget" "$bin" bench train "${on_gpu[@]}" --only "$id" \
+          --point-budget 15 "${nets[@]}" "${pts[@]}"
       done
       for m in lenet-mnist:10 alexnet-cifar10:12 vgg16-cifar10:18; do
         step "first/infer_b1_${m%%:*}_gpu" "${m#*:}" "$bin" bench infer "${on_gpu[@]}" --batch 1 --only "${m%%:*}" \
-          --point-budget 5 "${pts[@]}"
+          --point-budget 5 "${lan[@]}" "${pts[@]}"
       done
       on_cpu=(--backend cpu)
       step first/train_lenet-mnist_cpu 30 "$bin" bench train "${on_cpu[@]}" --only lenet-mnist \
@@ -121,17 +131,23 @@ while [ $i -lt ${#stages[@]} ]; do
       run bench_gemm_cpu "$bin" bench gemm --backend cpu --size 2048 --reps 3 --json
       run matmul_cuda "$bin" matmul --m 4096 --k 4096 --n 4096 --backend cuda --json
       ;;
-    bench) stages+=(relu conv train infer) ;;
+    bench) stages+=(relu conv train infer train-wan infer-wan) ;;
     relu) run bench_relu timeout "$limit" "$bin" bench relu --backend both --point-budget 20 "${bench[@]}" --out "$out/bench" ;;
     conv) run bench_conv timeout "$limit" "$bin" bench conv --backend both --point-budget 20 "${bench[@]}" --out "$out/bench" ;;
-    train) run bench_train timeout "$limit" "$bin" bench train --backend both --point-budget 60 "${bench[@]}" --out "$out/bench" ;;
+    train) run bench_train timeout "$limit" "$bin" bench train --backend both --point-budget 60 --net none --net lan \
+      "${bench[@]}" --out "$out/bench" ;;
     infer)
-      run bench_infer_batch1 timeout "$((limit / 2))" "$bin" bench infer --backend both --batch 1 --point-budget 30 "${bench[@]}" \
-        --out "$out/bench/infer-batch1"
-      run bench_infer_cuda timeout "$((limit / 2))" "$bin" bench infer --backend cuda --point-budget 30 "${bench[@]}" \
-        --out "$out/bench/infer-cuda"
+      run bench_infer_batch1 timeout "$((limit / 2))" "$bin" bench infer --backend both --batch 1 --point-budget 30 \
+        --net none --net lan "${bench[@]}" --out "$out/bench/infer-batch1"
+      run bench_infer_cuda timeout "$((limit / 2))" "$bin" bench infer --backend cuda --point-budget 30 \
+        --net none --net lan "${bench[@]}" --out "$out/bench/infer-cuda"
       ;;
-    *) echo "unknown stage $stage (first, check, bench, relu, conv, train, infer)" >&2; status=2 ;;
+    # The WAN model's rounds cost 35 ms each: the GPU only, one repetition, a stage of its own.
+    train-wan) run bench_train_wan timeout "$limit" "$bin" bench train --backend cuda --point-budget 60 --net wan \
+      --reps 1 --json --out "$out/bench/train-wan" ;;
+    infer-wan) run bench_infer_wan timeout "$limit" "$bin" bench infer --backend cuda --batch 1 --point-budget 30 \
+      --net wan --reps 1 --json --out "$out/bench/infer-wan" ;;
+    *) echo "unknown stage $stage (first, check, bench, relu, conv, train, infer, train-wan, infer-wan)" >&2; status=2 ;;
   esac
 done
 echo "exit status $status" | tee -a "$log"

@@ -11,7 +11,8 @@
 //! device): warm-up runs first, then timed repetitions, each started by a one-element opening that
 //! lines the parties up and ended by a device fence ([`cryptgpu_sharing::timing`]). A
 //! repetition's time is the slowest party's; the median, minimum and maximum over repetitions are
-//! reported. `--out DIR` writes
+//! reported; `--net` shapes the links (`train` and `infer` take several link models, one
+//! measurement each, with the lower bound from rounds and bytes). `--out DIR` writes
 //! `DIR/<bench>.json` and SVG and PNG plots; `--json` prints the same JSON as the last line.
 
 mod gemm;
@@ -30,7 +31,7 @@ use cryptgpu_kernels_cuda::CudaBackend;
 
 use cryptgpu::device::AnyBackend;
 
-use crate::net::NetArgs;
+use crate::net::NetListArgs;
 
 pub use report::Record;
 
@@ -124,9 +125,9 @@ pub struct CommonArgs {
     /// Write `<bench>.json` and the plots (SVG and PNG) into this folder.
     #[arg(long)]
     pub out: Option<PathBuf>,
-    /// The links between the parties.
+    /// The links between the parties (one or more).
     #[command(flatten)]
-    pub net: NetArgs,
+    pub net: NetListArgs,
     /// Print the JSON record as the last line of standard output.
     #[arg(long)]
     pub json: bool,
@@ -145,6 +146,7 @@ impl CommonArgs {
         if self.batch == Some(0) {
             bail!("--batch must be positive");
         }
+        self.net.check()?;
         if let Some(b) = self.point_budget {
             if !(b.is_finite() && b > 0.0) {
                 bail!("--point-budget must be a positive number of seconds");
@@ -240,7 +242,7 @@ mod tests {
             points: None,
             batch: None,
             out: None,
-            net: NetArgs { link: LinkModel::NONE },
+            net: NetListArgs { links: vec![LinkModel::NONE] },
             json: false,
         }
     }
@@ -253,6 +255,7 @@ mod tests {
             rounds: 9,
             bytes_sent_per_party: [56, 48, 40],
             lower_bound_seconds: 0.0,
+            peak_rss_bytes: Some(1 << 30),
             note: None,
         }
     }
@@ -267,6 +270,7 @@ mod tests {
             batch: 128,
             paper_batch: Some(128),
             backend: backend.into(),
+            net: LinkModel::NONE,
             parameters: 431_080,
             seconds: Some(Stats::new(vec![3.6 * scale, 3.5 * scale, 3.7 * scale], vec![4.0 * scale])),
             party0_seconds: split.values().sum(),
@@ -275,6 +279,7 @@ mod tests {
             bytes_sent_per_party: [300_000_000, 280_000_000, 260_000_000],
             rounds: 220,
             lower_bound_seconds: 0.0,
+            peak_rss_bytes: Some(1 << 30),
             bytes_by_kind: Default::default(),
             layers: vec![LayerCost {
                 label: "0:features.0".into(),
@@ -314,7 +319,18 @@ mod tests {
         relu.figures.push(fig);
         let mut train = Record::new("train", &args(), &devices);
         train.settings.backends = vec!["cpu".into(), "cuda".into()];
-        train.nets = vec![net("cpu", "lenet-mnist", 1.0), net("cuda", "lenet-mnist", 0.05)];
+        train.settings.net = vec![LinkModel::NONE, LinkModel::LAN];
+        let lan = |mut n: NetRun| {
+            n.net = LinkModel::LAN;
+            n.lower_bound_seconds = 0.3;
+            n
+        };
+        train.nets = vec![
+            net("cpu", "lenet-mnist", 1.0),
+            lan(net("cpu", "lenet-mnist", 1.2)),
+            net("cuda", "lenet-mnist", 0.05),
+            lan(net("cuda", "lenet-mnist", 0.1)),
+        ];
         let mut infer = Record::new("infer", &args(), &devices);
         infer.nets = vec![net("cpu", "lenet-mnist", 0.01), net("cpu", "alexnet-cifar10", 0.1)];
         for (record, files) in [

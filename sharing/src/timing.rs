@@ -1,7 +1,8 @@
 //! Timing a protocol inside the three parties: warm-up, lined-up repetitions, device fences.
 //!
 //! [`repeat`] runs inside each party (in-process or over TCP) and returns that party's [`Runs`];
-//! [`slowest`] and [`cost`] combine the three parties' runs into one measurement.
+//! [`slowest`] and [`cost`] combine the three parties' runs into one measurement;
+//! [`peak_rss_bytes`] reads the process's peak memory.
 
 use std::time::Instant;
 
@@ -127,9 +128,33 @@ pub fn cost<R>(runs: [&Runs<R>; 3]) -> ([u64; 3], u64) {
     ([c(0).bytes_sent, c(1).bytes_sent, c(2).bytes_sent], c(0).rounds)
 }
 
+/// The peak resident memory of this process so far, in bytes (`VmHWM` in `/proc/self/status`);
+/// `None` where it cannot be read (outside Linux). It is the whole process's: three in-process
+/// parties count together. The peak cannot be reset, so a reading after a measurement is the
+/// maximum over that measurement and everything the process ran before it.
+pub fn peak_rss_bytes() -> Option<u64> {
+    vm_hwm(&std::fs::read_to_string("/proc/self/status").ok()?)
+}
+
+/// `VmHWM` of a `/proc/<pid>/status` text, in bytes.
+fn vm_hwm(status: &str) -> Option<u64> {
+    let kb = status.lines().find_map(|l| l.strip_prefix("VmHWM:"))?;
+    kb.trim().strip_suffix("kB")?.trim().parse::<u64>().ok()?.checked_mul(1024)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn peak_memory_from_proc_status() {
+        assert_eq!(vm_hwm("Name:\tx\nVmPeak:\t  9000 kB\nVmHWM:\t    1234 kB\nVmRSS:\t 1000 kB\n"), Some(1234 * 1024));
+        assert_eq!(vm_hwm("VmRSS:\t 1000 kB\n"), None);
+        assert_eq!(vm_hwm("VmHWM:\t lots kB\n"), None);
+        if cfg!(target_os = "linux") {
+            assert!(peak_rss_bytes().is_some_and(|b| b > 0));
+        }
+    }
 
     #[test]
     fn budget_cuts_repetitions() {

@@ -4,7 +4,7 @@ use anyhow::{bail, Result};
 use cryptgpu::device::AnyBackend;
 use cryptgpu_net::LinkModel;
 use cryptgpu_ring::{Backend, Conv2dParams, FixedPoint, RingTensor};
-use cryptgpu_sharing::timing::{cost, repeat, runs_of, slowest, Plan};
+use cryptgpu_sharing::timing::{cost, peak_rss_bytes, repeat, runs_of, slowest, Plan};
 use cryptgpu_sharing::{run_local, RunConfig};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -124,6 +124,10 @@ fn run_sweeps(bench: &str, args: &CommonArgs, mut sweeps: Vec<Sweep>, paper: ser
             s.xs.clone_from(xs);
         }
     }
+    let net = match args.net.links[..] {
+        [one] => one,
+        _ => bail!("--net: `{bench}` takes one link model (lists are for `train` and `infer`)"),
+    };
     let devices = open_devices(args.backend)?;
     let mut record = Record::new(bench, args, &devices);
     record.paper = paper;
@@ -138,7 +142,7 @@ fn run_sweeps(bench: &str, args: &CommonArgs, mut sweeps: Vec<Sweep>, paper: ser
             paper: record.paper.get(sweep.id).and_then(|v| v.as_str()).unwrap_or_default().to_string(),
         };
         for device in &devices {
-            let points = run_series(device, sweep, &plan, args.net.link);
+            let points = run_series(device, sweep, &plan, net);
             fig.series.push(Series { backend: device.name().into(), points });
         }
         fig.compute_speedup();
@@ -161,6 +165,7 @@ fn run_series(device: &AnyBackend, sweep: &Sweep, plan: &Plan, net: LinkModel) -
             rounds: 0,
             bytes_sent_per_party: [0; 3],
             lower_bound_seconds: 0.0,
+            peak_rss_bytes: None,
             note: None,
         };
         if let Some(t) = over {
@@ -170,6 +175,7 @@ fn run_series(device: &AnyBackend, sweep: &Sweep, plan: &Plan, net: LinkModel) -
         }
         let started = std::time::Instant::now();
         let measured = measure(device, job, plan, net);
+        point.peak_rss_bytes = peak_rss_bytes();
         match measured {
             Ok(Measured { stats, bytes, rounds, lower_bound }) => {
                 eprintln!(

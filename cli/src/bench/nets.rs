@@ -2,7 +2,9 @@
 //!
 //! Inputs are random images of the dataset's geometry with random labels: the protocols' time and
 //! traffic do not depend on the values, so no dataset is needed (and Tiny ImageNet and ImageNet
-//! are not shipped). Party 0 owns the model and the batch.
+//! are not shipped). Party 0 owns the model and the batch. Each configuration is measured once
+//! per device and per link model of `--net`, over the shaped links, with the lower bound its
+//! rounds and bytes give.
 
 use std::collections::{BTreeMap, HashMap};
 use std::time::Instant;
@@ -18,7 +20,7 @@ use cryptgpu_nn::spec::{LayerKind, ModelSpec};
 use cryptgpu_nn::weights::{fold_batchnorm, init_params};
 use cryptgpu_nn::zoo::{by_name, Dataset};
 use cryptgpu_ring::Backend;
-use cryptgpu_sharing::timing::{cost, repeat, slowest, Plan, Runs};
+use cryptgpu_sharing::timing::{cost, peak_rss_bytes, repeat, slowest, Plan, Runs};
 use cryptgpu_sharing::{run_local, RunConfig};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -140,13 +142,16 @@ fn run_nets(
     let plan = Plan { warmup: args.warmup, reps: args.reps(), budget: args.point_budget };
     for cfg in configs.iter().filter(|c| args.selected(&c.id())) {
         for device in &devices {
-            record.nets.push(run_config(device, cfg, &plan, train, args.net.link));
+            for &net in &args.net.links {
+                record.nets.push(run_config(device, cfg, &plan, train, net));
+            }
         }
     }
     Ok(record)
 }
 
-/// Measures one configuration on one device; a failure is recorded in the result's note.
+/// Measures one configuration on one device over links of `net`; a failure is recorded in the
+/// result's note.
 fn run_config(device: &AnyBackend, cfg: &NetConfig, plan: &Plan, train: bool, net: LinkModel) -> NetRun {
     let mut run = NetRun {
         id: cfg.id(),
@@ -155,6 +160,7 @@ fn run_config(device: &AnyBackend, cfg: &NetConfig, plan: &Plan, train: bool, ne
         batch: cfg.batch,
         paper_batch: cfg.paper_batch,
         backend: device.name().into(),
+        net,
         parameters: 0,
         seconds: None,
         split_party0: BTreeMap::new(),
@@ -163,26 +169,29 @@ fn run_config(device: &AnyBackend, cfg: &NetConfig, plan: &Plan, train: bool, ne
         bytes_sent_per_party: [0; 3],
         rounds: 0,
         lower_bound_seconds: 0.0,
+        peak_rss_bytes: None,
         bytes_by_kind: BTreeMap::new(),
         layers: Vec::new(),
         note: None,
     };
     let what = if train { "training iteration" } else { "inference" };
-    eprintln!("{} {} batch {}: private {what}...", device.name(), run.id, run.batch);
+    eprintln!("{} {} batch {} net {net}: private {what}...", device.name(), run.id, run.batch);
     let started = Instant::now();
     let result = by_name(cfg.model, cfg.dataset).map_err(anyhow::Error::from).and_then(|spec| {
         run.parameters = spec.num_params();
         measure(device, &spec, cfg.batch, train, plan, net, &mut run)
     });
+    run.peak_rss_bytes = peak_rss_bytes();
     match result {
         Ok(()) => {
             if let Some(s) = &run.seconds {
                 eprintln!(
-                    "  median {:.3} s (min {:.3}, max {:.3}, {} reps; {:.0} s in all)",
+                    "  median {:.3} s (min {:.3}, max {:.3}, {} reps; lower bound {:.3} s; {:.0} s in all)",
                     s.median,
                     s.min,
                     s.max,
                     s.samples.len(),
+                    run.lower_bound_seconds,
                     started.elapsed().as_secs_f64()
                 );
             }

@@ -3,9 +3,10 @@
 //! Sweeps (`conv`, `relu`) are log-log line charts with the CPU and the GPU on one chart, min-max
 //! bars, and the GPU's speedup written at each GPU point. Networks (`train`, `infer`) are
 //! horizontal bars: training iterations stacked by layer kind (one panel per device, each with its
-//! own scale), inference times on a log scale. Text uses the DejaVu Sans subset compiled into the
-//! binary (or the font at `$CRYPTGPU_FONT`); if no font loads, the plots are drawn without text
-//! and a warning says so.
+//! own scale), inference times on a log scale; one bar per link model measured, those over
+//! shaped links labelled with the model and annotated with their lower bound. Text uses the
+//! DejaVu Sans subset compiled into the binary (or the font at `$CRYPTGPU_FONT`); if no font
+//! loads, the plots are drawn without text and a warning says so.
 
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
@@ -323,6 +324,29 @@ fn sweep_chart<DB: DrawingBackend>(root: &DrawingArea<DB, Shift>, fig: &Figure, 
     Ok(())
 }
 
+/// `, lan` (the run's link model), or nothing for unshaped links.
+fn link_label(r: &NetRun) -> String {
+    if r.net.is_none() {
+        String::new()
+    } else {
+        format!(", {}", r.net)
+    }
+}
+
+/// ` (bound 0.12 s)`: the lower bound from rounds and bytes of a shaped run.
+fn bound_note(r: &NetRun) -> String {
+    if r.net.is_none() {
+        String::new()
+    } else {
+        format!(" (bound {} s)", short_number(r.lower_bound_seconds))
+    }
+}
+
+/// Whether two runs are of the same configuration, batch and link model (on other devices).
+fn same_point(a: &NetRun, b: &NetRun) -> bool {
+    a.id == b.id && a.batch == b.batch && a.net == b.net
+}
+
 /// Y range of `n` rows (row i at y = n - 1 - i, its label above its bar).
 fn row_axis(n: usize) -> std::ops::Range<f64> {
     -0.5..(n as f64 - 0.25)
@@ -341,7 +365,7 @@ fn train_panel<DB: DrawingBackend>(
         return Ok(());
     }
     let n = rows.len();
-    let labels: Vec<String> = rows.iter().map(|r| format!(" {} b{}", r.id, r.batch)).collect();
+    let labels: Vec<String> = rows.iter().map(|r| format!(" {} b{}{}", r.id, r.batch, link_label(r))).collect();
     let total = |r: &NetRun| r.split_party0.values().sum::<f64>();
     let xmax = rows.iter().map(|r| total(r)).fold(0.0, f64::max) * 1.7;
     let mut builder = ChartBuilder::on(area);
@@ -383,11 +407,9 @@ fn train_panel<DB: DrawingBackend>(
         let notes = rows.iter().enumerate().map(|(i, r)| {
             let y = (n - 1 - i) as f64;
             let med = r.seconds.as_ref().map_or(0.0, |s| s.median);
-            let mut note = format!(" {}", short_number(med)) + " s";
+            let mut note = format!(" {}", short_number(med)) + " s" + &bound_note(r);
             if r.backend == "cuda" {
-                if let Some(c) =
-                    cpu.iter().find(|c| c.id == r.id && c.batch == r.batch).and_then(|c| c.seconds.as_ref())
-                {
+                if let Some(c) = cpu.iter().find(|c| same_point(c, r)).and_then(|c| c.seconds.as_ref()) {
                     note += &format!(" ({:.0}x)", c.median / med.max(1e-12));
                 }
             }
@@ -423,7 +445,7 @@ fn train_panel<DB: DrawingBackend>(
 fn infer_chart<DB: DrawingBackend>(root: &DrawingArea<DB, Shift>, nets: &[&NetRun], text: bool) -> Result<()> {
     let n = nets.len();
     let labels: Vec<String> =
-        nets.iter().map(|r| format!(" {} b{} {}", r.id, r.batch, device_name(&r.backend))).collect();
+        nets.iter().map(|r| format!(" {} b{} {}{}", r.id, r.batch, device_name(&r.backend), link_label(r))).collect();
     let med = |r: &NetRun| r.seconds.as_ref().map_or(f64::NAN, |s| s.median);
     let lo = nets.iter().map(|r| med(r)).fold(f64::MAX, f64::min) / 3.0;
     let hi = nets.iter().map(|r| med(r)).fold(f64::MIN, f64::max) * 6.0;
@@ -456,9 +478,9 @@ fn infer_chart<DB: DrawingBackend>(root: &DrawingArea<DB, Shift>, nets: &[&NetRu
     if text {
         let notes = nets.iter().enumerate().map(|(i, r)| {
             let y = (n - 1 - i) as f64;
-            let mut note = format!(" {} s", short_number(med(r)));
+            let mut note = format!(" {} s", short_number(med(r))) + &bound_note(r);
             if r.backend == "cuda" {
-                if let Some(c) = nets.iter().find(|c| c.backend == "cpu" && c.id == r.id && c.batch == r.batch) {
+                if let Some(c) = nets.iter().find(|c| c.backend == "cpu" && same_point(c, r)) {
                     note += &format!(" ({:.0}x)", med(c) / med(r));
                 }
             }
@@ -511,6 +533,7 @@ mod tests {
             rounds: 9,
             bytes_sent_per_party: [0; 3],
             lower_bound_seconds: 0.0,
+            peak_rss_bytes: Some(1 << 30),
             note: None,
         };
         let fig = Figure {

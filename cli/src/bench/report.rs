@@ -135,6 +135,12 @@ pub struct Point {
     /// plus the busiest link's bytes over the bandwidth (0 without shaping).
     #[serde(default)]
     pub lower_bound_seconds: f64,
+    /// Peak resident memory of the process after this point
+    /// ([`peak_rss_bytes`](cryptgpu_sharing::timing::peak_rss_bytes)): the three
+    /// in-process parties together, and the maximum over this and every earlier point of the run
+    /// (the peak cannot be reset). `None` where it cannot be read (outside Linux).
+    #[serde(default)]
+    pub peak_rss_bytes: Option<u64>,
     /// Why the point has no time (skipped over the budget, or the error).
     pub note: Option<String>,
 }
@@ -225,10 +231,15 @@ pub struct NetRun {
     pub paper_batch: Option<usize>,
     /// `cpu` or `cuda`.
     pub backend: String,
+    /// The links between the parties in this run, one of `settings.net` (`none` in records made
+    /// before it existed). Each configuration has one entry per device and link model.
+    #[serde(default)]
+    pub net: LinkModel,
     /// Parameters of the model.
     pub parameters: usize,
-    /// Time of one iteration or inference (slowest party per repetition); the data owner's input
-    /// sharing is excluded (see `input_seconds`). `None` when skipped or failed.
+    /// Time of one iteration or inference over the links of `net`, measured (slowest party per
+    /// repetition); the data owner's input sharing is excluded (see `input_seconds`). `None` when
+    /// skipped or failed.
     pub seconds: Option<Stats>,
     /// Party 0's time per layer kind in its median repetition: linear (conv, linear, batch norm),
     /// pooling, relu, softmax (the loss), update (SGD with momentum), other (flatten, opening the
@@ -242,10 +253,14 @@ pub struct NetRun {
     pub bytes_sent_per_party: [u64; 3],
     /// Rounds of one iteration or inference.
     pub rounds: u64,
-    /// The least time one iteration or inference takes over the links of `settings.net` (as for
-    /// a [`Point`]).
+    /// The least time one iteration or inference takes over the links of `net`, computed from the
+    /// rounds and bytes (as for a [`Point`]; at most `seconds.min`).
     #[serde(default)]
     pub lower_bound_seconds: f64,
+    /// Peak resident memory of the process after this run (as for a [`Point`]: all three parties,
+    /// and every earlier run of the record).
+    #[serde(default)]
+    pub peak_rss_bytes: Option<u64>,
     /// Bytes and rounds per kind (sums of `layers`).
     pub bytes_by_kind: BTreeMap<String, [u64; 3]>,
     /// Per layer and phase.
@@ -267,11 +282,31 @@ pub struct Settings {
     pub point_budget_seconds: Option<f64>,
     /// Devices measured.
     pub backends: Vec<String>,
-    /// The links between the parties (`--net`; `none` in records made before it existed).
-    #[serde(default)]
-    pub net: LinkModel,
+    /// The links between the parties (`--net`, each measured in turn; one for `conv` and
+    /// `relu`; `[none]` in records made before it existed, one object in those made before lists).
+    #[serde(default = "unshaped", deserialize_with = "one_or_more")]
+    pub net: Vec<LinkModel>,
     /// How a time is taken.
     pub timing: String,
+}
+
+/// `[none]`: the links of records made before `--net`.
+fn unshaped() -> Vec<LinkModel> {
+    vec![LinkModel::NONE]
+}
+
+/// `settings.net` as a list, or as the one link model of records made before lists.
+fn one_or_more<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<LinkModel>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Links {
+        One(LinkModel),
+        More(Vec<LinkModel>),
+    }
+    Ok(match Links::deserialize(d)? {
+        Links::One(l) => vec![l],
+        Links::More(v) => v,
+    })
 }
 
 /// Everything one `cryptgpu bench` run measured.
@@ -320,7 +355,7 @@ impl Record {
                 reps: args.reps(),
                 point_budget_seconds: args.point_budget,
                 backends: devices.iter().map(|d| d.name().to_string()).collect(),
-                net: args.net.link,
+                net: args.net.links.clone(),
                 timing: TIMING.into(),
             },
             figures: Vec::new(),
@@ -383,16 +418,25 @@ impl Record {
         for n in &self.nets {
             let t = n.seconds.as_ref().map_or_else(
                 || n.note.clone().unwrap_or_default(),
-                |t| format!("{:.3} s (min {:.3}, max {:.3})", t.median, t.min, t.max),
+                |t| {
+                    let bound = if n.net.is_none() {
+                        String::new()
+                    } else {
+                        format!("; lower bound {:.3} s", n.lower_bound_seconds)
+                    };
+                    format!("{:.3} s (min {:.3}, max {:.3}){bound}", t.median, t.min, t.max)
+                },
             );
-            println!("  {:<5} {:<22} batch {:<4} {}", n.backend, n.id, n.batch, t);
+            println!("  {:<5} {:<22} batch {:<4} net {:<6} {}", n.backend, n.id, n.batch, n.net.to_string(), t);
             if n.seconds.is_some() {
                 let split: Vec<String> = n.split_party0.iter().map(|(k, v)| format!("{k} {v:.3}")).collect();
+                let peak = n.peak_rss_bytes.map(|b| format!("; process peak memory {:.2} GB", b as f64 / 1e9));
                 println!(
-                    "        party 0 split: {}; {:.1} MB sent by party 0, {} rounds",
+                    "        party 0 split: {}; {:.1} MB sent by party 0, {} rounds{}",
                     split.join(", "),
                     n.bytes_sent_per_party[0] as f64 / 1e6,
-                    n.rounds
+                    n.rounds,
+                    peak.unwrap_or_default()
                 );
             }
         }
@@ -430,6 +474,25 @@ mod tests {
         assert_eq!(utc_from_unix(0), "1970-01-01T00:00:00Z");
         assert_eq!(utc_from_unix(951_782_400), "2000-02-29T00:00:00Z");
         assert_eq!(utc_from_unix(1_795_000_000), "2026-11-18T11:06:40Z");
+    }
+
+    /// `settings.net` reads as a list, as the one object of records made before lists, and as
+    /// `[none]` when absent.
+    #[test]
+    fn link_settings_of_every_layout() {
+        let settings = |net: &str| {
+            let text = format!(
+                r#"{{"quick": true, "warmup": 1, "reps": 3, "point_budget_seconds": null, "backends": ["cpu"],
+                    "timing": "t"{net}}}"#
+            );
+            serde_json::from_str::<Settings>(&text).map(|s| s.net)
+        };
+        assert_eq!(settings("").unwrap(), [LinkModel::NONE]);
+        let lan = r#"{"name": "lan", "latency_ms": 0.2, "gbit_per_s": 5.0}"#;
+        assert_eq!(settings(&format!(r#", "net": {lan}"#)).unwrap(), [LinkModel::LAN]);
+        let none = r#"{"name": "none", "latency_ms": 0.0, "gbit_per_s": null}"#;
+        assert_eq!(settings(&format!(r#", "net": [{none}, {lan}]"#)).unwrap(), [LinkModel::NONE, LinkModel::LAN]);
+        assert!(settings(r#", "net": "lan""#).is_err());
     }
 
     #[test]

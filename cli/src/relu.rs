@@ -10,8 +10,9 @@ use anyhow::{bail, Context, Result};
 use clap::Args as ClapArgs;
 use cryptgpu_net::{Counters, LinkModel, Transport};
 use cryptgpu_ring::{Backend, FixedPoint, RingTensor};
-use cryptgpu_sharing::compare::relu_cost;
-use cryptgpu_sharing::convert::{msb_variant_rounds, MsbVariant};
+use cryptgpu_sharing::compare::{relu_cost, relu_pieces};
+use cryptgpu_sharing::convert::MsbVariant;
+use cryptgpu_sharing::timing::peak_rss_bytes;
 use cryptgpu_sharing::{run_local, KeySource, Party, RunConfig};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -91,16 +92,12 @@ struct Report {
     seed: u64,
     /// Wall time of the private ReLU (slowest party).
     seconds: f64,
-    /// Wall time of its MSB part.
-    msb_seconds: f64,
-    /// Rounds of the private ReLU (MSB + `x * [b]`).
+    /// Rounds of the private ReLU (MSB + `x * [b]`, per piece of `RELU_PIECE` elements).
     rounds: u64,
-    /// Rounds of the MSB part.
-    msb_rounds: u64,
+    /// Pieces the ReLU ran in (`relu_pieces`).
+    pieces: u64,
     /// Bytes each party sent during the private ReLU.
     bytes_sent_per_party: [u64; 3],
-    /// Bytes each party sent during the MSB part.
-    msb_bytes_sent_per_party: [u64; 3],
     /// The documented ReLU cost per party (`relu_cost`).
     bytes_formula_per_party: [u64; 3],
     /// ReLU bytes per element, averaged over the parties.
@@ -117,6 +114,9 @@ struct Report {
     mismatches: usize,
     /// FNV-1a digest of the revealed ring elements (compares runs bit for bit).
     result_digest: String,
+    /// The process's peak resident memory (the three parties together, inputs and outputs
+    /// included; Linux only).
+    peak_rss_bytes: Option<u64>,
 }
 
 /// One party's report in a three-process run (`cryptgpu party ... relu`).
@@ -133,8 +133,8 @@ struct PartyReport {
     seconds: f64,
     /// Rounds of the private ReLU.
     rounds: u64,
-    /// Rounds of the MSB part.
-    msb_rounds: u64,
+    /// Pieces the ReLU ran in (`relu_pieces`).
+    pieces: u64,
     /// Bytes this party sent during the private ReLU.
     bytes_sent: u64,
     /// The documented ReLU cost of this party.
@@ -156,8 +156,8 @@ struct PartyReport {
 }
 
 /// What the party program returns: the ReLU (at party 0, its receiver; `None` elsewhere), its
-/// time, the MSB's time, and the traffic of the ReLU and of its MSB part.
-pub type PartyResult = (Option<RingTensor>, f64, f64, Counters, Counters);
+/// time and its traffic.
+pub type PartyResult = (Option<RingTensor>, f64, Counters);
 
 /// A prepared ReLU job: the public parameters and party 0's demo input from the public seed.
 pub struct Job {
@@ -207,24 +207,18 @@ impl Job {
     }
 }
 
-/// The party program: party 0 inputs `x`; the parties compute ReLU privately (timed) and open it
-/// to party 0 only.
+/// The party program: party 0 inputs `x`; the parties compute ReLU privately (timed,
+/// [`Party::relu_with`]) and open it to party 0 only.
 pub fn program<B: Backend, T: Transport>(p: &mut Party<B, T>, job: &Job) -> cryptgpu_sharing::Result<PartyResult> {
     let x = &job.xt;
-    let variant = job.msb.variant();
     let xs = p.input(0, (p.id() == 0).then_some(x), x.shape())?;
     let before = p.counters();
     let start = Instant::now();
-    let d = p.drelu_with(&xs, variant)?;
-    let msb_seconds = start.elapsed().as_secs_f64();
-    let msb_cost = p.counters().since(&before);
-    let y = match variant {
-        MsbVariant::Lean => p.mul_bit(&xs, &d)?,
-        MsbVariant::LowLatency => p.mul_bit_one_round(&xs, &d)?,
-    };
+    let (y, d) = p.relu_with(&xs, job.msb.variant())?;
+    drop((xs, d));
     let seconds = start.elapsed().as_secs_f64();
     let cost = p.counters().since(&before);
-    Ok((p.reveal_to(&y, 0)?, seconds, msb_seconds, cost, msb_cost))
+    Ok((p.reveal_to(&y, 0)?, seconds, cost))
 }
 
 impl PartyJob for Job {
@@ -260,7 +254,7 @@ impl PartyJob for Job {
     }
 
     fn run_party<B: Backend, T: Transport>(&self, p: &mut Party<B, T>) -> Result<()> {
-        let (revealed, seconds, _msb_seconds, cost, msb_cost) = program(p, self)?;
+        let (revealed, seconds, cost) = program(p, self)?;
         let n = self.n;
         let report = PartyReport {
             op: "relu",
@@ -272,7 +266,7 @@ impl PartyJob for Job {
             seed: self.seed,
             seconds,
             rounds: cost.rounds,
-            msb_rounds: msb_cost.rounds,
+            pieces: relu_pieces(n),
             bytes_sent: cost.bytes_sent,
             bytes_formula: relu_cost(self.msb.variant(), p.id(), n).1,
             total_bytes_sent: p.counters().bytes_sent,
@@ -284,7 +278,7 @@ impl PartyJob for Job {
         };
         println!("party {}: private ReLU of {n} values on {} ({} MSB)", report.party, report.backend, report.msb);
         println!("  time           {:.4} s", report.seconds);
-        println!("  rounds         {} (MSB {})", report.rounds, report.msb_rounds);
+        println!("  rounds         {} ({} piece(s))", report.rounds, report.pieces);
         println!("  bytes sent     {} (formula {})", report.bytes_sent, report.bytes_formula);
         match (report.mismatches, &report.result_digest) {
             (Some(m), Some(d)) => {
@@ -311,8 +305,7 @@ pub fn run(args: &Args) -> Result<()> {
 
     let revealed = out[0].value.0.as_ref().context("party 0 received no result")?;
     let mismatches = job.mismatches(revealed);
-    let costs: [Counters; 3] = std::array::from_fn(|i| out[i].value.3);
-    let msb_costs: [Counters; 3] = std::array::from_fn(|i| out[i].value.4);
+    let costs: [Counters; 3] = std::array::from_fn(|i| out[i].value.2);
     let bytes = costs.map(|c| c.bytes_sent);
     let report = Report {
         op: "relu",
@@ -322,11 +315,9 @@ pub fn run(args: &Args) -> Result<()> {
         frac_bits: codec.frac_bits(),
         seed: args.seed,
         seconds: out.iter().map(|o| o.value.1).fold(0.0, f64::max),
-        msb_seconds: out.iter().map(|o| o.value.2).fold(0.0, f64::max),
         rounds: costs[0].rounds,
-        msb_rounds: msb_costs[0].rounds,
+        pieces: relu_pieces(n),
         bytes_sent_per_party: bytes,
-        msb_bytes_sent_per_party: msb_costs.map(|c| c.bytes_sent),
         bytes_formula_per_party: std::array::from_fn(|i| relu_cost(args.msb.variant(), i, n).1),
         bytes_per_element_per_party: bytes.iter().sum::<u64>() as f64 / (3 * n) as f64,
         keys: key_label(job.keys),
@@ -334,25 +325,31 @@ pub fn run(args: &Args) -> Result<()> {
         lower_bound_seconds: job.net.lower_bound(&costs).as_secs_f64(),
         mismatches,
         result_digest: digest(revealed.data()),
+        peak_rss_bytes: peak_rss_bytes(),
     };
     println!("private ReLU of {n} values on {backend}, {} fractional bits", report.frac_bits);
-    println!("  time           {:.4} s (MSB {:.4} s)", report.seconds, report.msb_seconds);
+    println!("  time           {:.4} s", report.seconds);
     if !job.net.is_none() {
         println!("  links          --net {} (lower bound {:.4} s)", job.net, report.lower_bound_seconds);
     }
     println!(
-        "  rounds         {} (MSB {}, {}, documented {}; ReLU documented {})",
+        "  rounds         {} ({} MSB, {} piece(s); documented {})",
         report.rounds,
-        report.msb_rounds,
         report.msb,
-        msb_variant_rounds(args.msb.variant()),
+        report.pieces,
         relu_cost(args.msb.variant(), 0, n).0
     );
     println!(
         "  bytes sent     {:?} per party (formula {:?}; {:.2} B per element per party)",
         report.bytes_sent_per_party, report.bytes_formula_per_party, report.bytes_per_element_per_party
     );
-    println!("  MSB bytes      {:?} per party", report.msb_bytes_sent_per_party);
+    if let Some(peak) = report.peak_rss_bytes {
+        println!(
+            "  peak memory    {:.2} GB ({:.1} B per element per party)",
+            peak as f64 / 1e9,
+            peak as f64 / (3 * n) as f64
+        );
+    }
     println!("  mismatches     {} against the plaintext ReLU", report.mismatches);
     if args.json {
         println!("{}", serde_json::to_string(&report)?);

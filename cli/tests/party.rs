@@ -123,7 +123,7 @@ fn three_processes_match_the_in_process_relu() {
             assert!(v["result_digest"].is_null() && v["mismatches"].is_null(), "party {i}: {v}");
         }
         assert_eq!(v["rounds"], local["rounds"]);
-        assert_eq!(v["msb_rounds"], local["msb_rounds"]);
+        assert_eq!(v["pieces"], local["pieces"]);
         assert_eq!(v["bytes_sent"], local["bytes_sent_per_party"][i]);
         assert_eq!(v["bytes_formula"], local["bytes_formula_per_party"][i]);
     }

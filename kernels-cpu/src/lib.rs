@@ -197,6 +197,16 @@ impl Backend for CpuBackend {
         Ok(tensor(&out_shape, layout::concat(&srcs, outer, inner)))
     }
 
+    fn concat_owned(&self, parts: Vec<RingTensor>) -> Result<RingTensor> {
+        let shapes: Vec<&[usize]> = parts.iter().map(|p| p.shape()).collect();
+        let out_shape = concat_shape(&shapes, 0)?;
+        let mut data = Vec::with_capacity(out_shape.iter().product());
+        for p in parts {
+            data.extend_from_slice(p.data());
+        }
+        Ok(tensor(&out_shape, data))
+    }
+
     fn broadcast_to(&self, a: &RingTensor, shape: &[usize]) -> Result<RingTensor> {
         let st = shape::broadcast_strides(a.shape(), shape)?;
         Ok(tensor(shape, layout::strided_gather(a.data(), shape, &st)))

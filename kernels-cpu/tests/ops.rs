@@ -238,10 +238,14 @@ fn batched_and_transposed_matmul() {
 }
 
 #[test]
-fn owned_reshape_and_download_match_the_borrowing_ones() {
+fn owned_reshape_download_and_concat_match_the_borrowing_ones() {
     let be = CpuBackend;
     let t = be.upload(&RingTensor::from_fn(&[2, 3], |i| i as u64 * 7)).unwrap();
     assert_eq!(be.reshape_owned(t.clone(), &[3, 2]).unwrap(), be.reshape(&t, &[3, 2]).unwrap());
     assert!(be.reshape_owned(t.clone(), &[4]).is_err());
     assert_eq!(be.download_owned(t.clone()).unwrap(), be.download(&t).unwrap());
+    let u = be.upload(&RingTensor::from_fn(&[1, 3], |i| i as u64 + 100)).unwrap();
+    assert_eq!(be.concat_owned(vec![t.clone(), u.clone()]).unwrap(), be.concat(&[&t, &u], 0).unwrap());
+    let w = be.upload(&RingTensor::from_fn(&[1, 2], |i| i as u64)).unwrap();
+    assert!(be.concat_owned(vec![t, w]).is_err());
 }

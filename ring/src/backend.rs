@@ -397,6 +397,12 @@ pub trait Backend: Clone + Send + Sync + 'static {
     /// Concatenation along `axis`; all other axes must agree.
     fn concat(&self, parts: &[&Self::Tensor], axis: usize) -> Result<Self::Tensor>;
 
+    /// [`concat`](Self::concat) along axis 0 of tensors no longer needed (backends can free each
+    /// part once it is copied, so the parts and the result are not all alive at once).
+    fn concat_owned(&self, parts: Vec<Self::Tensor>) -> Result<Self::Tensor> {
+        self.concat(&parts.iter().collect::<Vec<_>>(), 0)
+    }
+
     /// Broadcasts to `shape` by numpy rules (size-1 axes repeat, leading axes may be added).
     fn broadcast_to(&self, a: &Self::Tensor, shape: &[usize]) -> Result<Self::Tensor>;
 

@@ -116,7 +116,7 @@ fn a_relu_larger_than_a_piece_runs_in_pieces() {
     assert_eq!(relu_pieces(n), 2);
     for (mode, variant) in [(TruncMode::Exact, MsbVariant::LowLatency), (TruncMode::Probabilistic, MsbVariant::Lean)] {
         // Small values: the probabilistic truncation fails with probability |z| / 2^64 per
-        // element (below 2^-34 here, 1.2e-4 over the 2^21 elements).
+        // element (below 2^-34 here, 6e-5 over the 2^20 elements).
         let out = run(mode, variant, n, 1.0 / 128.0);
         for (i, s) in out.iter().enumerate() {
             let relu = relu_truncating_cost(variant, mode, i, n);

@@ -97,7 +97,7 @@ fn relu_sweep(quick: bool) -> Vec<Sweep> {
     let full = [50_000, 100_000, 250_000, 500_000, 1_000_000, 2_000_000, 4_000_000, 8_000_000, 16_000_000, 32_000_000];
     vec![Sweep {
         id: "fig2",
-        title: "Fig. 2: private ReLU (exact, 9 rounds)",
+        title: "Fig. 2: private ReLU (exact, 9 rounds per 2^20 elements)",
         x_label: "elements",
         xs: if quick { full[..8].to_vec() } else { full.to_vec() },
         job: Job::Relu,

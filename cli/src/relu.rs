@@ -159,7 +159,9 @@ struct PartyReport {
 /// time and its traffic.
 pub type PartyResult = (Option<RingTensor>, f64, Counters);
 
-/// A prepared ReLU job: the public parameters and party 0's demo input from the public seed.
+/// A prepared ReLU job: the public parameters; party 0's demo input comes from the public seed
+/// ([`input`](Job::input)), made when it is shared and again for the check, so no copy stays
+/// alive during the ReLU.
 pub struct Job {
     n: usize,
     range: f64,
@@ -170,11 +172,10 @@ pub struct Job {
     net: LinkModel,
     keys: KeySource,
     codec: FixedPoint,
-    xt: RingTensor,
 }
 
 impl Job {
-    /// Checks the arguments and makes the input.
+    /// Checks the arguments (the input is made on demand).
     pub fn prepare(args: &Args) -> Result<Job> {
         if args.n == 0 {
             bail!("--n must be positive");
@@ -184,9 +185,9 @@ impl Job {
         }
         let codec = FixedPoint::new(args.frac_bits).context("invalid --frac-bits")?;
         let n = args.n;
-        let mut rng = ChaCha8Rng::seed_from_u64(args.seed);
-        let vals: Vec<f64> = (0..n).map(|_| rng.gen_range(-args.range..=args.range)).collect();
-        let xt = codec.encode_tensor(&[n], &vals).context("--range too large for the encoding")?;
+        for v in [-args.range, args.range] {
+            codec.encode(v).context("--range too large for the encoding")?;
+        }
         Ok(Job {
             n,
             range: args.range,
@@ -197,21 +198,32 @@ impl Job {
             net: args.net.link,
             keys: key_source(args.insecure_key_seed)?,
             codec,
-            xt,
         })
     }
 
+    /// Party 0's input: `n` values uniform in `[-range, range]` from the public seed, encoded
+    /// (`prepare` checked that both ends encode).
+    fn input(&self) -> cryptgpu_ring::Result<RingTensor> {
+        let mut rng = ChaCha8Rng::seed_from_u64(self.seed);
+        let data = (0..self.n)
+            .map(|_| self.codec.encode(rng.gen_range(-self.range..=self.range)))
+            .collect::<cryptgpu_ring::Result<Vec<u64>>>();
+        RingTensor::new(&[self.n], data?)
+    }
+
     /// Outputs that differ from the plaintext ReLU of the encoded input.
-    fn mismatches(&self, revealed: &RingTensor) -> usize {
-        self.xt.data().iter().zip(revealed.data()).filter(|(&x, &y)| y != if (x as i64) < 0 { 0 } else { x }).count()
+    fn mismatches(&self, revealed: &RingTensor) -> cryptgpu_ring::Result<usize> {
+        let x = self.input()?;
+        Ok(x.data().iter().zip(revealed.data()).filter(|(&x, &y)| y != if (x as i64) < 0 { 0 } else { x }).count())
     }
 }
 
 /// The party program: party 0 inputs `x`; the parties compute ReLU privately (timed,
 /// [`Party::relu_with`]) and open it to party 0 only.
 pub fn program<B: Backend, T: Transport>(p: &mut Party<B, T>, job: &Job) -> cryptgpu_sharing::Result<PartyResult> {
-    let x = &job.xt;
-    let xs = p.input(0, (p.id() == 0).then_some(x), x.shape())?;
+    let x = if p.id() == 0 { Some(job.input()?) } else { None };
+    let xs = p.input(0, x.as_ref(), &[job.n])?;
+    drop(x);
     let before = p.counters();
     let start = Instant::now();
     let (y, d) = p.relu_with(&xs, job.msb.variant())?;
@@ -273,7 +285,7 @@ impl PartyJob for Job {
             keys: key_label(self.keys),
             net: self.net,
             received: if revealed.is_some() { &["relu"] } else { &[] },
-            mismatches: revealed.as_ref().map(|r| self.mismatches(r)),
+            mismatches: revealed.as_ref().map(|r| self.mismatches(r)).transpose()?,
             result_digest: revealed.as_ref().map(|r| digest(r.data())),
         };
         println!("party {}: private ReLU of {n} values on {} ({} MSB)", report.party, report.backend, report.msb);
@@ -304,7 +316,7 @@ pub fn run(args: &Args) -> Result<()> {
     let out = run_local(device, config, |p| program(p, &job))?;
 
     let revealed = out[0].value.0.as_ref().context("party 0 received no result")?;
-    let mismatches = job.mismatches(revealed);
+    let mismatches = job.mismatches(revealed)?;
     let costs: [Counters; 3] = std::array::from_fn(|i| out[i].value.2);
     let bytes = costs.map(|c| c.bytes_sent);
     let report = Report {

@@ -50,7 +50,8 @@
 //! **After a product** ([`Party::relu_truncating`](crate::compare)): once the product's terms are
 //! gathered, party 0 knows `S` and parties 1 and 2 know `T` with `S + T` the undivided product,
 //! exactly the operands of the input round, so the MSB starts at once and the truncation's one
-//! round ([`crate::trunc`]) rides on the MSB's input round ([`Party::ride_next_round`]).
+//! round ([`crate::trunc`]) rides on the MSB's input round (one round carries both protocols'
+//! messages).
 
 use cryptgpu_net::{Peer, Round, Transport};
 use cryptgpu_ring::shape::check_same;

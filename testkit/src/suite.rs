@@ -194,6 +194,9 @@ impl<D: Backend> Suite<'_, D> {
             compare!(self, format!("concat axis {axis}"), [&a, &a], |be, x| be.concat(&[x[0], x[1]], axis));
         }
         compare!(self, "reshape".into(), [&a], |be, x| be.reshape(x[0], &[12, 35]));
+        let (long, short) = (self.rand(&[1000]), self.rand(&[77]));
+        compare!(self, "concat_owned".into(), [&long, &short], |be, x| be
+            .concat_owned(vec![x[0].clone(), x[1].clone()]));
         let small = self.rand(&[4, 1, 7]);
         compare!(self, "broadcast_to".into(), [&small], |be, x| be.broadcast_to(x[0], &[2, 4, 5, 7]));
     }

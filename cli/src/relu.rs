@@ -219,15 +219,15 @@ impl Job {
 }
 
 /// The party program: party 0 inputs `x`; the parties compute ReLU privately (timed,
-/// [`Party::relu_with`]) and open it to party 0 only.
+/// [`Party::relu_values`]: the DReLU bits are not needed) and open it to party 0 only.
 pub fn program<B: Backend, T: Transport>(p: &mut Party<B, T>, job: &Job) -> cryptgpu_sharing::Result<PartyResult> {
     let x = if p.id() == 0 { Some(job.input()?) } else { None };
     let xs = p.input(0, x.as_ref(), &[job.n])?;
     drop(x);
     let before = p.counters();
     let start = Instant::now();
-    let (y, d) = p.relu_with(&xs, job.msb.variant())?;
-    drop((xs, d));
+    let y = p.relu_values(&xs, job.msb.variant())?;
+    drop(xs);
     let seconds = start.elapsed().as_secs_f64();
     let cost = p.counters().since(&before);
     Ok((p.reveal_to(&y, 0)?, seconds, cost))

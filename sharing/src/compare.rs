@@ -142,20 +142,44 @@ impl<B: Backend, T: Transport> Party<B, T> {
     /// [`mul_bit_one_round`](Self::mul_bit_one_round), **7 rounds**, 95.6, 55.6 and 31.6 B per
     /// element), per piece of [`RELU_PIECE`] elements. Rounds and bytes per party: [`relu_cost`].
     pub fn relu_with(&mut self, x: &AShare<B>, variant: MsbVariant) -> Result<(AShare<B>, BShare<B>)> {
+        let (y, d) = self.relu_in_pieces(x, variant, true)?;
+        Ok((y, d.ok_or_else(|| SharingError::Invalid("relu: the DReLU bits were not kept".into()))?))
+    }
+
+    /// [`relu_with`](Self::relu_with) without the DReLU bits (for inference and opened ReLUs):
+    /// each piece's bits are dropped once used, 16 B per element per party less at the end. The
+    /// same rounds and bytes ([`relu_cost`]).
+    pub fn relu_values(&mut self, x: &AShare<B>, variant: MsbVariant) -> Result<AShare<B>> {
+        Ok(self.relu_in_pieces(x, variant, false)?.0)
+    }
+
+    /// The pieces of [`relu_with`](Self::relu_with), keeping the DReLU bits when `keep_bits`.
+    fn relu_in_pieces(
+        &mut self,
+        x: &AShare<B>,
+        variant: MsbVariant,
+        keep_bits: bool,
+    ) -> Result<(AShare<B>, Option<BShare<B>>)> {
         let n = x.len();
         if n <= RELU_PIECE {
-            return self.relu_piece(x, variant);
+            let (y, d) = self.relu_piece(x, variant)?;
+            return Ok((y, keep_bits.then_some(d)));
         }
         let be = self.backend().clone();
         // A copy flattened for slicing unless it is flat already.
         let flat = if x.shape().len() == 1 { None } else { Some(x.map(|t| be.reshape(t, &[n]))?) };
         let flat = flat.as_ref().unwrap_or(x);
-        let mut outs = Vec::new();
+        let (mut ys, mut ds) = (Vec::new(), Vec::new());
         for (start, end) in piece_ranges(n) {
             let piece = flat.map(|t| be.slice(t, 0, start, end))?;
-            outs.push(self.relu_piece(&piece, variant)?);
+            let (y, d) = self.relu_piece(&piece, variant)?;
+            ys.push(y);
+            if keep_bits {
+                ds.push(d);
+            }
         }
-        join_pieces(&be, outs, x.shape())
+        let y = join(&be, ys, x.shape())?;
+        Ok((y, if keep_bits { Some(join(&be, ds, x.shape())?) } else { None }))
     }
 
     /// [`relu_with`](Self::relu_with) of one piece.
@@ -184,12 +208,14 @@ impl<B: Backend, T: Transport> Party<B, T> {
         if n <= RELU_PIECE {
             return self.relu_truncating_piece(t, variant, &shape);
         }
-        let mut outs = Vec::new();
+        let (mut ys, mut ds) = (Vec::new(), Vec::new());
         for piece in t.into_pieces(&be, &piece_ranges(n).collect::<Vec<_>>())? {
             let len = [piece.shape().iter().product::<usize>()];
-            outs.push(self.relu_truncating_piece(piece, variant, &len)?);
+            let (y, d) = self.relu_truncating_piece(piece, variant, &len)?;
+            ys.push(y);
+            ds.push(d);
         }
-        join_pieces(&be, outs, &shape)
+        Ok((join(&be, ys, &shape)?, join(&be, ds, &shape)?))
     }
 
     /// [`relu_truncating`](Self::relu_truncating) of one piece of shape `shape`.
@@ -515,18 +541,10 @@ pub fn max_pool2d_reference(
     Ok((RingTensor::new(&[win.n, win.c, win.oh, win.ow], y)?, RingTensor::new(x.shape(), gx)?))
 }
 
-/// The ReLU outputs of consecutive pieces, joined and shaped as `shape`.
-fn join_pieces<B: Backend>(
-    be: &B,
-    outs: Vec<(AShare<B>, BShare<B>)>,
-    shape: &[usize],
-) -> Result<(AShare<B>, BShare<B>)> {
-    fn join<B: Backend, K: ShareKind>(be: &B, parts: Vec<Shares<B, K>>, shape: &[usize]) -> Result<Shares<B, K>> {
-        let (firsts, seconds): (Vec<B::Tensor>, Vec<B::Tensor>) = parts.into_iter().map(Shares::into_parts).unzip();
-        let first = be.reshape_owned(be.concat_owned(firsts)?, shape)?;
-        let second = be.reshape_owned(be.concat_owned(seconds)?, shape)?;
-        Shares::from_parts(first, second)
-    }
-    let (ys, ds): (Vec<_>, Vec<_>) = outs.into_iter().unzip();
-    Ok((join(be, ys, shape)?, join(be, ds, shape)?))
+/// Sharings of consecutive pieces, joined (each part freed once copied) and shaped as `shape`.
+fn join<B: Backend, K: ShareKind>(be: &B, parts: Vec<Shares<B, K>>, shape: &[usize]) -> Result<Shares<B, K>> {
+    let (firsts, seconds): (Vec<B::Tensor>, Vec<B::Tensor>) = parts.into_iter().map(Shares::into_parts).unzip();
+    let first = be.reshape_owned(be.concat_owned(firsts)?, shape)?;
+    let second = be.reshape_owned(be.concat_owned(seconds)?, shape)?;
+    Shares::from_parts(first, second)
 }

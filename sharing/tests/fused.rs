@@ -130,3 +130,32 @@ fn a_relu_larger_than_a_piece_runs_in_pieces() {
         }
     }
 }
+
+/// [`Party::relu_values`] is `relu_with`'s output without the bits, at the same cost, above a
+/// piece too.
+#[test]
+fn relu_values_is_relu_without_its_bits() {
+    let n = RELU_PIECE + 5;
+    let codec = FixedPoint::default();
+    let mut rng = ChaCha8Rng::seed_from_u64(7);
+    let v: Vec<f64> = (0..n).map(|_| rng.gen_range(-4.0..4.0)).collect();
+    let t = codec.encode_tensor(&[n], &v).unwrap();
+    let out = run_local(CpuBackend, RunConfig::default(), |p: &mut P| {
+        let x = p.input(0, (p.id() == 0).then_some(&t), &[n])?;
+        let c0 = p.counters();
+        let y = p.relu_values(&x, MsbVariant::LowLatency)?;
+        let c1 = p.counters();
+        let (z, _) = p.relu_with(&x, MsbVariant::LowLatency)?;
+        let c2 = p.counters();
+        Ok::<_, SharingError>((p.reveal(&y)?, p.reveal(&z)?, c1.since(&c0), c2.since(&c1)))
+    })
+    .unwrap();
+    for (i, o) in out.iter().enumerate() {
+        let (y, z, cy, cz) = &o.value;
+        assert_eq!(y, z);
+        assert_eq!((cy.rounds, cy.bytes_sent), (cz.rounds, cz.bytes_sent));
+        assert_eq!((cy.rounds, cy.bytes_sent), relu_cost(MsbVariant::LowLatency, i, n));
+        let want: Vec<u64> = t.data().iter().map(|&x| if (x as i64) < 0 { 0 } else { x }).collect();
+        assert_eq!(y.data(), want.as_slice());
+    }
+}

@@ -3,13 +3,14 @@
 //! the lowering of layer sequences to graphs must not change what the zoo models cost.
 
 use cryptgpu_kernels_cpu::CpuBackend;
-use cryptgpu_nn::engine::Sgd;
+use cryptgpu_nn::engine::{Model, Sgd};
 use cryptgpu_nn::plain::PlainTensor;
 use cryptgpu_nn::private::PrivateEngine;
 use cryptgpu_nn::session::{share, share_trainable_model};
 use cryptgpu_nn::spec::{LayerSpec, ModelSpec};
-use cryptgpu_nn::weights::init_params;
-use cryptgpu_sharing::{run_local, RunConfig};
+use cryptgpu_nn::weights::{init_params, Params};
+use cryptgpu_nn::NnError;
+use cryptgpu_sharing::{run_local, AShare, LocalLink, RunConfig};
 
 fn conv(name: &str, cin: usize, cout: usize, k: usize, p: usize, bias: bool) -> LayerSpec {
     LayerSpec::Conv2d { name: name.into(), cin, cout, kernel: (k, k), stride: (1, 1), padding: (p, p), bias }
@@ -43,6 +44,28 @@ fn every_kind() -> ModelSpec {
     }
 }
 
+type Shared = AShare<CpuBackend>;
+
+/// Runs `steps` on three in-process parties with `spec` (weights `p`) and the batch `(x, y)`
+/// shared by party 0, on a fresh private engine; each party's result.
+fn on_shared_batch<R: Send>(
+    spec: &ModelSpec,
+    p: &Params,
+    (x, y): (&PlainTensor, &PlainTensor),
+    steps: impl Fn(&mut Model<Shared>, &mut PrivateEngine<'_, CpuBackend, LocalLink>, &Shared, &Shared) -> Result<R, NnError>
+        + Sync,
+) -> [R; 3] {
+    let out = run_local(CpuBackend, RunConfig::default(), |party| {
+        let owner = party.id() == 0;
+        let mut model = share_trainable_model(party, spec, 0, owner.then_some(p))?;
+        let sx = share(party, 0, owner.then_some(x), &x.shape)?;
+        let sy = share(party, 0, owner.then_some(y), &y.shape)?;
+        steps(&mut model, &mut PrivateEngine::new(party), &sx, &sy)
+    })
+    .unwrap();
+    out.map(|o| o.value)
+}
+
 /// `label phase rounds bytes_sent` of party 0, one line per step, for a training step with
 /// momentum and weight decay followed by an inference pass.
 fn costs() -> String {
@@ -51,21 +74,15 @@ fn costs() -> String {
     let x = PlainTensor::new(&[2, 2, 6, 6], (0..144).map(|i| (i as f64 * 0.37).sin()).collect()).unwrap();
     let y = PlainTensor::new(&[2, 3], vec![1.0, 0.0, 0.0, 0.0, 0.0, 1.0]).unwrap();
     let opt = Sgd { lr: 0.1, momentum: 0.9, weight_decay: 1e-3 };
-    let out = run_local(CpuBackend, RunConfig::default(), |party| {
-        let owner = party.id() == 0;
-        let mut model = share_trainable_model(party, &spec, 0, owner.then_some(&p))?;
-        let sx = share(party, 0, owner.then_some(&x), &x.shape)?;
-        let sy = share(party, 0, owner.then_some(&y), &y.shape)?;
-        let mut pe = PrivateEngine::new(party);
-        model.train_step(&mut pe, &sx, &sy, &opt)?;
-        model.train_step(&mut pe, &sx, &sy, &opt)?;
-        model.forward(&mut pe, &sx, false)?;
+    let [out, _, _] = on_shared_batch(&spec, &p, (&x, &y), |model, pe, sx, sy| {
+        model.train_step(pe, sx, sy, &opt)?;
+        model.train_step(pe, sx, sy, &opt)?;
+        model.forward(pe, sx, false)?;
         let lines: Vec<String> =
             pe.traffic.iter().map(|((l, ph), c)| format!("{l} {ph:?} {} {}", c.rounds, c.bytes_sent)).collect();
-        Ok::<_, cryptgpu_nn::NnError>(lines.join("\n"))
-    })
-    .unwrap();
-    out[0].value.clone()
+        Ok(lines.join("\n"))
+    });
+    out
 }
 
 // Changed on purpose: products before a ReLU hold their truncation's last round back for the
@@ -129,21 +146,15 @@ fn lenet_training_iteration_rounds() {
     onehot[3] = 1.0;
     let y = PlainTensor::new(&[1, 10], onehot).unwrap();
     let opt = Sgd { lr: 0.05, momentum: 0.9, weight_decay: 0.0 };
-    let out = run_local(CpuBackend, RunConfig::default(), |party| {
-        let owner = party.id() == 0;
-        let mut model = share_trainable_model(party, &spec, 0, owner.then_some(&p))?;
-        let sx = share(party, 0, owner.then_some(&x), &x.shape)?;
-        let sy = share(party, 0, owner.then_some(&y), &y.shape)?;
-        let mut pe = PrivateEngine::new(party);
+    let out = on_shared_batch(&spec, &p, (&x, &y), |model, pe, sx, sy| {
         let before = pe.party.counters();
-        model.train_step(&mut pe, &sx, &sy, &opt)?;
+        model.train_step(pe, sx, sy, &opt)?;
         let rounds = pe.party.counters().since(&before).rounds;
         let by_label: u64 = pe.traffic.values().map(|c| c.rounds).sum();
-        Ok::<_, cryptgpu_nn::NnError>((rounds, by_label))
-    })
-    .unwrap();
-    for o in &out {
-        assert_eq!(o.value.0, o.value.1, "every round is labelled");
-        assert_eq!(o.value.0, 139);
+        Ok((rounds, by_label))
+    });
+    for (rounds, by_label) in out {
+        assert_eq!(rounds, by_label, "every round is labelled");
+        assert_eq!(rounds, 139);
     }
 }

@@ -402,13 +402,13 @@ impl Audit {
         for (round, words) in &received {
             self.hist(party, View::Words, *round).add(words.iter().copied());
         }
-        self.add_pair_views(party, &received, [View::Sums, View::Differences, View::Xors], [true, true, true]);
+        self.add_pair_views(party, &received, [Some(View::Sums), Some(View::Differences), Some(View::Xors)]);
     }
 
-    /// Adds the pair statistics of `received` (round, words) to `views` (sums, differences,
-    /// XORs; only those `keep` marks): every two messages of the same round, and every message
-    /// with those of the next receiving round.
-    fn add_pair_views(&mut self, party: usize, received: &[(u64, &[u64])], views: [View; 3], keep: [bool; 3]) {
+    /// Adds the pair statistics of `received` (round, words) to `views` (where to put the sums,
+    /// differences and XORs; `None`: not kept): every two messages of the same round, and every
+    /// message with those of the next receiving round.
+    fn add_pair_views(&mut self, party: usize, received: &[(u64, &[u64])], views: [Option<View>; 3]) {
         let mut by_round: BTreeMap<u64, Vec<&[u64]>> = BTreeMap::new();
         for (round, words) in received {
             by_round.entry(*round).or_default().push(words);
@@ -422,8 +422,10 @@ impl Audit {
                     add_pairs(&mut hists, a, b);
                 }
             }
-            for ((view, h), _) in views.iter().zip(&hists).zip(keep).filter(|((_, h), k)| *k && h.words() > 0) {
-                self.hist(party, *view, r).merge(h);
+            for (view, h) in views.iter().zip(&hists) {
+                if let Some(view) = view.filter(|_| h.words() > 0) {
+                    self.hist(party, view, r).merge(h);
+                }
             }
         }
     }
@@ -461,9 +463,8 @@ impl Audit {
         fn slices(m: &[(u64, Vec<u64>)]) -> Vec<(u64, &[u64])> {
             m.iter().map(|(r, w)| (*r, w.as_slice())).collect()
         }
-        let pairs = [View::KeyPairSums, View::KeyPairDifferences, View::KeyPairXors];
-        self.add_pair_views(party, &slices(&diffs), pairs, [true, true, false]);
-        self.add_pair_views(party, &slices(&xors), pairs, [false, false, true]);
+        self.add_pair_views(party, &slices(&diffs), [Some(View::KeyPairSums), Some(View::KeyPairDifferences), None]);
+        self.add_pair_views(party, &slices(&xors), [None, None, Some(View::KeyPairXors)]);
     }
 
     fn hist(&mut self, party: usize, view: View, round: u64) -> &mut Histogram {

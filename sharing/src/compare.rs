@@ -142,44 +142,46 @@ impl<B: Backend, T: Transport> Party<B, T> {
     /// [`mul_bit_one_round`](Self::mul_bit_one_round), **7 rounds**, 95.6, 55.6 and 31.6 B per
     /// element), per piece of [`RELU_PIECE`] elements. Rounds and bytes per party: [`relu_cost`].
     pub fn relu_with(&mut self, x: &AShare<B>, variant: MsbVariant) -> Result<(AShare<B>, BShare<B>)> {
-        let (y, d) = self.relu_in_pieces(x, variant, true)?;
-        Ok((y, d.ok_or_else(|| SharingError::Invalid("relu: the DReLU bits were not kept".into()))?))
+        if x.len() <= RELU_PIECE {
+            return self.relu_piece(x, variant);
+        }
+        let (y, bits) = self.relu_in_pieces(x, variant, true)?;
+        Ok((y, join(self.backend(), bits, x.shape())?))
     }
 
     /// [`relu_with`](Self::relu_with) without the DReLU bits (for inference and opened ReLUs):
     /// each piece's bits are dropped once used, 16 B per element per party less at the end. The
     /// same rounds and bytes ([`relu_cost`]).
     pub fn relu_values(&mut self, x: &AShare<B>, variant: MsbVariant) -> Result<AShare<B>> {
+        if x.len() <= RELU_PIECE {
+            return Ok(self.relu_piece(x, variant)?.0);
+        }
         Ok(self.relu_in_pieces(x, variant, false)?.0)
     }
 
-    /// The pieces of [`relu_with`](Self::relu_with), keeping the DReLU bits when `keep_bits`.
+    /// The pieces of a ReLU of more than [`RELU_PIECE`] elements: the joined output, and each
+    /// piece's DReLU bits when `keep_bits` (none otherwise).
     fn relu_in_pieces(
         &mut self,
         x: &AShare<B>,
         variant: MsbVariant,
         keep_bits: bool,
-    ) -> Result<(AShare<B>, Option<BShare<B>>)> {
+    ) -> Result<(AShare<B>, Vec<BShare<B>>)> {
         let n = x.len();
-        if n <= RELU_PIECE {
-            let (y, d) = self.relu_piece(x, variant)?;
-            return Ok((y, keep_bits.then_some(d)));
-        }
         let be = self.backend().clone();
         // A copy flattened for slicing unless it is flat already.
         let flat = if x.shape().len() == 1 { None } else { Some(x.map(|t| be.reshape(t, &[n]))?) };
         let flat = flat.as_ref().unwrap_or(x);
-        let (mut ys, mut ds) = (Vec::new(), Vec::new());
+        let (mut ys, mut bits) = (Vec::new(), Vec::new());
         for (start, end) in piece_ranges(n) {
             let piece = flat.map(|t| be.slice(t, 0, start, end))?;
             let (y, d) = self.relu_piece(&piece, variant)?;
             ys.push(y);
             if keep_bits {
-                ds.push(d);
+                bits.push(d);
             }
         }
-        let y = join(&be, ys, x.shape())?;
-        Ok((y, if keep_bits { Some(join(&be, ds, x.shape())?) } else { None }))
+        Ok((join(&be, ys, x.shape())?, bits))
     }
 
     /// [`relu_with`](Self::relu_with) of one piece.

@@ -640,6 +640,17 @@ impl<B: Backend, T: Transport> Party<B, T> {
         }
     }
 
+    /// Appends `m_0 + w_0` and `m_1 + w_1` (an OT sender's padded pair) to `msg`, each pad drawn
+    /// from `key` when used.
+    fn push_padded(&mut self, msg: &mut Vec<u64>, key: KeyRole, m: [&B::Tensor; 2]) -> Result<()> {
+        let be = self.backend().clone();
+        for mt in m {
+            let w = self.draw_builtin(key, Purpose::OtMask, mt.shape())?;
+            push_words(&be, msg, be.binary(BinaryOp::Add, mt, &w)?)?;
+        }
+        Ok(())
+    }
+
     /// `x * b` like [`mul_bit`](Self::mul_bit) in **one round**: each OT delivers its output to
     /// both parties that know the choice, so the outputs are already replicated.
     ///
@@ -677,12 +688,8 @@ impl<B: Backend, T: Transport> Party<B, T> {
                 let rho1 = self.draw_builtin(KeyRole::Next, Purpose::OtOutput, &shape)?;
                 let (m0, m1) = messages(&add(x.first(), x.second())?, u, add(&rho0, &rho1)?)?;
                 let (mut to_p1, mut to_p2) = (Vec::with_capacity(2 * n), Vec::with_capacity(3 * n));
-                for (msg, key) in [(&mut to_p1, KeyRole::Own), (&mut to_p2, KeyRole::Next)] {
-                    for m in [&m0, &m1] {
-                        let w = self.draw_builtin(key, Purpose::OtMask, &shape)?;
-                        push_words(&be, msg, add(m, &w)?)?;
-                    }
-                }
+                self.push_padded(&mut to_p1, KeyRole::Own, [&m0, &m1])?;
+                self.push_padded(&mut to_p2, KeyRole::Next, [&m0, &m1])?;
                 drop((m0, m1));
                 let v_p2 = self.draw_pair(KeyRole::Next, &shape)?;
                 push_words(&be, &mut to_p2, select(&be, &b0, &v_p2.0, &v_p2.1)?)?;
@@ -713,12 +720,8 @@ impl<B: Backend, T: Transport> Party<B, T> {
                 let (m0, m1) = messages(x.second(), v, add(&sigma1, &sigma2)?)?;
                 drop(sigma1);
                 let (mut to_p0, mut to_p2) = (Vec::with_capacity(2 * n), Vec::with_capacity(3 * n));
-                for (msg, key) in [(&mut to_p2, KeyRole::Own), (&mut to_p0, KeyRole::Next)] {
-                    for m in [&m0, &m1] {
-                        let w = self.draw_builtin(key, Purpose::OtMask, &shape)?;
-                        push_words(&be, msg, add(m, &w)?)?;
-                    }
-                }
+                self.push_padded(&mut to_p2, KeyRole::Own, [&m0, &m1])?;
+                self.push_padded(&mut to_p0, KeyRole::Next, [&m0, &m1])?;
                 drop((m0, m1));
                 push_words(&be, &mut to_p2, helper)?;
                 let mut got = self.round(

@@ -32,6 +32,7 @@
 //! MSB runs on `X` itself, whose sign the division keeps, so it does not wait for the truncation.
 
 use cryptgpu_net::{Peer, Received, Round, Transport};
+use cryptgpu_ring::shape::check_same;
 use cryptgpu_ring::{Backend, BinaryOp, DeviceTensor, ScalarOp, ShiftOp};
 
 use crate::ashare::AShare;
@@ -120,7 +121,7 @@ impl<B: Backend, T: Transport> Party<B, T> {
 
     /// `t + y` for a replicated sharing `y` of `t`'s shape (the bias of a layer). Local.
     pub fn add_to_truncating(&self, t: Truncating<B>, y: &AShare<B>) -> Result<Truncating<B>> {
-        check_same_shape("add_to_truncating", t.shape(), y.shape())?;
+        check_same("add_to_truncating", t.shape(), y.shape())?;
         let be = self.backend();
         let held = match t.held {
             Held::Split { part, bits } => {
@@ -261,18 +262,18 @@ impl<B: Backend, T: Transport> Party<B, T> {
     }
 
     /// The last round of a probabilistic truncation: `P0` sends `t_0` to `P2`.
-    fn last_start(&self, share: AShare<B>, message: Vec<u64>) -> (Round, Last<B>) {
+    fn last_start(&self, share: AShare<B>, message: Vec<u64>) -> (Round, AShare<B>) {
         let n = share.len();
         let round = match self.id() {
             0 => Round::new().send(Peer::Prev, message),
             2 => Round::new().recv(Peer::Next, n),
             _ => Round::new(),
         };
-        (round, Last(share))
+        (round, share)
     }
 
     /// The sharing after [`last_start`](Self::last_start)'s round.
-    fn last_finish(&self, Last(share): Last<B>, mut got: Received) -> Result<AShare<B>> {
+    fn last_finish(&self, share: AShare<B>, mut got: Received) -> Result<AShare<B>> {
         if self.id() != 2 {
             return Ok(share);
         }
@@ -284,8 +285,8 @@ impl<B: Backend, T: Transport> Party<B, T> {
 
     /// [`finish_truncation`](Self::finish_truncation) with its round riding on the next round
     /// ([`Party::ride_next_round`]), whatever runs it; `then` runs that round (and any after it),
-    /// and the result comes back with the truncated sharing. With `Some(operand)`, `then` gets
-    /// this party's operand of an MSB led by `P0` whose sign is the result's: in exact mode that of
+    /// and the result comes back with the truncated sharing. `then` gets this party's operand of
+    /// an MSB (`a` at `P0`, `b` at `P1`, `P2`) whose sign is the result's: in exact mode that of
     /// `X` itself (the division keeps the sign), in probabilistic mode the result's
     /// ([`Party::operand`]). The caller must run at least one round in `then`.
     pub(crate) fn truncation_riding<R>(
@@ -415,17 +416,6 @@ enum Split<B: Backend> {
     Second { base: B::Tensor, b: B::Tensor },
     /// `P2`: `B - s'`, the bit `b` and `y_0 = ρ`.
     Third { base: B::Tensor, b: B::Tensor, rho: B::Tensor },
-}
-
-/// What a party keeps before the last round of a probabilistic truncation.
-struct Last<B: Backend>(AShare<B>);
-
-fn check_same_shape(op: &str, a: &[usize], b: &[usize]) -> Result<()> {
-    if a == b {
-        Ok(())
-    } else {
-        Err(SharingError::Invalid(format!("{op}: shapes {a:?} and {b:?} differ")))
-    }
 }
 
 /// Rounds and bytes sent by `party`, per element, of a fixed-point product held back before its

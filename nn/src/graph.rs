@@ -390,6 +390,11 @@ fn node_shape(node: &Node, ins: &[Vec<usize>], ps: &[Vec<usize>]) -> Result<Vec<
         Op::Relu => x.clone(),
         Op::MaxPool2d { kernel, stride, padding } | Op::AvgPool2d { kernel, stride, padding, .. } => {
             need4()?;
+            // PyTorch's rule: a window never lies wholly in the padding (which would leave a max
+            // pool without a real position and an average without a divisor).
+            if 2 * padding.0 > kernel.0 || 2 * padding.1 > kernel.1 {
+                return Err(err(format!("padding {padding:?} is more than half of the kernel {kernel:?}")));
+            }
             let (h, w) = window(*kernel, *stride, [padding.0, padding.1, padding.0, padding.1])?;
             vec![x[0], x[1], h, w]
         }

@@ -144,6 +144,11 @@ fn check_infers_shapes_and_names_the_failing_node() {
     let mut unused = branchy();
     unused.params.push(("spare".into(), vec![1]));
     fails(unused, "parameter spare is used by no node");
+    // A pooling window that could lie wholly in the padding.
+    let mut wide = branchy();
+    let Op::AvgPool2d { padding, .. } = &mut wide.nodes[8].op else { panic!("node 8 pools: {:?}", wide.nodes[8]) };
+    *padding = (2, 0);
+    fails(wide, "padding (2, 0) is more than half of the kernel (3, 3)");
 }
 
 #[test]

@@ -24,6 +24,7 @@ use std::collections::BTreeMap;
 use cryptgpu_sharing::arith::{input_cost, reveal_to_cost};
 use cryptgpu_sharing::compare::{max_axis_cost_with, relu_cost, relu_truncating_cost};
 use cryptgpu_sharing::convert::MsbVariant;
+use cryptgpu_sharing::party::role_of;
 use cryptgpu_sharing::trunc::{product_cost, product_held_cost, truncation_cost, TruncMode};
 use serde::Serialize;
 
@@ -41,12 +42,17 @@ pub struct CostConfig {
     pub roles: Roles,
     /// The MSB protocol of ReLUs and max pools ([`PrivateEngine::msb`](crate::private::PrivateEngine::msb)).
     pub msb: MsbVariant,
+    /// Whether the lead of the asymmetric protocols rotates, one communicating node at a time,
+    /// from party 0 ([`PrivateEngine::rotate_leads`](crate::private::PrivateEngine::rotate_leads)
+    /// on a fresh engine); otherwise party 0 leads every node.
+    pub rotate_leads: bool,
 }
 
 impl Default for CostConfig {
-    /// Exact truncation, the default roles and the engine's default MSB ([`RELU_MSB`]).
+    /// Exact truncation, the default roles, the engine's default MSB ([`RELU_MSB`]) and rotating
+    /// leads.
     fn default() -> Self {
-        CostConfig { trunc: TruncMode::default(), roles: Roles::default(), msb: RELU_MSB }
+        CostConfig { trunc: TruncMode::default(), roles: Roles::default(), msb: RELU_MSB, rotate_leads: true }
     }
 }
 
@@ -71,6 +77,15 @@ impl StepCost {
             let (r, b) = f(p);
             (r, b * n as u64)
         })
+    }
+
+    /// The cost when `lead` leads the asymmetric protocols: party `p` pays what role
+    /// [`role_of`]`(p, lead)` pays under lead 0.
+    fn led_by(self, lead: usize) -> StepCost {
+        StepCost {
+            rounds: self.rounds,
+            bytes_sent_per_party: std::array::from_fn(|p| self.bytes_sent_per_party[role_of(p, lead)]),
+        }
     }
 
     /// The cost of this step followed by `other`.
@@ -209,6 +224,9 @@ pub fn forward_cost(graph: &Graph, batch: usize, config: &CostConfig) -> Result<
     let (mut pending, mut pending_params) = (StepCost::default(), 0);
     let mut nodes = Vec::new();
     let (fusions, folds) = (g.relu_fusions(), g.pool_folds());
+    // The engine's lead rotation: each communicating node takes the next lead, a ReLU after a held
+    // product that product's.
+    let (mut leads, mut held_lead) = (0usize, 0usize);
     for (i, node) in g.nodes.iter().enumerate() {
         let out = shape(&node.output);
         let fusion = match (fusions[i], i > 0 && fusions[i - 1]) {
@@ -217,7 +235,18 @@ pub fn forward_cost(graph: &Graph, batch: usize, config: &CostConfig) -> Result<
             (false, false) => Fusion::None,
         };
         let folded = folds[i] > 0 && matches!(node.op, Op::AvgPool2d { .. });
-        pending = pending.then(if folded { StepCost::default() } else { op_cost(&node.op, out, config, fusion) });
+        let mut cost = if folded { StepCost::default() } else { op_cost(&node.op, out, config, fusion) };
+        if config.rotate_leads && cost.rounds > 0 {
+            let lead = if fusion == Fusion::AfterHeld {
+                held_lead
+            } else {
+                leads += 1;
+                (leads - 1) % 3
+            };
+            held_lead = lead;
+            cost = cost.led_by(lead);
+        }
+        pending = pending.then(cost);
         pending_params += node.op.param_names().iter().map(|p| sizes[p]).sum::<usize>();
         if !node.label.is_empty() {
             nodes.push(NodeCost {

@@ -57,6 +57,13 @@ pub struct PrivateEngine<'p, B: Backend, T: Transport> {
     pub traffic: Traffic,
     /// This party's time per layer and phase (computation and waiting for the others).
     pub timing: Timing,
+    /// Whether the lead of the asymmetric protocols ([`Party::lead`]) rotates over the parties,
+    /// one protocol call at a time (true by default): the MSBs, truncations and `x·[b]` give their
+    /// lead more to send, so a fixed lead makes its links the bottleneck. Every party must use the
+    /// same setting.
+    pub rotate_leads: bool,
+    /// Protocol calls that took a lead so far.
+    leads: usize,
     mark: Counters,
     since: Instant,
 }
@@ -67,7 +74,19 @@ impl<'p, B: Backend, T: Transport> PrivateEngine<'p, B, T> {
         let mark = party.counters();
         let softmax = SoftmaxConfig { max_variant: RELU_MSB, ..SoftmaxConfig::default() };
         let (traffic, timing, since) = (Traffic::new(), Timing::new(), Instant::now());
-        PrivateEngine { party, softmax, msb: RELU_MSB, traffic, timing, mark, since }
+        PrivateEngine { party, softmax, msb: RELU_MSB, traffic, timing, rotate_leads: true, leads: 0, mark, since }
+    }
+
+    /// Before each protocol call that communicates: with [`rotate_leads`](Self::rotate_leads),
+    /// the next party in turn leads it (party `k mod 3` for the engine's `k`-th such call, from 0).
+    /// In an inference pass each communicating node makes one call (a ReLU after a held product
+    /// runs under the product's lead), as [`forward_cost`](crate::cost::forward_cost) assumes.
+    fn next_lead(&mut self) -> Result<()> {
+        if self.rotate_leads {
+            self.party.set_lead(self.leads % 3)?;
+            self.leads += 1;
+        }
+        Ok(())
     }
 
     /// Restarts the attribution of traffic and time (what happened since the last mark is not counted).
@@ -133,6 +152,7 @@ impl<B: Backend, T: Transport> Engine for PrivateEngine<'_, B, T> {
 
     /// The product with its truncation's last round held back, plus the bias or shift (local).
     fn product_held(&mut self, layer: &Product<'_, AShare<B>>) -> Result<Truncating<B>> {
+        self.next_lead()?;
         let f = self.party.codec().frac_bits();
         let (held, add) = match *layer {
             Product::Conv2d { x, w, b, p, div } => {
@@ -168,7 +188,9 @@ impl<B: Backend, T: Transport> Engine for PrivateEngine<'_, B, T> {
         bias: bool,
     ) -> Result<LayerGrads<AShare<B>>> {
         let (xs, k, p) = (x.shape().to_vec(), (w.shape()[2], w.shape()[3]), *p);
+        self.next_lead()?;
         let dx = self.party.bilinear(gy, w, &|be, g, w| be.conv2d_input_grad(g, w, &xs, &p), true)?;
+        self.next_lead()?;
         let dw = self.party.bilinear(x, gy, &|be, x, g| be.conv2d_weight_grad(x, g, k, &p), true)?;
         let db = if bias { Some(self.channel_sum(gy)?) } else { None };
         Ok((dx, dw, db))
@@ -186,7 +208,9 @@ impl<B: Backend, T: Transport> Engine for PrivateEngine<'_, B, T> {
         gy: &AShare<B>,
         bias: bool,
     ) -> Result<LayerGrads<AShare<B>>> {
+        self.next_lead()?;
         let dx = self.party.bilinear(gy, w, &|be, g, w| be.matmul(g, w, false, false), true)?;
+        self.next_lead()?;
         let dw = self.party.bilinear(gy, x, &|be, g, x| be.matmul(g, x, true, false), true)?;
         let be = self.party.backend().clone();
         let db = if bias { Some(gy.map(|t| be.sum_axis(t, 0, false))?) } else { None };
@@ -194,10 +218,12 @@ impl<B: Backend, T: Transport> Engine for PrivateEngine<'_, B, T> {
     }
 
     fn relu(&mut self, x: &AShare<B>) -> Result<(AShare<B>, BShare<B>)> {
+        self.next_lead()?;
         Ok(self.party.relu_with(x, self.msb)?)
     }
 
     fn relu_backward(&mut self, gy: &AShare<B>, saved: &BShare<B>) -> Result<AShare<B>> {
+        self.next_lead()?;
         Ok(self.party.relu_backward_with(gy, saved, self.msb)?)
     }
 
@@ -207,7 +233,10 @@ impl<B: Backend, T: Transport> Engine for PrivateEngine<'_, B, T> {
         let be = self.party.backend().clone();
         let s = x.map(|t| be.sum_pool2d(t, p))?;
         match self.inv_counts(x.shape(), s.shape(), p, count_include_pad)? {
-            Some(c) => Ok(self.party.mul_public_fp(&s, &c)?),
+            Some(c) => {
+                self.next_lead()?;
+                Ok(self.party.mul_public_fp(&s, &c)?)
+            }
             None => self.scale(&s, 1.0 / (p.kernel.0 * p.kernel.1) as f64),
         }
     }
@@ -227,7 +256,10 @@ impl<B: Backend, T: Transport> Engine for PrivateEngine<'_, B, T> {
     ) -> Result<AShare<B>> {
         // Scale before spreading: the truncation then runs on the (k times smaller) output gradient.
         let g = match self.inv_counts(in_shape, gy.shape(), p, count_include_pad)? {
-            Some(c) => self.party.mul_public_fp(gy, &c)?,
+            Some(c) => {
+                self.next_lead()?;
+                self.party.mul_public_fp(gy, &c)?
+            }
             None => self.scale(gy, 1.0 / (p.kernel.0 * p.kernel.1) as f64)?,
         };
         let be = self.party.backend().clone();
@@ -263,6 +295,7 @@ impl<B: Backend, T: Transport> Engine for PrivateEngine<'_, B, T> {
     }
 
     fn max_pool(&mut self, x: &AShare<B>, p: &Pool2dParams) -> Result<(AShare<B>, AShare<B>)> {
+        self.next_lead()?;
         Ok(self.party.max_pool2d_with(x, p, self.msb)?)
     }
 
@@ -273,6 +306,7 @@ impl<B: Backend, T: Transport> Engine for PrivateEngine<'_, B, T> {
         in_shape: &[usize],
         p: &Pool2dParams,
     ) -> Result<AShare<B>> {
+        self.next_lead()?;
         Ok(self.party.max_pool2d_backward(gy, saved, in_shape, p)?)
     }
 
@@ -312,6 +346,7 @@ impl<B: Backend, T: Transport> Engine for PrivateEngine<'_, B, T> {
 
     fn softmax_ce_grad(&mut self, logits: &AShare<B>, onehot: &AShare<B>) -> Result<AShare<B>> {
         let cfg = self.softmax;
+        self.next_lead()?;
         let p = self.party.softmax(logits, &cfg)?;
         Ok(self.party.cross_entropy_grad(&p, onehot)?)
     }
@@ -321,6 +356,7 @@ impl<B: Backend, T: Transport> Engine for PrivateEngine<'_, B, T> {
     }
 
     fn mul(&mut self, a: &AShare<B>, b: &AShare<B>) -> Result<AShare<B>> {
+        self.next_lead()?;
         Ok(self.party.mul_fp(a, b)?)
     }
 
@@ -352,6 +388,7 @@ impl<B: Backend, T: Transport> Engine for PrivateEngine<'_, B, T> {
         for t in &terms[1..] {
             acc = self.party.add(&acc, &term(t)?)?;
         }
+        self.next_lead()?;
         Ok(self.party.truncate_by(&acc, f + e)?)
     }
 
@@ -379,6 +416,7 @@ impl<B: Backend, T: Transport> Engine for PrivateEngine<'_, B, T> {
         let e = self.party.codec().encode(eps)?;
         let y = self.party.add_scalar(x, e)?;
         let (lo, hi) = BN_INV_SQRT_RANGE;
+        self.next_lead()?;
         Ok(self.party.inv_sqrt(&y, lo, hi, 3)?)
     }
 
@@ -390,6 +428,7 @@ impl<B: Backend, T: Transport> Engine for PrivateEngine<'_, B, T> {
         beta: &AShare<B>,
         eps: f64,
     ) -> Result<BnTrain<AShare<B>>> {
+        self.next_lead()?;
         let o = self.party.batch_norm_train(x, gamma, beta, eps)?;
         Ok(BnTrain { y: o.y, xhat: o.xhat, scale: o.scale, mean: o.mean, var: o.var })
     }

@@ -193,13 +193,19 @@ impl<B: Backend, T: Transport> Party<B, T> {
 
     /// [`relu_with`](Self::relu_with) of a truncation held back before its last round (the
     /// output of [`bilinear_held`](Self::bilinear_held)): that round rides on the MSB's input
-    /// round, led by `P0`; in exact mode the MSB is that of the undivided value, whose sign the
+    /// round, and the whole ReLU runs under the truncation's lead ([`Truncating::lead`], whatever
+    /// the current one); in exact mode the MSB is that of the undivided value, whose sign the
     /// division keeps (see [`crate::trunc`]). Exact, with the result of
     /// `relu_with(finish_truncation(t))`, except that the DReLU bit is that of the undivided value
     /// (0 for a product in `(-2^d, 0)` that rounds to 0). **The rounds of `relu_with`**, 1 fewer than
     /// both steps (per piece of [`RELU_PIECE`] elements); bytes per party:
     /// [`relu_truncating_cost`].
     pub fn relu_truncating(&mut self, t: Truncating<B>, variant: MsbVariant) -> Result<(AShare<B>, BShare<B>)> {
+        self.with_lead(t.lead(), |p| p.relu_truncating_led(t, variant))
+    }
+
+    /// [`relu_truncating`](Self::relu_truncating) under the truncation's lead.
+    fn relu_truncating_led(&mut self, t: Truncating<B>, variant: MsbVariant) -> Result<(AShare<B>, BShare<B>)> {
         let be = self.backend().clone();
         let shape = t.shape().to_vec();
         let n = shape.iter().product::<usize>();

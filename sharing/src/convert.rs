@@ -2,6 +2,9 @@
 //!
 //! ## MSB and A2B: two operands, one fused input round, a parallel-prefix carry
 //!
+//! Party numbers here are roles: party 0 is the lead ([`Party::lead`], party 0 itself unless
+//! changed), 1 the party after it, 2 the one before; the costs are per role.
+//!
 //! Party 0 holds `x_0` and `x_1`, so it knows `a = x_0 + x_1`; parties 1 and 2 both know
 //! `b = x_2`, and `x = a + b mod 2^64`. Only a 2-operand adder is needed (the ABY3 trick).
 //! Binary sharings: `a = a_0 ^ a_1 ^ 0` with `a_0 = G(K_0)` and `a_1 = a ^ a_0`; `b = 0 ^ 0 ^ x_2`.
@@ -144,7 +147,7 @@ impl<B: Backend, T: Transport> Party<B, T> {
     pub(crate) fn operand(&self, x: &AShare<B>) -> Result<B::Tensor> {
         let be = self.backend();
         let n = x.len();
-        Ok(match self.id() {
+        Ok(match self.role() {
             0 => be.reshape_owned(be.binary(BinaryOp::Add, x.first(), x.second())?, &[n])?,
             1 => be.reshape(x.second(), &[n])?,
             _ => be.reshape(x.first(), &[n])?,
@@ -160,7 +163,7 @@ impl<B: Backend, T: Transport> Party<B, T> {
         let shape = [n];
         let and = |p: &B::Tensor, q: &B::Tensor| be.binary(BinaryOp::And, p, q);
         let xor = |p: &B::Tensor, q: &B::Tensor| be.binary(BinaryOp::Xor, p, q);
-        match self.id() {
+        match self.role() {
             0 => {
                 let a = v;
                 let a0 = self.draw_builtin(KeyRole::Own, Purpose::BinaryInput, &shape)?;
@@ -325,7 +328,7 @@ impl<B: Backend, T: Transport> Party<B, T> {
             }
             Ok(acc.expect("three terms"))
         };
-        match self.id() {
+        match self.role() {
             0 => {
                 // Each message word is made, sent to both receivers' buffers and freed in turn, so
                 // that only the messages and the outputs are ever whole (the draws keep each
@@ -447,7 +450,7 @@ impl<B: Backend, T: Transport> Party<B, T> {
         let n = b.len();
         let bit = self.b_and_scalar(b, 1)?;
         let sub = |p: &B::Tensor, q: &B::Tensor| be.binary(BinaryOp::Sub, p, q);
-        match self.id() {
+        match self.role() {
             0 => {
                 let u = be.binary(BinaryOp::Xor, bit.first(), bit.second())?;
                 let w0 = self.draw_builtin(KeyRole::Own, Purpose::OtMask, &shape)?;
@@ -501,7 +504,7 @@ impl<B: Backend, T: Transport> Party<B, T> {
         let draw2 = |p: &mut Self, role: KeyRole| -> Result<(B::Tensor, B::Tensor)> {
             Ok((p.draw_builtin(role, Purpose::OtMask, &shape)?, p.draw_builtin(role, Purpose::OtMask, &shape)?))
         };
-        match self.id() {
+        match self.role() {
             0 => {
                 let u = be.binary(BinaryOp::Xor, bit.first(), bit.second())?;
                 let w = draw2(self, KeyRole::Own)?;
@@ -580,7 +583,7 @@ impl<B: Backend, T: Transport> Party<B, T> {
         let add = |p: &B::Tensor, q: &B::Tensor| be.binary(BinaryOp::Add, p, q);
         let sub = |p: &B::Tensor, q: &B::Tensor| be.binary(BinaryOp::Sub, p, q);
         let bit = |p: &B::Tensor| be.scalar(ScalarOp::And, p, 1);
-        let id = self.id();
+        let id = self.role();
         if id == 2 {
             // Helper of both OTs: b_2 is the first share, b_0 the second.
             let w = self.draw_pair(KeyRole::Next, &shape)?;
@@ -680,7 +683,7 @@ impl<B: Backend, T: Transport> Party<B, T> {
         };
         // Messages are built part by part, each pad drawn when used and freed at once (every
         // stream's draws keep their order).
-        match self.id() {
+        match self.role() {
             0 => {
                 let b0 = bit(b.first())?;
                 let u = bit(&be.binary(BinaryOp::Xor, b.first(), b.second())?)?;

@@ -20,6 +20,19 @@ pub enum KeySource {
     InsecureSeed(u64),
 }
 
+/// The role party `party` plays in the asymmetric protocols when `lead` leads ([`Party::lead`]):
+/// 0 for the lead, 1 for the party after it, 2 for the one before. A protocol's cost at party `p`
+/// under lead `l` is its documented cost of role `role_of(p, l)`.
+///
+/// ```rust
+/// use cryptgpu_sharing::party::role_of;
+/// assert_eq!([0, 1, 2].map(|p| role_of(p, 0)), [0, 1, 2]);
+/// assert_eq!([0, 1, 2].map(|p| role_of(p, 2)), [1, 2, 0]);
+/// ```
+pub fn role_of(party: usize, lead: usize) -> usize {
+    (party + 3 - lead % 3) % 3
+}
+
 /// Stream id under which [`KeySource::InsecureSeed`] derives keys.
 const SEED_STREAM: u64 = u64::from_be_bytes(*b"seedkeys");
 
@@ -37,6 +50,8 @@ pub struct Party<B: Backend, T: Transport> {
     codec: FixedPoint,
     streams: Streams,
     trunc: TruncMode,
+    /// The party in the lead role of the asymmetric protocols ([`lead`](Self::lead)).
+    lead: usize,
     /// Messages that travel with the next round ([`ride_next_round`](Self::ride_next_round)).
     rider: Option<Round>,
     /// What the last rider received ([`take_ridden`](Self::take_ridden)).
@@ -72,6 +87,7 @@ impl<B: Backend, T: Transport> Party<B, T> {
             codec,
             streams: Streams::new(own, next, local),
             trunc: TruncMode::default(),
+            lead: 0,
             rider: None,
             ridden: None,
         })
@@ -100,6 +116,62 @@ impl<B: Backend, T: Transport> Party<B, T> {
     /// Sets the truncation mode; every party must set the same one at the same point.
     pub fn set_trunc_mode(&mut self, mode: TruncMode) {
         self.trunc = mode;
+    }
+
+    /// The party that leads the asymmetric protocols (0 unless [`set_lead`](Self::set_lead) changed
+    /// it). The MSB and A2B, the truncations and `x * [b]` give one party more to send than the
+    /// other two: their documentation names the roles `P0` (the lead), `P1` (the party after it)
+    /// and `P2` (the one before), and party `i` plays role [`role_of`]`(i, lead)`. Their cost
+    /// functions give the cost of a role. The result is the same sharing whoever leads (up to the
+    /// truncations' one-LSB rounding, which depends on the split), and so is every party's view.
+    pub fn lead(&self) -> usize {
+        self.lead
+    }
+
+    /// Sets the party that leads the asymmetric protocols from now on ([`lead`](Self::lead)):
+    /// rotating it spreads their extra traffic over the three parties and links. All three parties
+    /// must set the same lead at the same point. An error for a lead other than 0, 1 or 2.
+    ///
+    /// ```rust
+    /// use cryptgpu_kernels_cpu::CpuBackend;
+    /// use cryptgpu_sharing::{run_local, RunConfig};
+    ///
+    /// // Party 1 leads the truncation: it, not party 0, sends 24 B per element.
+    /// let outs = run_local(CpuBackend, RunConfig::default(), |p| {
+    ///     let v = p.codec().encode_tensor(&[4], &[1.5, -2.0, 0.25, 3.0])?;
+    ///     let x = p.input(0, (p.id() == 0).then_some(&v), &[4])?;
+    ///     let wide = p.mul_scalar(&x, 1 << 16)?;
+    ///     p.set_lead(1)?;
+    ///     let before = p.counters().bytes_sent;
+    ///     let y = p.truncate_by(&wide, 16)?;
+    ///     let sent = p.counters().bytes_sent - before;
+    ///     let opened = p.reveal_to(&y, 0)?;
+    ///     Ok::<_, cryptgpu_sharing::SharingError>((sent, opened.map(|t| p.codec().decode_tensor(&t))))
+    /// })?;
+    /// assert_eq!(outs.each_ref().map(|o| o.value.0), [8 * 4, 24 * 4, 8 * 4]);
+    /// assert_eq!(outs[0].value.1, Some(vec![1.5, -2.0, 0.25, 3.0]));
+    /// # Ok::<(), cryptgpu_sharing::SharingError>(())
+    /// ```
+    pub fn set_lead(&mut self, lead: usize) -> Result<()> {
+        if lead > 2 {
+            return Err(SharingError::Invalid(format!("lead {lead} is not party 0, 1 or 2")));
+        }
+        self.lead = lead;
+        Ok(())
+    }
+
+    /// This party's role in the asymmetric protocols: 0 for the lead, 1 for the party after it,
+    /// 2 for the one before ([`role_of`]).
+    pub(crate) fn role(&self) -> usize {
+        role_of(self.id, self.lead)
+    }
+
+    /// Runs `f` with `lead` as the lead, restoring the current one afterwards (also on errors).
+    pub(crate) fn with_lead<R>(&mut self, lead: usize, f: impl FnOnce(&mut Self) -> Result<R>) -> Result<R> {
+        let saved = std::mem::replace(&mut self.lead, lead);
+        let out = f(self);
+        self.lead = saved;
+        out
     }
 
     /// Communication counters so far (including setup).

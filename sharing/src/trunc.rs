@@ -1,5 +1,8 @@
 //! Fixed-point truncation: dividing a sharing by `2^d`.
 //!
+//! `P0`, `P1` and `P2` below are roles: the lead ([`Party::lead`], party 0 unless changed), the
+//! party after it and the one before; the costs are per role.
+//!
 //! Two modes ([`TruncMode`]):
 //!
 //! * **Exact** (default). The value is split as `X = S + T mod 2^64` with `S` known to `P0` and `T`
@@ -81,7 +84,7 @@ impl<B: Backend, T: Transport> Party<B, T> {
             TruncMode::Exact => {
                 // P1 sends z_1 to P0 and P2 sends z_2 to P1, so P0 knows S = z_0 + z_1 and
                 // P1, P2 know T = z_2.
-                let part = match self.id() {
+                let part = match self.role() {
                     0 => {
                         let mut got = self.round(Round::new().recv(Peer::Next, n))?;
                         let z1 = from_words(&be, &shape, got.take(Peer::Next)?)?;
@@ -97,26 +100,27 @@ impl<B: Backend, T: Transport> Party<B, T> {
                         z
                     }
                 };
-                Ok(Truncating { held: Held::Split { part, bits } })
+                Ok(Truncating { held: Held::Split { part, bits }, lead: self.lead() })
             }
         }
     }
 
-    /// The last round of a held-back truncation ([`Truncating`]). **1 round**; bytes per element:
-    /// [`truncation_cost`] in exact mode, 8 B from `P0` in probabilistic mode.
+    /// The last round of a held-back truncation ([`Truncating`]), under the lead it began with
+    /// ([`Truncating::lead`]). **1 round**; bytes per element: [`truncation_cost`] in exact mode,
+    /// 8 B from `P0` in probabilistic mode.
     pub fn finish_truncation(&mut self, t: Truncating<B>) -> Result<AShare<B>> {
-        match t.held {
+        self.with_lead(t.lead, |p| match t.held {
             Held::Split { part, bits } => {
-                let (round, state) = self.split_start(&part, bits)?;
-                let got = self.round(round)?;
-                self.split_finish(state, got)
+                let (round, state) = p.split_start(&part, bits)?;
+                let got = p.round(round)?;
+                p.split_finish(state, got)
             }
             Held::Last { share, message } => {
-                let (round, state) = self.last_start(share, message);
-                let got = self.round(round)?;
-                self.last_finish(state, got)
+                let (round, state) = p.last_start(share, message);
+                let got = p.round(round)?;
+                p.last_finish(state, got)
             }
-        }
+        })
     }
 
     /// `t + y` for a replicated sharing `y` of `t`'s shape (the bias of a layer). Local.
@@ -126,7 +130,7 @@ impl<B: Backend, T: Transport> Party<B, T> {
         let held = match t.held {
             Held::Split { part, bits } => {
                 // `y · 2^bits` added to `X` before the division: P0 adds y_0 + y_1, P1 and P2 y_2.
-                let mine = match self.id() {
+                let mine = match self.role() {
                     0 => be.binary(BinaryOp::Add, y.first(), y.second())?,
                     1 => y.second().clone(),
                     _ => y.first().clone(),
@@ -136,7 +140,7 @@ impl<B: Backend, T: Transport> Party<B, T> {
             }
             Held::Last { share, message } => Held::Last { share: self.add(&share, y)?, message },
         };
-        Ok(Truncating { held })
+        Ok(Truncating { held, lead: t.lead })
     }
 
     /// Truncates a replicated sharing by `2^bits` in the party's [`TruncMode`]. In exact mode the
@@ -152,12 +156,12 @@ impl<B: Backend, T: Transport> Party<B, T> {
                 self.finish_truncation(held)
             }
             TruncMode::Exact => {
-                let part = match self.id() {
+                let part = match self.role() {
                     0 => be.binary(BinaryOp::Add, x.first(), x.second())?,
                     1 => x.second().clone(),
                     _ => x.first().clone(),
                 };
-                self.finish_truncation(Truncating { held: Held::Split { part, bits } })
+                self.finish_truncation(Truncating { held: Held::Split { part, bits }, lead: self.lead() })
             }
         }
     }
@@ -189,7 +193,7 @@ impl<B: Backend, T: Transport> Party<B, T> {
         let mul = |p: &B::Tensor, q: &B::Tensor| be.binary(BinaryOp::Mul, p, q);
         let part_b =
             |b: &B::Tensor| sub(&be.shift(ShiftOp::RightLogical, part, d)?, &be.shift(ShiftOp::Left, b, high)?);
-        Ok(match self.id() {
+        Ok(match self.role() {
             0 => {
                 let s_off = be.scalar(ScalarOp::Add, part, OFFSET)?;
                 let a = be.shift(ShiftOp::RightLogical, &s_off, 63)?;
@@ -264,7 +268,7 @@ impl<B: Backend, T: Transport> Party<B, T> {
     /// The last round of a probabilistic truncation: `P0` sends `t_0` to `P2`.
     fn last_start(&self, share: AShare<B>, message: Vec<u64>) -> (Round, AShare<B>) {
         let n = share.len();
-        let round = match self.id() {
+        let round = match self.role() {
             0 => Round::new().send(Peer::Prev, message),
             2 => Round::new().recv(Peer::Next, n),
             _ => Round::new(),
@@ -274,7 +278,7 @@ impl<B: Backend, T: Transport> Party<B, T> {
 
     /// The sharing after [`last_start`](Self::last_start)'s round.
     fn last_finish(&self, share: AShare<B>, mut got: Received) -> Result<AShare<B>> {
-        if self.id() != 2 {
+        if self.role() != 2 {
             return Ok(share);
         }
         let be = self.backend();
@@ -295,24 +299,24 @@ impl<B: Backend, T: Transport> Party<B, T> {
         then: impl FnOnce(&mut Self, B::Tensor) -> Result<R>,
     ) -> Result<(R, AShare<B>)> {
         let be = self.backend().clone();
-        match t.held {
+        self.with_lead(t.lead, |p| match t.held {
             Held::Split { part, bits } => {
                 let n = part.len();
-                let (round, state) = self.split_start(&part, bits)?;
-                self.ride_next_round(round)?;
-                let out = then(self, be.reshape(&part, &[n])?)?;
-                let got = self.take_ridden()?;
-                Ok((out, self.split_finish(state, got)?))
+                let (round, state) = p.split_start(&part, bits)?;
+                p.ride_next_round(round)?;
+                let out = then(p, be.reshape(&part, &[n])?)?;
+                let got = p.take_ridden()?;
+                Ok((out, p.split_finish(state, got)?))
             }
             Held::Last { share, message } => {
-                let v = self.operand(&share)?;
-                let (round, state) = self.last_start(share, message);
-                self.ride_next_round(round)?;
-                let out = then(self, v)?;
-                let got = self.take_ridden()?;
-                Ok((out, self.last_finish(state, got)?))
+                let v = p.operand(&share)?;
+                let (round, state) = p.last_start(share, message);
+                p.ride_next_round(round)?;
+                let out = then(p, v)?;
+                let got = p.take_ridden()?;
+                Ok((out, p.last_finish(state, got)?))
             }
-        }
+        })
     }
 
     /// ABY3's share truncation of 3-out-of-3 terms, fused with the resharing (2 rounds).
@@ -327,7 +331,7 @@ impl<B: Backend, T: Transport> Party<B, T> {
         let be = self.backend().clone();
         let shape = z.shape().to_vec();
         let n = z.len();
-        match self.id() {
+        match self.role() {
             0 => {
                 let mut got = self.round(Round::new().recv(Peer::Next, n))?;
                 let z1 = from_words(&be, &shape, got.take(Peer::Next)?)?;
@@ -338,13 +342,16 @@ impl<B: Backend, T: Transport> Party<B, T> {
                 let r = self.draw_builtin(KeyRole::Own, Purpose::Truncation, &shape)?;
                 let t0 = be.binary(BinaryOp::Sub, &be.binary(BinaryOp::Sub, &u, &t1)?, &r)?;
                 let message = to_words(&be, &t0)?;
-                Ok(Truncating { held: Held::Last { share: AShare::from_parts(t0, t1)?, message } })
+                Ok(Truncating { held: Held::Last { share: AShare::from_parts(t0, t1)?, message }, lead: self.lead() })
             }
             1 => {
                 let mut got = self.round(Round::new().send(Peer::Prev, to_words(&be, &z)?).recv(Peer::Next, n))?;
                 let t2 = from_words(&be, &shape, got.take(Peer::Next)?)?;
                 let t1 = self.draw_builtin(KeyRole::Own, Purpose::Truncation, &shape)?;
-                Ok(Truncating { held: Held::Last { share: AShare::from_parts(t1, t2)?, message: Vec::new() } })
+                Ok(Truncating {
+                    held: Held::Last { share: AShare::from_parts(t1, t2)?, message: Vec::new() },
+                    lead: self.lead(),
+                })
             }
             _ => {
                 let r = self.draw_builtin(KeyRole::Next, Purpose::Truncation, &shape)?;
@@ -352,6 +359,7 @@ impl<B: Backend, T: Transport> Party<B, T> {
                 self.round(Round::new().send(Peer::Prev, to_words(&be, &t2)?))?;
                 Ok(Truncating {
                     held: Held::Last { share: AShare::from_parts(t2, be.zeros(&shape)?)?, message: Vec::new() },
+                    lead: self.lead(),
                 })
             }
         }
@@ -366,6 +374,8 @@ impl<B: Backend, T: Transport> Party<B, T> {
 /// `P0` sends its share `t_0` to `P2`.
 pub struct Truncating<B: Backend> {
     held: Held<B>,
+    /// The lead when the truncation began ([`Party::lead`]): its last round has the same roles.
+    lead: usize,
 }
 
 enum Held<B: Backend> {
@@ -376,6 +386,11 @@ enum Held<B: Backend> {
 }
 
 impl<B: Backend> Truncating<B> {
+    /// The lead the truncation runs under ([`Party::lead`] when it began).
+    pub fn lead(&self) -> usize {
+        self.lead
+    }
+
     /// The result's shape.
     pub fn shape(&self) -> &[usize] {
         match &self.held {
@@ -388,11 +403,12 @@ impl<B: Backend> Truncating<B> {
     pub(crate) fn into_pieces(self, be: &B, ranges: &[(usize, usize)]) -> Result<Vec<Truncating<B>>> {
         let n = self.shape().iter().product::<usize>();
         let mut out = Vec::with_capacity(ranges.len());
+        let lead = self.lead;
         match self.held {
             Held::Split { part, bits } => {
                 let flat = be.reshape_owned(part, &[n])?;
                 for &(start, end) in ranges {
-                    out.push(Truncating { held: Held::Split { part: be.slice(&flat, 0, start, end)?, bits } });
+                    out.push(Truncating { held: Held::Split { part: be.slice(&flat, 0, start, end)?, bits }, lead });
                 }
             }
             Held::Last { share, message } => {
@@ -400,7 +416,7 @@ impl<B: Backend> Truncating<B> {
                 for &(start, end) in ranges {
                     let piece = flat.map(|t| be.slice(t, 0, start, end))?;
                     let message = message.get(start..end).map_or_else(Vec::new, <[u64]>::to_vec);
-                    out.push(Truncating { held: Held::Last { share: piece, message } });
+                    out.push(Truncating { held: Held::Last { share: piece, message }, lead });
                 }
             }
         }

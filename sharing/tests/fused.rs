@@ -7,6 +7,7 @@ use cryptgpu_net::Counters;
 use cryptgpu_ring::{BinaryOp, FixedPoint, RingTensor};
 use cryptgpu_sharing::compare::{relu_cost, relu_pieces, relu_truncating_cost, RELU_PIECE};
 use cryptgpu_sharing::convert::MsbVariant;
+use cryptgpu_sharing::party::role_of;
 use cryptgpu_sharing::trunc::{product_cost, product_held_cost, TruncMode};
 use cryptgpu_sharing::{run_local, LocalLink, Party, RunConfig, SharingError};
 use rand::{Rng, SeedableRng};
@@ -23,8 +24,9 @@ struct Seen {
     finish_and_relu: Counters,
 }
 
-/// `relu(a·b + c)` on `n` random values, `a`, `b`, `c` within `scale` times 8, 2 and 1.
-fn run(mode: TruncMode, variant: MsbVariant, n: usize, scale: f64) -> [Seen; 3] {
+/// `relu(a·b + c)` on `n` random values, `a`, `b`, `c` within `scale` times 8, 2 and 1, with
+/// `lead` leading ([`Party::set_lead`]).
+fn run(mode: TruncMode, variant: MsbVariant, n: usize, scale: f64, lead: usize) -> [Seen; 3] {
     let codec = FixedPoint::default();
     let mut rng = ChaCha8Rng::seed_from_u64(n as u64);
     let mut values = |scale: f64| -> Vec<f64> { (0..n).map(|_| rng.gen_range(-scale..scale)).collect() };
@@ -36,6 +38,7 @@ fn run(mode: TruncMode, variant: MsbVariant, n: usize, scale: f64) -> [Seen; 3] 
         let x = p.input(0, (p.id() == 0).then_some(&ta), &[n])?;
         let y = p.input(1, (p.id() == 1).then_some(&tb), &[n])?;
         let bias = p.input(2, (p.id() == 2).then_some(&tc), &[n])?;
+        p.set_lead(lead)?;
         let mul = |be: &CpuBackend, s: &_, t: &_| cryptgpu_ring::Backend::binary(be, BinaryOp::Mul, s, t);
         let c0 = p.counters();
         let h = p.bilinear_held(&x, &y, &mul, codec.frac_bits())?;
@@ -50,10 +53,11 @@ fn run(mode: TruncMode, variant: MsbVariant, n: usize, scale: f64) -> [Seen; 3] 
         let c4 = p.counters();
         let mut apart = c4.since(&c3);
         let finish = c3.since(&c2);
-        let product = product_cost(mode, p.id());
+        let role = role_of(p.id(), lead);
+        let product = product_cost(mode, role);
         assert_eq!((finish.rounds, finish.bytes_sent), (product.0, product.1 * n as u64));
         apart.rounds += 1;
-        apart.bytes_sent += finish.bytes_sent - product_held_cost(mode, p.id()).1 * n as u64;
+        apart.bytes_sent += finish.bytes_sent - product_held_cost(mode, role).1 * n as u64;
         let shares = [p.download(r.first())?, p.download(r.second())?, p.download(d.first())?, p.download(d.second())?];
         Ok::<_, SharingError>(Seen {
             fused: (p.reveal(&r)?, p.b_reveal(&d)?),
@@ -85,7 +89,7 @@ fn relu_after_a_held_truncation_is_the_same_relu_one_round_sooner() {
     for mode in [TruncMode::Exact, TruncMode::Probabilistic] {
         for variant in [MsbVariant::Lean, MsbVariant::LowLatency] {
             for n in [1usize, 3, 200] {
-                let out = run(mode, variant, n, 1.0);
+                let out = run(mode, variant, n, 1.0, 0);
                 let what = format!("{mode:?} {variant:?} n={n}");
                 for (i, s) in out.iter().enumerate() {
                     let held = product_held_cost(mode, i);
@@ -114,15 +118,19 @@ fn relu_after_a_held_truncation_is_the_same_relu_one_round_sooner() {
 fn a_relu_larger_than_a_piece_runs_in_pieces() {
     let n = RELU_PIECE + 3;
     assert_eq!(relu_pieces(n), 2);
-    for (mode, variant) in [(TruncMode::Exact, MsbVariant::LowLatency), (TruncMode::Probabilistic, MsbVariant::Lean)] {
+    // Led by parties 2 and 1: the pieces keep the held truncation's lead.
+    for (mode, variant, lead) in
+        [(TruncMode::Exact, MsbVariant::LowLatency, 2), (TruncMode::Probabilistic, MsbVariant::Lean, 1)]
+    {
         // Small values: the probabilistic truncation fails with probability |z| / 2^64 per
         // element (below 2^-34 here, 6e-5 over the 2^20 elements).
-        let out = run(mode, variant, n, 1.0 / 128.0);
+        let out = run(mode, variant, n, 1.0 / 128.0, lead);
         for (i, s) in out.iter().enumerate() {
-            let relu = relu_truncating_cost(variant, mode, i, n);
+            let r = role_of(i, lead);
+            let relu = relu_truncating_cost(variant, mode, r, n);
             assert_eq!((s.relu.rounds, s.relu.bytes_sent), relu, "{mode:?} {variant:?}: party {i}");
-            assert_eq!(relu.0, 2 * relu_cost(variant, i, 1).0);
-            assert_eq!(relu_cost(variant, i, n).1, relu_cost(variant, i, RELU_PIECE).1 + relu_cost(variant, i, 3).1);
+            assert_eq!(relu.0, 2 * relu_cost(variant, r, 1).0);
+            assert_eq!(relu_cost(variant, r, n).1, relu_cost(variant, r, RELU_PIECE).1 + relu_cost(variant, r, 3).1);
             assert_eq!(s.finish_and_relu.rounds, relu.0 + 1);
             let next = &out[(i + 1) % 3];
             assert_eq!(s.shares[1], next.shares[0], "party {i}'s second ReLU share");

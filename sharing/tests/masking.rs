@@ -350,6 +350,48 @@ fn product_then_relu() {
 }
 
 #[test]
+fn led_by_parties_1_and_2() {
+    // The asymmetric protocols with another party in the lead role (`Party::set_lead`): the
+    // networks' product-then-ReLU (exact split, low-latency MSB, one-round `x * [b]`), the lean
+    // ReLU (fused input round, two-round `x * [b]`), bit injection and the probabilistic truncation.
+    let mul = |be: &CpuBackend, x: &_, y: &_| cryptgpu_ring::Backend::binary(be, cryptgpu_ring::BinaryOp::Mul, x, y);
+    for lead in [1, 2] {
+        audit(
+            &format!("mul_fp + relu (exact) LowLatency, lead {lead}"),
+            EXACT,
+            |p, s| two(p, s, &[N], &[N], FP),
+            |p, (x, y)| {
+                p.set_lead(lead)?;
+                let held = p.bilinear_held(&x, &y, &mul, p.codec().frac_bits())?;
+                p.relu_truncating(held, MsbVariant::LowLatency)
+            },
+        );
+        audit(&format!("relu, lead {lead}"), EXACT, signed, |p, x| {
+            p.set_lead(lead)?;
+            p.relu_with(&x, MsbVariant::Lean)
+        });
+        audit(
+            &format!("b2a_bit, lead {lead}"),
+            EXACT,
+            |p, s| s.b(p, 1, &[N], Values::Bit),
+            |p, b| {
+                p.set_lead(lead)?;
+                p.b2a_bit(&b)
+            },
+        );
+        audit(
+            &format!("truncate (probabilistic), lead {lead}"),
+            PROB,
+            |p, s| s.a(p, 2, &[N], Values::Signed),
+            |p, x| {
+                p.set_lead(lead)?;
+                p.truncate(&x)
+            },
+        );
+    }
+}
+
+#[test]
 fn relu_backward() {
     for (name, v) in [("relu backward", MsbVariant::Lean), ("relu backward (low latency)", MsbVariant::LowLatency)] {
         audit(

@@ -5,6 +5,9 @@
 //! secret-shares the batch), one entry per labelled node (an unlabelled node counts with the next
 //! labelled one, or with `reveal` after the last), and `reveal` (the logits opened to their
 //! receivers). Batch norms are folded ([`Graph::fold_batchnorm`]), as private inference runs them.
+//! The costs below are those of each protocol's roles; with [`CostConfig::rotate_leads`] (the
+//! engine's default) the `k`-th communicating node is led by party `k mod 3` (a ReLU after a held
+//! product by the product's lead), and party `p` pays role [`role_of`]`(p, lead)`.
 //!
 //! Costs of each op, for the `n` elements of its output (`N·C·oh·ow` windows for max pooling):
 //!

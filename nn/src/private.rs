@@ -36,8 +36,8 @@ pub(crate) fn lincomb_extra_bits(big: f64, f: u32) -> u32 {
 }
 
 /// The MSB protocol of [`PrivateEngine`]'s ReLUs and max pools by default:
-/// [`MsbVariant::LowLatency`], 7 rounds per ReLU (or tree level) instead of 9 for 40 B more per
-/// element at party 0 (95.6 / 55.6 / 31.6 B per element and party against 55.6 / 47.6 / 39.6),
+/// [`MsbVariant::LowLatency`], 7 rounds per ReLU (or tree level) instead of 9 for 24 B more per
+/// element at the lead (71.6 / 55.6 / 55.6 B per element and role against 47.6 for each),
 /// and a 1-round ReLU backward instead of 2: fewer rounds pay wherever latency times rounds
 /// outweighs the extra bytes over the bandwidth (a WAN; on a fast LAN at large batches,
 /// [`MsbVariant::Lean`] sends less).

@@ -92,7 +92,8 @@ fn costs() -> String {
 // then the exact truncation became one round (a product 3 rounds to 2, a held product 2 to 1 with
 // its split's bytes riding in the ReLU's; a truncation 2 to 1); the loss's max-shift tree on the
 // low-latency MSB (2 rounds fewer per level); then the lead of the asymmetric protocols rotated
-// over the parties, one protocol call at a time (party 0's bytes change, the rounds do not).
+// over the parties, one protocol call at a time, and the `x·[b]` after an MSB is led by the party
+// after the MSB's lead (party 0's bytes change, the rounds do not).
 #[test]
 fn private_costs_per_step_are_pinned() {
     let got = costs();
@@ -116,7 +117,7 @@ const PINNED: &str = "
 4:maxpool Backward 2 7776
 5.b0:r2.a Forward 3 0
 5.b0:r2.a Backward 8 6912
-5.b1:relu Forward 21 25872
+5.b1:relu Forward 21 20688
 5.b1:relu Backward 2 2304
 5.s0:r2.s Forward 6 3456
 5.s0:r2.s Backward 8 2304
@@ -128,10 +129,10 @@ const PINNED: &str = "
 7:flatten Backward 0 0
 8:fc1 Forward 3 160
 8:fc1 Backward 8 3584
-9:relu Forward 21 2048
+9:relu Forward 21 2288
 9:relu Backward 2 800
 sgd Update 60 15552
-softmax-cross-entropy Loss 138 6592
+softmax-cross-entropy Loss 138 6304
 ";
 
 /// A LeNet training iteration at batch 1 (forward, softmax cross-entropy gradient, backward, SGD

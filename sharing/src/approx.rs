@@ -24,8 +24,8 @@ use cryptgpu_ring::shape::check_same;
 use cryptgpu_ring::{Backend, BinaryOp, RingTensor};
 
 use crate::ashare::{AShare, ShareKind, Shares};
-use crate::compare::max_axis_cost_with;
-use crate::convert::{b2a_bit_one_round_bytes, msb_bytes, mul_bit_bytes, MsbVariant, MSB_ROUNDS};
+use crate::compare::{max_axis_cost_with, relu_bytes};
+use crate::convert::{b2a_bit_one_round_bytes, msb_bytes, MsbVariant, MSB_ROUNDS};
 use crate::error::{Result, SharingError};
 use crate::party::Party;
 use crate::trunc::{product_cost, truncation_cost, TruncMode};
@@ -112,7 +112,7 @@ pub fn guess_cost(party: usize, n: usize, lo: i32, hi: i32) -> (u64, u64) {
 
 /// Rounds and bytes sent by `party` in [`Party::exp`] of `n` elements.
 pub fn exp_cost(mode: TruncMode, party: usize, n: usize, cfg: &ExpConfig) -> (u64, u64) {
-    let guard = if cfg.guard { msb_bytes(party, n) + mul_bit_bytes(party, n) } else { 0 };
+    let guard = if cfg.guard { relu_bytes(MsbVariant::Lean, party, n) } else { 0 };
     let (pb, tb) = (product_cost(mode, party).1, truncation_cost(mode, party).1);
     (exp_rounds(mode, cfg), (tb + (1 + cfg.iters as u64) * pb) * n as u64 + guard)
 }

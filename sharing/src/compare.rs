@@ -6,8 +6,10 @@
 //! difference does not wrap, i.e. `|x - y| < 2^63` in the signed view (always the case for
 //! fixed-point values in the codec's range). Bits that must act on arithmetic values go through the
 //! fused `x * [b]` ([`Party::mul_bit`], 2 rounds) at integer scale, so nothing is truncated and the
-//! results are exact. Costs below use `M(n)` = [`msb_bytes`] and `X(n)` = [`mul_bit_bytes`]
-//! (bytes sent by one party for `n` elements).
+//! results are exact. An `x * [b]` right after an MSB is led by the party after the MSB's lead
+//! ([`after_msb`]), which sends little in the MSB, so the pair costs every party about the same.
+//! Costs below use `M(n)` = [`msb_bytes`] and `X(n)` = [`mul_bit_bytes`] (bytes sent by one role
+//! for `n` elements; `X` of role [`after_msb`]`(r)` for the party of MSB role `r`).
 
 use cryptgpu_net::Transport;
 use cryptgpu_ring::shape::{check_same, pool2d_window};
@@ -42,8 +44,8 @@ pub fn max_axis_cost_with(variant: MsbVariant, party: usize, rows: usize, len: u
         rounds += relu_cost(variant, party, 0).0;
         bytes += msb_variant_bytes(variant, party, pairs);
         bytes += match variant {
-            MsbVariant::Lean => mul_bit_bytes(party, muls),
-            MsbVariant::LowLatency => mul_bit_one_round_bytes(party, muls),
+            MsbVariant::Lean => mul_bit_bytes(after_msb(party), muls),
+            MsbVariant::LowLatency => mul_bit_one_round_bytes(after_msb(party), muls),
         };
         m = m.div_ceil(2);
         width *= 2;
@@ -70,14 +72,26 @@ fn piece_ranges(n: usize) -> impl Iterator<Item = (usize, usize)> {
     (0..n).step_by(RELU_PIECE).map(move |start| (start, (start + RELU_PIECE).min(n)))
 }
 
+/// The role in an `x * [b]` that follows an MSB of the party with MSB role `role`: the `x * [b]`
+/// is led by the party after the MSB's lead, so the MSB's lead (role 0) plays role 2, and so on.
+///
+/// ```rust
+/// use cryptgpu_sharing::compare::after_msb;
+/// assert_eq!([0, 1, 2].map(after_msb), [2, 0, 1]);
+/// ```
+pub fn after_msb(role: usize) -> usize {
+    (role + 2) % 3
+}
+
 /// Rounds and bytes sent by party `party` in [`Party::relu_with`] of `n` elements: per piece
 /// ([`relu_pieces`]), the MSB's rounds and the `x * [b]`'s.
 pub fn relu_cost(variant: MsbVariant, party: usize, n: usize) -> (u64, u64) {
     let one = |n: usize| match variant {
-        MsbVariant::Lean => (MSB_ROUNDS + 2, msb_bytes(party, n) + mul_bit_bytes(party, n)),
-        MsbVariant::LowLatency => {
-            (msb_variant_rounds(variant) + 1, msb_variant_bytes(variant, party, n) + mul_bit_one_round_bytes(party, n))
-        }
+        MsbVariant::Lean => (MSB_ROUNDS + 2, msb_bytes(party, n) + mul_bit_bytes(after_msb(party), n)),
+        MsbVariant::LowLatency => (
+            msb_variant_rounds(variant) + 1,
+            msb_variant_bytes(variant, party, n) + mul_bit_one_round_bytes(after_msb(party), n),
+        ),
     };
     if n <= RELU_PIECE {
         return one(n);
@@ -131,15 +145,15 @@ impl<B: Backend, T: Transport> Party<B, T> {
     }
 
     /// ReLU `x * [x >= 0]`, exact (no truncation), and the DReLU bits for the backward pass.
-    /// **9 rounds, `M(n) + X(n)` B per party**: asymptotically 55.6, 47.6 and 39.6 B per element
-    /// for parties 0, 1, 2 (CryptGPU: about 23 rounds and 90 B per party).
+    /// **9 rounds, `M(n) + X(n)` B per party**: asymptotically 47.6 B per element for each party
+    /// (CryptGPU: about 23 rounds and 90 B per party).
     pub fn relu(&mut self, x: &AShare<B>) -> Result<(AShare<B>, BShare<B>)> {
         self.relu_with(x, MsbVariant::Lean)
     }
 
     /// ReLU optimised for bytes ([`MsbVariant::Lean`]: 7-round MSB and the 2-round `x * [b]`,
     /// **9 rounds**) or for latency ([`MsbVariant::LowLatency`]: 6-round MSB and the 1-round
-    /// [`mul_bit_one_round`](Self::mul_bit_one_round), **7 rounds**, 95.6, 55.6 and 31.6 B per
+    /// [`mul_bit_one_round`](Self::mul_bit_one_round), **7 rounds**, 71.6, 55.6 and 55.6 B per
     /// element), per piece of [`RELU_PIECE`] elements. Rounds and bytes per party: [`relu_cost`].
     pub fn relu_with(&mut self, x: &AShare<B>, variant: MsbVariant) -> Result<(AShare<B>, BShare<B>)> {
         if x.len() <= RELU_PIECE {
@@ -187,7 +201,7 @@ impl<B: Backend, T: Transport> Party<B, T> {
     /// [`relu_with`](Self::relu_with) of one piece.
     fn relu_piece(&mut self, x: &AShare<B>, variant: MsbVariant) -> Result<(AShare<B>, BShare<B>)> {
         let d = self.drelu_with(x, variant)?;
-        let y = self.select_bit(x, &d, variant)?;
+        let y = self.select_after_msb(x, &d, variant)?;
         Ok((y, d))
     }
 
@@ -237,7 +251,7 @@ impl<B: Backend, T: Transport> Party<B, T> {
         let (m, x) = self.truncation_riding(t, |p, v| p.msb_core(&v, variant))?;
         let m = m.map(|b| be.reshape(b, shape))?;
         let d = self.b_not_bit(&m)?;
-        let y = self.select_bit(&x, &d, variant)?;
+        let y = self.select_after_msb(&x, &d, variant)?;
         Ok((y, d))
     }
 
@@ -306,7 +320,7 @@ impl<B: Backend, T: Transport> Party<B, T> {
     /// `|x|` = `x - 2·x·msb(x)`, exact. **9 rounds, `M(n) + X(n)` B per party.**
     pub fn abs(&mut self, x: &AShare<B>) -> Result<AShare<B>> {
         let m = self.msb(x)?;
-        let xm = self.mul_bit(x, &m)?;
+        let xm = self.select_after_msb(x, &m, MsbVariant::Lean)?;
         let two = self.mul_scalar(&xm, 2)?;
         self.sub(x, &two)
     }
@@ -316,7 +330,7 @@ impl<B: Backend, T: Transport> Party<B, T> {
         let d = self.sub(x, y)?;
         let m = self.msb(&d)?;
         let ge = self.b_not_bit(&m)?;
-        let t = self.mul_bit(&d, &ge)?;
+        let t = self.select_after_msb(&d, &ge, MsbVariant::Lean)?;
         self.add(y, &t)
     }
 
@@ -372,14 +386,14 @@ impl<B: Backend, T: Transport> Party<B, T> {
             let b = self.msb_with(&self.sub(&lo, &hi)?, variant)?;
             let winners = match onehot.take() {
                 None => {
-                    let t = self.select_bit(&diff, &b, variant)?;
+                    let t = self.select_after_msb(&diff, &b, variant)?;
                     self.add(&lo, &t)?
                 }
                 Some(oh) => {
                     let oh_pairs = oh.map(|t| be.reshape(&be.slice(t, 1, 0, 2 * half)?, &[rows, half, 2 * width]))?;
                     let cat = self.cat_shares(&[&diff, &oh_pairs], 2)?;
                     let bb = b.map(|t| be.broadcast_to(t, &[rows, half, 1 + 2 * width]))?;
-                    let prod = self.select_bit(&cat, &bb, variant)?;
+                    let prod = self.select_after_msb(&cat, &bb, variant)?;
                     let p_lo = prod.map(|t| be.slice(t, 2, 1, 1 + width))?;
                     let p_hi = prod.map(|t| be.slice(t, 2, 1 + width, 1 + 2 * width))?;
                     let oh_lo = oh_pairs.map(|t| be.slice(t, 2, 0, width))?;
@@ -418,6 +432,14 @@ impl<B: Backend, T: Transport> Party<B, T> {
             }
         };
         Ok((value, onehot))
+    }
+
+    /// [`select_bit`](Self::select_bit) right after an MSB, led by the party after the MSB's lead:
+    /// that party sends little in the MSB and much in `x * [b]`, the MSB's lead the reverse, so the
+    /// two together cost every party about the same ([`after_msb`]).
+    fn select_after_msb(&mut self, x: &AShare<B>, b: &BShare<B>, variant: MsbVariant) -> Result<AShare<B>> {
+        let next = (self.lead() + 1) % 3;
+        self.with_lead(next, |p| p.select_bit(x, b, variant))
     }
 
     /// `x * [b]` with the two-round ([`MsbVariant::Lean`]) or one-round protocol.

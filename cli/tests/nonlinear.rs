@@ -26,9 +26,11 @@ fn relu_is_exact_and_reports_its_costs() {
     assert_eq!(v["mismatches"], 0);
     assert_eq!((v["rounds"].as_u64(), v["pieces"].as_u64()), (Some(9), Some(1)));
     assert_eq!(v["bytes_sent_per_party"], v["bytes_formula_per_party"]);
-    // W(n) = n + n/2 + n/4 + n/8 + n/16 + n/64 words (rounded up): 8 B each, + input and x*[b].
+    // W(n) = n + n/2 + n/4 + n/8 + n/16 + n/64 words (rounded up): 8 B each, + input and x*[b]
+    // (led by party 1, after the MSB's lead: 24 / 24 / 16 B for roles 0 / 1 / 2, so party 0 sends
+    // 16, party 1 24 and party 2 24 B per element).
     let w = n + n.div_ceil(2) + n.div_ceil(4) + n.div_ceil(8) + n.div_ceil(16) + n.div_ceil(64);
-    let want = [16 * n + 8 * w + 24 * n, 8 * n + 8 * w + 24 * n, 8 * n + 8 * w + 16 * n];
+    let want = [16 * n + 8 * w + 16 * n, 8 * n + 8 * w + 24 * n, 8 * n + 8 * w + 24 * n];
     assert_eq!(v["bytes_sent_per_party"], serde_json::json!(want));
 }
 

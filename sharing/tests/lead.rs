@@ -18,6 +18,8 @@ use rand_chacha::ChaCha8Rng;
 
 type P = Party<CpuBackend, LocalLink>;
 type Outcome = (RingTensor, [RingTensor; 2], (u64, u64));
+/// A protocol's documented bytes for role `r` and `n` elements.
+type Bytes = fn(usize, usize) -> u64;
 
 const N: usize = 300;
 const SEED: u64 = 0x1ead;
@@ -88,7 +90,7 @@ impl Secrets {
         let x = RingTensor::from_fn(&[N], |_| rng.gen_range(-(1i64 << 40)..1i64 << 40) as u64);
         let mut real = || RingTensor::from_fn(&[N], |_| codec.encode(rng.gen_range(-8.0..8.0)).expect("in range"));
         let (a, b) = (real(), real());
-        let c = RingTensor::from_fn(&[N], |k| (k as u64 * 7 + 3) % 5 & 1);
+        let c = RingTensor::from_fn(&[N], |k| ((k as u64 * 7 + 3) % 5) & 1);
         Secrets { x, a, b, c }
     }
 
@@ -155,7 +157,7 @@ fn exact_protocols_open_the_same_values_under_every_lead() {
     assert!(a2b.iter().all(|t| *t == s.x), "a2b");
     let c: Vec<u64> = s.c.data().to_vec();
     type BitOp = fn(&mut P, &BShare<CpuBackend>) -> Result<AShare<CpuBackend>, SharingError>;
-    let injections: [(&str, BitOp, u64, fn(usize, usize) -> u64); 2] = [
+    let injections: [(&str, BitOp, u64, Bytes); 2] = [
         ("b2a_bit", |p, b| p.b2a_bit(b), 2, b2a_bit_bytes),
         ("b2a_bit_one_round", |p, b| p.b2a_bit_one_round(b), 1, b2a_bit_one_round_bytes),
     ];
@@ -172,7 +174,7 @@ fn exact_protocols_open_the_same_values_under_every_lead() {
         assert!(out.iter().all(|t| t.data() == c), "{name}");
     }
     type MulBit = fn(&mut P, &AShare<CpuBackend>, &BShare<CpuBackend>) -> Result<AShare<CpuBackend>, SharingError>;
-    let selections: [(&str, MulBit, u64, fn(usize, usize) -> u64); 2] = [
+    let selections: [(&str, MulBit, u64, Bytes); 2] = [
         ("mul_bit", |p, x, b| p.mul_bit(x, b), 2, mul_bit_bytes),
         ("mul_bit_one_round", |p, x, b| p.mul_bit_one_round(x, b), 1, mul_bit_one_round_bytes),
     ];

@@ -4,7 +4,7 @@
 use cryptgpu_kernels_cpu::CpuBackend;
 use cryptgpu_net::Counters;
 use cryptgpu_ring::{Pool2dParams, RingTensor};
-use cryptgpu_sharing::compare::{max_axis_cost, max_axis_cost_with, max_pool2d_reference, relu_cost};
+use cryptgpu_sharing::compare::{after_msb, max_axis_cost, max_axis_cost_with, max_pool2d_reference, relu_cost};
 use cryptgpu_sharing::convert::{
     b2a_bit_bytes, b2a_bit_one_round_bytes, msb_bytes, msb_variant_bytes, msb_variant_rounds, mul_bit_bytes,
     mul_bit_one_round_bytes, MsbVariant, MSB_ROUNDS,
@@ -248,10 +248,11 @@ fn relu_and_comparisons_are_exact() {
             }
         }
         assert_eq!(c_relu.rounds, MSB_ROUNDS + 2);
-        assert_eq!(c_relu.bytes_sent, msb_bytes(i, n) + mul_bit_bytes(i, n), "relu bytes, party {i}");
+        // The x*[b] after an MSB is led by the party after the MSB's lead (`after_msb`).
+        assert_eq!(c_relu.bytes_sent, msb_bytes(i, n) + mul_bit_bytes(after_msb(i), n), "relu bytes, party {i}");
         // sign: MSB + bit injection; abs and max2: MSB + x*[b].
         assert_eq!(c_sam.rounds, 3 * (MSB_ROUNDS + 2));
-        assert_eq!(c_sam.bytes_sent, 3 * msb_bytes(i, n) + b2a_bit_bytes(i, n) + 2 * mul_bit_bytes(i, n));
+        assert_eq!(c_sam.bytes_sent, 3 * msb_bytes(i, n) + b2a_bit_bytes(i, n) + 2 * mul_bit_bytes(after_msb(i), n));
         assert_eq!(c_eq.rounds, MSB_ROUNDS + 1);
         assert_eq!(c_eq.bytes_sent, msb_bytes(i, 2 * n) + 8 * n.div_ceil(64) as u64, "eq bytes, party {i}");
     }

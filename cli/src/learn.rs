@@ -213,9 +213,10 @@ pub struct InferArgs {
     /// Classify this tensor instead of a dataset: a safetensors file with a tensor named `input`
     /// (or a single tensor) of shape [N, ...the model's input]; read by the data owner only,
     /// taken as is (no normalisation). A `logits` tensor next to it is taken as reference
-    /// outputs (e.g. PyTorch's) and compared.
-    #[arg(long, conflicts_with_all = ["data", "limit"])]
-    input: Option<PathBuf>,
+    /// outputs (e.g. PyTorch's) and compared. The other parties of a `cryptgpu party` run pass
+    /// `--input` alone, without a file.
+    #[arg(long, conflicts_with_all = ["data", "limit"], num_args = 0..=1, value_name = "FILE")]
+    input: Option<Option<PathBuf>>,
     /// Write the opened logits (safetensors, tensor `logits`, f32) here; written by the first
     /// receiver of the outputs (`--output-to`). Needs `--input`.
     #[arg(long, requires = "input")]
@@ -595,7 +596,7 @@ pub fn infer(args: &InferArgs) -> Result<()> {
     let roles = args.roles.roles()?;
     let params = args.params(&model)?;
     if let Some(input) = &args.input {
-        return infer_tensor(args, &model, roles, params, input);
+        return infer_tensor(args, &model, roles, params, input_file(input.as_deref())?);
     }
     let test = args.images(&model)?;
     let twin = plain_model(&model.graph, params.clone())?;
@@ -675,6 +676,14 @@ struct TensorReport {
     per_layer: Vec<LayerTraffic>,
     predictions_digest: String,
     ranges: RangeReport,
+}
+
+/// The file of `--input`: an error for `--input` given alone (which only the parties other than
+/// the data owner may do).
+fn input_file(input: Option<&std::path::Path>) -> Result<&std::path::Path> {
+    input.context(
+        "--input needs a file (FILE.safetensors) where the input is read: in one process, or at the data owner",
+    )
 }
 
 /// `cryptgpu infer --input X.safetensors [--output Y.safetensors]`, in one process.
@@ -952,7 +961,7 @@ impl PartyJob for InferJob {
         let (a, roles, id) = (&self.args, self.roles, p.id());
         let params = if id == roles.model_owner { Some(a.params(&self.model)?) } else { None };
         if let Some(input) = &a.input {
-            return self.run_tensor(p, params.as_ref(), input);
+            return self.run_tensor(p, params.as_ref(), input.as_deref());
         }
         let images = if id == roles.data_owner { Some(a.images(&self.model)?) } else { None };
         let count = images.as_ref().map(|t| [t.len()]);
@@ -1022,11 +1031,11 @@ impl InferJob {
         &self,
         p: &mut Party<B, T>,
         params: Option<&Params>,
-        input: &std::path::Path,
+        input: Option<&std::path::Path>,
     ) -> Result<()> {
         let (a, roles, id) = (&self.args, self.roles, p.id());
         let file = if id == roles.data_owner {
-            let (x, reference) = read_input(input)?;
+            let (x, reference) = read_input(input_file(input)?)?;
             check_input(&self.model.graph, &x)?;
             Some((x, reference))
         } else {

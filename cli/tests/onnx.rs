@@ -105,6 +105,9 @@ fn bad_models_and_inputs_are_clear_errors() {
         let io = dir.join("bn_cnn.io.safetensors");
         let (ok, _, stderr) = run(&["infer", "--model", model.to_str().unwrap(), "--input", io.to_str().unwrap()]);
         assert!(!ok && stderr.contains("[4, 3, 32, 32]") && stderr.contains("mlp"), "{stderr}");
+        // `--input` without a file is for the parties that do not own the data, not one process.
+        let (ok, _, stderr) = run(&["infer", "--model", model.to_str().unwrap(), "--input", "--backend", "cpu"]);
+        assert!(!ok && stderr.contains("--input needs a file") && !stderr.contains("panicked"), "{stderr}");
         // A model file is not an input tensor.
         let (ok, _, stderr) = run(&["infer", "--model", model.to_str().unwrap(), "--input", model.to_str().unwrap()]);
         assert!(!ok && stderr.contains("safetensors"), "{stderr}");

@@ -300,13 +300,12 @@ fn three_processes_infer_an_onnx_model_on_a_tensor() {
     let children: Vec<Child> = (0..3)
         .map(|i| {
             let m = if i == 0 { &model } else { &stripped };
-            let input = if i == 1 { io.to_str().unwrap() } else { "unused" };
-            let job = [
-                "infer",
-                "--model",
-                m.to_str().unwrap(),
-                "--input",
-                input,
+            // The data owner names the file; the others pass `--input` alone.
+            let mut job = vec!["infer", "--model", m.to_str().unwrap(), "--input"];
+            if i == 1 {
+                job.push(io.to_str().unwrap());
+            }
+            job.extend([
                 "--output",
                 logits.to_str().unwrap(),
                 "--data-owner",
@@ -316,7 +315,7 @@ fn three_processes_infer_an_onnx_model_on_a_tensor() {
                 "--backend",
                 "cpu",
                 "--json",
-            ];
+            ]);
             spawn_party(&config, i, &job)
         })
         .collect();
